@@ -1,0 +1,106 @@
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from crm import services
+from crm.models import CrmUser, Edition, Field, Module, Organization, Record
+
+
+@admin.register(Edition)
+class EditionAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "webhooks_enabled", "daily_call_limit", "calls_per_licence", "webhooks_per_rule"]
+    search_fields = ["name", "code"]
+
+
+class CrmUserInline(admin.TabularInline):
+    model = CrmUser
+    fields = ["first_name", "last_name", "email", "mobile", "role", "is_admin", "is_active"]
+    extra = 0
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "edition", "user_licences", "time_zone", "date_format"]
+    list_filter = ["edition"]
+    search_fields = ["name"]
+    list_select_related = ["edition"]
+    inlines = [CrmUserInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            services.modules_install_standard(organization=obj)
+
+
+@admin.register(CrmUser)
+class CrmUserAdmin(admin.ModelAdmin):
+    list_display = ["full_name", "email", "organization", "role", "is_admin", "is_active", "user"]
+    list_filter = ["organization", "is_admin", "is_active"]
+    search_fields = ["first_name", "last_name", "email", "mobile"]
+    list_select_related = ["organization", "user"]
+    autocomplete_fields = ["user"]
+
+
+class FieldInline(admin.TabularInline):
+    model = Field
+    fk_name = "module"
+    fields = [
+        "label", "api_name", "field_type", "lookup_module", "picklist_values",
+        "is_required", "is_system", "is_deleted", "is_disabled", "position",
+    ]
+    readonly_fields = ["is_system"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Module)
+class ModuleAdmin(admin.ModelAdmin):
+    list_display = ["api_name", "singular_label", "organization", "is_custom", "supports_webhooks"]
+    list_filter = ["organization", "is_custom", "supports_webhooks"]
+    search_fields = ["api_name", "singular_label", "aliases"]
+    list_select_related = ["organization"]
+    inlines = [FieldInline]
+
+
+@admin.register(Field)
+class FieldAdmin(admin.ModelAdmin):
+    list_display = ["label", "api_name", "module", "field_type", "lookup_module", "is_deleted", "is_disabled"]
+    list_filter = ["module__organization", "module", "field_type", "is_deleted", "is_disabled"]
+    search_fields = ["label", "api_name"]
+    list_select_related = ["module", "lookup_module"]
+
+
+class RecordForm(forms.ModelForm):
+    """Validates the values document against the module's fields, with one message per field."""
+
+    class Meta:
+        model = Record
+        fields = ["module", "owner", "values"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        module, owner, values = cleaned.get("module"), cleaned.get("owner"), cleaned.get("values")
+        if module and owner and owner.organization_id != module.organization_id:
+            self.add_error("owner", "The owner must belong to the module's organization.")
+        if module and isinstance(values, dict):
+            try:
+                clean_values = services.record_clean_values(module=module, values=values)
+            except ValidationError as error:
+                self.add_error(
+                    "values", [f"{key}: {message}" for key, messages in error.message_dict.items() for message in messages]
+                )
+            else:
+                cleaned["values"] = {key: value for key, value in clean_values.items() if value is not None}
+        elif values is not None and not isinstance(values, dict):
+            self.add_error("values", "Values must be a JSON object keyed by field API name.")
+        return cleaned
+
+
+@admin.register(Record)
+class RecordAdmin(admin.ModelAdmin):
+    form = RecordForm
+    list_display = ["id", "display_name", "module", "owner", "modified_at"]
+    list_filter = ["module__organization", "module"]
+    search_fields = ["id", "values"]
+    list_select_related = ["module", "owner"]
+    readonly_fields = ["created_at", "modified_at"]

@@ -1,0 +1,268 @@
+"""CRM data: organizations and their editions, users, module metadata and records."""
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_time_zone
+
+
+class Edition(models.Model):
+    """A CRM edition: what an organization's plan allows (webhook quota, webhooks per rule)."""
+
+    code = models.SlugField("code", max_length=50, unique=True, help_text="Stable identifier, e.g. 'professional'.")
+    name = models.CharField("name", max_length=100, help_text="Shown to admins, e.g. 'Professional Edition'.")
+    webhooks_enabled = models.BooleanField(
+        "webhooks available", default=True, help_text="Editions without webhooks refuse webhook definitions."
+    )
+    daily_call_limit = models.PositiveIntegerField(
+        "daily call limit", default=10_000, help_text="Most webhook calls an organization may make per local day."
+    )
+    calls_per_licence = models.PositiveIntegerField(
+        "calls per user licence",
+        default=100,
+        help_text="Calls per day per user licence; the daily quota is the lower of this total and the daily limit.",
+    )
+    webhooks_per_rule = models.PositiveSmallIntegerField(
+        "webhooks per workflow rule", default=6, help_text="Zoho allows 6 (1 instant + 5 time-based); Vtiger 3."
+    )
+
+    class Meta:
+        verbose_name = "edition"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def daily_quota(self, user_licences: int) -> int:
+        """The lower of the fixed daily limit and the per-licence allowance (seed 003)."""
+        return min(self.daily_call_limit, self.calls_per_licence * user_licences)
+
+
+class Organization(models.Model):
+    """A CRM account (Zoho calls it the company): the tenant every other row belongs to."""
+
+    name = models.CharField("name", max_length=200, help_text="Company name, available as ${Organization.Name}.")
+    edition = models.ForeignKey(
+        Edition, on_delete=models.PROTECT, related_name="organizations", verbose_name="edition",
+        help_text="Decides whether webhooks are available and the daily call quota.",
+    )
+    user_licences = models.PositiveIntegerField(
+        "user licences", default=1, validators=[MinValueValidator(1)],
+        help_text="Number of paid user licences; part of the daily webhook quota.",
+    )
+    time_zone = models.CharField(
+        "time zone", max_length=64, default="UTC", validators=[validate_time_zone],
+        help_text="IANA time zone; a quota day is a local day, and webhooks render datetimes in it by default.",
+    )
+    date_format = models.CharField(
+        "date format", max_length=32, choices=DATE_FORMAT_CHOICES, default="yyyy-MM-dd",
+        help_text="Default format of dates in webhook payloads.",
+    )
+    datetime_format = models.CharField(
+        "date/time format", max_length=32, choices=DATETIME_FORMAT_CHOICES, default="yyyy-MM-dd'T'HH:mm:ssXXX",
+        help_text="Default format of date/times in webhook payloads.",
+    )
+    phone = models.CharField("phone", max_length=50, blank=True, help_text="Available as ${Organization.Phone}.")
+    website = models.CharField("website", max_length=200, blank=True, help_text="Available as ${Organization.Website}.")
+    street = models.CharField("street", max_length=200, blank=True)
+    city = models.CharField("city", max_length=100, blank=True)
+    country = models.CharField("country", max_length=100, blank=True)
+    currency_code = models.CharField("currency", max_length=3, default="USD", help_text="ISO 4217 code, e.g. EUR.")
+
+    class Meta:
+        verbose_name = "organization"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CrmUser(models.Model):
+    """A person in the CRM: owns records, receives failure e-mails; may log in to the admin."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="users", verbose_name="organization"
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="crm_user",
+        verbose_name="login", help_text="The Django login of this person, if they use the admin.",
+    )
+    first_name = models.CharField("first name", max_length=100, blank=True)
+    last_name = models.CharField("last name", max_length=100)
+    email = models.EmailField("e-mail")
+    mobile = models.CharField("mobile", max_length=50, blank=True, help_text="Available as ${User.Mobile}.")
+    phone = models.CharField("phone", max_length=50, blank=True)
+    role = models.CharField("role", max_length=100, blank=True, help_text="E.g. 'Sales Rep', 'CEO'.")
+    is_admin = models.BooleanField("CRM administrator", default=False, help_text="Admins are told about failures.")
+    is_active = models.BooleanField("active", default=True)
+
+    class Meta:
+        verbose_name = "CRM user"
+        ordering = ["last_name", "first_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "email"], name="crm_user_unique_email_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ModuleQuerySet(models.QuerySet):
+    def webhook_capable(self) -> "ModuleQuerySet":
+        return self.filter(supports_webhooks=True)
+
+
+class Module(models.Model):
+    """A CRM module (Leads, Deals, a custom module…): the type of a record."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="modules", verbose_name="organization"
+    )
+    api_name = models.CharField(
+        "API name", max_length=100, help_text="Name used in merge fields and the API, e.g. 'Deals'."
+    )
+    singular_label = models.CharField("singular label", max_length=100, help_text="E.g. 'Deal'.")
+    aliases = models.CharField(
+        "merge-field aliases", max_length=200, blank=True,
+        help_text="Other names accepted in merge fields, comma separated, e.g. 'Potentials, Potential'.",
+    )
+    name_field = models.CharField(
+        "name field", max_length=100, blank=True,
+        help_text="API name of the field that names a record (shown for lookups), e.g. 'Deal_Name'.",
+    )
+    is_custom = models.BooleanField("custom module", default=False)
+    supports_webhooks = models.BooleanField(
+        "webhooks allowed", default=True, help_text="Call logs and Notes cannot have webhooks (seed 003)."
+    )
+
+    objects = ModuleQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "module"
+        ordering = ["organization", "api_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "api_name"], name="module_unique_api_name_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.api_name
+
+    @property
+    def merge_names(self) -> set[str]:
+        """Every spelling that may stand before the dot of a merge field for this module."""
+        names = {self.api_name, self.singular_label}
+        names.update(alias.strip() for alias in self.aliases.split(",") if alias.strip())
+        return names
+
+
+class FieldType(models.TextChoices):
+    TEXT = "text", "Text"
+    TEXTAREA = "textarea", "Multi-line text"
+    EMAIL = "email", "E-mail"
+    PHONE = "phone", "Phone"
+    URL = "url", "URL"
+    NUMBER = "number", "Number"
+    DECIMAL = "decimal", "Decimal"
+    CURRENCY = "currency", "Currency"
+    DATE = "date", "Date"
+    DATETIME = "datetime", "Date/time"
+    BOOLEAN = "boolean", "Checkbox"
+    PICKLIST = "picklist", "Pick list"
+    LOOKUP = "lookup", "Lookup"
+    USER = "user", "User"
+
+
+class SystemField(models.TextChoices):
+    """Fields every module has, held in record columns rather than in the values document."""
+
+    ID = "id", "Record id"
+    OWNER = "Owner", "Record owner"
+    CREATED_TIME = "Created_Time", "Created time"
+    MODIFIED_TIME = "Modified_Time", "Modified time"
+
+
+class FieldQuerySet(models.QuerySet):
+    def usable(self) -> "FieldQuerySet":
+        """Fields a merge field or the API may use: neither deleted nor switched off with their integration."""
+        return self.filter(is_deleted=False, is_disabled=False)
+
+
+class Field(models.Model):
+    """Metadata of one module field; its label is what merge fields refer to (``${Deals.Deal Name}``)."""
+
+    module = models.ForeignKey(Module, on_delete=models.CASCADE, related_name="fields", verbose_name="module")
+    label = models.CharField("label", max_length=100, help_text="As used in merge fields, e.g. 'Account Name'.")
+    api_name = models.CharField(
+        "API name", max_length=100, help_text="Key in the record's values and in the API, e.g. 'Account_Name'."
+    )
+    field_type = models.CharField("type", max_length=20, choices=FieldType.choices, default=FieldType.TEXT)
+    lookup_module = models.ForeignKey(
+        Module, on_delete=models.PROTECT, null=True, blank=True, related_name="lookup_fields",
+        verbose_name="looks up", help_text="For lookup fields: the module of the referenced record.",
+    )
+    picklist_values = models.JSONField(
+        "pick-list values", default=list, blank=True, help_text="For pick lists: the allowed values, in order."
+    )
+    is_required = models.BooleanField("required", default=False)
+    is_system = models.BooleanField("system field", default=False, help_text="Id, owner and timestamps.")
+    is_deleted = models.BooleanField(
+        "deleted", default=False, help_text="Deleted fields render as ${Unsupported_Field} in webhooks."
+    )
+    is_disabled = models.BooleanField(
+        "disabled", default=False,
+        help_text="Fields of a switched-off feature or integration; they render as ${Unsupported_Field}.",
+    )
+    position = models.PositiveIntegerField("position", default=0)
+
+    objects = FieldQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "field"
+        ordering = ["module", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["module", "api_name"], name="field_unique_api_name_per_module"),
+            models.UniqueConstraint(
+                fields=["module", "label"], condition=models.Q(is_deleted=False), name="field_unique_live_label"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(field_type="lookup") | models.Q(lookup_module__isnull=False),
+                name="field_lookup_has_module",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.module.api_name}.{self.label}"
+
+    @property
+    def is_usable(self) -> bool:
+        return not (self.is_deleted or self.is_disabled)
+
+
+class Record(models.Model):
+    """A CRM record: field values keyed by API name; lookups hold the id of the referenced record."""
+
+    module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="records", verbose_name="module")
+    owner = models.ForeignKey(
+        CrmUser, on_delete=models.PROTECT, related_name="owned_records", verbose_name="owner",
+        help_text="Record owner: ${User.…} merge fields and failure e-mails refer to this person.",
+    )
+    values = models.JSONField("values", default=dict, blank=True, help_text="Field values keyed by API name.")
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    modified_at = models.DateTimeField("modified", auto_now=True)
+
+    class Meta:
+        verbose_name = "record"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["module", "-id"], name="record_module_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.module.singular_label} {self.display_name} (#{self.pk})"
+
+    @property
+    def display_name(self) -> str:
+        name = self.values.get(self.module.name_field) if self.module.name_field else None
+        return str(name) if name not in (None, "") else f"#{self.pk}"

@@ -1,0 +1,216 @@
+"""Writes to CRM data. Every record change goes through here, so values are always valid."""
+import datetime
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+from django.db import transaction
+
+from crm.models import CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField
+from crm.standard_modules import STANDARD_MODULES
+
+TEXT_MAX_LENGTH = 255
+TEXTAREA_MAX_LENGTH = 32_000
+
+
+@transaction.atomic
+def organization_create(*, name: str, edition: Edition, user_licences: int = 1, **attributes: Any) -> Organization:
+    """Create an organization with the standard modules, as a new CRM account starts."""
+    organization = Organization(name=name, edition=edition, user_licences=user_licences, **attributes)
+    organization.full_clean()
+    organization.save()
+    modules_install_standard(organization=organization)
+    return organization
+
+
+@transaction.atomic
+def modules_install_standard(*, organization: Organization) -> list[Module]:
+    """Create the standard modules and fields that are missing; existing ones are left as they are."""
+    modules: dict[str, Module] = {}
+    for spec in STANDARD_MODULES:
+        modules[spec.api_name], _ = Module.objects.get_or_create(
+            organization=organization,
+            api_name=spec.api_name,
+            defaults={
+                "singular_label": spec.singular,
+                "aliases": spec.aliases,
+                "name_field": spec.name_field,
+                "supports_webhooks": spec.supports_webhooks,
+            },
+        )
+    for spec in STANDARD_MODULES:
+        module = modules[spec.api_name]
+        _system_fields_install(module)
+        for position, field_spec in enumerate(spec.fields, start=10):
+            Field.objects.get_or_create(
+                module=module,
+                api_name=field_spec.api_name,
+                defaults={
+                    "label": field_spec.label,
+                    "field_type": field_spec.field_type,
+                    "lookup_module": modules[field_spec.lookup] if field_spec.lookup else None,
+                    "picklist_values": list(field_spec.picklist),
+                    "is_required": field_spec.required,
+                    "position": position,
+                },
+            )
+    return list(modules.values())
+
+
+def _system_fields_install(module: Module) -> None:
+    singular = module.singular_label
+    system = [
+        (SystemField.ID, f"{singular} Id", FieldType.NUMBER, 0),
+        (SystemField.OWNER, f"{singular} Owner", FieldType.USER, 1),
+        (SystemField.CREATED_TIME, "Created Time", FieldType.DATETIME, 900),
+        (SystemField.MODIFIED_TIME, "Modified Time", FieldType.DATETIME, 901),
+    ]
+    for api_name, label, field_type, position in system:
+        Field.objects.get_or_create(
+            module=module,
+            api_name=api_name,
+            defaults={"label": label, "field_type": field_type, "is_system": True, "position": position},
+        )
+
+
+@transaction.atomic
+def module_create(
+    *, organization: Organization, api_name: str, singular_label: str, name_field: str = "", aliases: str = ""
+) -> Module:
+    """Create a custom module with its system fields (id, owner, created and modified time)."""
+    module = Module(
+        organization=organization, api_name=api_name, singular_label=singular_label,
+        name_field=name_field, aliases=aliases, is_custom=True,
+    )
+    module.full_clean()
+    module.save()
+    _system_fields_install(module)
+    return module
+
+
+def record_clean_values(*, module: Module, values: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Check values against the module's fields and return them in their stored form.
+
+    Raises ValidationError keyed by field API name, with a message a person understands.
+    """
+    fields = {field.api_name: field for field in module.fields.filter(is_system=False)}
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for api_name, raw in values.items():
+        field = fields.get(api_name)
+        if field is None:
+            errors[api_name] = [f"{module.api_name} has no field with API name “{api_name}”."]
+            continue
+        if not field.is_usable:
+            errors[api_name] = [f"The field “{field.label}” is deleted or disabled and cannot be set."]
+            continue
+        if raw is None or raw == "":
+            cleaned[api_name] = None
+            continue
+        try:
+            cleaned[api_name] = _clean_value(field, raw, module.organization)
+        except ValidationError as error:
+            errors[api_name] = [f"{field.label}: {message}" for message in error.messages]
+    for field in fields.values():
+        missing = cleaned.get(field.api_name) is None and (not partial or field.api_name in cleaned)
+        if field.is_required and field.is_usable and missing:
+            errors.setdefault(field.api_name, []).append(f"{field.label} is required.")
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
+    kind = field.field_type
+    if kind in (FieldType.TEXT, FieldType.PHONE, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.URL):
+        if not isinstance(raw, str):
+            raise ValidationError("expected text.")
+        limit = TEXTAREA_MAX_LENGTH if kind == FieldType.TEXTAREA else TEXT_MAX_LENGTH
+        if len(raw) > limit:
+            raise ValidationError(f"at most {limit} characters (this has {len(raw)}).")
+        if kind == FieldType.EMAIL:
+            EmailValidator(message="not a valid e-mail address.")(raw)
+        if kind == FieldType.URL:
+            URLValidator(message="not a valid URL.")(raw)
+        return raw
+    if kind == FieldType.NUMBER:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValidationError("expected a whole number.")
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValidationError("expected a whole number.") from None
+    if kind in (FieldType.DECIMAL, FieldType.CURRENCY):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
+            raise ValidationError("expected a number.")
+        try:
+            number = Decimal(str(raw))
+        except InvalidOperation:
+            raise ValidationError("expected a number.") from None
+        if not number.is_finite():
+            raise ValidationError("expected a finite number.")
+        # Stored as text so that 1234.50 keeps its exact digits in JSON.
+        return str(number.quantize(Decimal("0.01")) if kind == FieldType.CURRENCY else number)
+    if kind == FieldType.DATE:
+        try:
+            return (raw if isinstance(raw, datetime.date) else datetime.date.fromisoformat(str(raw))).isoformat()
+        except ValueError:
+            raise ValidationError("expected a date as YYYY-MM-DD.") from None
+    if kind == FieldType.DATETIME:
+        try:
+            value = raw if isinstance(raw, datetime.datetime) else datetime.datetime.fromisoformat(str(raw))
+        except ValueError:
+            raise ValidationError("expected a date/time in ISO 8601, e.g. 2026-05-01T14:30:00+02:00.") from None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zoneinfo.ZoneInfo(organization.time_zone))
+        return value.astimezone(datetime.UTC).isoformat()
+    if kind == FieldType.BOOLEAN:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ValidationError("expected true or false.")
+    if kind == FieldType.PICKLIST:
+        if raw not in field.picklist_values:
+            raise ValidationError(f"“{raw}” is not one of {', '.join(map(str, field.picklist_values))}.")
+        return raw
+    if kind == FieldType.LOOKUP:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).isdigit():
+            raise ValidationError(f"expected the id of a {field.lookup_module.singular_label} record.")
+        if not Record.objects.filter(pk=int(raw), module=field.lookup_module).exists():
+            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {raw}.")
+        return int(raw)
+    if kind == FieldType.USER:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).isdigit():
+            raise ValidationError("expected the id of a CRM user.")
+        if not CrmUser.objects.filter(pk=int(raw), organization=organization).exists():
+            raise ValidationError(f"no user with id {raw} in this organization.")
+        return int(raw)
+    raise ValidationError(f"unsupported field type {kind}.")
+
+
+def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@transaction.atomic
+def record_create(*, module: Module, owner: CrmUser, values: dict[str, Any]) -> Record:
+    if owner.organization_id != module.organization_id:
+        raise ValidationError({"owner": ["The owner must belong to the record's organization."]})
+    cleaned = record_clean_values(module=module, values=values)
+    return Record.objects.create(module=module, owner=owner, values=_drop_empty(cleaned))
+
+
+@transaction.atomic
+def record_update(*, record: Record, values: dict[str, Any], owner: CrmUser | None = None) -> Record:
+    """Change some values of a record; keys not given keep their value, None clears one."""
+    cleaned = record_clean_values(module=record.module, values=values, partial=True)
+    record.values = _drop_empty({**record.values, **cleaned})
+    if owner is not None:
+        if owner.organization_id != record.module.organization_id:
+            raise ValidationError({"owner": ["The owner must belong to the record's organization."]})
+        record.owner = owner
+    record.save()
+    return record

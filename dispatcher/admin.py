@@ -1,0 +1,243 @@
+"""Webhook admin: thin forms over dispatcher.services, a preview page and a test send."""
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from crm.models import Module, Record
+from dispatcher import selectors, services
+from dispatcher.models import AuthType, CustomParameter, EntityParameter, Webhook
+from dispatcher.rendering.request import MASK
+
+RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the page
+
+
+class WebhookForm(forms.ModelForm):
+    auth_password = forms.CharField(
+        label="Password", required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="For Basic authentication. Stored encrypted and never shown; leave empty to keep the saved one.",
+    )
+
+    class Meta:
+        model = Webhook
+        fields = "__all__"
+        widgets = {"body": forms.Textarea(attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "module" in self.fields:
+            self.fields["module"].queryset = Module.objects.webhook_capable().select_related("organization")
+            self.fields["module"].label_from_instance = lambda m: f"{m.api_name} ({m.organization.name})"
+        if self.instance.pk and self.instance.auth_password:
+            self.fields["auth_password"].widget.attrs["placeholder"] = MASK
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("auth_type") == AuthType.NONE:
+            cleaned["auth_username"], cleaned["auth_password"] = "", ""
+        elif not cleaned.get("auth_password") and self.instance.pk:
+            cleaned["auth_password"] = Webhook.objects.get(pk=self.instance.pk).auth_password
+        if self.errors:
+            return cleaned
+        candidate = Webhook(**{k: v for k, v in cleaned.items() if k in {f.name for f in Webhook._meta.fields}})
+        for key, problems in services.webhook_check_definition(webhook=candidate).items():
+            self.add_error(key if key in self.fields else None, problems)
+        return cleaned
+
+
+class ParameterFormSet(BaseInlineFormSet):
+    """Knows its sibling formsets, so that rules spanning entity and custom parameters can be checked."""
+
+    def __init__(self, *args, siblings: dict | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.siblings = siblings
+        if siblings is not None:
+            siblings[self.model] = self
+
+    def kept_rows(self) -> list[dict]:
+        return [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+
+
+class EntityParameterFormSet(ParameterFormSet):
+    def clean(self) -> None:
+        super().clean()
+        custom = (self.siblings or {}).get(CustomParameter)
+        if any(self.errors) or custom is None or not custom.is_valid() or not self.instance.module_id:
+            return
+        problems = services.webhook_check_parameters(
+            webhook=self.instance,
+            entity_parameters=[services.Parameter(row["name"], row["value"]) for row in self.kept_rows()],
+            custom_parameter_names=[row["name"] for row in custom.kept_rows()],
+        )
+        if problems:
+            raise ValidationError([message for messages in problems.values() for message in messages])
+
+
+class EntityParameterInline(admin.TabularInline):
+    model = EntityParameter
+    formset = EntityParameterFormSet
+    fields = ["name", "value", "position"]
+    extra = 1
+    verbose_name_plural = "entity parameters (values from the record, with merge fields)"
+
+
+class CustomParameterForm(forms.ModelForm):
+    value = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Sent as is; stored encrypted and masked. Leave empty to keep the saved value.",
+    )
+
+    class Meta:
+        model = CustomParameter
+        fields = ["name", "value", "position"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["value"].widget.attrs["placeholder"] = MASK
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data["value"]
+        if value:
+            return value
+        if self.instance.pk:
+            return CustomParameter.objects.get(pk=self.instance.pk).value
+        if self.has_changed():
+            raise ValidationError("Enter a value for this custom parameter.")
+        return value
+
+
+class CustomParameterInline(admin.TabularInline):
+    model = CustomParameter
+    form = CustomParameterForm
+    formset = ParameterFormSet
+    extra = 1
+    verbose_name_plural = "custom parameters (literal values such as tokens; masked)"
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    form = WebhookForm
+    inlines = [EntityParameterInline, CustomParameterInline]
+    list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link"]
+    list_filter = ["is_active", "method", "content_type", "module__api_name", "organization"]
+    search_fields = ["name", "description", "url"]
+    list_select_related = ["organization", "module"]
+    readonly_fields = ["signing_secret_display", "merge_fields_display", "created_at", "modified_at"]
+    actions = ["activate", "deactivate", "rotate_signing_secret", "send_test"]
+    fieldsets = [
+        (None, {"fields": ["organization", "module", "name", "description", "is_active"]}),
+        ("Request", {"fields": ["url", "method", "content_type", "body"]}),
+        ("Authorization", {"fields": ["auth_type", "auth_username", "auth_password"]}),
+        ("Dates and times", {"fields": ["date_format", "datetime_format", "time_zone"]}),
+        ("Signing", {"fields": ["signing_secret_display"]}),
+        ("Available merge fields", {"fields": ["merge_fields_display"], "classes": ["collapse"]}),
+        ("History", {"fields": ["created_at", "modified_at"]}),
+    ]
+
+    @admin.display(description="signing secret")
+    def signing_secret_display(self, obj: Webhook) -> str:
+        if not obj.pk:
+            return "Generated when the webhook is saved."
+        return format_html(
+            "<code>{}</code><br><span class='help'>Receivers verify the webhook-signature header with it; "
+            "use the “Rotate signing secret” action to replace it.</span>", obj.signing_secret,
+        )
+
+    @admin.display(description="merge fields")
+    def merge_fields_display(self, obj: Webhook) -> str:
+        if not obj.pk:
+            return "Shown once the webhook is saved with its module."
+        groups = selectors.merge_fields_available(module=obj.module)
+        return format_html_join(
+            "", "<p><strong>{}</strong><br><code>{}</code></p>",
+            ((title, "  ".join(tokens)) for title, tokens in groups),
+        )
+
+    @admin.display(description="preview")
+    def preview_link(self, obj: Webhook) -> str:
+        return format_html('<a href="{}">Preview</a>', reverse("admin:dispatcher_webhook_preview", args=[obj.pk]))
+
+    def get_formset_kwargs(self, request, obj, inline, prefix) -> dict:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if issubclass(inline.formset, ParameterFormSet):
+            kwargs["siblings"] = request.__dict__.setdefault("_webhook_parameter_formsets", {})
+        return kwargs
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        for token, reason in services.webhook_unsupported_merge_fields(webhook=form.instance):
+            self.message_user(
+                request, f"{token} will be sent as ${{Unsupported_Field}}: {reason}.", level=messages.WARNING
+            )
+
+    @admin.action(description="Activate selected webhooks", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset) -> None:
+        count = queryset.update(is_active=True)
+        self.message_user(request, f"{count} webhook(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected webhooks", permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset) -> None:
+        count = queryset.update(is_active=False)
+        self.message_user(request, f"{count} webhook(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="Rotate signing secret", permissions=["change"])
+    def rotate_signing_secret(self, request: HttpRequest, queryset) -> None:
+        for webhook in queryset:
+            services.webhook_signing_secret_rotate(webhook=webhook)
+        self.message_user(
+            request, f"New signing secrets for {queryset.count()} webhook(s); update the receivers.", messages.WARNING
+        )
+
+    @admin.action(description="Preview and send a test request", permissions=["change"])
+    def send_test(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one webhook to test.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(reverse("admin:dispatcher_webhook_preview", args=[queryset.get().pk]))
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [path("<int:pk>/preview/", preview, name="dispatcher_webhook_preview"), *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The rendered request for a chosen record (GET) and a test send through the guarded client (POST)."""
+        webhook = get_object_or_404(Webhook.objects.select_related("organization", "module"), pk=pk)
+        if not self.has_view_permission(request, webhook):
+            raise PermissionDenied
+        records = selectors.records_for_preview(webhook=webhook)
+        record_id = request.POST.get("record") or request.GET.get("record")
+        record = None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts, "title": f"Preview of {webhook.name}", "webhook": webhook, "records": records,
+            "can_send": self.has_change_permission(request, webhook),
+        }
+        if record_id:
+            record = Record.objects.select_related("module", "owner").filter(pk=record_id).first()
+            if record is None:
+                context["error"] = f"There is no record with id {record_id}."
+        elif records:
+            record = records[0]
+        if record is not None:
+            try:
+                context["rendered"] = services.webhook_preview(webhook=webhook, record=record).as_text()
+            except ValidationError as error:
+                context["error"] = " ".join(error.messages)
+            else:
+                context["unsupported"] = services.webhook_unsupported_merge_fields(webhook=webhook)
+        context["record"] = record
+        if request.method == "POST" and record is not None and "error" not in context:
+            if not context["can_send"]:
+                raise PermissionDenied
+            sent, result = services.webhook_send_test(webhook=webhook, record=record)
+            context["sent"] = sent.as_text()
+            context["result"] = result
+            context["response_text"] = result.body.decode("utf-8", "replace")[:RESPONSE_DISPLAY_LIMIT]
+        return TemplateResponse(request, "admin/dispatcher/webhook/preview.html", context)

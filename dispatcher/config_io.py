@@ -1,0 +1,163 @@
+"""Webhook configuration as JSON, to keep in version control and move between environments.
+
+The format is documented in the README ("Configuration files"). Secrets are left out of exports
+unless asked for; on import, a missing secret keeps the value already stored.
+"""
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from crm.models import Module, Organization
+from dispatcher import services
+from dispatcher.models import AuthType, Webhook
+
+FORMAT = "crm-webhooks"
+VERSION = 1
+WEBHOOK_KEYS = {
+    "organization", "module", "name", "description", "url", "method", "content_type", "active", "body",
+    "date_format", "datetime_format", "time_zone", "auth", "entity_parameters", "custom_parameters", "signing_secret",
+}
+REQUIRED_KEYS = {"organization", "module", "name", "url"}
+
+
+class ConfigError(Exception):
+    """The file cannot be imported; ``problems`` lists every reason, each naming the webhook."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+
+def config_export(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
+    webhooks = Webhook.objects.select_related("organization", "module").prefetch_related(
+        "entity_parameters", "custom_parameters"
+    ).order_by("organization__name", "name")
+    if organization is not None:
+        webhooks = webhooks.filter(organization=organization)
+    return {"format": FORMAT, "version": VERSION, "webhooks": [_webhook_export(w, include_secrets) for w in webhooks]}
+
+
+def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
+    secret = (lambda value: value) if include_secrets else (lambda value: None)
+    data: dict[str, Any] = {
+        "organization": webhook.organization.name,
+        "module": webhook.module.api_name,
+        "name": webhook.name,
+        "description": webhook.description,
+        "url": webhook.url,
+        "method": webhook.method,
+        "content_type": webhook.content_type,
+        "active": webhook.is_active,
+        "body": webhook.body,
+        "date_format": webhook.date_format,
+        "datetime_format": webhook.datetime_format,
+        "time_zone": webhook.time_zone,
+        "auth": {"type": webhook.auth_type, "username": webhook.auth_username,
+                 "password": secret(webhook.auth_password) if webhook.auth_type == AuthType.BASIC else None},
+        "entity_parameters": [{"name": p.name, "value": p.value} for p in webhook.entity_parameters.all()],
+        "custom_parameters": [{"name": p.name, "value": secret(p.value)} for p in webhook.custom_parameters.all()],
+    }
+    if include_secrets:
+        data["signing_secret"] = webhook.signing_secret
+    return data
+
+
+def config_import(*, data: Any, dry_run: bool = False) -> ImportReport:
+    """Create or update every webhook in data (matched by organization and name), all or nothing."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError([f"This is not a webhook configuration file (expected \"format\": \"{FORMAT}\")."])
+    if data.get("version") != VERSION:
+        raise ConfigError([f"Unsupported version {data.get('version')!r}; this installation reads version {VERSION}."])
+    entries = data.get("webhooks")
+    if not isinstance(entries, list):
+        raise ConfigError(["\"webhooks\" must be a list."])
+    report = ImportReport()
+    problems: list[str] = []
+    with transaction.atomic():
+        for index, entry in enumerate(entries):
+            where = f"webhooks[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
+            try:
+                created = _webhook_import(entry)
+            except ValidationError as error:
+                details = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+                problems.extend(
+                    f"{where}: {key + ': ' if key and key != '__all__' else ''}{message}"
+                    for key, messages in details.items() for message in messages
+                )
+                continue
+            (report.created if created else report.updated).append(entry["name"])
+        if problems:
+            transaction.set_rollback(True)
+            raise ConfigError(problems)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+def _webhook_import(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        raise ValidationError("each webhook must be a JSON object.")
+    if unknown := set(entry) - WEBHOOK_KEYS:
+        raise ValidationError(f"unknown keys {', '.join(sorted(unknown))}.")
+    if missing := REQUIRED_KEYS - set(entry):
+        raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
+    for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters"}):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise ValidationError(f"“{key}” must be text.")
+    if not isinstance(entry.get("active", True), bool):
+        raise ValidationError("“active” must be true or false.")
+    for key in ("entity_parameters", "custom_parameters"):
+        if not isinstance(entry.get(key) or [], list):
+            raise ValidationError(f"“{key}” must be a list.")
+    organization = Organization.objects.filter(name=entry["organization"]).first()
+    if organization is None:
+        raise ValidationError(f"there is no organization named “{entry['organization']}”.")
+    module = Module.objects.filter(organization=organization, api_name=entry["module"]).first()
+    if module is None:
+        raise ValidationError(f"{organization.name} has no module “{entry['module']}”.")
+    webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
+    created = webhook is None
+    webhook = webhook or Webhook(organization=organization, name=entry["name"])
+    stored_custom = {p.name: p.value for p in webhook.custom_parameters.all()} if not created else {}
+    webhook.module = module
+    for key, attribute in [("description", "description"), ("url", "url"), ("method", "method"),
+                           ("content_type", "content_type"), ("active", "is_active"), ("body", "body"),
+                           ("date_format", "date_format"), ("datetime_format", "datetime_format"),
+                           ("time_zone", "time_zone"), ("signing_secret", "signing_secret")]:
+        if entry.get(key) is not None:
+            setattr(webhook, attribute, entry[key])
+    auth = entry.get("auth") or {"type": AuthType.NONE}
+    if not isinstance(auth, dict):
+        raise ValidationError("“auth” must be an object with type, username and password.")
+    webhook.auth_type = auth.get("type", AuthType.NONE)
+    webhook.auth_username = auth.get("username") or ""
+    if auth.get("password") is not None:
+        webhook.auth_password = auth["password"]
+    if webhook.auth_type != AuthType.BASIC:
+        webhook.auth_username = webhook.auth_password = ""
+    entity = [services.Parameter(**_parameter(p, "entity_parameters")) for p in entry.get("entity_parameters") or []]
+    custom = []
+    for item in entry.get("custom_parameters") or []:
+        parameter = _parameter(item, "custom_parameters")
+        if parameter["value"] is None:
+            parameter["value"] = stored_custom.get(parameter["name"], "")
+        custom.append(services.Parameter(**parameter))
+    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom)
+    return created
+
+
+def _parameter(item: Any, key: str) -> dict[str, Any]:
+    if not isinstance(item, dict) or set(item) - {"name", "value"} or not isinstance(item.get("name"), str):
+        raise ValidationError(f"each of “{key}” must be an object with a name and a value.")
+    value = item.get("value")
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"the value of “{item['name']}” must be text.")
+    return {"name": item["name"], "value": value}

@@ -1,0 +1,190 @@
+"""The guarded HTTP client: the only way this project sends a request to a URL an admin typed.
+
+- The host is resolved once; the address is checked (no private, loopback, link-local, reserved or
+  metadata addresses) and that same address is connected to (requests-hardened pins it).
+- Only allowed ports; redirects are never followed (a 3xx is the attempt's result).
+- Connect and read timeouts, an overall deadline, and a cap on the response body.
+- No proxies from the environment: they would bypass the address check.
+- Never raises for a network problem: the result says what happened, the caller decides.
+"""
+import ipaddress
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from requests_hardened import Config, HTTPSession
+from requests_hardened.ip_filter import InvalidIPAddress
+from requests_hardened.ip_filter_adapter import IPFilterAdapter
+
+from dispatcher.validators import address_forbidden, port_allowed
+
+CHUNK_SIZE = 16 * 1024
+
+
+class ErrorClass(StrEnum):
+    BLOCKED_ADDRESS = "blocked_address"
+    BLOCKED_PORT = "blocked_port"
+    INVALID_URL = "invalid_url"
+    DNS_FAILURE = "dns_failure"
+    CONNECTION_ERROR = "connection_error"
+    TIMEOUT = "timeout"
+    TLS_ERROR = "tls_error"
+    PROTOCOL_ERROR = "protocol_error"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """What one attempt produced: an HTTP answer (status_code set) or a network error (error_class set)."""
+
+    status_code: int | None
+    duration_ms: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    truncated: bool = False
+    error_class: ErrorClass | None = None
+    error_message: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300 and self.error_class is None
+
+
+class _GuardedAdapter(IPFilterAdapter):
+    """requests-hardened's pinning adapter with our stricter rule: only globally routable addresses."""
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        address = ipaddress.ip_address(host_params["host"].strip("[]"))
+        if address_forbidden(address):
+            raise InvalidIPAddress(address)
+        return host_params, pool_kwargs
+
+
+_session: requests.Session | None = None
+_session_lock = threading.Lock()
+
+
+def session() -> requests.Session:
+    """One pooled session per process, so connections to a receiver are reused."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            config = Config(
+                ip_filter_enable=True,
+                ip_filter_allow_loopback_ips=settings.WEBHOOK_ALLOW_LOOPBACK,
+                never_redirect=True,
+                default_timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
+                user_agent_override=None,
+            )
+            new = HTTPSession(config)
+            new.trust_env = False
+            for scheme, https in (("http://", False), ("https://", True)):
+                new.mount(scheme, _GuardedAdapter(is_https_proto=https, allow_loopback=settings.WEBHOOK_ALLOW_LOOPBACK))
+            _session = new
+        return _session
+
+
+def session_reset() -> None:
+    """Forget the session (settings changed): the next request builds one with the new rules."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            _session.close()
+        _session = None
+
+
+def request_send(request) -> HttpResult:
+    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        parts = urlsplit(request.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
+    if not port_allowed(port):
+        return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_PORT, error_message=f"Port {port} is not allowed.")
+    try:
+        response = session().request(
+            request.method, request.url, headers=request.headers, data=request.body or None,
+            stream=True, allow_redirects=False,
+            timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
+        )
+    except InvalidIPAddress as error:
+        return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
+                          error_message=f"The host resolves to a forbidden address ({error}).")
+    except requests.RequestException as error:
+        error_class, message = _classify(error)
+        return HttpResult(None, elapsed_ms(), error_class=error_class, error_message=message)
+
+    with response:
+        body, truncated, error_class, message = _read_capped(response, started)
+    return HttpResult(
+        status_code=response.status_code, duration_ms=elapsed_ms(), headers=dict(response.headers),
+        body=body, truncated=truncated, error_class=error_class, error_message=message,
+    )
+
+
+def _read_capped(response: requests.Response, started: float) -> tuple[bytes, bool, ErrorClass | None, str]:
+    cap, deadline = settings.WEBHOOK_MAX_RESPONSE_BYTES, started + settings.WEBHOOK_TOTAL_TIMEOUT
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.raw.stream(CHUNK_SIZE, decode_content=True):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                return b"".join(chunks)[:cap], True, None, ""
+            if time.monotonic() > deadline:
+                return (b"".join(chunks), True, ErrorClass.TIMEOUT,
+                        f"The response took longer than {settings.WEBHOOK_TOTAL_TIMEOUT:g} s in all.")
+    except Exception as error:  # urllib3 raises its own errors mid-body (reset, timeout, bad chunking)
+        error_class, message = _classify(error)
+        return b"".join(chunks), True, error_class, message
+    return b"".join(chunks), False, None, ""
+
+
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'\"\)]*")
+
+
+def _classify(error: BaseException) -> tuple[ErrorClass, str]:
+    """Map an exception to an error class and a message without the URL (it may carry tokens)."""
+    text = " ".join(str(e) for e in _chain(error))
+    detail = match.group(0).strip() if (match := _ERRNO_RE.search(text)) else type(error).__name__
+    names = {type(e).__name__ for e in _chain(error)}
+    if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "ReadTimeoutError", "ConnectTimeoutError", "timeout"}:
+        return ErrorClass.TIMEOUT, f"Timed out ({detail})."
+    if names & {"SSLError", "SSLCertVerificationError"}:
+        return ErrorClass.TLS_ERROR, "The TLS handshake failed (certificate or protocol)."
+    if names & {"NameResolutionError", "gaierror"} or "Failed to resolve" in text:
+        return ErrorClass.DNS_FAILURE, "The host name could not be resolved."
+    if names & {"InvalidURL", "MissingSchema", "InvalidSchema", "LocationParseError"}:
+        return ErrorClass.INVALID_URL, "The URL is not valid."
+    if names & {"ConnectionError", "NewConnectionError", "ConnectionRefusedError", "ConnectionResetError"}:
+        return ErrorClass.CONNECTION_ERROR, f"Could not connect or the connection broke ({detail})."
+    return ErrorClass.PROTOCOL_ERROR, f"The receiver's answer was not valid HTTP ({detail})."
+
+
+def _chain(error: BaseException):
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        stack.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        if (reason := getattr(current, "reason", None)) is not None and isinstance(reason, BaseException):
+            stack.append(reason)

@@ -1,0 +1,40 @@
+import os
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from crm.models import CrmUser
+from dispatcher.demo import admin_password_file, demo_load
+
+
+class Command(BaseCommand):
+    help = "Load the demo organization, users, records and webhooks (idempotent) and print the admin login."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/", help="Admin address to print.")
+
+    def handle(self, *args, url: str, **options) -> None:
+        organization = demo_load()
+        password = self._admin_password()
+        User = get_user_model()
+        admin, created = User.objects.get_or_create(
+            username="admin", defaults={"email": "patricia.boyle@zylker.example", "is_staff": True, "is_superuser": True}
+        )
+        if created or not admin.check_password(password):
+            admin.set_password(password)
+            admin.save()
+        CrmUser.objects.filter(organization=organization, email=admin.email, user__isnull=True).update(user=admin)
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready for {organization.name}."))
+        self.stdout.write(f"Admin: {url}  user: admin  password: {password}")
+
+    def _admin_password(self) -> str:
+        """DEMO_ADMIN_PASSWORD if set; else one generated on the first run and kept in var/admin-password."""
+        if from_env := os.environ.get("DEMO_ADMIN_PASSWORD"):
+            return from_env
+        path = admin_password_file()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(12))
+            path.chmod(0o600)
+        return path.read_text().strip()

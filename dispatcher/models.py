@@ -1,0 +1,174 @@
+"""Webhook definitions: where to send, how to authenticate, and what to send (parameters and body)."""
+import base64
+import secrets
+
+from django.core.validators import MaxLengthValidator
+from django.db import models
+
+from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_time_zone
+from crm.models import Module, Organization
+from dispatcher.crypto import EncryptedTextField
+from dispatcher.validators import validate_parameter_name, validate_webhook_name, validate_webhook_url
+
+NAME_MAX_LENGTH = 100
+DESCRIPTION_MAX_LENGTH = 200
+URL_MAX_LENGTH = 200  # seed 003: "URL om te informeren", 200 characters
+BODY_MAX_LENGTH = 10_000  # seed 003: user-defined formats up to 10,000 characters
+PARAMETER_NAME_MAX_LENGTH = 100
+
+
+class Method(models.TextChoices):
+    GET = "GET", "GET"
+    POST = "POST", "POST"
+    PUT = "PUT", "PUT"
+
+
+class ContentType(models.TextChoices):
+    JSON = "JSON", "JSON"
+    JSONARRAY = "JSONARRAY", "JSON array"
+    XML = "XML", "XML"
+    FORM = "FORM", "Form (x-www-form-urlencoded)"
+
+
+class AuthType(models.TextChoices):
+    NONE = "none", "No authentication"
+    BASIC = "basic", "Basic authentication"
+
+
+def signing_secret_generate() -> str:
+    """A Standard Webhooks secret: 'whsec_' and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class WebhookQuerySet(models.QuerySet):
+    def active(self) -> "WebhookQuerySet":
+        return self.filter(is_active=True)
+
+
+class Webhook(models.Model):
+    """An outbound HTTP call an admin configures once and workflow rules trigger for records of one module."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="webhooks", verbose_name="organization"
+    )
+    module = models.ForeignKey(
+        Module, on_delete=models.PROTECT, related_name="webhooks", verbose_name="module",
+        help_text="Records of this module are sent; Call logs and Notes cannot have webhooks.",
+    )
+    name = models.CharField(
+        "name", max_length=NAME_MAX_LENGTH, validators=[validate_webhook_name],
+        help_text="Letters, digits, spaces, hyphens and underscores; at most 100 characters.",
+    )
+    description = models.CharField("description", max_length=DESCRIPTION_MAX_LENGTH, blank=True,
+                                   help_text="At most 200 characters.")
+    url = models.CharField(
+        "URL to notify", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url],
+        help_text="http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.",
+    )
+    method = models.CharField("method", max_length=4, choices=Method.choices, default=Method.POST,
+                              help_text="GET sends every parameter in the query string.")
+    content_type = models.CharField(
+        "content type", max_length=10, choices=ContentType.choices, default=ContentType.JSON,
+        help_text="How parameters are encoded in the body of a POST or PUT.",
+    )
+    auth_type = models.CharField("authorization", max_length=10, choices=AuthType.choices, default=AuthType.NONE)
+    auth_username = models.CharField("user name", max_length=200, blank=True,
+                                     help_text="For Basic authentication.")
+    auth_password = EncryptedTextField(
+        "password", blank=True, help_text="For Basic authentication. Stored encrypted and never shown again."
+    )
+    body = models.TextField(
+        "user-defined body", blank=True,
+        validators=[MaxLengthValidator(BODY_MAX_LENGTH, "The body may have at most %(limit_value)d characters (it has %(show_value)d).")],
+        help_text="Optional JSON or XML template for POST and PUT, at most 10,000 characters, with merge fields "
+        "such as ${Deals.Amount}. When set, entity and custom parameters go in the query string.",
+    )
+    date_format = models.CharField(
+        "date format", max_length=32, choices=DATE_FORMAT_CHOICES, blank=True,
+        help_text="Format of date values; empty uses the organization's format.",
+    )
+    datetime_format = models.CharField(
+        "date/time format", max_length=32, choices=DATETIME_FORMAT_CHOICES, blank=True,
+        help_text="Format of date/time values; empty uses the organization's format.",
+    )
+    time_zone = models.CharField(
+        "time zone", max_length=64, blank=True, validators=[validate_time_zone],
+        help_text="Time zone of date/time values; empty uses the organization's time zone.",
+    )
+    is_active = models.BooleanField("active", default=True, help_text="Inactive webhooks are not sent.")
+    signing_secret = EncryptedTextField(
+        "signing secret", default=signing_secret_generate, editable=False,
+        help_text="Receivers verify the webhook-signature header with it (Standard Webhooks).",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    modified_at = models.DateTimeField("modified", auto_now=True)
+
+    objects = WebhookQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "webhook"
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="webhook_unique_name_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_date_format(self) -> str:
+        return self.date_format or self.organization.date_format
+
+    @property
+    def effective_datetime_format(self) -> str:
+        return self.datetime_format or self.organization.datetime_format
+
+    @property
+    def effective_time_zone(self) -> str:
+        return self.time_zone or self.organization.time_zone
+
+
+class EntityParameter(models.Model):
+    """A request parameter whose value comes from the record: text with merge fields."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="entity_parameters",
+                                verbose_name="webhook")
+    name = models.CharField(
+        "parameter name", max_length=PARAMETER_NAME_MAX_LENGTH, validators=[validate_parameter_name],
+        help_text="Dots nest objects in JSON and XML (customer.name); a related module's fields become an array.",
+    )
+    value = models.CharField("value", max_length=3000, help_text="Merge fields such as ${Deals.Deal Name}, with text around them if needed.")
+    position = models.PositiveIntegerField("position", default=0)
+
+    class Meta:
+        verbose_name = "entity parameter"
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "name"], name="entity_parameter_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomParameter(models.Model):
+    """A literal request parameter, typically an API token: stored encrypted, masked wherever it is shown."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="custom_parameters",
+                                verbose_name="webhook")
+    name = models.CharField(
+        "parameter name", max_length=PARAMETER_NAME_MAX_LENGTH, validators=[validate_parameter_name],
+        help_text="Dots nest objects in JSON and XML bodies.",
+    )
+    value = EncryptedTextField("value", help_text="Sent as is. Stored encrypted; leave empty to keep the saved value.")
+    position = models.PositiveIntegerField("position", default=0)
+
+    class Meta:
+        verbose_name = "custom parameter"
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "name"], name="custom_parameter_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

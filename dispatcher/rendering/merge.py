@@ -1,0 +1,200 @@
+"""Resolving merge fields: which value ``${Accounts.Account Name}`` means for a given record.
+
+Binding (which field of which reachable record) depends only on the webhook's module and the
+organization's metadata; values depend on the record. Both follow seed 003: a deleted, disabled
+or unknown field, a deleted lookup, or a module the webhook cannot reach is ``${Unsupported_Field}``.
+"""
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from crm.formats import format_date, format_datetime
+from crm.models import CrmUser, Field, FieldType, Module, Organization, Record, SystemField
+from dispatcher.rendering.template import MergeField
+
+USER_MODULE_NAMES = frozenset({"User", "Users", "Owner"})
+ORGANIZATION_MODULE_NAMES = frozenset({"Organization", "Org", "Company"})
+USER_FIELDS: dict[str, str] = {
+    "First Name": "first_name", "Last Name": "last_name", "Full Name": "full_name", "Name": "full_name",
+    "Email": "email", "Mobile": "mobile", "Phone": "phone", "Role": "role",
+}
+ORGANIZATION_FIELDS: dict[str, str] = {
+    "Name": "name", "Company Name": "name", "Phone": "phone", "Website": "website", "Street": "street",
+    "City": "city", "Country": "country", "Currency": "currency_code", "Time Zone": "time_zone",
+}
+RELATED_RECORDS_LIMIT = 100  # a related list in one request; more would make payloads unbounded
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnRecord:
+    field: Field
+
+
+@dataclass(frozen=True, slots=True)
+class OnLookup:
+    via: Field  # lookup field of the webhook's module
+    field: Field
+
+
+@dataclass(frozen=True, slots=True)
+class OnRelated:
+    via: Field  # lookup field of the related module, pointing at the webhook's module
+    field: Field
+
+
+@dataclass(frozen=True, slots=True)
+class OnOwner:
+    attribute: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnOrganization:
+    attribute: str
+
+
+Binding = Unsupported | OnRecord | OnLookup | OnRelated | OnOwner | OnOrganization
+
+
+class Schema:
+    """The organization's modules and fields, loaded in two queries, seen from one webhook module."""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        modules = list(Module.objects.filter(organization_id=module.organization_id))
+        self._modules_by_name: dict[str, Module] = {}
+        for candidate in modules:
+            for name in candidate.merge_names:
+                self._modules_by_name.setdefault(name, candidate)
+        self._fields: dict[int, list[Field]] = {candidate.pk: [] for candidate in modules}
+        for field in Field.objects.filter(module__organization_id=module.organization_id).order_by("position", "id"):
+            self._fields[field.module_id].append(field)
+
+    def fields(self, module: Module) -> list[Field]:
+        return self._fields[module.pk]
+
+    def bind(self, merge_field: MergeField) -> Binding:
+        name, label = merge_field.module, merge_field.label
+        if name in self.module.merge_names:
+            return self._field_binding(self.module, label, OnRecord)
+        if name in USER_MODULE_NAMES:
+            return OnOwner(USER_FIELDS[label]) if label in USER_FIELDS else Unsupported(f"User has no field “{label}”")
+        if name in ORGANIZATION_MODULE_NAMES:
+            if label in ORGANIZATION_FIELDS:
+                return OnOrganization(ORGANIZATION_FIELDS[label])
+            return Unsupported(f"Organization has no field “{label}”")
+        target = self._modules_by_name.get(name)
+        if target is None:
+            return Unsupported(f"there is no module “{name}”")
+        lookups = [f for f in self.fields(self.module) if f.field_type == FieldType.LOOKUP and f.lookup_module_id == target.pk]
+        if lookups:
+            live = [f for f in lookups if f.is_usable]
+            if not live:
+                return Unsupported(f"the lookup field “{lookups[0].label}” to {target.api_name} is deleted or disabled")
+            return self._field_binding(target, label, lambda field: OnLookup(live[0], field))
+        backlinks = [f for f in self.fields(target) if f.field_type == FieldType.LOOKUP and f.lookup_module_id == self.module.pk]
+        live = [f for f in backlinks if f.is_usable]
+        if live:
+            return self._field_binding(target, label, lambda field: OnRelated(live[0], field))
+        return Unsupported(f"{target.api_name} fields are not available for {self.module.api_name} webhooks")
+
+    def _field_binding(self, module: Module, label: str, make) -> Binding:
+        candidates = [f for f in self.fields(module) if f.label == label]
+        live = [f for f in candidates if not f.is_deleted]
+        if not candidates:
+            return Unsupported(f"{module.api_name} has no field “{label}”")
+        if not live:
+            return Unsupported(f"the field “{module.api_name}.{label}” is deleted")
+        if live[0].is_disabled:
+            return Unsupported(f"the field “{module.api_name}.{label}” is disabled")
+        return make(live[0])
+
+
+class MergeContext:
+    """Values of merge fields for one record, formatted the way the webhook asks."""
+
+    def __init__(self, *, schema: Schema, record: Record, organization: Organization,
+                 date_format: str, datetime_format: str, time_zone: str) -> None:
+        self.schema = schema
+        self.record = record
+        self.organization = organization
+        self.date_format = date_format
+        self.datetime_format = datetime_format
+        self.time_zone = time_zone
+        self._bindings: dict[MergeField, Binding] = {}
+        self._records: dict[int, Record | None] = {record.pk: record}
+        self._users: dict[int, CrmUser | None] = {record.owner_id: record.owner}
+        self._related: dict[int, list[Record]] = {}
+
+    def binding(self, merge_field: MergeField) -> Binding:
+        if merge_field not in self._bindings:
+            self._bindings[merge_field] = self.schema.bind(merge_field)
+        return self._bindings[merge_field]
+
+    def related_records(self, via: Field) -> list[Record]:
+        from crm.selectors import records_related
+
+        if via.pk not in self._related:
+            self._related[via.pk] = records_related(record=self.record, via_field=via, limit=RELATED_RECORDS_LIMIT)
+        return self._related[via.pk]
+
+    def value(self, merge_field: MergeField, related: Record | None = None) -> Any:
+        """The value of a merge field; for a related-module field, its value on the given related record."""
+        binding = self.binding(merge_field)
+        if isinstance(binding, OnRecord):
+            return self.field_value(self.record, binding.field)
+        if isinstance(binding, OnLookup):
+            target = self._record(self.record.values.get(binding.via.api_name))
+            return self.field_value(target, binding.field) if target else None
+        if isinstance(binding, OnRelated):
+            if related is not None:
+                return self.field_value(related, binding.field)
+            return [self.field_value(item, binding.field) for item in self.related_records(binding.via)]
+        if isinstance(binding, OnOwner):
+            return getattr(self.record.owner, binding.attribute)
+        if isinstance(binding, OnOrganization):
+            return getattr(self.organization, binding.attribute)
+        return binding  # Unsupported
+
+    def field_value(self, record: Record, field: Field) -> Any:
+        if field.is_system:
+            if field.api_name == SystemField.ID:
+                return record.pk
+            if field.api_name == SystemField.OWNER:
+                return record.owner.full_name
+            stamp = record.created_at if field.api_name == SystemField.CREATED_TIME else record.modified_at
+            return format_datetime(stamp, self.datetime_format, self.time_zone)
+        raw = record.values.get(field.api_name)
+        if raw is None:
+            return None
+        kind = field.field_type
+        if kind == FieldType.DATE:
+            return format_date(datetime.date.fromisoformat(raw), self.date_format)
+        if kind == FieldType.DATETIME:
+            return format_datetime(datetime.datetime.fromisoformat(raw), self.datetime_format, self.time_zone)
+        if kind in (FieldType.DECIMAL, FieldType.CURRENCY):
+            return Decimal(raw)
+        if kind == FieldType.LOOKUP:
+            target = self._record(raw)
+            return target.display_name if target else None
+        if kind == FieldType.USER:
+            user = self._user(raw)
+            return user.full_name if user else None
+        return raw
+
+    def _record(self, pk: Any) -> Record | None:
+        if pk is None:
+            return None
+        if pk not in self._records:
+            self._records[pk] = Record.objects.select_related("module").filter(pk=pk).first()
+        return self._records[pk]
+
+    def _user(self, pk: Any) -> CrmUser | None:
+        if pk not in self._users:
+            self._users[pk] = CrmUser.objects.filter(pk=pk).first()
+        return self._users[pk]

@@ -1,0 +1,216 @@
+"""Rendering the exact HTTP request of a webhook for a record: method, URL with query, headers, body.
+
+Where parameters go (README "Rendering"):
+- GET: entity and custom parameters in the query string, no body.
+- POST/PUT with a user-defined body: the body is the rendered template; parameters go in the query string.
+- POST/PUT without one: parameters are the body, encoded as the content type says (JSON object,
+  JSON array of one object, XML document, or form encoding). Dots in names nest objects; fields of
+  a related module become an array with one item per related record.
+"""
+import base64
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+
+from crm.models import Field, Record
+from dispatcher.models import AuthType, ContentType, Method, Webhook
+from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_text
+from dispatcher.rendering.merge import MergeContext, OnRelated, Schema
+from dispatcher.rendering.template import Slot, Template, template_compile
+from dispatcher.signing import signature_compute
+
+MASK = "********"
+XML_ROOT = "request"
+CONTENT_TYPE_HEADERS = {
+    ContentType.JSON: "application/json; charset=utf-8",
+    ContentType.JSONARRAY: "application/json; charset=utf-8",
+    ContentType.XML: "application/xml; charset=utf-8",
+    ContentType.FORM: "application/x-www-form-urlencoded",
+}
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def masked(self) -> "RenderedRequest":
+        """The same request with Basic auth and custom-parameter values replaced by a mask, for display."""
+        headers = dict(self.headers)
+        if "Authorization" in headers:
+            headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " " + MASK
+        url, body = self.url, self.body.decode("utf-8", "replace")
+        for secret in self.secrets:
+            for form in {secret, quote_plus(secret), in_json_string(secret), xml_text(secret)}:
+                url, body = url.replace(form, MASK), body.replace(form, MASK)
+        return RenderedRequest(self.method, url, headers, body.encode())
+
+    def as_text(self) -> str:
+        lines = [f"{self.method} {self.url}", *(f"{name}: {value}" for name, value in self.headers.items())]
+        return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    name: str
+    template: Template
+    related_via: Field | None  # set when the value comes from a related module's records
+
+
+def merge_context_build(*, webhook: Webhook, record: Record, schema: Schema | None = None) -> MergeContext:
+    return MergeContext(
+        schema=schema or Schema(webhook.module),
+        record=record,
+        organization=webhook.organization,
+        date_format=webhook.effective_date_format,
+        datetime_format=webhook.effective_datetime_format,
+        time_zone=webhook.effective_time_zone,
+    )
+
+
+def webhook_render_request(
+    *, webhook: Webhook, record: Record, message_id: str, timestamp: int | None = None
+) -> RenderedRequest:
+    """The request exactly as it will be sent, signed for message_id (the delivery id)."""
+    context = merge_context_build(webhook=webhook, record=record)
+    entity = [_parameter(context, p.name, p.value) for p in webhook.entity_parameters.all()]
+    custom = [(p.name, p.value) for p in webhook.custom_parameters.all()]
+    query: list[tuple[str, str]] = []
+    body = ""
+    if webhook.method == Method.GET or webhook.body:
+        query = _flat_pairs(context, entity, custom)
+        if webhook.method != Method.GET:
+            body = _body_render(context, webhook.body, webhook.content_type)
+    else:
+        body = _parameters_encode(context, entity, custom, webhook.content_type)
+    payload = body.encode("utf-8", "replace")
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    headers = {"User-Agent": settings.WEBHOOK_USER_AGENT}
+    if webhook.method != Method.GET:
+        headers["Content-Type"] = CONTENT_TYPE_HEADERS[webhook.content_type]
+    headers["webhook-id"] = message_id
+    headers["webhook-timestamp"] = str(timestamp)
+    headers["webhook-signature"] = signature_compute(
+        secret=webhook.signing_secret, message_id=message_id, timestamp=timestamp, body=payload
+    )
+    secrets = [value for _, value in custom if value]
+    if webhook.auth_type == AuthType.BASIC:
+        credentials = f"{webhook.auth_username}:{webhook.auth_password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        if webhook.auth_password:
+            secrets.append(webhook.auth_password)
+    return RenderedRequest(
+        method=webhook.method, url=_url_with_query(webhook.url, query), headers=headers, body=payload,
+        secrets=tuple(sorted(secrets, key=len, reverse=True)),
+    )
+
+
+def _parameter(context: MergeContext, name: str, value: str) -> _Parameter:
+    template = template_compile(value)
+    via = next(
+        (binding.via for binding in map(context.binding, template.merge_fields) if isinstance(binding, OnRelated)),
+        None,
+    )
+    return _Parameter(name, template, via)
+
+
+def _render(context: MergeContext, template: Template, related: Record | None = None) -> str:
+    if (single := template.single_field) is not None:
+        return as_text(context.value(single, related))
+    return "".join(
+        as_text(context.value(part.field, related)) if isinstance(part, Slot) else part for part in template.parts
+    )
+
+
+def _url_with_query(url: str, pairs: list[tuple[str, str]]) -> str:
+    if not pairs:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(pairs)]))
+    return urlunsplit(parts._replace(query=query))
+
+
+def _flat_pairs(context: MergeContext, entity: list[_Parameter], custom: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Name/value pairs for a query string: a related module's values are joined with commas."""
+    return [(p.name, _render(context, p.template)) for p in entity] + custom
+
+
+def _body_render(context: MergeContext, text: str, content_type: str) -> str:
+    if content_type in (ContentType.JSON, ContentType.JSONARRAY):
+        template = template_compile(text, json_context=True)
+        return "".join(
+            part if isinstance(part, str)
+            else in_json_string(as_text(context.value(part.field))) if part.in_json_string
+            else as_json_value(context.value(part.field))
+            for part in template.parts
+        )
+    template = template_compile(text)
+    return "".join(
+        part if isinstance(part, str) else xml_text(as_text(context.value(part.field))) for part in template.parts
+    )
+
+
+def _parameters_encode(
+    context: MergeContext, entity: list[_Parameter], custom: list[tuple[str, str]], content_type: str
+) -> str:
+    if content_type == ContentType.FORM:
+        return urlencode(list(_form_pairs(context, entity)) + custom)
+    tree: dict[str, Any] = {}
+    for parameter in entity:
+        if parameter.related_via is None:
+            _put(tree, parameter.name.split("."), _render(context, parameter.template))
+            continue
+        key, *rest = parameter.name.split(".")
+        records = context.related_records(parameter.related_via)
+        values = [_render(context, parameter.template, related) for related in records]
+        if not rest:
+            tree[key] = values
+            continue
+        items = tree.get(key)
+        if not isinstance(items, list) or len(items) != len(records):
+            items = tree[key] = [{} for _ in records]
+        for item, value in zip(items, values):
+            _put(item, rest, value)
+    for name, value in custom:
+        _put(tree, name.split("."), value)
+    if content_type == ContentType.XML:
+        return f'<?xml version="1.0" encoding="UTF-8"?>\n<{XML_ROOT}>{_xml_elements(tree)}</{XML_ROOT}>'
+    document = [tree] if content_type == ContentType.JSONARRAY else tree
+    return json.dumps(document, ensure_ascii=False)
+
+
+def _form_pairs(context: MergeContext, entity: list[_Parameter]) -> Iterable[tuple[str, str]]:
+    for parameter in entity:
+        if parameter.related_via is None:
+            yield parameter.name, _render(context, parameter.template)
+            continue
+        key, *rest = parameter.name.split(".")
+        suffix = "".join(f"[{segment}]" for segment in rest)
+        for index, related in enumerate(context.related_records(parameter.related_via)):
+            yield f"{key}[{index}]{suffix}", _render(context, parameter.template, related)
+
+
+def _put(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for segment in path[:-1]:
+        child = tree.get(segment)
+        if not isinstance(child, dict):
+            child = tree[segment] = {}
+        tree = child
+    tree[path[-1]] = value
+
+
+def _xml_elements(tree: dict[str, Any]) -> str:
+    out: list[str] = []
+    for name, value in tree.items():
+        for item in value if isinstance(value, list) else [value]:
+            inner = _xml_elements(item) if isinstance(item, dict) else xml_text(str(item))
+            out.append(f"<{name}>{inner}</{name}>")
+    return "".join(out)

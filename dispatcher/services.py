@@ -1,0 +1,233 @@
+"""Webhook definitions: the checks that span several fields, previews, test sends, secret rotation."""
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from lxml import etree
+
+from crm.models import Record
+from dispatcher.http_client import HttpResult, request_send
+from dispatcher.models import ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate
+from dispatcher.rendering.merge import OnRelated, Schema, Unsupported
+from dispatcher.rendering.request import RenderedRequest, webhook_render_request
+from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
+from dispatcher.validators import validate_parameter_name
+from dispatcher.xml import safe_parser
+
+ENTITY_FIELDS_MAX = 10  # seed 003: data of at most 10 CRM fields per webhook
+ENTITY_PARAMETERS_MAX_LENGTH = 3_000  # seed 003: entity parameters, 3000 characters in all
+RELATED_MODULES_MAX = 5  # seed 004: five related modules per webhook
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    value: str
+
+
+def webhook_check(
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str]
+) -> dict[str, list[str]]:
+    """Rules that involve more than one field of a webhook; returns messages keyed by the field to blame."""
+    errors = webhook_check_definition(webhook=webhook)
+    if "module" not in errors:
+        for key, messages in webhook_check_parameters(
+            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=custom_parameter_names
+        ).items():
+            errors.setdefault(key, []).extend(messages)
+    return errors
+
+
+def webhook_check_definition(*, webhook: Webhook) -> dict[str, list[str]]:
+    """Module, edition, authorization and body rules of the webhook itself."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    module, organization = webhook.module, webhook.organization
+    if module.organization_id != organization.pk:
+        errors["module"].append(f"The module {module.api_name} belongs to another organization.")
+    if not module.supports_webhooks:
+        errors["module"].append(f"Webhooks cannot be set up for {module.api_name} (not for Call logs and Notes).")
+    if not organization.edition.webhooks_enabled:
+        errors["organization"].append(
+            f"The {organization.edition.name} of {organization.name} does not include webhooks; upgrade the edition."
+        )
+    if webhook.auth_type == "basic":
+        if not webhook.auth_username:
+            errors["auth_username"].append("Enter the user name for Basic authentication.")
+        if not webhook.auth_password:
+            errors["auth_password"].append("Enter the password for Basic authentication.")
+    if webhook.body:
+        if webhook.method == Method.GET:
+            errors["body"].append("A GET request has no body: choose POST or PUT, or leave the body empty.")
+        elif webhook.content_type == ContentType.FORM:
+            errors["body"].append("A user-defined body is JSON or XML: choose content type JSON, JSON array or XML.")
+        elif problem := body_syntax_error(webhook.body, webhook.content_type):
+            errors["body"].append(problem)
+    return dict(errors)
+
+
+def webhook_check_parameters(
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str]
+) -> dict[str, list[str]]:
+    """Limits and structure of the parameters, seen together with the method, content type and body."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    length = sum(len(p.name) + len(p.value) for p in entity_parameters)
+    if length > ENTITY_PARAMETERS_MAX_LENGTH:
+        errors["entity_parameters"].append(
+            f"Entity parameters may have at most {ENTITY_PARAMETERS_MAX_LENGTH} characters in all (names and "
+            f"values); these have {length}."
+        )
+    fields = {f for p in entity_parameters for f in merge_fields_in(p.value)} | set(merge_fields_in(webhook.body))
+    if len(fields) > ENTITY_FIELDS_MAX:
+        errors["entity_parameters"].append(
+            f"A webhook can send at most {ENTITY_FIELDS_MAX} CRM fields; this one uses {len(fields)}: "
+            + ", ".join(sorted(map(str, fields))) + "."
+        )
+    names = [p.name for p in entity_parameters]
+    for name in sorted({n for n in names + custom_parameter_names if (names + custom_parameter_names).count(n) > 1}):
+        errors["entity_parameters"].append(f"The parameter name “{name}” is used more than once.")
+    _check_structure(webhook, entity_parameters, custom_parameter_names, errors)
+    return dict(errors)
+
+
+def _check_structure(
+    webhook: Webhook, entity: list[Parameter], custom_names: list[str], errors: dict[str, list[str]]
+) -> None:
+    """Related-module arrays and dotted names must give one unambiguous document."""
+    schema = Schema(webhook.module)
+    flat = webhook.method == Method.GET or bool(webhook.body) or webhook.content_type == ContentType.FORM
+    scalar_paths: list[tuple[str, ...]] = [tuple(name.split(".")) for name in custom_names]
+    arrays: dict[str, int] = {}  # array key -> lookup field id of the related module
+    for parameter in entity:
+        vias = {b.via for b in map(schema.bind, merge_fields_in(parameter.value)) if isinstance(b, OnRelated)}
+        if not vias:
+            scalar_paths.append(tuple(parameter.name.split(".")))
+            continue
+        if len(vias) > 1:
+            modules = " and ".join(sorted(v.module.api_name for v in vias))
+            errors["entity_parameters"].append(
+                f"The parameter “{parameter.name}” mixes fields of {modules}; use one related module per parameter."
+            )
+            continue
+        if webhook.method == Method.GET or webhook.body:
+            errors["entity_parameters"].append(
+                f"The parameter “{parameter.name}” uses a related module: related modules are sent as arrays, "
+                "which needs POST or PUT without a user-defined body."
+            )
+            continue
+        key = parameter.name.split(".")[0]
+        via = vias.pop()
+        if arrays.setdefault(key, via.pk) != via.pk:
+            errors["entity_parameters"].append(f"The array “{key}” would hold records of two related modules.")
+    if len(set(arrays.values())) > RELATED_MODULES_MAX:
+        errors["entity_parameters"].append(f"A webhook can send at most {RELATED_MODULES_MAX} related modules.")
+    if flat:
+        return
+    for key in arrays:
+        if any(path[0] == key for path in scalar_paths):
+            errors["entity_parameters"].append(f"“{key}” is both an array of related records and another parameter.")
+    for path in scalar_paths:
+        for other in scalar_paths:
+            if len(other) > len(path) and other[: len(path)] == path:
+                errors["entity_parameters"].append(
+                    f"“{'.'.join(path)}” is both a value and the parent of “{'.'.join(other)}”."
+                )
+
+
+def body_syntax_error(body: str, content_type: str) -> str | None:
+    """Render the body with sample values and parse it: a typo shows when saving, not at 3 a.m."""
+    if content_type in (ContentType.JSON, ContentType.JSONARRAY):
+        template = template_compile(body, json_context=True)
+        sample = "".join(
+            part if isinstance(part, str) else ("x" if part.in_json_string else '"x"') for part in template.parts
+        )
+        try:
+            json.loads(sample)
+        except json.JSONDecodeError as error:
+            return f"The body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        return None
+    template = template_compile(body)
+    sample = "".join(part if isinstance(part, str) else "x" for part in template.parts)
+    try:
+        etree.fromstring(sample.strip().encode(), parser=safe_parser())
+    except etree.XMLSyntaxError as error:
+        return f"The body is not well-formed XML: {error.msg}."
+    return None
+
+
+def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str]]:
+    """Merge fields that will render as ${Unsupported_Field}, with the reason, for the admin's warning."""
+    schema = Schema(webhook.module)
+    texts = [p.value for p in webhook.entity_parameters.all()] + [webhook.body]
+    found: dict[str, str] = {}
+    for text in texts:
+        for part in template_compile(text).parts:
+            if isinstance(part, Slot) and isinstance(binding := schema.bind(part.field), Unsupported):
+                found.setdefault(str(part.field), binding.reason)
+    return sorted(found.items())
+
+
+def webhook_preview(*, webhook: Webhook, record: Record) -> RenderedRequest:
+    """The request for this record with secrets masked: what admins and the CLI may see."""
+    _check_record(webhook, record)
+    return webhook_render_request(webhook=webhook, record=record, message_id=f"msg_preview_{record.pk}").masked()
+
+
+def webhook_send_test(*, webhook: Webhook, record: Record) -> tuple[RenderedRequest, HttpResult]:
+    """Send the real request once through the guarded client; returns what was sent (masked) and the result."""
+    _check_record(webhook, record)
+    request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_test_{uuid.uuid4().hex}")
+    return request.masked(), request_send(request)
+
+
+def _check_record(webhook: Webhook, record: Record) -> None:
+    if record.module_id != webhook.module_id:
+        raise ValidationError(
+            f"Record #{record.pk} is a {record.module.api_name} record; this webhook is for {webhook.module.api_name}."
+        )
+
+
+def webhook_signing_secret_rotate(*, webhook: Webhook) -> Webhook:
+    webhook.signing_secret = signing_secret_generate()
+    webhook.save(update_fields=["signing_secret", "modified_at"])
+    return webhook
+
+
+@transaction.atomic
+def webhook_save(
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter]
+) -> Webhook:
+    """Validate and store a webhook with its parameters (the import path; the admin uses inline forms)."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    try:
+        webhook.full_clean(validate_unique=True)
+    except ValidationError as error:
+        for key, messages in error.message_dict.items():
+            errors[key].extend(messages)
+    if not errors:
+        names = [p.name for p in custom_parameters]
+        for key, messages in webhook_check(
+            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=names
+        ).items():
+            errors[key].extend(messages)
+    for kind, parameters in (("entity_parameters", entity_parameters), ("custom_parameters", custom_parameters)):
+        for parameter in parameters:
+            try:
+                validate_parameter_name(parameter.name)
+            except ValidationError as error:
+                errors[kind].extend(error.messages)
+            if not parameter.value:
+                errors[kind].append(f"The parameter “{parameter.name}” needs a value.")
+    if errors:
+        raise ValidationError(dict(errors))
+    webhook.save()
+    webhook.entity_parameters.all().delete()
+    webhook.custom_parameters.all().delete()
+    EntityParameter.objects.bulk_create(
+        EntityParameter(webhook=webhook, name=p.name, value=p.value, position=i) for i, p in enumerate(entity_parameters)
+    )
+    for i, p in enumerate(custom_parameters):
+        CustomParameter.objects.create(webhook=webhook, name=p.name, value=p.value, position=i)
+    return webhook

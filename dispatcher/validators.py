@@ -1,0 +1,79 @@
+"""Field-level checks of a webhook definition, each with a message an admin understands."""
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+NAME_RE = re.compile(r"^[\w\- ]+$")
+PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
+
+
+def validate_webhook_name(value: str) -> None:
+    if not NAME_RE.match(value) or not value.strip():
+        raise ValidationError(
+            "Use letters, digits, spaces, hyphens and underscores only in the name.", code="invalid_name"
+        )
+
+
+def validate_parameter_name(value: str) -> None:
+    if not PARAMETER_NAME_RE.match(value):
+        raise ValidationError(
+            f"“{value}” is not a valid parameter name: start with a letter or underscore, then use letters, "
+            "digits, underscores and hyphens; dots separate nested names (customer.name).",
+            code="invalid_parameter_name",
+        )
+
+
+def port_allowed(port: int) -> bool:
+    return settings.WEBHOOK_ALLOW_ANY_PORT or port in settings.WEBHOOK_ALLOWED_PORTS
+
+
+def validate_webhook_url(value: str) -> None:
+    """Refuse what can never be sent: other schemes, credentials in the URL, disallowed ports, private IPs.
+
+    Host names are checked again when sending, against the address they resolve to then.
+    """
+    if any(char.isspace() for char in value):
+        raise ValidationError("The URL must not contain spaces; encode them as %20.", code="invalid_url")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValidationError("This is not a valid URL (check the port number).", code="invalid_url") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("The URL must start with http:// or https://.", code="invalid_scheme")
+    if not parts.hostname:
+        raise ValidationError("The URL has no host name.", code="invalid_url")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(
+            "Do not put a user name or password in the URL; use Basic authentication or a custom parameter.",
+            code="credentials_in_url",
+        )
+    if parts.fragment:
+        raise ValidationError("The URL must not contain a #fragment; it is never sent.", code="invalid_url")
+    effective_port = port or (443 if parts.scheme == "https" else 80)
+    if not port_allowed(effective_port):
+        allowed = ", ".join(map(str, settings.WEBHOOK_ALLOWED_PORTS))
+        raise ValidationError(
+            f"Port {effective_port} is not allowed; webhooks may only use ports {allowed}.", code="port_not_allowed"
+        )
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return
+    if address_forbidden(address):
+        raise ValidationError(
+            f"The address {address} is private, loopback, link-local or reserved; webhooks can only reach public "
+            "addresses.",
+            code="private_address",
+        )
+
+
+def address_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback and settings.WEBHOOK_ALLOW_LOOPBACK:
+        return False
+    return not address.is_global or address.is_multicast
