@@ -140,8 +140,12 @@ def body_syntax_error(body: str, content_type: str) -> str | None:
     """Render the body with sample values and parse it: a typo shows when saving, not at 3 a.m."""
     if content_type in (ContentType.JSON, ContentType.JSONARRAY):
         template = template_compile(body, json_context=True)
+        # Samples as long as the merge field they replace, so line and column point into the admin's text.
         sample = "".join(
-            part if isinstance(part, str) else ("x" if part.in_json_string else '"x"') for part in template.parts
+            part if isinstance(part, str)
+            else "x" * len(str(part.field)) if part.in_json_string
+            else '"' + "x" * (len(str(part.field)) - 2) + '"'
+            for part in template.parts
         )
         try:
             json.loads(sample)
@@ -149,9 +153,9 @@ def body_syntax_error(body: str, content_type: str) -> str | None:
             return f"The body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
         return None
     template = template_compile(body)
-    sample = "".join(part if isinstance(part, str) else "x" for part in template.parts)
+    sample = "".join(part if isinstance(part, str) else "x" * len(str(part.field)) for part in template.parts)
     try:
-        etree.fromstring(sample.strip().encode(), parser=safe_parser())
+        etree.fromstring(sample.encode(), parser=safe_parser())
     except etree.XMLSyntaxError as error:
         return f"The body is not well-formed XML: {error.msg}."
     return None

@@ -65,7 +65,7 @@ def validate_webhook_url(value: str) -> None:
         return
     if address_forbidden(address):
         raise ValidationError(
-            f"The address {address} is private, loopback, link-local or reserved; webhooks can only reach public "
+            f"The address {parts.hostname} is private, loopback, link-local or reserved; webhooks can only reach public "
             "addresses.",
             code="private_address",
         )

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Command 2: run the whole test suite. Extra arguments go to pytest (e.g. -k preview).
+# Uses DATABASE_URL / CELERY_BROKER_URL when set (CI sets PostgreSQL and Redis), else SQLite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+python manage.py makemigrations --check --dry-run
+# pytest exits with 5 when it collected no tests; with set -e that fails the run, as it should.
+python -m pytest "$@"

@@ -1,0 +1,52 @@
+import os
+
+import pytest
+from django.conf import settings
+
+from tests.factories import CrmUserFactory, OrganizationFactory
+
+
+def pytest_configure(config) -> None:
+    """In CI the suite must run on the real services; an unreachable one fails the run, never skips."""
+    if not os.environ.get("CI"):
+        return
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        raise pytest.UsageError(f"CI is set but DATABASE_URL is not PostgreSQL ({engine}).")
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        raise pytest.UsageError("CI is set but CELERY_BROKER_URL is not Redis.")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        raise pytest.UsageError(f"CI is set but Redis is unreachable: {error}") from error
+
+
+@pytest.fixture
+def organization(db):
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def owner(organization):
+    return CrmUserFactory(organization=organization, first_name="Ted", last_name="Watson",
+                          email="ted@zylker.example", mobile="+31 6 8765 4321")
+
+
+@pytest.fixture
+def modules(organization):
+    return {module.api_name: module for module in organization.modules.all()}
+
+
+@pytest.fixture
+def receiver(httpserver, settings):
+    """A real HTTP server on 127.0.0.1 that the guarded client is allowed to reach for this test."""
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    settings.WEBHOOK_ALLOW_ANY_PORT = True
+    return httpserver
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    return ("127.0.0.1", 0)
