@@ -170,7 +170,9 @@ def _classify(error: BaseException) -> tuple[ErrorClass, str]:
         return ErrorClass.DNS_FAILURE, "The host name could not be resolved."
     if names & {"InvalidURL", "MissingSchema", "InvalidSchema", "LocationParseError"}:
         return ErrorClass.INVALID_URL, "The URL is not valid."
-    if names & {"ConnectionError", "NewConnectionError", "ConnectionRefusedError", "ConnectionResetError"}:
+    if names & {"IncompleteRead", "ConnectionResetError"} or "Connection broken" in text:
+        return ErrorClass.CONNECTION_ERROR, "The connection broke before the whole answer arrived."
+    if names & {"ConnectionError", "NewConnectionError", "ConnectionRefusedError"}:
         return ErrorClass.CONNECTION_ERROR, f"Could not connect or the connection broke ({detail})."
     return ErrorClass.PROTOCOL_ERROR, f"The receiver's answer was not valid HTTP ({detail})."
 
