@@ -32,7 +32,9 @@ def webhook_find(*, reference: str) -> Webhook:
     """A webhook by id or by name (names are unique per organization, so a name may be ambiguous)."""
     queryset = Webhook.objects.select_related("organization", "module")
     if reference.isdigit():
-        return queryset.get(pk=int(reference))
+        if (webhook := queryset.filter(pk=int(reference)).first()) is None:
+            raise Webhook.DoesNotExist(f"No webhook with id {reference}.")
+        return webhook
     matches = list(queryset.filter(name=reference)[:2])
     if len(matches) != 1:
         raise Webhook.DoesNotExist(

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         try:
             hook = selectors.webhook_find(reference=webhook)
         except Webhook.DoesNotExist as error:
-            raise CommandError(str(error) or f"No webhook with id {webhook}.") from None
+            raise CommandError(str(error)) from None
         target = Record.objects.select_related("module", "owner").filter(pk=record).first()
         if target is None:
             raise CommandError(f"No record with id {record}.")
