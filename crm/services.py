@@ -130,6 +130,8 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
         limit = TEXTAREA_MAX_LENGTH if kind == FieldType.TEXTAREA else TEXT_MAX_LENGTH
         if len(raw) > limit:
             raise ValidationError(f"at most {limit} characters (this has {len(raw)}).")
+        if "\x00" in raw:
+            raise ValidationError("must not contain the NUL character (\\u0000).")
         if kind == FieldType.EMAIL:
             EmailValidator(message="not a valid e-mail address.")(raw)
         if kind == FieldType.URL:

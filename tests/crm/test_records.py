@@ -47,6 +47,7 @@ def test_naive_datetimes_are_read_in_the_organization_time_zone(organization, ow
     ({"Deal_Name": "x", "Account_Name": 999999}, "Account_Name", "Account Name: no Account record with id 999999."),
     ({"Deal_Name": "x", "Colour": "red"}, "Colour", "Deals has no field with API name “Colour”."),
     ({"Amount": "10"}, "Deal_Name", "Deal Name is required."),
+    ({"Deal_Name": "nul\x00byte"}, "Deal_Name", "Deal Name: must not contain the NUL character (\\u0000)."),
     ({"Deal_Name": "x" * 256}, "Deal_Name", "Deal Name: at most 255 characters (this has 256)."),
 ])
 def test_invalid_values_are_refused_with_a_message_per_field(organization, owner, modules, values, field, message):
