@@ -86,9 +86,7 @@ class RecordForm(forms.ModelForm):
             try:
                 clean_values = services.record_clean_values(module=module, values=values)
             except ValidationError as error:
-                self.add_error(
-                    "values", [f"{key}: {message}" for key, messages in error.message_dict.items() for message in messages]
-                )
+                self.add_error("values", [m for messages in error.message_dict.values() for m in messages])
             else:
                 cleaned["values"] = {key: value for key, value in clean_values.items() if value is not None}
         elif values is not None and not isinstance(values, dict):
