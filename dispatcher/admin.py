@@ -11,7 +11,10 @@ from django.utils.html import format_html, format_html_join
 
 from crm.models import Module, Record
 from dispatcher import selectors, services
-from dispatcher.models import AuthType, CustomParameter, EntityParameter, Webhook
+from dispatcher import errors
+from dispatcher.models import (
+    Attempt, AuthType, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
+)
 from dispatcher.rendering.request import MASK
 
 RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the page
@@ -133,7 +136,7 @@ class WebhookAdmin(admin.ModelAdmin):
     actions = ["activate", "deactivate", "rotate_signing_secret", "send_test"]
     fieldsets = [
         (None, {"fields": ["organization", "module", "name", "description", "is_active"]}),
-        ("Request", {"fields": ["url", "method", "content_type", "body"]}),
+        ("Request", {"fields": ["url", "method", "content_type", "body", "retry_policy"]}),
         ("Authorization", {"fields": ["auth_type", "auth_username", "auth_password"]}),
         ("Dates and times", {"fields": ["date_format", "datetime_format", "time_zone"]}),
         ("Signing", {"fields": ["signing_secret_display"]}),
@@ -241,3 +244,64 @@ class WebhookAdmin(admin.ModelAdmin):
             context["result"] = result
             context["response_text"] = result.body.decode("utf-8", "replace")[:RESPONSE_DISPLAY_LIMIT]
         return TemplateResponse(request, "admin/dispatcher/webhook/preview.html", context)
+
+
+@admin.register(RetryPolicy)
+class RetryPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "delays", "max_retry_after"]
+    search_fields = ["name", "code"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs are facts: nobody adds or edits them in the admin."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
+              "outcome", "response_excerpt"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="meaning")
+    def meaning(self, obj: Attempt) -> str:
+        return errors.meaning(obj.error_class)
+
+    @admin.display(description="response")
+    def response_excerpt(self, obj: Attempt) -> str:
+        return format_html("<pre style='white-space: pre-wrap; max-width: 40em'>{}</pre>", obj.response_body[:2000])
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "webhook_name", "record_ref", "source", "status",
+                    "last_status_code", "attempt_count", "due_at"]
+    list_filter = ["status", "source", "organization"]
+    search_fields = ["public_id", "record_ref", "webhook_name"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+    fields = ["public_id", "organization", "webhook", "webhook_name", "record", "record_ref", "source", "trigger",
+              "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
+              "request_display"]
+    readonly_fields = fields
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(ReadOnlyAdmin):
+    list_display = ["day", "organization", "calls", "limit_notified"]
+    list_filter = ["organization"]
+    date_hierarchy = "day"

@@ -8,6 +8,7 @@ Where parameters go (README "Rendering"):
   a related module become an array with one item per related record.
 """
 import base64
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -53,6 +54,19 @@ class RenderedRequest:
                 url, body = url.replace(form, MASK), body.replace(form, MASK)
         return RenderedRequest(self.method, url, headers, body.encode())
 
+    def seal(self) -> str:
+        """JSON of the whole request, secrets included: only ever stored encrypted."""
+        return json.dumps({
+            "method": self.method, "url": self.url, "headers": self.headers,
+            "body": base64.b64encode(self.body).decode(), "secrets": list(self.secrets),
+        })
+
+    @classmethod
+    def unseal(cls, text: str) -> "RenderedRequest":
+        data = json.loads(text)
+        return cls(data["method"], data["url"], data["headers"], base64.b64decode(data["body"]),
+                   tuple(data["secrets"]))
+
     def as_text(self) -> str:
         lines = [f"{self.method} {self.url}", *(f"{name}: {value}" for name, value in self.headers.items())]
         return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
@@ -80,6 +94,14 @@ def webhook_render_request(
     *, webhook: Webhook, record: Record, message_id: str, timestamp: int | None = None
 ) -> RenderedRequest:
     """The request exactly as it will be sent, signed for message_id (the delivery id)."""
+    return request_sign(
+        webhook_render_unsigned(webhook=webhook, record=record),
+        secret=webhook.signing_secret, message_id=message_id, timestamp=timestamp,
+    )
+
+
+def webhook_render_unsigned(*, webhook: Webhook, record: Record) -> RenderedRequest:
+    """Everything but the signature headers, which are made fresh for every attempt."""
     context = merge_context_build(webhook=webhook, record=record)
     entity = [_parameter(context, p.name, p.value) for p in webhook.entity_parameters.all()]
     custom = [(p.name, p.value) for p in webhook.custom_parameters.all()]
@@ -91,16 +113,9 @@ def webhook_render_request(
             body = _body_render(context, webhook.body, webhook.content_type)
     else:
         body = _parameters_encode(context, entity, custom, webhook.content_type)
-    payload = body.encode("utf-8", "replace")
-    timestamp = int(time.time()) if timestamp is None else timestamp
     headers = {"User-Agent": settings.WEBHOOK_USER_AGENT}
     if webhook.method != Method.GET:
         headers["Content-Type"] = CONTENT_TYPE_HEADERS[webhook.content_type]
-    headers["webhook-id"] = message_id
-    headers["webhook-timestamp"] = str(timestamp)
-    headers["webhook-signature"] = signature_compute(
-        secret=webhook.signing_secret, message_id=message_id, timestamp=timestamp, body=payload
-    )
     secrets = [value for _, value in custom if value]
     if webhook.auth_type == AuthType.BASIC:
         credentials = f"{webhook.auth_username}:{webhook.auth_password}".encode()
@@ -108,9 +123,22 @@ def webhook_render_request(
         if webhook.auth_password:
             secrets.append(webhook.auth_password)
     return RenderedRequest(
-        method=webhook.method, url=_url_with_query(webhook.url, query), headers=headers, body=payload,
-        secrets=tuple(sorted(secrets, key=len, reverse=True)),
+        method=webhook.method, url=_url_with_query(webhook.url, query), headers=headers,
+        body=body.encode("utf-8", "replace"), secrets=tuple(sorted(secrets, key=len, reverse=True)),
     )
+
+
+def request_sign(request: RenderedRequest, *, secret: str, message_id: str, timestamp: int | None = None) -> RenderedRequest:
+    """Add the Standard Webhooks headers for this moment (a retry gets a new timestamp, the same id)."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signed = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_compute(
+            secret=secret, message_id=message_id, timestamp=timestamp, body=request.body
+        ),
+    }
+    return dataclasses.replace(request, headers={**request.headers, **signed})
 
 
 def _parameter(context: MergeContext, name: str, value: str) -> _Parameter:

@@ -96,6 +96,11 @@ class Webhook(models.Model):
         help_text="Time zone of date/time values; empty uses the organization's time zone.",
     )
     is_active = models.BooleanField("active", default=True, help_text="Inactive webhooks are not sent.")
+    retry_policy = models.ForeignKey(
+        "dispatcher.RetryPolicy", on_delete=models.PROTECT, null=True, blank=True, related_name="webhooks",
+        verbose_name="retry policy", help_text="When failed calls are retried; empty uses the Zoho profile "
+        "(one retry after 15 minutes).",
+    )
     signing_secret = EncryptedTextField(
         "signing secret", default=signing_secret_generate, editable=False,
         help_text="Receivers verify the webhook-signature header with it (Standard Webhooks).",

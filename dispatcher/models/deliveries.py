@@ -1,0 +1,122 @@
+"""The outbox: one Delivery per webhook call to make, one Attempt per try. Together they are the log."""
+import uuid
+
+from django.db import models
+
+from crm.models import Organization, Record
+from dispatcher.crypto import EncryptedTextField
+from dispatcher.models.retry_policies import RetryPolicy
+from dispatcher.models.webhooks import Webhook
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DISPATCHED = "dispatched", "Dispatched"
+    RETRY = "retry", "Retry"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    LIMIT_REACHED = "limit_reached", "Daily limit reached"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = (
+    DeliveryStatus.SUCCESS, DeliveryStatus.FAILED, DeliveryStatus.LIMIT_REACHED, DeliveryStatus.CANCELLED,
+)
+WAITING_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.RETRY)
+
+
+class DeliverySource(models.TextChoices):
+    WORKFLOW = "workflow", "Workflow rule"
+    REPLAY = "replay", "Replay"
+    TEST = "test", "Test send"
+    API = "api", "API"
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def due(self, now) -> "DeliveryQuerySet":
+        """Waiting and due, or dispatched to a worker whose lease has run out (it died or hung)."""
+        return self.filter(
+            models.Q(status__in=WAITING_STATUSES, due_at__lte=now)
+            | models.Q(status=DeliveryStatus.DISPATCHED, lease_expires_at__lte=now)
+        )
+
+
+class Delivery(models.Model):
+    """One webhook call for one record and trigger, from enqueue to its terminal state."""
+
+    public_id = models.UUIDField("delivery id", default=uuid.uuid4, unique=True, editable=False,
+                                 help_text="Sent as the webhook-id header (msg_…), the same on every retry.")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
+    webhook = models.ForeignKey(Webhook, on_delete=models.SET_NULL, null=True, related_name="deliveries")
+    webhook_name = models.CharField("webhook", max_length=100, help_text="Kept if the webhook is deleted.")
+    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
+    record_ref = models.CharField("record", max_length=150, help_text="Module and id, kept if the record is deleted.")
+    source = models.CharField("source", max_length=20, choices=DeliverySource.choices, default=DeliverySource.WORKFLOW)
+    trigger = models.CharField("trigger", max_length=200, blank=True,
+                               help_text="What caused it, e.g. the workflow rule and event.")
+    retry_policy = models.ForeignKey(RetryPolicy, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField("status", max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    status_reason = models.CharField("reason", max_length=300, blank=True,
+                                     help_text="Why it ended this way, in words.")
+    due_at = models.DateTimeField("next attempt", null=True, blank=True)
+    lease_expires_at = models.DateTimeField("lease expires", null=True, blank=True)
+    claim_token = models.UUIDField("claim", null=True, blank=True, editable=False)
+    attempt_count = models.PositiveSmallIntegerField("attempts", default=0)
+    # The request is rendered once, on the first attempt, and resent as is: encrypted, as it holds secrets.
+    request_sealed = EncryptedTextField("request", blank=True, editable=False)
+    request_display = models.TextField("request (masked)", blank=True,
+                                       help_text="The rendered request with secrets masked.")
+    last_status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
+    last_error_class = models.CharField("error", max_length=40, blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "delivery"
+        verbose_name_plural = "deliveries"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="delivery_due",
+                         condition=models.Q(status__in=["queued", "retry"])),
+            models.Index(fields=["lease_expires_at"], name="delivery_lease",
+                         condition=models.Q(status="dispatched")),
+            models.Index(fields=["webhook", "-id"], name="delivery_webhook_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_name} → {self.record_ref} ({self.get_status_display()})"
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_{self.public_id.hex}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class Attempt(models.Model):
+    """One try of a delivery: what came back, or which error stopped it."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField("attempt")
+    started_at = models.DateTimeField("time")
+    duration_ms = models.PositiveIntegerField("duration (ms)", default=0)
+    status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
+    error_class = models.CharField("error", max_length=40, blank=True)
+    error_message = models.CharField("error detail", max_length=500, blank=True)
+    response_headers = models.JSONField("response headers", default=dict, blank=True)
+    response_body = models.TextField("response body (excerpt)", blank=True)
+    response_truncated = models.BooleanField("response truncated", default=False)
+    outcome = models.CharField("outcome", max_length=20, choices=DeliveryStatus.choices,
+                               help_text="The delivery's status after this attempt.")
+
+    class Meta:
+        verbose_name = "attempt"
+        ordering = ["delivery", "number"]
+        constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"

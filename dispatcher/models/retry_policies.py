@@ -1,0 +1,45 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+
+MAX_DELAY_SECONDS = 7 * 24 * 3600  # a retry further away than a week is a lost webhook, not a retry
+MAX_RETRIES = 20
+
+
+def validate_delays(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        raise ValidationError("Enter the delays as a list of whole seconds, e.g. [3600, 7200, 14400].")
+    if len(value) > MAX_RETRIES:
+        raise ValidationError(f"At most {MAX_RETRIES} retries.")
+    if any(d < 1 or d > MAX_DELAY_SECONDS for d in value):
+        raise ValidationError(f"Each delay must be between 1 second and {MAX_DELAY_SECONDS} seconds (7 days).")
+
+
+class RetryPolicy(models.Model):
+    """When a failed delivery is tried again: a list of delays after the first attempt."""
+
+    ZOHO = "zoho"
+    VTIGER = "vtiger"
+
+    code = models.SlugField("code", max_length=50, unique=True, help_text="Stable identifier, e.g. 'zoho'.")
+    name = models.CharField("name", max_length=100)
+    delays = models.JSONField(
+        "retry delays (seconds)", default=list, validators=[validate_delays],
+        help_text="Seconds to wait before each retry, counted from the failed attempt. "
+        "Zoho: [900] (one retry after 15 minutes). Vtiger: [3600, 7200, 14400].",
+    )
+    max_retry_after = models.PositiveIntegerField(
+        "longest Retry-After honoured (seconds)", default=6 * 3600,
+        help_text="A 429 or 503 with Retry-After waits that long (at most this) instead of the policy's delay.",
+    )
+
+    class Meta:
+        verbose_name = "retry policy"
+        verbose_name_plural = "retry policies"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def default(cls) -> "RetryPolicy":
+        return cls.objects.get(code=cls.ZOHO)

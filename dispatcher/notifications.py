@@ -1,0 +1,66 @@
+"""E-mails to people: a delivery failed for good (owner and admins), the daily limit was reached (admins)."""
+import datetime
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+
+from crm.models import CrmUser, Organization
+from dispatcher import errors, quotas
+from dispatcher.models import Delivery
+
+logger = logging.getLogger(__name__)
+
+
+def _admins(organization: Organization) -> list[str]:
+    return list(CrmUser.objects.filter(organization=organization, is_admin=True, is_active=True)
+                .order_by("email").values_list("email", flat=True))
+
+
+def _send(subject: str, body: str, recipients: list[str]) -> None:
+    recipients = list(dict.fromkeys(r for r in recipients if r))
+    if not recipients:
+        return
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except Exception:  # a broken mail server must not break delivery processing
+        logger.exception("notify.mail_failed subject=%s", subject)
+
+
+def delivery_failed(*, delivery: Delivery) -> None:
+    """Seed 004: the record owner and all active admins are told when a webhook fails."""
+    owner = delivery.record.owner if delivery.record and delivery.record.owner.is_active else None
+    webhook = delivery.webhook
+    target = urlunsplit(urlsplit(webhook.url)._replace(query="")) if webhook else "(deleted webhook)"
+    link = settings.SITE_URL.rstrip("/") + reverse("admin:dispatcher_delivery_change", args=[delivery.pk])
+    body = "\n".join([
+        f"The webhook “{delivery.webhook_name}” could not be delivered for {delivery.record_ref}.",
+        "",
+        f"Destination: {target}",
+        f"Trigger: {delivery.trigger or delivery.get_source_display()}",
+        f"Attempts: {delivery.attempt_count}",
+        f"Last error: {errors.meaning(delivery.last_error_class) or delivery.last_error_class}",
+        f"Detail: {delivery.status_reason}",
+        f"Delivery id: {delivery.message_id}",
+        "",
+        f"Webhook log: {link}",
+    ])
+    _send(f"Webhook “{delivery.webhook_name}” failed for {delivery.record_ref}", body,
+          ([owner.email] if owner else []) + _admins(delivery.organization))
+
+
+def limit_reached(*, organization: Organization, now: datetime.datetime) -> None:
+    """Seed 003: when the daily maximum is exceeded the rest is not sent and the admins are told (once a day)."""
+    day = quotas.local_day(organization=organization, now=now)
+    limit = quotas.daily_limit(organization=organization)
+    body = "\n".join([
+        f"{organization.name} reached its daily limit of {limit} webhook calls on {day} "
+        f"({organization.edition.name}, {organization.user_licences} user licences).",
+        "",
+        "Webhooks triggered for the rest of the day are not sent; they are logged as “Daily limit reached”.",
+        "The count starts again at midnight in the organization's time zone "
+        f"({organization.time_zone}).",
+    ])
+    _send(f"Daily webhook limit reached for {organization.name}", body, _admins(organization))

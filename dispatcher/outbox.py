@@ -1,0 +1,225 @@
+"""The outbox: enqueue deliveries, claim due ones, run one attempt and record it.
+
+The database is the source of truth. A delivery row is written in the caller's transaction; the
+broker only carries wake-ups (``dispatcher.deliver`` on commit, ``dispatcher.drain`` from the pump).
+Claims are conditional updates guarded by a claim token and a lease, so two workers never own the
+same delivery, and a worker that dies leaves its delivery claimable again when the lease runs out.
+"""
+import datetime
+import logging
+import math
+import time
+import uuid
+
+from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from crm.models import Record
+from dispatcher import errors, notifications, quotas, retry
+from dispatcher.http_client import HttpResult, request_send
+from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
+from dispatcher.models.deliveries import TERMINAL_STATUSES
+from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; the client already capped the read
+MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
+
+
+def delivery_enqueue(
+    *, webhook: Webhook, record: Record, source: str = DeliverySource.WORKFLOW, trigger: str = "",
+    due_at: datetime.datetime | None = None,
+) -> Delivery:
+    """Write a delivery in the caller's transaction; a worker is woken when it commits."""
+    organization = webhook.organization
+    if not organization.edition.webhooks_enabled:
+        raise ValidationError(f"The {organization.edition.name} of {organization.name} does not include webhooks.")
+    if record.module_id != webhook.module_id:
+        raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
+                              f"{record.module.api_name}.")
+    now = timezone.now()
+    delivery = Delivery.objects.create(
+        organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
+        record_ref=f"{record.module.api_name} #{record.pk}", source=source, trigger=trigger[:200],
+        retry_policy=webhook.retry_policy or RetryPolicy.default(), due_at=due_at or now,
+    )
+    if due_at is None or due_at <= now:
+        transaction.on_commit(lambda: _wake(delivery.pk))
+    return delivery
+
+
+def _wake(delivery_id: int) -> None:
+    try:
+        current_app.send_task("dispatcher.deliver", args=[delivery_id])
+    except Exception:  # the broker being down only delays the delivery: the pump will find it
+        logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)
+
+
+def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None) -> list[tuple[int, uuid.UUID]]:
+    """Claim up to limit due deliveries for this worker; returns (id, claim token) pairs."""
+    token = uuid.uuid4()
+    lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    with transaction.atomic():
+        candidates = Delivery.objects.due(now)
+        if ids is not None:
+            candidates = candidates.filter(pk__in=ids)
+        # SKIP LOCKED lets workers claim side by side on PostgreSQL; SQLite ignores it and serialises writers.
+        chosen = list(candidates.order_by("due_at").select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        if not chosen:
+            return []
+        Delivery.objects.due(now).filter(pk__in=chosen).update(
+            status=DeliveryStatus.DISPATCHED, claim_token=token, lease_expires_at=lease_until,
+            attempt_count=F("attempt_count") + 1,
+        )
+    return [(pk, token) for pk in Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)]
+
+
+def delivery_run(*, delivery_id: int, now: datetime.datetime | None = None) -> Delivery | None:
+    """Claim one delivery if it is due and make its attempt (the fast path after enqueue)."""
+    claimed = deliveries_claim(now=now or timezone.now(), limit=1, ids=[delivery_id])
+    return delivery_attempt(delivery_id=delivery_id, token=claimed[0][1]) if claimed else None
+
+
+def deliveries_drain(*, batch: int, budget_seconds: float) -> int:
+    """Claim and attempt due deliveries until none is left or the time budget is spent."""
+    started, done = time.monotonic(), 0
+    while time.monotonic() - started < budget_seconds:
+        claimed = deliveries_claim(now=timezone.now(), limit=batch)
+        if not claimed:
+            break
+        for delivery_id, token in claimed:
+            delivery_attempt(delivery_id=delivery_id, token=token)
+            done += 1
+    return done
+
+
+def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
+    """Periodic: send as many drain wake-ups as the due work needs (bounded); returns how many."""
+    cap = settings.WEBHOOK_PUMP_MAX_DRAINS * settings.WEBHOOK_DRAIN_BATCH
+    due = Delivery.objects.due(now or timezone.now())[:cap].count()
+    drains = min(math.ceil(due / settings.WEBHOOK_DRAIN_BATCH), settings.WEBHOOK_PUMP_MAX_DRAINS)
+    for _ in range(drains):
+        # Expiring wake-ups cannot pile up in the broker while workers are busy.
+        current_app.send_task("dispatcher.drain", expires=settings.WEBHOOK_PUMP_INTERVAL * 5)
+    return drains
+
+
+def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
+    """Make one attempt of a claimed delivery and record it; the claim token proves ownership."""
+    delivery = Delivery.objects.select_related(
+        "organization__edition", "retry_policy", "webhook__organization", "webhook__module",
+        "record__owner", "record__module",
+    ).get(pk=delivery_id)
+    if delivery.claim_token != token or delivery.status != DeliveryStatus.DISPATCHED:
+        return delivery  # the lease ran out and another worker owns it now
+    now = timezone.now()
+    if delivery.attempt_count > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
+        return _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+                       "Workers stopped while sending it several times; given up.")
+    if (problem := _unsendable(delivery)) is not None:
+        status, error_class, reason = problem
+        return _finish(delivery, token, now, status, error_class, reason)
+    if not delivery.request_sealed and not _prepare(delivery, token, now):
+        return delivery
+    request = RenderedRequest.unseal(delivery.request_sealed)
+    if not quotas.quota_consume(organization=delivery.organization, now=now):
+        delivery = _finish(delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
+                           f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
+        if quotas.quota_limit_notice_claim(organization=delivery.organization, now=now):
+            notifications.limit_reached(organization=delivery.organization, now=now)
+        return delivery
+    signed = request_sign(request, secret=delivery.webhook.signing_secret, message_id=delivery.message_id)
+    result = request_send(signed)
+    return _record(delivery, token, now, result)
+
+
+def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
+    """Why this delivery must end before sending, checked before every attempt."""
+    if delivery.webhook is None or not delivery.webhook.is_active:
+        return DeliveryStatus.CANCELLED, "", "The webhook was deleted or deactivated."
+    if delivery.record is None:
+        return DeliveryStatus.CANCELLED, "", "The record was deleted."
+    if not delivery.organization.edition.webhooks_enabled:
+        edition = delivery.organization.edition.name
+        return DeliveryStatus.FAILED, errors.INTERNAL_ERROR, f"The {edition} does not include webhooks."
+    return None
+
+
+def _prepare(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> bool:
+    """Render and store the request on the first attempt; a rendering failure ends the delivery."""
+    try:
+        request = webhook_render_unsigned(webhook=delivery.webhook, record=delivery.record)
+    except Exception:
+        logger.exception("deliver.render_failed delivery=%s webhook=%s", delivery.public_id, delivery.webhook_id)
+        _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+                "The request could not be rendered; see the worker log.")
+        return False
+    delivery.request_sealed = request.seal()
+    delivery.request_display = request.masked().as_text()
+    Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(
+        request_sealed=delivery.request_sealed, request_display=delivery.request_display,
+    )
+    return True
+
+
+def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, result: HttpResult) -> Delivery:
+    finished = timezone.now()
+    error_class = errors.error_class_of(result)
+    if result.is_success:
+        status, due_at, reason = DeliveryStatus.SUCCESS, None, ""
+    else:
+        due_at = retry.next_attempt_at(policy=delivery.retry_policy, attempt_number=delivery.attempt_count,
+                                       result=result, now=finished)
+        status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
+        reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
+    with transaction.atomic():
+        Attempt.objects.create(
+            delivery=delivery, number=delivery.attempt_count, started_at=started, duration_ms=result.duration_ms,
+            status_code=result.status_code, error_class=error_class, error_message=result.error_message[:500],
+            response_headers=result.headers, response_truncated=result.truncated, outcome=status,
+            response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
+        )
+        updated = _transition(delivery, token, finished, status, error_class, reason[:300], due_at=due_at,
+                              status_code=result.status_code)
+    logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
+                "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
+                delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
+    if updated and status == DeliveryStatus.FAILED:
+        notifications.delivery_failed(delivery=delivery)
+    return delivery
+
+
+def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
+            reason: str) -> Delivery:
+    """End a delivery without an HTTP exchange (cancelled, limit reached, internal error); logged as an attempt."""
+    with transaction.atomic():
+        Attempt.objects.create(delivery=delivery, number=delivery.attempt_count, started_at=now,
+                               error_class=error_class, error_message=reason[:500], outcome=status)
+        updated = _transition(delivery, token, now, status, error_class, reason)
+    logger.info("deliver.finish delivery=%s outcome=%s reason=%s", delivery.public_id, status, reason)
+    if updated and status == DeliveryStatus.FAILED:
+        notifications.delivery_failed(delivery=delivery)
+    return delivery
+
+
+def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
+                reason: str, *, due_at: datetime.datetime | None = None, status_code: int | None = None) -> bool:
+    """Move the delivery on, if this worker still owns it; False when the claim was lost meanwhile."""
+    terminal = status in TERMINAL_STATUSES
+    changes = {
+        "status": status, "status_reason": reason, "due_at": due_at, "lease_expires_at": None,
+        "claim_token": None, "last_status_code": status_code, "last_error_class": error_class,
+        "finished_at": now if terminal else None,
+    }
+    # The attempt is recorded either way: it happened, and its number is this claim's own.
+    if Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**changes) != 1:
+        logger.warning("deliver.claim_lost delivery=%s attempt=%s", delivery.public_id, delivery.attempt_count)
+        return False
+    for key, value in changes.items():
+        setattr(delivery, key, value)
+    return True

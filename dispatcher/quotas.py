@@ -1,0 +1,35 @@
+"""The daily webhook quota: per organization and per local day, consumed atomically."""
+import datetime
+import zoneinfo
+
+from django.db.models import F
+
+from crm.models import Organization
+from dispatcher.models import DailyUsage
+
+
+def local_day(*, organization: Organization, now: datetime.datetime) -> datetime.date:
+    return now.astimezone(zoneinfo.ZoneInfo(organization.time_zone)).date()
+
+
+def daily_limit(*, organization: Organization) -> int:
+    return organization.edition.daily_quota(organization.user_licences)
+
+
+def quota_consume(*, organization: Organization, now: datetime.datetime) -> bool:
+    """Take one call from today's quota; False when it is used up.
+
+    One conditional UPDATE (calls < limit) decides, so concurrent workers can never pass the limit.
+    """
+    day = local_day(organization=organization, now=now)
+    usage, _ = DailyUsage.objects.get_or_create(organization=organization, day=day)
+    limit = daily_limit(organization=organization)
+    return DailyUsage.objects.filter(pk=usage.pk, calls__lt=limit).update(calls=F("calls") + 1) == 1
+
+
+def quota_limit_notice_claim(*, organization: Organization, now: datetime.datetime) -> bool:
+    """True once per local day: whoever flips the flag sends the e-mail to the admins."""
+    day = local_day(organization=organization, now=now)
+    return DailyUsage.objects.filter(organization=organization, day=day, limit_notified=False).update(
+        limit_notified=True
+    ) == 1
