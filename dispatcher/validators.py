@@ -1,10 +1,12 @@
 """Field-level checks of a webhook definition, each with a message an admin understands."""
 import ipaddress
 import re
+import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 
 NAME_RE = re.compile(r"^[\w\- ]+$")
 PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
@@ -59,11 +61,8 @@ def validate_webhook_url(value: str) -> None:
         raise ValidationError(
             f"Port {effective_port} is not allowed; webhooks may only use ports {allowed}.", code="port_not_allowed"
         )
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return
-    if address_forbidden(address):
+    address = literal_address(parts.hostname)
+    if address is not None and address_forbidden(address):
         raise ValidationError(
             f"The address {parts.hostname} is private, loopback, link-local or reserved; webhooks can only reach public "
             "addresses.",
@@ -71,9 +70,28 @@ def validate_webhook_url(value: str) -> None:
         )
 
 
+LEGACY_IPV4_RE = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name spells directly, including the forms resolvers accept: 2130706433,
+    0x7f.1, 0177.0.0.1."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if LEGACY_IPV4_RE.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def address_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback and settings.WEBHOOK_ALLOW_LOOPBACK:
         return False
-    return not address.is_global or address.is_multicast
+    # requests-hardened's extra ranges: NAT64, 6to4, CGNAT and others that can reach inside networks.
+    return not address.is_global or address.is_multicast or any(address in net for net in EXTRA_BLOCKED_NET_RANGES)
