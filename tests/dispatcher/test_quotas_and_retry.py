@@ -51,7 +51,7 @@ def test_the_count_starts_again_at_local_midnight(db):
         datetime.date(2026, 3, 1): 2, datetime.date(2026, 3, 2): 1}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_workers_never_pass_the_limit():
     if connection.vendor != "postgresql":
         pytest.skip("needs a database with concurrent writers; CI runs it on PostgreSQL")
