@@ -294,10 +294,20 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
-    fields = ["public_id", "organization", "webhook", "webhook_name", "record", "record_ref", "source", "trigger",
+    fields = ["message_id", "organization", "webhook", "webhook_name", "record", "record_ref", "source", "trigger",
               "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
-              "request_display"]
+              "request"]
     readonly_fields = fields
+
+    @admin.display(description="delivery id (webhook-id)")
+    def message_id(self, obj: Delivery) -> str:
+        return obj.message_id
+
+    @admin.display(description="request (secrets masked)")
+    def request(self, obj: Delivery) -> str:
+        if not obj.request_display:
+            return "Rendered on the first attempt."
+        return format_html("<pre style='white-space: pre-wrap; max-width: 60em'>{}</pre>", obj.request_display)
 
 
 @admin.register(DailyUsage)

@@ -193,3 +193,22 @@ def test_list_search_filters_and_actions(admin_client, modules):
     assert not first.is_active and first.signing_secret != secret
     response = admin_client.post(changelist, {"action": "send_test", "_selected_action": [first.pk]})
     assert response.url == reverse("admin:dispatcher_webhook_preview", args=[first.pk])
+
+
+def test_the_delivery_log_shows_attempts_with_their_meaning_and_no_secret(admin_client, modules, deal, receiver):
+    from dispatcher import outbox
+    from dispatcher.models import Delivery
+
+    receiver.expect_request("/hook").respond_with_data("nope", status=404)
+    webhook = webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"),
+                             entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-abcdef")])
+    delivery = outbox.delivery_enqueue(webhook=webhook, record=deal)
+    outbox.delivery_run(delivery_id=delivery.pk)
+    listing = admin_client.get(reverse("admin:dispatcher_delivery_changelist"), {"status__exact": "failed"})
+    assert listing.context["cl"].result_count == 1
+    page = admin_client.get(reverse("admin:dispatcher_delivery_change", args=[delivery.pk])).content.decode()
+    assert delivery.message_id in page
+    assert "404 Not found: the requested item does not exist." in page
+    assert "&quot;authtoken&quot;: &quot;********&quot;" in page and "tok-abcdef" not in page
+    assert admin_client.get(reverse("admin:dispatcher_delivery_add")).status_code == 403
+    assert Delivery.objects.get().status == "failed"
