@@ -1,4 +1,6 @@
 """CRM data: organizations and their editions, users, module metadata and records."""
+import uuid
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -68,6 +70,11 @@ class Organization(models.Model):
     city = models.CharField("city", max_length=100, blank=True)
     country = models.CharField("country", max_length=100, blank=True)
     currency_code = models.CharField("currency", max_length=3, default="USD", help_text="ISO 4217 code, e.g. EUR.")
+    schema_version = models.UUIDField(
+        "metadata version", default=uuid.uuid4, editable=False,
+        help_text="Changes whenever a module or field changes, so cached metadata is known to be stale. "
+        "Random rather than counted: a rolled-back change can never make an old number mean new metadata.",
+    )
 
     class Meta:
         verbose_name = "organization"
@@ -111,7 +118,35 @@ class CrmUser(models.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
-class ModuleQuerySet(models.QuerySet):
+def schema_changed(organization_ids) -> None:
+    """Mark the metadata of these organizations as changed (modules or fields were written)."""
+    Organization.objects.filter(pk__in=set(organization_ids)).update(schema_version=uuid.uuid4())
+
+
+class MetadataQuerySet(models.QuerySet):
+    """Bulk writes to modules and fields bump the organization's metadata version, like single saves do."""
+
+    organization_path = ""
+
+    def _organizations(self) -> list[int]:
+        return list(self.values_list(self.organization_path, flat=True).distinct())
+
+    def update(self, **kwargs) -> int:
+        organizations = self._organizations()
+        count = super().update(**kwargs)
+        schema_changed(organizations)
+        return count
+
+    def delete(self):
+        organizations = self._organizations()
+        result = super().delete()
+        schema_changed(organizations)
+        return result
+
+
+class ModuleQuerySet(MetadataQuerySet):
+    organization_path = "organization_id"
+
     def webhook_capable(self) -> "ModuleQuerySet":
         return self.filter(supports_webhooks=True)
 
@@ -185,7 +220,9 @@ class SystemField(models.TextChoices):
     MODIFIED_TIME = "Modified_Time", "Modified time"
 
 
-class FieldQuerySet(models.QuerySet):
+class FieldQuerySet(MetadataQuerySet):
+    organization_path = "module__organization_id"
+
     def usable(self) -> "FieldQuerySet":
         """Fields a merge field or the API may use: neither deleted nor switched off with their integration."""
         return self.filter(is_deleted=False, is_disabled=False)

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 
-from crm.models import CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField
+from crm.models import CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
 from crm.standard_modules import STANDARD_MODULES
 
 TEXT_MAX_LENGTH = 255
@@ -28,51 +28,38 @@ def organization_create(*, name: str, edition: Edition, user_licences: int = 1, 
 @transaction.atomic
 def modules_install_standard(*, organization: Organization) -> list[Module]:
     """Create the standard modules and fields that are missing; existing ones are left as they are."""
-    modules: dict[str, Module] = {}
+    modules = {module.api_name: module for module in Module.objects.filter(organization=organization)}
+    Module.objects.bulk_create(
+        Module(organization=organization, api_name=spec.api_name, singular_label=spec.singular, aliases=spec.aliases,
+               name_field=spec.name_field, supports_webhooks=spec.supports_webhooks)
+        for spec in STANDARD_MODULES if spec.api_name not in modules
+    )
+    modules = {module.api_name: module for module in Module.objects.filter(organization=organization)}
+    fields = [field for module in modules.values() for field in _system_fields(module)]
     for spec in STANDARD_MODULES:
-        modules[spec.api_name], _ = Module.objects.get_or_create(
-            organization=organization,
-            api_name=spec.api_name,
-            defaults={
-                "singular_label": spec.singular,
-                "aliases": spec.aliases,
-                "name_field": spec.name_field,
-                "supports_webhooks": spec.supports_webhooks,
-            },
+        fields.extend(
+            Field(module=modules[spec.api_name], label=f.label, api_name=f.api_name, field_type=f.field_type,
+                  lookup_module=modules[f.lookup] if f.lookup else None, picklist_values=list(f.picklist),
+                  is_required=f.required, position=position)
+            for position, f in enumerate(spec.fields, start=10)
         )
-    for spec in STANDARD_MODULES:
-        module = modules[spec.api_name]
-        _system_fields_install(module)
-        for position, field_spec in enumerate(spec.fields, start=10):
-            Field.objects.get_or_create(
-                module=module,
-                api_name=field_spec.api_name,
-                defaults={
-                    "label": field_spec.label,
-                    "field_type": field_spec.field_type,
-                    "lookup_module": modules[field_spec.lookup] if field_spec.lookup else None,
-                    "picklist_values": list(field_spec.picklist),
-                    "is_required": field_spec.required,
-                    "position": position,
-                },
-            )
+    existing = set(Field.objects.filter(module__organization=organization).values_list("module_id", "api_name"))
+    Field.objects.bulk_create(f for f in fields if (f.module_id, f.api_name) not in existing)
+    schema_changed([organization.pk])  # bulk_create sends no signals
     return list(modules.values())
 
 
-def _system_fields_install(module: Module) -> None:
+def _system_fields(module: Module) -> list[Field]:
     singular = module.singular_label
-    system = [
-        (SystemField.ID, f"{singular} Id", FieldType.NUMBER, 0),
-        (SystemField.OWNER, f"{singular} Owner", FieldType.USER, 1),
-        (SystemField.CREATED_TIME, "Created Time", FieldType.DATETIME, 900),
-        (SystemField.MODIFIED_TIME, "Modified Time", FieldType.DATETIME, 901),
+    return [
+        Field(module=module, api_name=api_name, label=label, field_type=field_type, is_system=True, position=position)
+        for api_name, label, field_type, position in [
+            (SystemField.ID, f"{singular} Id", FieldType.NUMBER, 0),
+            (SystemField.OWNER, f"{singular} Owner", FieldType.USER, 1),
+            (SystemField.CREATED_TIME, "Created Time", FieldType.DATETIME, 900),
+            (SystemField.MODIFIED_TIME, "Modified Time", FieldType.DATETIME, 901),
+        ]
     ]
-    for api_name, label, field_type, position in system:
-        Field.objects.get_or_create(
-            module=module,
-            api_name=api_name,
-            defaults={"label": label, "field_type": field_type, "is_system": True, "position": position},
-        )
 
 
 @transaction.atomic
@@ -86,7 +73,8 @@ def module_create(
     )
     module.full_clean()
     module.save()
-    _system_fields_install(module)
+    Field.objects.bulk_create(_system_fields(module))
+    schema_changed([organization.pk])
     return module
 
 

@@ -1,12 +1,12 @@
 """Reads for the webhook admin and CLI."""
 from crm.models import FieldType, Module, Record
 from dispatcher.models import Webhook
-from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, Schema
+from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, schema_for
 
 
 def merge_fields_available(*, module: Module) -> list[tuple[str, list[str]]]:
     """The merge fields a webhook on this module can use, grouped as the admin shows them."""
-    schema = Schema(module)
+    schema = schema_for(module)
     groups = [(module.api_name, [f"${{{module.api_name}.{f.label}}}" for f in schema.fields(module) if f.is_usable])]
     seen = {module.pk}
     for lookup in schema.fields(module):

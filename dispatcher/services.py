@@ -11,7 +11,7 @@ from lxml import etree
 from crm.models import Record
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.models import ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate
-from dispatcher.rendering.merge import OnRelated, Schema, Unsupported
+from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
 from dispatcher.rendering.request import RenderedRequest, webhook_render_request
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
 from dispatcher.validators import validate_parameter_name
@@ -96,7 +96,7 @@ def _check_structure(
     webhook: Webhook, entity: list[Parameter], custom_names: list[str], errors: dict[str, list[str]]
 ) -> None:
     """Related-module arrays and dotted names must give one unambiguous document."""
-    schema = Schema(webhook.module)
+    schema = schema_for(webhook.module)
     flat = webhook.method == Method.GET or bool(webhook.body) or webhook.content_type == ContentType.FORM
     scalar_paths: list[tuple[str, ...]] = [tuple(name.split(".")) for name in custom_names]
     arrays: dict[str, int] = {}  # array key -> lookup field id of the related module
@@ -163,7 +163,7 @@ def body_syntax_error(body: str, content_type: str) -> str | None:
 
 def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str]]:
     """Merge fields that will render as ${Unsupported_Field}, with the reason, for the admin's warning."""
-    schema = Schema(webhook.module)
+    schema = schema_for(webhook.module)
     texts = [p.value for p in webhook.entity_parameters.all()] + [webhook.body]
     found: dict[str, str] = {}
     for text in texts:

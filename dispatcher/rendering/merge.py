@@ -5,6 +5,7 @@ organization's metadata; values depend on the record. Both follow seed 003: a de
 or unknown field, a deleted lookup, or a module the webhook cannot reach is ``${Unsupported_Field}``.
 """
 import datetime
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -113,6 +114,27 @@ class Schema:
         if live[0].is_disabled:
             return Unsupported(f"the field “{module.api_name}.{label}” is disabled")
         return make(live[0])
+
+
+_SCHEMAS: dict[tuple[int, uuid.UUID, int], Schema] = {}
+SCHEMA_CACHE_SIZE = 512  # webhook modules whose metadata a worker keeps; far more than an organization has
+
+
+def schema_for(module: Module, *, version: uuid.UUID | None = None) -> Schema:
+    """The module's Schema, built once per metadata version of its organization (see crm.schema_changed).
+
+    Pass the organization's schema_version when it is at hand (the outbox loads it with the delivery);
+    otherwise it costs one small query.
+    """
+    if version is None:
+        version = Organization.objects.values_list("schema_version", flat=True).get(pk=module.organization_id)
+    key = (module.organization_id, version, module.pk)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        if len(_SCHEMAS) >= SCHEMA_CACHE_SIZE:
+            _SCHEMAS.clear()
+        schema = _SCHEMAS[key] = Schema(module)
+    return schema
 
 
 class MergeContext:

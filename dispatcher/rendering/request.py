@@ -21,7 +21,7 @@ from django.conf import settings
 from crm.models import Field, Record
 from dispatcher.models import AuthType, ContentType, Method, Webhook
 from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_text
-from dispatcher.rendering.merge import MergeContext, OnRelated, Schema
+from dispatcher.rendering.merge import MergeContext, OnRelated, Schema, schema_for
 from dispatcher.rendering.template import Slot, Template, template_compile
 from dispatcher.signing import signature_compute
 
@@ -81,7 +81,7 @@ class _Parameter:
 
 def merge_context_build(*, webhook: Webhook, record: Record, schema: Schema | None = None) -> MergeContext:
     return MergeContext(
-        schema=schema or Schema(webhook.module),
+        schema=schema or schema_for(webhook.module, version=webhook.organization.schema_version),
         record=record,
         organization=webhook.organization,
         date_format=webhook.effective_date_format,

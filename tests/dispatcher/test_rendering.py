@@ -183,6 +183,20 @@ def test_unsupported_merge_fields_render_as_unsupported_field(modules, deal, tok
     assert services.webhook_unsupported_merge_fields(webhook=hook) == [(token, reason)]
 
 
+def test_cached_metadata_follows_every_kind_of_field_change(modules, deal):
+    hook = webhook_create(module=modules["Deals"], entity=[("stage", "${Deals.Stage}"), ("type", "${Deals.Type}")])
+    assert json.loads(render(hook, deal).body) == {"stage": "Closed Won", "type": "New Business"}
+    stage = Field.objects.get(module=modules["Deals"], api_name="Stage")
+    stage.is_deleted = True
+    stage.save()  # one field, as the admin does
+    assert json.loads(render(hook, deal).body) == {"stage": "${Unsupported_Field}", "type": "New Business"}
+    Field.objects.filter(module=modules["Deals"], api_name="Type").update(is_disabled=True)  # a bulk change
+    assert json.loads(render(hook, deal).body) == {"stage": "${Unsupported_Field}", "type": "${Unsupported_Field}"}
+    Field.objects.filter(module=modules["Deals"]).filter(api_name__in=["Stage", "Type"]).update(
+        is_deleted=False, is_disabled=False)
+    assert json.loads(render(hook, deal).body) == {"stage": "Closed Won", "type": "New Business"}
+
+
 def test_unsupported_field_outside_quotes_in_a_json_body_stays_valid_json(modules, deal):
     hook = webhook_create(module=modules["Deals"], body='{"x": ${Deals.Colour}}')
     assert json.loads(render(hook, deal).body) == {"x": "${Unsupported_Field}"}
