@@ -15,7 +15,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from crm.models import Record
@@ -46,7 +46,7 @@ def delivery_enqueue(
     delivery = Delivery.objects.create(
         organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
         record_ref=f"{record.module.api_name} #{record.pk}", source=source, trigger=trigger[:200],
-        retry_policy=webhook.retry_policy or RetryPolicy.default(), due_at=due_at or now,
+        retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=due_at or now,
     )
     if due_at is None or due_at <= now:
         transaction.on_commit(lambda: _wake(delivery.pk))
@@ -79,10 +79,19 @@ def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | Non
     return [(pk, token) for pk in Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)]
 
 
-def delivery_run(*, delivery_id: int, now: datetime.datetime | None = None) -> Delivery | None:
-    """Claim one delivery if it is due and make its attempt (the fast path after enqueue)."""
-    claimed = deliveries_claim(now=now or timezone.now(), limit=1, ids=[delivery_id])
-    return delivery_attempt(delivery_id=delivery_id, token=claimed[0][1]) if claimed else None
+def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0) -> Delivery | None:
+    """Claim this delivery if it is due and attempt it, then drain other due work for budget_seconds.
+
+    One wake-up per delivery reaches the broker; a worker that wakes for one takes whatever else is
+    due along with it, so a burst of enqueues is sent in batches instead of one claim per delivery.
+    """
+    claimed = deliveries_claim(now=timezone.now(), limit=1, ids=[delivery_id])
+    if batch > 1:
+        claimed += deliveries_claim(now=timezone.now(), limit=batch - 1)
+    attempted = deliveries_attempt(claimed=claimed)
+    if budget_seconds > 0:
+        deliveries_drain(batch=batch, budget_seconds=budget_seconds)
+    return next((d for d in attempted if d.pk == delivery_id), None)
 
 
 def deliveries_drain(*, batch: int, budget_seconds: float) -> int:
@@ -92,9 +101,7 @@ def deliveries_drain(*, batch: int, budget_seconds: float) -> int:
         claimed = deliveries_claim(now=timezone.now(), limit=batch)
         if not claimed:
             break
-        for delivery_id, token in claimed:
-            delivery_attempt(delivery_id=delivery_id, token=token)
-            done += 1
+        done += len(deliveries_attempt(claimed=claimed))
     return done
 
 
@@ -109,12 +116,27 @@ def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
     return drains
 
 
-def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
-    """Make one attempt of a claimed delivery and record it; the claim token proves ownership."""
-    delivery = Delivery.objects.select_related(
+def deliveries_attempt(*, claimed: list[tuple[int, uuid.UUID]]) -> list[Delivery]:
+    """Attempt a batch of claimed deliveries: one query loads them, one per webhook its parameters."""
+    tokens = dict(claimed)
+    deliveries = list(Delivery.objects.select_related(
         "organization__edition", "retry_policy", "webhook__organization", "webhook__module",
         "record__owner", "record__module",
-    ).get(pk=delivery_id)
+    ).filter(pk__in=tokens).order_by("pk"))
+    webhooks = {d.webhook_id: d.webhook for d in deliveries if d.webhook is not None}
+    prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters")
+    for delivery in deliveries:
+        if delivery.webhook_id is not None:
+            delivery.webhook = webhooks[delivery.webhook_id]
+    return [_attempt(delivery, tokens[delivery.pk]) for delivery in deliveries]
+
+
+def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
+    """Make one attempt of a claimed delivery and record it; the claim token proves ownership."""
+    return deliveries_attempt(claimed=[(delivery_id, token)])[0]
+
+
+def _attempt(delivery: Delivery, token: uuid.UUID) -> Delivery:
     if delivery.claim_token != token or delivery.status != DeliveryStatus.DISPATCHED:
         return delivery  # the lease ran out and another worker owns it now
     now = timezone.now()
@@ -134,8 +156,7 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
             notifications.limit_reached(organization=delivery.organization, now=now)
         return delivery
     signed = request_sign(request, secret=delivery.webhook.signing_secret, message_id=delivery.message_id)
-    result = request_send(signed)
-    return _record(delivery, token, now, result)
+    return _record(delivery, token, now, request_send(signed))
 
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
@@ -161,9 +182,7 @@ def _prepare(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> bo
         return False
     delivery.request_sealed = request.seal()
     delivery.request_display = request.masked().as_text()
-    Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(
-        request_sealed=delivery.request_sealed, request_display=delivery.request_display,
-    )
+    delivery.request_prepared = True  # stored with the outcome of this attempt, in the same UPDATE
     return True
 
 
@@ -216,6 +235,8 @@ def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, st
         "claim_token": None, "last_status_code": status_code, "last_error_class": error_class,
         "finished_at": now if terminal else None,
     }
+    if getattr(delivery, "request_prepared", False):
+        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
     # The attempt is recorded either way: it happened, and its number is this claim's own.
     if Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**changes) != 1:
         logger.warning("deliver.claim_lost delivery=%s attempt=%s", delivery.public_id, delivery.attempt_count)

@@ -22,9 +22,13 @@ def quota_consume(*, organization: Organization, now: datetime.datetime) -> bool
     One conditional UPDATE (calls < limit) decides, so concurrent workers can never pass the limit.
     """
     day = local_day(organization=organization, now=now)
-    usage, _ = DailyUsage.objects.get_or_create(organization=organization, day=day)
     limit = daily_limit(organization=organization)
-    return DailyUsage.objects.filter(pk=usage.pk, calls__lt=limit).update(calls=F("calls") + 1) == 1
+    today = DailyUsage.objects.filter(organization=organization, day=day)
+    if today.filter(calls__lt=limit).update(calls=F("calls") + 1) == 1:
+        return True
+    # No counter yet (the day's first call) or the limit is reached: make sure it exists, then decide.
+    DailyUsage.objects.get_or_create(organization=organization, day=day)
+    return today.filter(calls__lt=limit).update(calls=F("calls") + 1) == 1
 
 
 def quota_limit_notice_claim(*, organization: Organization, now: datetime.datetime) -> bool:

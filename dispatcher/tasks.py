@@ -9,7 +9,8 @@ TASK_OPTIONS = {"acks_late": True, "ignore_result": True}
 
 @shared_task(name="dispatcher.deliver", soft_time_limit=120, time_limit=150, **TASK_OPTIONS)
 def deliver(delivery_id: int) -> None:
-    outbox.delivery_run(delivery_id=delivery_id)
+    outbox.delivery_run(delivery_id=delivery_id, batch=settings.WEBHOOK_DRAIN_BATCH,
+                        budget_seconds=settings.WEBHOOK_DRAIN_SECONDS)
 
 
 @shared_task(name="dispatcher.drain", soft_time_limit=240, time_limit=300, **TASK_OPTIONS)

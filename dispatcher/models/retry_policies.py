@@ -41,5 +41,10 @@ class RetryPolicy(models.Model):
         return self.name
 
     @classmethod
-    def default(cls) -> "RetryPolicy":
-        return cls.objects.get(code=cls.ZOHO)
+    def default_id(cls) -> int:
+        """The Zoho profile, used when a webhook names no policy; its row comes with the migrations."""
+        if cls._default_id is None:
+            cls._default_id = cls.objects.values_list("pk", flat=True).get(code=cls.ZOHO)
+        return cls._default_id
+
+    _default_id: int | None = None
