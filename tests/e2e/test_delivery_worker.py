@@ -127,3 +127,18 @@ def test_a_worker_killed_mid_delivery_loses_nothing(start_worker, receiver, hook
     done = Delivery.objects.get(pk=delivery.pk)
     assert done.attempt_count == 2 and list(done.attempts.values_list("number", flat=True)) == [2]
     assert [r.headers["webhook-id"] for r, _ in receiver.log] == [delivery.message_id] * 2
+
+
+def test_a_purged_broker_only_delays_the_delivery(start_worker, receiver, hook, deal):
+    from celery import current_app
+
+    receiver.expect_request("/hook").respond_with_data("ok")
+    with transaction.atomic():
+        delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    with current_app.connection_for_write() as broker:  # the wake-up is lost, as when Redis restarts empty
+        assert broker.default_channel.queue_purge("deliveries") == 1
+    start_worker()
+    assert status_of(delivery) == DeliveryStatus.QUEUED
+    assert outbox.deliveries_pump() == 1  # what celery beat does every few seconds
+    wait_for(lambda: status_of(delivery) == DeliveryStatus.SUCCESS, what="the pump to recover the delivery")
+    assert len(receiver.log) == 1
