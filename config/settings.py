@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "crm",
     "dispatcher",
+    "workflows",
 ]
 
 MIDDLEWARE = [
@@ -113,9 +114,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_TASK_ROUTES = {"dispatcher.*": {"queue": "deliveries"}}
+CELERY_TASK_ROUTES = {"dispatcher.*": {"queue": "deliveries"}, "workflows.*": {"queue": "deliveries"}}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- REST API -------------------------------------------------------------------
+# Largest request body the records API reads (a bulk request of 100 records fits easily).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Outbound webhooks --------------------------------------------------------------
 # Ports a webhook URL may use; the CRM products allow only 80 and 443.
@@ -140,6 +146,7 @@ WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
 CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
+    "workflows-fire-due": {"task": "workflows.fire_due", "schedule": env.float("WORKFLOW_TICK_SECONDS", default=15.0)},
 }
 # Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets).
 # The first key encrypts; the others still decrypt, which allows rotation. Default: derived from SECRET_KEY.

@@ -1,9 +1,9 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from crm import services
-from crm.models import CrmUser, Edition, Field, Module, Organization, Record
+from crm.models import ApiKey, CrmUser, Edition, Field, Module, Organization, Record
 
 
 @admin.register(Edition)
@@ -102,3 +102,52 @@ class RecordAdmin(admin.ModelAdmin):
     search_fields = ["id", "values"]
     list_select_related = ["module", "owner"]
     readonly_fields = ["created_at", "modified_at"]
+
+    def save_model(self, request, obj: Record, form, change: bool) -> None:
+        """Through the record services, so that edits in the admin fire workflow rules like API edits."""
+        if change:
+            current = Record.objects.select_related("module").get(pk=obj.pk)
+            services.record_update(record=current, values=obj.values, owner=obj.owner, replace=True)
+        else:
+            obj.pk = services.record_create(module=obj.module, owner=obj.owner, values=obj.values).pk
+            obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Record) -> None:
+        services.record_delete(record=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for record in queryset:
+            services.record_delete(record=record)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["organization", "revoked_at"]
+    search_fields = ["name", "prefix", "user__email"]
+    list_select_related = ["organization", "user"]
+    readonly_fields = ["organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name"] if obj is None else ["name", *self.readonly_fields, "user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [*self.readonly_fields, "user"]
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = services.api_key_create(user=obj.user, name=obj.name)
+        obj.pk = key.pk
+        obj.refresh_from_db()
+        self.message_user(request, f"The new API key is {raw} — copy it now: it is stored only as a hash and "
+                          "cannot be shown again.", messages.WARNING)
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset) -> None:
+        for key in queryset:
+            services.api_key_revoke(key=key)
+        self.message_user(request, f"{queryset.count()} key(s) revoked; they are refused from now on.",
+                          messages.SUCCESS)

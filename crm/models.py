@@ -27,6 +27,9 @@ class Edition(models.Model):
     webhooks_per_rule = models.PositiveSmallIntegerField(
         "webhooks per workflow rule", default=6, help_text="Zoho allows 6 (1 instant + 5 time-based); Vtiger 3."
     )
+    instant_webhooks_per_rule = models.PositiveSmallIntegerField(
+        "instant webhooks per workflow rule", default=1, help_text="Zoho: 1 (the other 5 are time-based); Vtiger: 3."
+    )
 
     class Meta:
         verbose_name = "edition"
@@ -303,3 +306,33 @@ class Record(models.Model):
     def display_name(self) -> str:
         name = self.values.get(self.module.name_field) if self.module.name_field else None
         return str(name) if name not in (None, "") else f"#{self.pk}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+
+class ApiKey(models.Model):
+    """A key for the REST API, acting as one CRM user of one organization. Only its hash is stored."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    user = models.ForeignKey(CrmUser, on_delete=models.CASCADE, related_name="api_keys", verbose_name="acts as",
+                             help_text="Records created with this key are owned by this user.")
+    name = models.CharField("name", max_length=100, help_text="What uses the key, e.g. 'Web shop'.")
+    prefix = models.CharField("key starts with", max_length=12, editable=False,
+                              help_text="The first characters, to recognise a key without storing it.")
+    key_hash = models.CharField("key hash", max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True,
+                                      help_text="A revoked key is refused from that moment on.")
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,5 +1,7 @@
 """Writes to CRM data. Every record change goes through here, so values are always valid."""
 import datetime
+import hashlib
+import secrets
 import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -7,8 +9,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
+from django.utils import timezone
 
-from crm.models import CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
+from crm import events
+from crm.models import ApiKey, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
 from crm.standard_modules import STANDARD_MODULES
 
 TEXT_MAX_LENGTH = 255
@@ -190,17 +194,63 @@ def record_create(*, module: Module, owner: CrmUser, values: dict[str, Any]) -> 
     if owner.organization_id != module.organization_id:
         raise ValidationError({"owner": ["The owner must belong to the record's organization."]})
     cleaned = record_clean_values(module=module, values=values)
-    return Record.objects.create(module=module, owner=owner, values=_drop_empty(cleaned))
+    record = Record.objects.create(module=module, owner=owner, values=_drop_empty(cleaned))
+    events.announce(events.RecordEvent(record=record, operation=events.CREATE, old_values={},
+                                       new_values=dict(record.values)))
+    return record
 
 
 @transaction.atomic
-def record_update(*, record: Record, values: dict[str, Any], owner: CrmUser | None = None) -> Record:
-    """Change some values of a record; keys not given keep their value, None clears one."""
-    cleaned = record_clean_values(module=record.module, values=values, partial=True)
-    record.values = _drop_empty({**record.values, **cleaned})
+def record_update(
+    *, record: Record, values: dict[str, Any], owner: CrmUser | None = None, replace: bool = False,
+    system: bool = False,
+) -> Record:
+    """Change values of a record: keys not given keep their value and None clears one; with replace,
+    the given values are the whole record. system marks changes the product makes itself (response
+    capture), which never fire workflow rules."""
+    cleaned = record_clean_values(module=record.module, values=values, partial=not replace)
+    old_values = dict(record.values)
+    record.values = _drop_empty(cleaned if replace else {**record.values, **cleaned})
     if owner is not None:
         if owner.organization_id != record.module.organization_id:
             raise ValidationError({"owner": ["The owner must belong to the record's organization."]})
         record.owner = owner
     record.save()
+    events.announce(events.RecordEvent(record=record, operation=events.EDIT, old_values=old_values,
+                                       new_values=dict(record.values), system=system))
     return record
+
+
+@transaction.atomic
+def record_delete(*, record: Record) -> None:
+    """Delete a record; listeners hear of it first, while the record can still be read."""
+    events.announce(events.RecordEvent(record=record, operation=events.DELETE, old_values=dict(record.values),
+                                       new_values={}))
+    record.delete()
+
+
+API_KEY_PREFIX = "crm_"
+
+
+def _api_key_hash(raw: str) -> str:
+    # Keys are 256 random bits, so a plain SHA-256 is enough (no need for a slow password hash).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_create(*, user: CrmUser, name: str) -> tuple[ApiKey, str]:
+    """A new key for user; the raw key is returned once and never stored."""
+    raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(organization_id=user.organization_id, user=user, name=name,
+                                prefix=raw[:12], key_hash=_api_key_hash(raw))
+    return key, raw
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey | None:
+    key = ApiKey.objects.active().select_related("organization", "user").filter(key_hash=_api_key_hash(raw)).first()
+    if key is not None:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return key
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -2,13 +2,13 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Record
 from dispatcher import selectors, services
 from dispatcher import errors
@@ -54,23 +54,10 @@ class WebhookForm(forms.ModelForm):
         return cleaned
 
 
-class ParameterFormSet(BaseInlineFormSet):
-    """Knows its sibling formsets, so that rules spanning entity and custom parameters can be checked."""
-
-    def __init__(self, *args, siblings: dict | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.siblings = siblings
-        if siblings is not None:
-            siblings[self.model] = self
-
-    def kept_rows(self) -> list[dict]:
-        return [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-
-
-class EntityParameterFormSet(ParameterFormSet):
+class EntityParameterFormSet(SiblingAwareFormSet):
     def clean(self) -> None:
         super().clean()
-        custom = (self.siblings or {}).get(CustomParameter)
+        custom = self.siblings.get(CustomParameter)
         if any(self.errors) or custom is None or not custom.is_valid() or not self.instance.module_id:
             return
         problems = services.webhook_check_parameters(
@@ -119,13 +106,13 @@ class CustomParameterForm(forms.ModelForm):
 class CustomParameterInline(admin.TabularInline):
     model = CustomParameter
     form = CustomParameterForm
-    formset = ParameterFormSet
+    formset = SiblingAwareFormSet
     extra = 1
     verbose_name_plural = "custom parameters (literal values such as tokens; masked)"
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
     inlines = [EntityParameterInline, CustomParameterInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link"]
@@ -166,12 +153,6 @@ class WebhookAdmin(admin.ModelAdmin):
     @admin.display(description="preview")
     def preview_link(self, obj: Webhook) -> str:
         return format_html('<a href="{}">Preview</a>', reverse("admin:dispatcher_webhook_preview", args=[obj.pk]))
-
-    def get_formset_kwargs(self, request, obj, inline, prefix) -> dict:
-        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
-        if issubclass(inline.formset, ParameterFormSet):
-            kwargs["siblings"] = request.__dict__.setdefault("_webhook_parameter_formsets", {})
-        return kwargs
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)

@@ -33,9 +33,12 @@ MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died m
 
 def delivery_enqueue(
     *, webhook: Webhook, record: Record, source: str = DeliverySource.WORKFLOW, trigger: str = "",
-    due_at: datetime.datetime | None = None,
+    due_at: datetime.datetime | None = None, render_now: bool = False,
 ) -> Delivery:
-    """Write a delivery in the caller's transaction; a worker is woken when it commits."""
+    """Write a delivery in the caller's transaction; a worker is woken when it commits.
+
+    render_now renders the request at once, for a record that is about to be deleted.
+    """
     organization = webhook.organization
     if not organization.edition.webhooks_enabled:
         raise ValidationError(f"The {organization.edition.name} of {organization.name} does not include webhooks.")
@@ -43,14 +46,31 @@ def delivery_enqueue(
         raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
                               f"{record.module.api_name}.")
     now = timezone.now()
-    delivery = Delivery.objects.create(
+    delivery = Delivery(
         organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
         record_ref=f"{record.module.api_name} #{record.pk}", source=source, trigger=trigger[:200],
         retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=due_at or now,
     )
+    if render_now:
+        request = webhook_render_unsigned(webhook=webhook, record=record)
+        delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
+    delivery.save()
     if due_at is None or due_at <= now:
         transaction.on_commit(lambda: _wake(delivery.pk))
     return delivery
+
+
+def delivery_log_cancelled(
+    *, webhook: Webhook, record: Record | None, record_ref: str, trigger: str, reason: str
+) -> Delivery:
+    """A delivery that was due but will not be sent (its record is gone or no longer qualifies), for the log."""
+    now = timezone.now()
+    return Delivery.objects.create(
+        organization_id=webhook.organization_id, webhook=webhook, webhook_name=webhook.name, record=record,
+        record_ref=record_ref, source=DeliverySource.WORKFLOW, trigger=trigger[:200],
+        retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
+        status_reason=reason[:300], finished_at=now,
+    )
 
 
 def _wake(delivery_id: int) -> None:
@@ -163,7 +183,7 @@ def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     """Why this delivery must end before sending, checked before every attempt."""
     if delivery.webhook is None or not delivery.webhook.is_active:
         return DeliveryStatus.CANCELLED, "", "The webhook was deleted or deactivated."
-    if delivery.record is None:
+    if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once
         return DeliveryStatus.CANCELLED, "", "The record was deleted."
     if not delivery.organization.edition.webhooks_enabled:
         edition = delivery.organization.edition.name

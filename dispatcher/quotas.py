@@ -37,3 +37,9 @@ def quota_limit_notice_claim(*, organization: Organization, now: datetime.dateti
     return DailyUsage.objects.filter(organization=organization, day=day, limit_notified=False).update(
         limit_notified=True
     ) == 1
+
+
+def quota_remaining(*, organization: Organization, now: datetime.datetime) -> int:
+    used = DailyUsage.objects.filter(organization=organization, day=local_day(organization=organization, now=now)) \
+        .values_list("calls", flat=True).first() or 0
+    return max(0, daily_limit(organization=organization) - used)

@@ -1,0 +1,285 @@
+"""The workflow engine: which rules a record event fires, and what their actions do.
+
+Rules are compiled once per module and kept until one of the module's rules changes (checked with one
+small aggregate query per event). Instant actions become deliveries in the same transaction as the
+record change; time-based actions and date rules become scheduled runs, fired by a periodic task that
+checks the record again when they fall due.
+"""
+import datetime
+import logging
+import threading
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from crm import events
+from crm.models import Record
+from dispatcher import outbox
+from dispatcher.models import DeliverySource, Webhook
+from workflows.conditions import CompiledCondition
+from workflows.models import Action, ActionKind, ActionRun, EditMode, RunStatus, Trigger, WorkflowRule
+from workflows.pattern import Evaluator, pattern_compile
+
+logger = logging.getLogger(__name__)
+
+DUE_BATCH = 100  # scheduled runs fired per transaction
+UNITS = {"minutes": 60, "hours": 3600, "days": 86400}
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: WorkflowRule
+    conditions: tuple[CompiledCondition, ...]
+    evaluate: Evaluator
+    instant: tuple[Action, ...]
+    timed: tuple[Action, ...]
+
+    def matches(self, record: Record, values: dict[str, Any], old_values: dict[str, Any] | None,
+                now: datetime.datetime) -> bool:
+        if self.rule.match_all_records or not self.conditions:
+            return True
+        time_zone = self.rule.organization.time_zone
+        looked_up: dict[int, dict[str, Any]] = {}
+        results = {}
+        for condition in self.conditions:
+            if condition.lookup is None:
+                results[condition.number] = condition.holds(values, old_values, time_zone, now)
+                continue
+            target_id = values.get(condition.lookup.api_name)
+            if target_id not in looked_up:
+                target = Record.objects.filter(pk=target_id).values_list("values", flat=True).first()
+                looked_up[target_id] = target or {}
+            results[condition.number] = condition.holds(looked_up[target_id], None, time_zone, now)
+        return self.evaluate(results)
+
+
+_compiled: dict[int, tuple[tuple, list[CompiledRule]]] = {}
+_compiled_lock = threading.Lock()
+
+
+def rules_for(module_id: int) -> list[CompiledRule]:
+    """The module's active rules, compiled; rebuilt when any rule of the module was saved or deleted."""
+    version = tuple(WorkflowRule.objects.filter(module_id=module_id).aggregate(
+        changed=Max("modified_at"), count=Count("id")).values())
+    cached = _compiled.get(module_id)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    rules = [rule_compile(rule) for rule in WorkflowRule.objects.filter(module_id=module_id, is_active=True)
+             .select_related("organization", "trigger_field", "module")
+             .prefetch_related("conditions__field", "conditions__lookup", "actions__relative_field")
+             .order_by("execution_order", "id")]
+    with _compiled_lock:
+        _compiled[module_id] = (version, rules)
+    return rules
+
+
+def rule_compile(rule: WorkflowRule) -> CompiledRule:
+    conditions = tuple(
+        CompiledCondition(c.number, c.field, c.lookup, c.operator, c.value, c.value_to) for c in rule.conditions.all()
+    )
+    evaluate = pattern_compile(rule.criteria_pattern, {c.number for c in conditions})
+    actions = list(rule.actions.all())
+    return CompiledRule(
+        rule=rule, conditions=conditions, evaluate=evaluate,
+        instant=tuple(a for a in actions if a.kind == ActionKind.INSTANT),
+        timed=tuple(a for a in actions if a.kind == ActionKind.TIME_BASED),
+    )
+
+
+def record_event_handle(event: events.RecordEvent) -> int:
+    """Fire the rules an event matches; returns how many fired. System changes never fire rules."""
+    if event.system:
+        return 0
+    now = timezone.now()
+    fired = 0
+    for compiled in rules_for(event.record.module_id):
+        rule = compiled.rule
+        if rule.trigger == Trigger.DATE:
+            _date_rule_reschedule(compiled, event, now)
+            continue
+        if not _trigger_matches(rule, event):
+            continue
+        if event.operation == events.DELETE:
+            matched = compiled.matches(event.record, event.old_values, None, now)
+        else:
+            matched = compiled.matches(event.record, event.new_values, event.old_values or None, now)
+            if matched and event.operation == events.EDIT and rule.edit_mode == EditMode.FIRST_MATCH:
+                matched = not compiled.matches(event.record, event.old_values, None, now)
+        if matched:
+            rule_fire(compiled, event.record, event.operation, now)
+            fired += 1
+    return fired
+
+
+def _trigger_matches(rule: WorkflowRule, event: events.RecordEvent) -> bool:
+    operation = event.operation
+    if rule.trigger == Trigger.CREATE:
+        return operation == events.CREATE
+    if rule.trigger == Trigger.EDIT:
+        return operation == events.EDIT
+    if rule.trigger == Trigger.CREATE_OR_EDIT:
+        return operation in (events.CREATE, events.EDIT)
+    if rule.trigger == Trigger.DELETE:
+        return operation == events.DELETE
+    if rule.trigger == Trigger.FIELD_UPDATE:
+        name = rule.trigger_field.api_name
+        if operation != events.EDIT or name not in event.changed_fields:
+            return False
+        return not rule.trigger_value or str(event.new_values.get(name, "")) == rule.trigger_value
+    return False
+
+
+def rule_fire(compiled: CompiledRule, record: Record, operation: str, now: datetime.datetime) -> list[ActionRun]:
+    """Run a rule's actions for a record: instant ones to the outbox now, time-based ones scheduled."""
+    rule = compiled.rule
+    webhooks = {w.pk: w for w in Webhook.objects.select_related("organization__edition", "module")
+                .filter(pk__in=[a.webhook_id for a in compiled.instant + compiled.timed])}
+    runs = []
+    record_ref = f"{record.module.api_name} #{record.pk}"
+    for action in compiled.instant:
+        run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation, due_at=now)
+        webhook = webhooks[action.webhook_id]
+        if not webhook.is_active:
+            run.status, run.reason = RunStatus.SKIPPED, f"The webhook “{webhook.name}” is inactive."
+        else:
+            run.delivery = outbox.delivery_enqueue(
+                webhook=webhook, record=record, source=DeliverySource.WORKFLOW,
+                trigger=f"Rule “{rule.name}” on {operation}", render_now=operation == events.DELETE,
+            )
+            run.status = RunStatus.ENQUEUED
+        runs.append(run)
+    for action in compiled.timed:
+        run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation)
+        if operation == events.DELETE:
+            run.status, run.reason = RunStatus.SKIPPED, "The record was deleted; time-based actions cannot run."
+        else:
+            run.due_at = action_due_at(action, record, now, rule.organization.time_zone)
+            if run.due_at is None or run.due_at <= now:
+                run.status = RunStatus.SKIPPED
+                run.reason = "The due time is already past." if run.due_at else "The date field is empty."
+        runs.append(run)
+    ActionRun.objects.bulk_create(runs)
+    logger.info("workflow.fire rule=%s record=%s operation=%s actions=%s", rule.pk, record.pk, operation, len(runs))
+    return runs
+
+
+def action_due_at(action: Action, record: Record, now: datetime.datetime, time_zone: str) -> datetime.datetime | None:
+    """When a time-based action falls due: after the firing, or relative to a date field of the record."""
+    if action.relative_field is None:
+        return now + datetime.timedelta(seconds=action.delay_amount * UNITS[action.delay_unit])
+    return date_occurrence(record.values.get(action.relative_field.api_name), action.relative_offset_days,
+                           action.relative_time, time_zone)
+
+
+def date_occurrence(value: Any, offset_days: int, at: datetime.time | None, time_zone: str,
+                    year_shift: int = 0) -> datetime.datetime | None:
+    """A date field's value plus offset days, at a local time (date fields) or at its own time (date/times)."""
+    if not value:
+        return None
+    zone = zoneinfo.ZoneInfo(time_zone)
+    text = str(value)
+    if len(text) <= 10:
+        day = datetime.date.fromisoformat(text)
+        day = _shift_years(day, year_shift) + datetime.timedelta(days=offset_days)
+        return datetime.datetime.combine(day, at or datetime.time(9, 0), tzinfo=zone).astimezone(datetime.UTC)
+    moment = datetime.datetime.fromisoformat(text).astimezone(zone)
+    moment = moment.replace(year=moment.year + year_shift) if year_shift else moment
+    return (moment + datetime.timedelta(days=offset_days)).astimezone(datetime.UTC)
+
+
+def _shift_years(day: datetime.date, years: int) -> datetime.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a year without one
+        return day.replace(year=day.year + years, day=28)
+
+
+def _date_rule_reschedule(compiled: CompiledRule, event: events.RecordEvent, now: datetime.datetime) -> None:
+    """A date rule fires when the record's date comes: (re)schedule it whenever the record changes."""
+    rule, record = compiled.rule, event.record
+    pending = ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED)
+    if event.operation == events.DELETE:
+        pending.update(status=RunStatus.CANCELLED, reason="The record was deleted.")
+        return
+    if event.operation == events.EDIT and rule.trigger_field.api_name not in event.changed_fields:
+        return
+    pending.update(status=RunStatus.CANCELLED, reason="The date changed; scheduled again.")
+    due = _next_date_occurrence(rule, record.values.get(rule.trigger_field.api_name), now)
+    if due is not None:
+        ActionRun.objects.create(rule=rule, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
+                                 event="date", due_at=due)
+
+
+def _next_date_occurrence(rule: WorkflowRule, value: Any, now: datetime.datetime) -> datetime.datetime | None:
+    zone = rule.organization.time_zone
+    due = date_occurrence(value, rule.date_offset_days, rule.date_time, zone)
+    if due is None or due > now or not rule.date_yearly:
+        return due if due is not None and due > now else None
+    years = 1
+    while (due := date_occurrence(value, rule.date_offset_days, rule.date_time, zone, years)) <= now:
+        years += 1
+    return due
+
+
+def runs_fire_due(*, now: datetime.datetime | None = None) -> int:
+    """Fire scheduled runs whose time has come (periodic); each is claimed so it fires once."""
+    now = now or timezone.now()
+    done = 0
+    while True:
+        with transaction.atomic():
+            runs = list(ActionRun.objects.filter(status=RunStatus.SCHEDULED, due_at__lte=now)
+                        .select_for_update(skip_locked=True).order_by("due_at")[:DUE_BATCH])
+            if not runs:
+                return done
+            for run in runs:
+                if ActionRun.objects.filter(pk=run.pk, status=RunStatus.SCHEDULED).update(status=RunStatus.RUNNING):
+                    _run_fire(run, now)
+                    done += 1
+
+
+def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
+    run = ActionRun.objects.select_related("rule__organization", "rule__trigger_field", "action__webhook",
+                                           "record__module").get(pk=run.pk)
+    rule = run.rule
+    compiled = next((c for c in rules_for(rule.module_id) if c.rule.pk == rule.pk), None)
+    reason = None
+    if run.record is None:
+        reason = "The record was deleted."
+    elif compiled is None:
+        reason = "The rule was deactivated or deleted."
+    elif not compiled.matches(run.record, run.record.values, None, now):
+        reason = "The record no longer meets the rule's criteria."
+    if reason is not None:
+        _cancel(run, reason)
+        return
+    if run.action is None:  # a date rule's moment has come
+        rule_fire(compiled, run.record, "date", now)
+        run.status = RunStatus.ENQUEUED
+        if rule.date_yearly:
+            due = _next_date_occurrence(rule, run.record.values.get(rule.trigger_field.api_name), now)
+            if due is not None:
+                ActionRun.objects.create(rule=rule, record=run.record, record_ref=run.record_ref, event="date",
+                                         due_at=due)
+    elif not run.action.webhook.is_active:
+        _cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
+        return
+    else:
+        run.delivery = outbox.delivery_enqueue(webhook=run.action.webhook, record=run.record,
+                                               trigger=f"Rule “{rule.name}”, time-based action")
+        run.status = RunStatus.ENQUEUED
+    run.save(update_fields=["status", "delivery"])
+
+
+def _cancel(run: ActionRun, reason: str) -> None:
+    """Cancelled with its reason, on the run and, for webhook actions, in the delivery log."""
+    run.status, run.reason = RunStatus.CANCELLED, reason
+    if run.action is not None:
+        run.delivery = outbox.delivery_log_cancelled(
+            webhook=run.action.webhook, record=run.record, record_ref=run.record_ref,
+            trigger=f"Rule “{run.rule.name}”, time-based action", reason=reason,
+        )
+    run.save(update_fields=["status", "reason", "delivery"])

@@ -1,0 +1,172 @@
+"""Workflow rules: when a record event matches, run webhook actions now (instant) or later (time-based)."""
+from django.db import models
+
+from crm.models import Field, Module, Organization, Record
+from dispatcher.models import Delivery, Webhook
+
+
+class Trigger(models.TextChoices):
+    CREATE = "create", "Record created"
+    EDIT = "edit", "Record edited"
+    CREATE_OR_EDIT = "create_or_edit", "Record created or edited"
+    DELETE = "delete", "Record deleted"
+    FIELD_UPDATE = "field_update", "A field is updated"
+    DATE = "date", "Date/time of a field"
+
+
+class EditMode(models.TextChoices):
+    EVERY = "every", "Every time the criteria are met"
+    FIRST_MATCH = "first_match", "Only the first time the criteria become true"
+
+
+class WorkflowRule(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workflow_rules")
+    module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="workflow_rules",
+                               help_text="Records of this module fire the rule.")
+    name = models.CharField("name", max_length=100)
+    description = models.CharField("description", max_length=200, blank=True)
+    is_active = models.BooleanField("active", default=True)
+    execution_order = models.PositiveIntegerField("order of execution", default=1,
+                                                  help_text="Rules of a module run in this order (lowest first).")
+    trigger = models.CharField("when", max_length=20, choices=Trigger.choices, default=Trigger.CREATE)
+    edit_mode = models.CharField(
+        "on edit", max_length=20, choices=EditMode.choices, default=EditMode.EVERY,
+        help_text="For edits: fire on every matching edit, or only when the criteria change from unmet to met.",
+    )
+    trigger_field = models.ForeignKey(
+        Field, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="field",
+        help_text="For 'A field is updated': the field; for 'Date/time of a field': the date or date/time field.",
+    )
+    trigger_value = models.CharField(
+        "changed to", max_length=200, blank=True,
+        help_text="For 'A field is updated': fire only when it changes to this value (e.g. Closed Won).",
+    )
+    date_offset_days = models.IntegerField(
+        "days after the date", default=0, help_text="Negative for days before (e.g. -2: two days before).",
+    )
+    date_time = models.TimeField("at (local time)", null=True, blank=True,
+                                 help_text="For date fields: the time of day, in the organization's time zone.")
+    date_yearly = models.BooleanField("every year", default=False, help_text="For birthdays and renewals.")
+    match_all_records = models.BooleanField("all records", default=False,
+                                            help_text="Fire for every record, ignoring the conditions.")
+    criteria_pattern = models.CharField(
+        "criteria pattern", max_length=200, blank=True,
+        help_text="How the numbered conditions combine, e.g. (1 and 2) or 3. Empty: all conditions must hold.",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    modified_at = models.DateTimeField("modified", auto_now=True)
+
+    class Meta:
+        verbose_name = "workflow rule"
+        ordering = ["module", "execution_order", "id"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="rule_unique_name_per_org")]
+        indexes = [models.Index(fields=["module", "is_active"], name="rule_module_active")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Operator(models.TextChoices):
+    IS = "is", "is"
+    ISNT = "isnt", "isn't"
+    CONTAINS = "contains", "contains"
+    STARTS_WITH = "starts_with", "starts with"
+    EMPTY = "empty", "is empty"
+    NOT_EMPTY = "not_empty", "is not empty"
+    LT = "lt", "<"
+    LTE = "lte", "<="
+    GT = "gt", ">"
+    GTE = "gte", ">="
+    BETWEEN = "between", "between"
+    BEFORE = "before", "is before"
+    AFTER = "after", "is after"
+    TODAY = "today", "is today"
+    CHANGED = "changed", "changed"
+    CHANGED_TO = "changed_to", "changed to"
+
+
+class Condition(models.Model):
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="conditions")
+    number = models.PositiveSmallIntegerField("no.", help_text="Used in the criteria pattern.")
+    lookup = models.ForeignKey(
+        Field, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="through lookup",
+        help_text="To test a field of a looked-up record (a Deal's Account): the lookup field of the rule's module.",
+    )
+    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="+", verbose_name="field")
+    operator = models.CharField("operator", max_length=20, choices=Operator.choices, default=Operator.IS)
+    value = models.CharField("value", max_length=200, blank=True)
+    value_to = models.CharField("and", max_length=200, blank=True, help_text="Upper bound for 'between'.")
+
+    class Meta:
+        verbose_name = "condition"
+        ordering = ["rule", "number"]
+        constraints = [models.UniqueConstraint(fields=["rule", "number"], name="condition_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.number}. {self.field.label} {self.get_operator_display()} {self.value}".strip()
+
+
+class ActionKind(models.TextChoices):
+    INSTANT = "instant", "Instant"
+    TIME_BASED = "time_based", "Time-based"
+
+
+class DelayUnit(models.TextChoices):
+    MINUTES = "minutes", "minutes"
+    HOURS = "hours", "hours"
+    DAYS = "days", "days"
+
+
+class Action(models.Model):
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="actions")
+    webhook = models.ForeignKey(Webhook, on_delete=models.PROTECT, related_name="workflow_actions")
+    kind = models.CharField("kind", max_length=20, choices=ActionKind.choices, default=ActionKind.INSTANT)
+    delay_amount = models.PositiveIntegerField("after", default=0,
+                                               help_text="Time-based: how long after the rule fires.")
+    delay_unit = models.CharField("unit", max_length=10, choices=DelayUnit.choices, default=DelayUnit.HOURS)
+    relative_field = models.ForeignKey(
+        Field, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="or relative to",
+        help_text="Time-based: a date or date/time field of the record; the offset and time below apply to it.",
+    )
+    relative_offset_days = models.IntegerField("days after that date", default=0)
+    relative_time = models.TimeField("at (local time)", null=True, blank=True)
+    position = models.PositiveIntegerField("position", default=0)
+
+    class Meta:
+        verbose_name = "webhook action"
+        ordering = ["rule", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.webhook}"
+
+
+class RunStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    RUNNING = "running", "Running"
+    ENQUEUED = "enqueued", "Sent to the outbox"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ActionRun(models.Model):
+    """One firing of a rule's action for a record (or, with no action, a date rule due to fire)."""
+
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="runs")
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, null=True, blank=True, related_name="runs")
+    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    record_ref = models.CharField("record", max_length=150)
+    event = models.CharField("event", max_length=20)
+    due_at = models.DateTimeField("due", null=True, blank=True)
+    status = models.CharField("status", max_length=20, choices=RunStatus.choices, default=RunStatus.SCHEDULED)
+    reason = models.CharField("reason", max_length=300, blank=True)
+    delivery = models.ForeignKey(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField("fired", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "rule run"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "due_at"], name="run_due",
+                                condition=models.Q(status="scheduled"))]
+
+    def __str__(self) -> str:
+        return f"{self.rule} on {self.record_ref}: {self.get_status_display()}"

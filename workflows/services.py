@@ -1,0 +1,162 @@
+"""Workflow rules: the checks that span a rule, its conditions and actions; saving; running on existing records."""
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from crm.models import Field, FieldType, Record
+from dispatcher import quotas
+from workflows.conditions import condition_value_error
+from workflows.engine import rule_compile, rule_fire
+from workflows.models import Action, ActionKind, Condition, Operator, Trigger, WorkflowRule
+from workflows.pattern import PatternError, pattern_compile
+
+DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
+EDIT_TRIGGERS = (Trigger.EDIT, Trigger.CREATE_OR_EDIT, Trigger.FIELD_UPDATE)
+RUN_ON_EXISTING_MAX = 10_000  # records one "run on existing records" may fire for
+
+
+def rule_check(*, rule: WorkflowRule, conditions: list[Condition], actions: list[Action]) -> dict[str, list[str]]:
+    """Every rule of seed 003/004 that involves more than one field; messages keyed by where they belong."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    module, organization = rule.module, rule.organization
+    if module.organization_id != organization.pk:
+        errors["module"].append(f"The module {module.api_name} belongs to another organization.")
+        return dict(errors)
+    field = rule.trigger_field
+    if rule.trigger in (Trigger.FIELD_UPDATE, Trigger.DATE):
+        if field is None:
+            errors["trigger_field"].append("Choose the field this trigger watches.")
+        elif field.module_id != module.pk:
+            errors["trigger_field"].append(f"“{field.label}” is not a field of {module.api_name}.")
+        elif rule.trigger == Trigger.DATE and field.field_type not in DATE_TYPES:
+            errors["trigger_field"].append(f"“{field.label}” is not a date or date/time field.")
+        elif rule.trigger == Trigger.FIELD_UPDATE and rule.trigger_value and field.field_type == FieldType.PICKLIST \
+                and rule.trigger_value not in field.picklist_values:
+            errors["trigger_value"].append(
+                f"“{rule.trigger_value}” is not one of the values of “{field.label}”: {', '.join(field.picklist_values)}.")
+
+    numbers = [c.number for c in conditions]
+    for number in sorted({n for n in numbers if numbers.count(n) > 1}):
+        errors["conditions"].append(f"Condition number {number} is used twice.")
+    for condition in conditions:
+        problem = _condition_problem(rule, condition)
+        if problem:
+            errors["conditions"].append(f"Condition {condition.number}: {problem}")
+    if not rule.match_all_records:
+        try:
+            pattern_compile(rule.criteria_pattern, set(numbers))
+        except PatternError as error:
+            errors["criteria_pattern"].append(str(error))
+
+    edition = organization.edition
+    if actions and not edition.webhooks_enabled:
+        errors["actions"].append(f"The {edition.name} does not include webhooks.")
+    instant = [a for a in actions if a.kind == ActionKind.INSTANT]
+    if len(actions) > edition.webhooks_per_rule:
+        errors["actions"].append(
+            f"A rule can have at most {edition.webhooks_per_rule} webhook actions in the {edition.name}; "
+            f"this one has {len(actions)}.")
+    if len(instant) > edition.instant_webhooks_per_rule:
+        errors["actions"].append(
+            f"A rule can have at most {edition.instant_webhooks_per_rule} instant webhook action(s) in the "
+            f"{edition.name} (the others must be time-based); this one has {len(instant)}.")
+    for action in actions:
+        if problem := _action_problem(rule, action):
+            errors["actions"].append(problem)
+    return dict(errors)
+
+
+def _condition_problem(rule: WorkflowRule, condition: Condition) -> str | None:
+    field, lookup = condition.field, condition.lookup
+    if lookup is None and field.module_id != rule.module_id:
+        return f"“{field.label}” is a field of {field.module.api_name}; choose the lookup that reaches it."
+    if lookup is not None:
+        if lookup.module_id != rule.module_id or lookup.field_type != FieldType.LOOKUP:
+            return f"“{lookup.label}” is not a lookup field of {rule.module.api_name}."
+        if lookup.lookup_module_id != field.module_id:
+            return f"“{lookup.label}” looks up {lookup.lookup_module.api_name}, not {field.module.api_name}."
+        if condition.operator in (Operator.CHANGED, Operator.CHANGED_TO):
+            return "“changed” can only test a field of the record itself."
+    if not field.is_usable:
+        return f"“{field.label}” is deleted or disabled."
+    if condition.operator in (Operator.CHANGED, Operator.CHANGED_TO) and rule.trigger not in EDIT_TRIGGERS:
+        return "“changed” and “changed to” need a trigger on edits."
+    if condition.operator == Operator.BETWEEN and not condition.value_to:
+        return "“between” needs two values."
+    return condition_value_error(field, condition.operator, condition.value, condition.value_to)
+
+
+def _action_problem(rule: WorkflowRule, action: Action) -> str | None:
+    webhook = action.webhook
+    if webhook.organization_id != rule.organization_id:
+        return f"The webhook “{webhook.name}” belongs to another organization."
+    if webhook.module_id != rule.module_id:
+        return f"The webhook “{webhook.name}” is for {webhook.module.api_name} records; this rule is for " \
+               f"{rule.module.api_name}."
+    if action.kind == ActionKind.TIME_BASED:
+        if rule.trigger == Trigger.DELETE:
+            return f"“{webhook.name}”: a rule on deleted records can only have instant actions."
+        relative: Field | None = action.relative_field
+        if relative is None and not action.delay_amount:
+            return f"“{webhook.name}”: a time-based action needs a delay or a date field to be relative to."
+        if relative is not None and (relative.module_id != rule.module_id or relative.field_type not in DATE_TYPES):
+            return f"“{webhook.name}”: “{relative.label}” is not a date field of {rule.module.api_name}."
+    return None
+
+
+@transaction.atomic
+def rule_save(*, rule: WorkflowRule, conditions: list[Condition], actions: list[Action]) -> WorkflowRule:
+    """Validate and store a rule with its conditions and actions (the import path; the admin uses inlines)."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    try:
+        rule.full_clean()
+    except ValidationError as error:
+        for key, messages in error.message_dict.items():
+            errors[key].extend(messages)
+    if not errors:
+        for key, messages in rule_check(rule=rule, conditions=conditions, actions=actions).items():
+            errors[key].extend(messages)
+    if errors:
+        raise ValidationError(dict(errors))
+    rule.save()
+    rule.conditions.all().delete()
+    rule.actions.all().delete()
+    for condition in conditions:
+        condition.rule = rule
+    for position, action in enumerate(actions):
+        action.rule, action.position = rule, position
+    Condition.objects.bulk_create(conditions)
+    Action.objects.bulk_create(actions)
+    return rule
+
+
+@dataclass(frozen=True)
+class ExistingRunReport:
+    matching: int
+    deliveries: int
+    quota_left: int
+    fired: bool
+
+    @property
+    def fits_quota(self) -> bool:
+        return self.deliveries <= self.quota_left
+
+
+def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> ExistingRunReport:
+    """Fire a rule once over the records that match it now; the dry run only counts."""
+    compiled = rule_compile(WorkflowRule.objects.select_related("organization", "module", "trigger_field")
+                            .prefetch_related("conditions__field", "conditions__lookup", "actions__relative_field")
+                            .get(pk=rule.pk))
+    now = timezone.now()
+    records = Record.objects.filter(module_id=rule.module_id).select_related("module", "owner").order_by("id")
+    matching = [r for r in records[:RUN_ON_EXISTING_MAX] if compiled.matches(r, r.values, None, now)]
+    deliveries = len(matching) * len(compiled.instant)
+    quota_left = quotas.quota_remaining(organization=rule.organization, now=now)
+    if not dry_run:
+        with transaction.atomic():
+            for record in matching:
+                rule_fire(compiled, record, "manual", now)
+    return ExistingRunReport(len(matching), deliveries, quota_left, fired=not dry_run)

@@ -1,0 +1,12 @@
+"""Signal wiring of the workflows app, in one place: record events fire rules."""
+from crm.events import RecordEvent, record_changed
+
+
+def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:
+    from workflows.engine import record_event_handle
+
+    record_event_handle(event)
+
+
+def connect() -> None:
+    record_changed.connect(_on_record_changed, dispatch_uid="workflows.record_changed")
