@@ -72,34 +72,49 @@ def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
 
 def config_import(*, data: Any, dry_run: bool = False) -> ImportReport:
     """Create or update every webhook in data (matched by organization and name), all or nothing."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError([f"This is not a webhook configuration file (expected \"format\": \"{FORMAT}\")."])
-    if data.get("version") != VERSION:
-        raise ConfigError([f"Unsupported version {data.get('version')!r}; this installation reads version {VERSION}."])
-    entries = data.get("webhooks")
-    if not isinstance(entries, list):
-        raise ConfigError(["\"webhooks\" must be a list."])
-    report = ImportReport()
-    problems: list[str] = []
+    config_check_header(data)
     with transaction.atomic():
-        for index, entry in enumerate(entries):
-            where = f"webhooks[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
-            try:
-                created = _webhook_import(entry)
-            except ValidationError as error:
-                details = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
-                problems.extend(
-                    f"{where}: {key + ': ' if key and key != '__all__' else ''}{message}"
-                    for key, messages in details.items() for message in messages
-                )
-                continue
-            (report.created if created else report.updated).append(entry["name"])
+        report, problems = webhooks_import(data.get("webhooks"))
         if problems:
             transaction.set_rollback(True)
             raise ConfigError(problems)
         if dry_run:
             transaction.set_rollback(True)
     return report
+
+
+def config_check_header(data: Any) -> None:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError([f"This is not a webhook configuration file (expected \"format\": \"{FORMAT}\")."])
+    if data.get("version") != VERSION:
+        raise ConfigError([f"Unsupported version {data.get('version')!r}; this installation reads version {VERSION}."])
+
+
+def problems_of(where: str, error: ValidationError) -> list[str]:
+    """One line per message, each saying which entry and which key it is about."""
+    details = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+    return [f"{where}: {key + ': ' if key and key != '__all__' else ''}{message}"
+            for key, messages in details.items() for message in messages]
+
+
+def webhooks_import(entries: Any) -> tuple[ImportReport, list[str]]:
+    """Import inside the caller's transaction; returns what was done and every problem found."""
+    report = ImportReport()
+    if entries is None:
+        return report, []
+    if not isinstance(entries, list):
+        return report, ["\"webhooks\" must be a list."]
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"webhooks[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
+        try:
+            with transaction.atomic():
+                created = _webhook_import(entry)
+        except ValidationError as error:
+            problems.extend(problems_of(where, error))
+            continue
+        (report.created if created else report.updated).append(entry["name"])
+    return report, problems
 
 
 def _webhook_import(entry: Any) -> bool:

@@ -2,7 +2,7 @@
 import re
 from collections.abc import Callable
 
-TOKEN_RE = re.compile(r"\s*(?:(\d+)|(and|or|AND|OR|And|Or)\b|(\()|(\))|(\S))")
+TOKEN_RE = re.compile(r"\s*(?:(\d+)|((?i:and|or))\b|(\()|(\))|(\S))")
 
 Evaluator = Callable[[dict[int, bool]], bool]
 
@@ -56,8 +56,9 @@ def pattern_compile(pattern: str, numbers: set[int]) -> Evaluator:
             return lambda r, n=number: r[n]
         if kind == "open":
             inner = expression()
-            if take() != ("close", ")"):
+            if peek() != ("close", ")"):
                 raise PatternError("A “(” in the pattern is not closed.")
+            take()
             return inner
         raise PatternError(f"Unexpected “{value}” in the pattern: expected a condition number or “(”.")
 

@@ -3,11 +3,11 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from crm.models import Organization
-from dispatcher.config_io import config_export
+from workflows.config_io import config_export_all
 
 
 class Command(BaseCommand):
-    help = "Write the webhooks as JSON (secrets left out unless --include-secrets)."
+    help = "Write the webhooks and workflow rules as JSON (secrets left out unless --include-secrets)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--organization", help="Only this organization (by name).")
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             org = Organization.objects.filter(name=organization).first()
             if org is None:
                 raise CommandError(f"There is no organization named “{organization}”.")
-        text = json.dumps(config_export(organization=org, include_secrets=include_secrets), indent=2,
+        text = json.dumps(config_export_all(organization=org, include_secrets=include_secrets), indent=2,
                           ensure_ascii=False) + "\n"
         if output:
             with open(output, "w", encoding="utf-8") as handle:

@@ -3,11 +3,12 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dispatcher.config_io import ConfigError, config_import
+from dispatcher.config_io import ConfigError
+from workflows.config_io import config_import_all
 
 
 class Command(BaseCommand):
-    help = "Create or update webhooks from a JSON configuration file (all or nothing). Use - for standard input."
+    help = "Create or update webhooks and workflow rules from a JSON configuration file (all or nothing). Use - for standard input."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("file", help="Path of the JSON file, or - for standard input.")
@@ -23,10 +24,11 @@ class Command(BaseCommand):
         except json.JSONDecodeError as error:
             raise CommandError(f"{file} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).")
         try:
-            report = config_import(data=data, dry_run=dry_run)
+            report = config_import_all(data=data, dry_run=dry_run)
         except ConfigError as error:
             raise CommandError("Nothing was imported:\n  " + "\n  ".join(error.problems)) from None
-        verb = "Would create" if dry_run else "Created"
-        self.stdout.write(f"{verb} {len(report.created)} webhook(s): {', '.join(report.created) or '-'}")
-        verb = "Would update" if dry_run else "Updated"
-        self.stdout.write(f"{verb} {len(report.updated)} webhook(s): {', '.join(report.updated) or '-'}")
+        create, update = ("Would create", "Would update") if dry_run else ("Created", "Updated")
+        for verb, names, kind in [(create, report.webhooks.created, "webhook"), (update, report.webhooks.updated, "webhook"),
+                                  (create, report.rules_created, "workflow rule"),
+                                  (update, report.rules_updated, "workflow rule")]:
+            self.stdout.write(f"{verb} {len(names)} {kind}(s): {', '.join(names) or '-'}")

@@ -1,0 +1,173 @@
+"""The whole configuration as one JSON file: webhooks (dispatcher.config_io) and workflow rules.
+
+Rules refer to modules and fields by API name and to webhooks by name, so a file moves between
+environments whose ids differ. Imports are all or nothing, every problem named with its location.
+"""
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from crm.models import Field, Module, Organization
+from dispatcher.config_io import (
+    ConfigError, ImportReport, config_check_header, config_export, problems_of, webhooks_import,
+)
+from dispatcher.models import Webhook
+from workflows import services
+from workflows.models import Action, Condition, WorkflowRule
+
+RULE_KEYS = {
+    "organization", "module", "name", "description", "active", "execution_order", "trigger", "edit_mode",
+    "trigger_field", "trigger_value", "date_offset_days", "date_time", "date_yearly", "all_records",
+    "criteria_pattern", "conditions", "actions",
+}
+CONDITION_KEYS = {"number", "lookup", "field", "operator", "value", "value_to"}
+ACTION_KEYS = {"webhook", "kind", "delay", "unit", "relative_field", "relative_offset_days", "relative_time"}
+
+
+@dataclass
+class FullReport:
+    webhooks: ImportReport
+    rules_created: list[str] = field(default_factory=list)
+    rules_updated: list[str] = field(default_factory=list)
+
+
+def config_export_all(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
+    data = config_export(organization=organization, include_secrets=include_secrets)
+    rules = WorkflowRule.objects.select_related("organization", "module", "trigger_field").prefetch_related(
+        "conditions__field", "conditions__lookup", "actions__webhook", "actions__relative_field",
+    ).order_by("organization__name", "module__api_name", "execution_order", "name")
+    if organization is not None:
+        rules = rules.filter(organization=organization)
+    data["workflow_rules"] = [_rule_export(rule) for rule in rules]
+    return data
+
+
+def _time(value: datetime.time | None) -> str | None:
+    return value.strftime("%H:%M") if value else None
+
+
+def _rule_export(rule: WorkflowRule) -> dict[str, Any]:
+    return {
+        "organization": rule.organization.name, "module": rule.module.api_name, "name": rule.name,
+        "description": rule.description, "active": rule.is_active, "execution_order": rule.execution_order,
+        "trigger": rule.trigger, "edit_mode": rule.edit_mode,
+        "trigger_field": rule.trigger_field.api_name if rule.trigger_field else None,
+        "trigger_value": rule.trigger_value, "date_offset_days": rule.date_offset_days,
+        "date_time": _time(rule.date_time), "date_yearly": rule.date_yearly,
+        "all_records": rule.match_all_records, "criteria_pattern": rule.criteria_pattern,
+        "conditions": [{
+            "number": c.number, "lookup": c.lookup.api_name if c.lookup else None, "field": c.field.api_name,
+            "operator": c.operator, "value": c.value, "value_to": c.value_to,
+        } for c in rule.conditions.all()],
+        "actions": [{
+            "webhook": a.webhook.name, "kind": a.kind, "delay": a.delay_amount, "unit": a.delay_unit,
+            "relative_field": a.relative_field.api_name if a.relative_field else None,
+            "relative_offset_days": a.relative_offset_days, "relative_time": _time(a.relative_time),
+        } for a in rule.actions.all()],
+    }
+
+
+def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
+    """Webhooks first (rules refer to them), then rules; one problem anywhere and nothing changes."""
+    config_check_header(data)
+    with transaction.atomic():
+        webhooks, problems = webhooks_import(data.get("webhooks"))
+        report = FullReport(webhooks=webhooks)
+        entries = data.get("workflow_rules") or []
+        if not isinstance(entries, list):
+            problems.append("\"workflow_rules\" must be a list.")
+            entries = []
+        for index, entry in enumerate(entries):
+            where = f"workflow_rules[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
+            try:
+                with transaction.atomic():
+                    created = _rule_import(entry)
+            except ValidationError as error:
+                problems.extend(problems_of(where, error))
+                continue
+            (report.rules_created if created else report.rules_updated).append(entry["name"])
+        if problems:
+            transaction.set_rollback(True)
+            raise ConfigError(problems)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+def _rule_import(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        raise ValidationError("each rule must be a JSON object.")
+    if unknown := set(entry) - RULE_KEYS:
+        raise ValidationError(f"unknown keys {', '.join(sorted(unknown))}.")
+    if missing := {"organization", "module", "name"} - set(entry):
+        raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
+    organization = Organization.objects.filter(name=entry["organization"]).first()
+    if organization is None:
+        raise ValidationError(f"there is no organization named “{entry['organization']}”.")
+    module = Module.objects.filter(organization=organization, api_name=entry["module"]).first()
+    if module is None:
+        raise ValidationError(f"{organization.name} has no module “{entry['module']}”.")
+    rule = WorkflowRule.objects.filter(organization=organization, name=entry["name"]).first()
+    created = rule is None
+    rule = rule or WorkflowRule(organization=organization, name=entry["name"])
+    rule.module = module
+    for key, attribute in [("description", "description"), ("active", "is_active"),
+                           ("execution_order", "execution_order"), ("trigger", "trigger"), ("edit_mode", "edit_mode"),
+                           ("trigger_value", "trigger_value"), ("date_offset_days", "date_offset_days"),
+                           ("date_yearly", "date_yearly"), ("all_records", "match_all_records"),
+                           ("criteria_pattern", "criteria_pattern")]:
+        if entry.get(key) is not None:
+            setattr(rule, attribute, entry[key])
+    rule.trigger_field = _field(module, entry.get("trigger_field"), "trigger_field")
+    rule.date_time = _parse_time(entry.get("date_time"), "date_time")
+    conditions = [_condition(module, item, i) for i, item in enumerate(entry.get("conditions") or [])]
+    actions = [_action(organization, module, item, i) for i, item in enumerate(entry.get("actions") or [])]
+    services.rule_save(rule=rule, conditions=conditions, actions=actions)
+    return created
+
+
+def _field(module: Module, api_name: Any, where: str) -> Field | None:
+    if api_name is None:
+        return None
+    found = Field.objects.filter(module=module, api_name=api_name).first()
+    if found is None:
+        raise ValidationError(f"{where}: {module.api_name} has no field “{api_name}”.")
+    return found
+
+
+def _parse_time(value: Any, where: str) -> datetime.time | None:
+    if value is None:
+        return None
+    try:
+        return datetime.time.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(f"{where}: “{value}” is not a time such as 09:00.") from None
+
+
+def _condition(module: Module, item: Any, index: int) -> Condition:
+    where = f"conditions[{index}]"
+    if not isinstance(item, dict) or set(item) - CONDITION_KEYS or "field" not in item:
+        raise ValidationError(f"{where}: expected an object with number, field, operator, value (and lookup).")
+    lookup = _field(module, item.get("lookup"), f"{where}.lookup")
+    target = lookup.lookup_module if lookup is not None and lookup.lookup_module_id else module
+    return Condition(number=item.get("number", index + 1), lookup=lookup,
+                     field=_field(target, item["field"], f"{where}.field"),
+                     operator=item.get("operator", "is"), value=str(item.get("value") or ""),
+                     value_to=str(item.get("value_to") or ""))
+
+
+def _action(organization: Organization, module: Module, item: Any, index: int) -> Action:
+    where = f"actions[{index}]"
+    if not isinstance(item, dict) or set(item) - ACTION_KEYS or "webhook" not in item:
+        raise ValidationError(f"{where}: expected an object with webhook, kind, delay and unit.")
+    webhook = Webhook.objects.filter(organization=organization, name=item["webhook"]).first()
+    if webhook is None:
+        raise ValidationError(f"{where}: there is no webhook named “{item['webhook']}”.")
+    return Action(webhook=webhook, kind=item.get("kind", "instant"), delay_amount=item.get("delay") or 0,
+                  delay_unit=item.get("unit", "hours"),
+                  relative_field=_field(module, item.get("relative_field"), f"{where}.relative_field"),
+                  relative_offset_days=item.get("relative_offset_days") or 0,
+                  relative_time=_parse_time(item.get("relative_time"), f"{where}.relative_time"))
