@@ -5,17 +5,18 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from crm.models import CrmUser
-from dispatcher.demo import admin_password_file, demo_load
+from dispatcher.demo import admin_password_file
+from workflows.demo import demo_load
 
 
 class Command(BaseCommand):
-    help = "Load the demo organization, users, records and webhooks (idempotent) and print the admin login."
+    help = "Load the demo organization, users, records, webhooks and workflow rules (idempotent); print the logins."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000/admin/", help="Admin address to print.")
 
     def handle(self, *args, url: str, **options) -> None:
-        organization = demo_load()
+        organization, api_key = demo_load()
         password = self._admin_password()
         User = get_user_model()
         admin, created = User.objects.get_or_create(
@@ -27,6 +28,12 @@ class Command(BaseCommand):
         CrmUser.objects.filter(organization=organization, email=admin.email, user__isnull=True).update(user=admin)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready for {organization.name}."))
         self.stdout.write(f"Admin: {url}  user: admin  password: {password}")
+        key_file = admin_password_file().with_name("api-key")
+        if api_key:
+            key_file.write_text(api_key)
+            key_file.chmod(0o600)
+        if key_file.exists():
+            self.stdout.write(f"REST API key (X-API-Key): {key_file.read_text().strip()}")
 
     def _admin_password(self) -> str:
         """DEMO_ADMIN_PASSWORD if set; else one generated on the first run and kept in var/admin-password."""
