@@ -3,6 +3,7 @@
 The format is documented in the README ("Configuration files"). Secrets are left out of exports
 unless asked for; on import, a missing secret keeps the value already stored.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,29 +100,52 @@ def problems_of(where: str, error: ValidationError) -> list[str]:
 
 def webhooks_import(entries: Any) -> tuple[ImportReport, list[str]]:
     """Import inside the caller's transaction; returns what was done and every problem found."""
-    report = ImportReport()
+    created, updated, problems = entries_import("webhooks", entries, _webhook_import)
+    return ImportReport(created, updated), problems
+
+
+def entries_import(
+    section: str, entries: Any, import_one: Callable[[Any], bool]
+) -> tuple[list[str], list[str], list[str]]:
+    """Import each entry of a section on its own savepoint; names created and updated, and every problem."""
+    created: list[str] = []
+    updated: list[str] = []
     if entries is None:
-        return report, []
+        return created, updated, []
     if not isinstance(entries, list):
-        return report, ["\"webhooks\" must be a list."]
+        return created, updated, [f"\"{section}\" must be a list."]
     problems: list[str] = []
     for index, entry in enumerate(entries):
-        where = f"webhooks[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
+        where = f"{section}[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
         try:
             with transaction.atomic():
-                created = _webhook_import(entry)
+                was_created = import_one(entry)
         except ValidationError as error:
             problems.extend(problems_of(where, error))
             continue
-        (report.created if created else report.updated).append(entry["name"])
-    return report, problems
+        (created if was_created else updated).append(entry["name"])
+    return created, updated, problems
+
+
+def entry_scope(entry: Any, *, allowed: set[str], what: str) -> tuple[Organization, Module]:
+    """Check an entry's keys and find the organization and module it names."""
+    if not isinstance(entry, dict):
+        raise ValidationError(f"each {what} must be a JSON object.")
+    if unknown := set(entry) - allowed:
+        raise ValidationError(f"unknown keys {', '.join(sorted(unknown))}.")
+    if missing := {"organization", "module", "name"} - set(entry):
+        raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
+    organization = Organization.objects.filter(name=entry["organization"]).first()
+    if organization is None:
+        raise ValidationError(f"there is no organization named “{entry['organization']}”.")
+    module = Module.objects.filter(organization=organization, api_name=entry["module"]).first()
+    if module is None:
+        raise ValidationError(f"{organization.name} has no module “{entry['module']}”.")
+    return organization, module
 
 
 def _webhook_import(entry: Any) -> bool:
-    if not isinstance(entry, dict):
-        raise ValidationError("each webhook must be a JSON object.")
-    if unknown := set(entry) - WEBHOOK_KEYS:
-        raise ValidationError(f"unknown keys {', '.join(sorted(unknown))}.")
+    organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
     if missing := REQUIRED_KEYS - set(entry):
         raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
     for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters"}):
@@ -132,12 +156,6 @@ def _webhook_import(entry: Any) -> bool:
     for key in ("entity_parameters", "custom_parameters"):
         if not isinstance(entry.get(key) or [], list):
             raise ValidationError(f"“{key}” must be a list.")
-    organization = Organization.objects.filter(name=entry["organization"]).first()
-    if organization is None:
-        raise ValidationError(f"there is no organization named “{entry['organization']}”.")
-    module = Module.objects.filter(organization=organization, api_name=entry["module"]).first()
-    if module is None:
-        raise ValidationError(f"{organization.name} has no module “{entry['module']}”.")
     webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
     created = webhook is None
     webhook = webhook or Webhook(organization=organization, name=entry["name"])

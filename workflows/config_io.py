@@ -12,7 +12,7 @@ from django.db import transaction
 
 from crm.models import Field, Module, Organization
 from dispatcher.config_io import (
-    ConfigError, ImportReport, config_check_header, config_export, problems_of, webhooks_import,
+    ConfigError, ImportReport, config_check_header, config_export, entries_import, entry_scope, webhooks_import,
 )
 from dispatcher.models import Webhook
 from workflows import services
@@ -75,20 +75,9 @@ def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
     config_check_header(data)
     with transaction.atomic():
         webhooks, problems = webhooks_import(data.get("webhooks"))
-        report = FullReport(webhooks=webhooks)
-        entries = data.get("workflow_rules") or []
-        if not isinstance(entries, list):
-            problems.append("\"workflow_rules\" must be a list.")
-            entries = []
-        for index, entry in enumerate(entries):
-            where = f"workflow_rules[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
-            try:
-                with transaction.atomic():
-                    created = _rule_import(entry)
-            except ValidationError as error:
-                problems.extend(problems_of(where, error))
-                continue
-            (report.rules_created if created else report.rules_updated).append(entry["name"])
+        created, updated, rule_problems = entries_import("workflow_rules", data.get("workflow_rules"), _rule_import)
+        report = FullReport(webhooks=webhooks, rules_created=created, rules_updated=updated)
+        problems += rule_problems
         if problems:
             transaction.set_rollback(True)
             raise ConfigError(problems)
@@ -98,18 +87,7 @@ def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
 
 
 def _rule_import(entry: Any) -> bool:
-    if not isinstance(entry, dict):
-        raise ValidationError("each rule must be a JSON object.")
-    if unknown := set(entry) - RULE_KEYS:
-        raise ValidationError(f"unknown keys {', '.join(sorted(unknown))}.")
-    if missing := {"organization", "module", "name"} - set(entry):
-        raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
-    organization = Organization.objects.filter(name=entry["organization"]).first()
-    if organization is None:
-        raise ValidationError(f"there is no organization named “{entry['organization']}”.")
-    module = Module.objects.filter(organization=organization, api_name=entry["module"]).first()
-    if module is None:
-        raise ValidationError(f"{organization.name} has no module “{entry['module']}”.")
+    organization, module = entry_scope(entry, allowed=RULE_KEYS, what="rule")
     rule = WorkflowRule.objects.filter(organization=organization, name=entry["name"]).first()
     created = rule is None
     rule = rule or WorkflowRule(organization=organization, name=entry["name"])
