@@ -1,5 +1,7 @@
 """Webhook configuration as JSON, to keep in version control and move between environments.
 
+workflows.config_io reads and writes the whole file (webhooks and rules) with these pieces.
+
 The format is documented in the README ("Configuration files"). Secrets are left out of exports
 unless asked for; on import, a missing secret keeps the value already stored.
 """
@@ -69,19 +71,6 @@ def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
     if include_secrets:
         data["signing_secret"] = webhook.signing_secret
     return data
-
-
-def config_import(*, data: Any, dry_run: bool = False) -> ImportReport:
-    """Create or update every webhook in data (matched by organization and name), all or nothing."""
-    config_check_header(data)
-    with transaction.atomic():
-        report, problems = webhooks_import(data.get("webhooks"))
-        if problems:
-            transaction.set_rollback(True)
-            raise ConfigError(problems)
-        if dry_run:
-            transaction.set_rollback(True)
-    return report
 
 
 def config_check_header(data: Any) -> None:
