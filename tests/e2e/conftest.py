@@ -38,6 +38,7 @@ class Worker:
 
     def __init__(self, env: dict[str, str], concurrency: int) -> None:
         self.name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
+        (BASE_DIR / "var").mkdir(exist_ok=True)
         self.log = open(BASE_DIR / "var" / f"{self.name}.log", "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", self.name,
