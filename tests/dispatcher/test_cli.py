@@ -144,13 +144,16 @@ def test_import_refuses_files_that_are_not_configurations(db, tmp_path, content,
         run("import_config", str(path))
 
 
-def test_demo_load_is_idempotent_and_prints_the_admin_login(db, monkeypatch):
+def test_demo_load_is_idempotent_and_prints_the_logins(db, monkeypatch, settings, tmp_path):
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "letmein-123")
+    settings.VAR_DIR = tmp_path  # not the developer's own var/
     out, _ = run("demo_load")
     counts = (Record.objects.count(), Webhook.objects.count())
     out_again, _ = run("demo_load")
     assert (Record.objects.count(), Webhook.objects.count()) == counts == (9, 6)
     assert "user: admin  password: letmein-123" in out and out == out_again
+    key = (tmp_path / "api-key").read_text()
+    assert f"REST API key (X-API-Key): {key}" in out
     from django.contrib.auth import authenticate
 
     assert authenticate(username="admin", password="letmein-123") is not None

@@ -30,6 +30,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Admin: {url}  user: admin  password: {password}")
         key_file = admin_password_file().with_name("api-key")
         if api_key:
+            key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.write_text(api_key)
             key_file.chmod(0o600)
         if key_file.exists():
