@@ -128,14 +128,14 @@ def main() -> None:
     session = requests.Session()
     started = time.perf_counter()
     for request in prepared:
-        session.request(request.method, request.url, headers=request.headers, data=request.body).content
+        _ = session.request(request.method, request.url, headers=request.headers, data=request.body).content
     baseline = args.n / (time.perf_counter() - started)
     rows.append(("baseline: requests.Session, one thread", baseline))
 
     connection = http.client.HTTPConnection("127.0.0.1", port)
     started = time.perf_counter()
     for request in prepared:
-        connection.request(request.method, f"/hook", body=request.body, headers=request.headers)
+        connection.request(request.method, "/hook", body=request.body, headers=request.headers)
         connection.getresponse().read()
     rows.append(("reference: http.client, one thread", args.n / (time.perf_counter() - started)))
 

@@ -10,6 +10,7 @@ import logging
 import math
 import time
 import uuid
+from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
@@ -31,33 +32,54 @@ RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; th
 MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
 
 
+@dataclass(frozen=True)
+class Enqueue:
+    """One delivery to make: which webhook, for which record, why, and when (None: now)."""
+
+    webhook: Webhook
+    record: Record
+    source: str = DeliverySource.WORKFLOW
+    trigger: str = ""
+    due_at: datetime.datetime | None = None
+    render_now: bool = False  # for a record about to be deleted
+
+
 def delivery_enqueue(
     *, webhook: Webhook, record: Record, source: str = DeliverySource.WORKFLOW, trigger: str = "",
     due_at: datetime.datetime | None = None, render_now: bool = False,
 ) -> Delivery:
-    """Write a delivery in the caller's transaction; a worker is woken when it commits.
+    """Write a delivery in the caller's transaction; a worker is woken when it commits."""
+    return deliveries_enqueue([Enqueue(webhook, record, source, trigger, due_at, render_now)])[0]
 
-    render_now renders the request at once, for a record that is about to be deleted.
-    """
-    organization = webhook.organization
-    if not organization.edition.webhooks_enabled:
-        raise ValidationError(f"The {organization.edition.name} of {organization.name} does not include webhooks.")
-    if record.module_id != webhook.module_id:
-        raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
-                              f"{record.module.api_name}.")
+
+def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
+    """Write deliveries in the caller's transaction with one insert; on commit one wake-up per batch of
+    them reaches the broker (a woken worker claims a whole batch)."""
     now = timezone.now()
-    delivery = Delivery(
-        organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
-        record_ref=f"{record.module.api_name} #{record.pk}", source=source, trigger=trigger[:200],
-        retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=due_at or now,
-    )
-    if render_now:
-        request = webhook_render_unsigned(webhook=webhook, record=record)
-        delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
-    delivery.save()
-    if due_at is None or due_at <= now:
-        transaction.on_commit(lambda: _wake(delivery.pk))
-    return delivery
+    deliveries = []
+    for item in items:
+        webhook, record = item.webhook, item.record
+        organization = webhook.organization
+        if not organization.edition.webhooks_enabled:
+            raise ValidationError(
+                f"The {organization.edition.name} of {organization.name} does not include webhooks.")
+        if record.module_id != webhook.module_id:
+            raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
+                                  f"{record.module.api_name}.")
+        delivery = Delivery(
+            organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
+            record_ref=f"{record.module.api_name} #{record.pk}", source=item.source, trigger=item.trigger[:200],
+            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=item.due_at or now,
+        )
+        if item.render_now:
+            request = webhook_render_unsigned(webhook=webhook, record=record)
+            delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
+        deliveries.append(delivery)
+    Delivery.objects.bulk_create(deliveries)
+    due_now = [d.pk for d in deliveries if d.due_at <= now]
+    for first in due_now[::settings.WEBHOOK_DRAIN_BATCH]:
+        transaction.on_commit(lambda pk=first: _wake(pk))
+    return deliveries
 
 
 def delivery_log_cancelled(

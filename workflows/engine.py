@@ -39,22 +39,37 @@ class CompiledRule:
     timed: tuple[Action, ...]
 
     def matches(self, record: Record, values: dict[str, Any], old_values: dict[str, Any] | None,
-                now: datetime.datetime) -> bool:
+                now: datetime.datetime, lookups: dict | None = None) -> bool:
+        """Evaluate lazily: the pattern asks for a condition only when it still matters (1 and … stops at a
+        false 1), and looked-up records are read once per event (lookups is shared by the event's rules)."""
         if self.rule.match_all_records or not self.conditions:
             return True
         time_zone = self.rule.organization.time_zone
-        looked_up: dict[int, dict[str, Any]] = {}
-        results = {}
-        for condition in self.conditions:
+        lookups = {} if lookups is None else lookups
+        by_number = {condition.number: condition for condition in self.conditions}
+
+        def compute(number: int) -> bool:
+            condition = by_number[number]
             if condition.lookup is None:
-                results[condition.number] = condition.holds(values, old_values, time_zone, now)
-                continue
+                return condition.holds(values, old_values, time_zone, now)
             target_id = values.get(condition.lookup.api_name)
-            if target_id not in looked_up:
-                target = Record.objects.filter(pk=target_id).values_list("values", flat=True).first()
-                looked_up[target_id] = target or {}
-            results[condition.number] = condition.holds(looked_up[target_id], None, time_zone, now)
-        return self.evaluate(results)
+            if target_id not in lookups:
+                lookups[target_id] = Record.objects.filter(pk=target_id).values_list("values", flat=True).first() or {}
+            return condition.holds(lookups[target_id], None, time_zone, now)
+
+        return self.evaluate(_LazyResults(compute))
+
+
+class _LazyResults(dict):
+    """Condition results computed on first use."""
+
+    def __init__(self, compute) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, number: int) -> bool:
+        result = self[number] = self.compute(number)
+        return result
 
 
 _compiled: dict[int, tuple[tuple, list[CompiledRule]]] = {}
@@ -95,7 +110,8 @@ def record_event_handle(event: events.RecordEvent) -> int:
     if event.system:
         return 0
     now = timezone.now()
-    fired = 0
+    lookups: dict = {}
+    matched = []
     for compiled in rules_for(event.record.module_id):
         rule = compiled.rule
         if rule.trigger == Trigger.DATE:
@@ -104,15 +120,15 @@ def record_event_handle(event: events.RecordEvent) -> int:
         if not _trigger_matches(rule, event):
             continue
         if event.operation == events.DELETE:
-            matched = compiled.matches(event.record, event.old_values, None, now)
+            hit = compiled.matches(event.record, event.old_values, None, now, lookups)
         else:
-            matched = compiled.matches(event.record, event.new_values, event.old_values or None, now)
-            if matched and event.operation == events.EDIT and rule.edit_mode == EditMode.FIRST_MATCH:
-                matched = not compiled.matches(event.record, event.old_values, None, now)
-        if matched:
-            rule_fire(compiled, event.record, event.operation, now)
-            fired += 1
-    return fired
+            hit = compiled.matches(event.record, event.new_values, event.old_values or None, now, lookups)
+            if hit and event.operation == events.EDIT and rule.edit_mode == EditMode.FIRST_MATCH:
+                hit = not compiled.matches(event.record, event.old_values, None, now, lookups)
+        if hit:
+            matched.append(compiled)
+    rules_fire(matched, event.record, event.operation, now)
+    return len(matched)
 
 
 def _trigger_matches(rule: WorkflowRule, event: events.RecordEvent) -> bool:
@@ -134,36 +150,47 @@ def _trigger_matches(rule: WorkflowRule, event: events.RecordEvent) -> bool:
 
 
 def rule_fire(compiled: CompiledRule, record: Record, operation: str, now: datetime.datetime) -> list[ActionRun]:
-    """Run a rule's actions for a record: instant ones to the outbox now, time-based ones scheduled."""
-    rule = compiled.rule
-    webhooks = {w.pk: w for w in Webhook.objects.select_related("organization__edition", "module")
-                .filter(pk__in=[a.webhook_id for a in compiled.instant + compiled.timed])}
-    runs = []
+    return rules_fire([compiled], record, operation, now)
+
+
+def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
+               now: datetime.datetime) -> list[ActionRun]:
+    """Run the actions of the rules an event matched: instant ones to the outbox now, time-based ones
+    scheduled. One query loads their webhooks; one insert stores the runs."""
+    if not matched:
+        return []
+    ids = {a.webhook_id for compiled in matched for a in compiled.instant + compiled.timed}
+    webhooks = {w.pk: w for w in Webhook.objects.select_related("organization__edition", "module").filter(pk__in=ids)}
     record_ref = f"{record.module.api_name} #{record.pk}"
-    for action in compiled.instant:
-        run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation, due_at=now)
-        webhook = webhooks[action.webhook_id]
-        if not webhook.is_active:
-            run.status, run.reason = RunStatus.SKIPPED, f"The webhook “{webhook.name}” is inactive."
-        else:
-            run.delivery = outbox.delivery_enqueue(
-                webhook=webhook, record=record, source=DeliverySource.WORKFLOW,
-                trigger=f"Rule “{rule.name}” on {operation}", render_now=operation == events.DELETE,
-            )
-            run.status = RunStatus.ENQUEUED
-        runs.append(run)
-    for action in compiled.timed:
-        run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation)
-        if operation == events.DELETE:
-            run.status, run.reason = RunStatus.SKIPPED, "The record was deleted; time-based actions cannot run."
-        else:
-            run.due_at = action_due_at(action, record, now, rule.organization.time_zone)
-            if run.due_at is None or run.due_at <= now:
-                run.status = RunStatus.SKIPPED
-                run.reason = "The due time is already past." if run.due_at else "The date field is empty."
-        runs.append(run)
+    runs, sends = [], []
+    for compiled in matched:
+        rule = compiled.rule
+        for action in compiled.instant:
+            run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation,
+                            due_at=now)
+            webhook = webhooks[action.webhook_id]
+            if not webhook.is_active:
+                run.status, run.reason = RunStatus.SKIPPED, f"The webhook “{webhook.name}” is inactive."
+            else:
+                run.status = RunStatus.ENQUEUED
+                sends.append((run, outbox.Enqueue(webhook, record, DeliverySource.WORKFLOW,
+                                                  f"Rule “{rule.name}” on {operation}",
+                                                  render_now=operation == events.DELETE)))
+            runs.append(run)
+        for action in compiled.timed:
+            run = ActionRun(rule=rule, action=action, record=record, record_ref=record_ref, event=operation)
+            if operation == events.DELETE:
+                run.status, run.reason = RunStatus.SKIPPED, "The record was deleted; time-based actions cannot run."
+            else:
+                run.due_at = action_due_at(action, record, now, rule.organization.time_zone)
+                if run.due_at is None or run.due_at <= now:
+                    run.status = RunStatus.SKIPPED
+                    run.reason = "The due time is already past." if run.due_at else "The date field is empty."
+            runs.append(run)
+        logger.info("workflow.fire rule=%s record=%s operation=%s", rule.pk, record.pk, operation)
+    for (run, _), delivery in zip(sends, outbox.deliveries_enqueue([send for _, send in sends]), strict=True):
+        run.delivery = delivery
     ActionRun.objects.bulk_create(runs)
-    logger.info("workflow.fire rule=%s record=%s operation=%s actions=%s", rule.pk, record.pk, operation, len(runs))
     return runs
 
 

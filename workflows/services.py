@@ -158,5 +158,5 @@ def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> Existin
     if not dry_run:
         with transaction.atomic():
             for record in matching:
-                rule_fire(compiled, record, "manual", now)
+                rule_fire(compiled, record, "manual", now)  # one record at a time: each is its own firing
     return ExistingRunReport(len(matching), deliveries, quota_left, fired=not dry_run)

@@ -205,7 +205,7 @@ def _parameters_encode(
         items = tree.get(key)
         if not isinstance(items, list) or len(items) != len(records):
             items = tree[key] = [{} for _ in records]
-        for item, value in zip(items, values):
+        for item, value in zip(items, values, strict=True):
             _put(item, rest, value)
     for name, value in custom:
         _put(tree, name.split("."), value)

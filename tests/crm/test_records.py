@@ -30,7 +30,7 @@ def test_record_values_are_stored_in_their_canonical_form(organization, owner, m
         "Deal_Name": "Big one", "Amount": "1234.50", "Closing_Date": "2026-05-01", "Account_Name": account.pk,
         "Probability": 60, "Stage": "Closed Won",
     }
-    assert str(deal) == "Deal Big one (#%d)" % deal.pk
+    assert str(deal) == f"Deal Big one (#{deal.pk})"
 
 
 def test_naive_datetimes_are_read_in_the_organization_time_zone(organization, owner, modules):

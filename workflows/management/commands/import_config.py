@@ -22,7 +22,9 @@ class Command(BaseCommand):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise CommandError(f"{file} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).")
+            raise CommandError(
+                f"{file} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+            ) from None
         try:
             report = config_import_all(data=data, dry_run=dry_run)
         except ConfigError as error:
