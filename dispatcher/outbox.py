@@ -124,8 +124,8 @@ def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | Non
 def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0) -> Delivery | None:
     """Claim this delivery if it is due and attempt it, then drain other due work for budget_seconds.
 
-    One wake-up per delivery reaches the broker; a worker that wakes for one takes whatever else is
-    due along with it, so a burst of enqueues is sent in batches instead of one claim per delivery.
+    A worker woken for one delivery takes whatever else is due along with it, so a burst of enqueues
+    (one wake-up per batch of them) is sent in batches instead of one claim per delivery.
     """
     claimed = deliveries_claim(now=timezone.now(), limit=1, ids=[delivery_id])
     if batch > 1:
@@ -179,9 +179,14 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
 
 
 def _attempt(delivery: Delivery, token: uuid.UUID) -> Delivery:
-    if delivery.claim_token != token or delivery.status != DeliveryStatus.DISPATCHED:
-        return delivery  # the lease ran out and another worker owns it now
     now = timezone.now()
+    # Renewing the lease right before the attempt both proves the claim is still this worker's (a batch
+    # takes time; an earlier item may have been slow) and gives the attempt its full lease.
+    lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    if delivery.claim_token != token or not Delivery.objects.filter(
+        pk=delivery.pk, claim_token=token, status=DeliveryStatus.DISPATCHED
+    ).update(lease_expires_at=lease_until):
+        return delivery  # the lease ran out and another worker owns it now
     if delivery.attempt_count > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
         return _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                        "Workers stopped while sending it several times; given up.")

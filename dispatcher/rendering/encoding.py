@@ -9,7 +9,10 @@ from dispatcher.rendering.template import UNSUPPORTED
 
 # Characters XML 1.0 does not allow at all, even escaped; they are dropped.
 XML_ILLEGAL_RE = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"})
+# Line breaks and tabs as character references: parsers keep them exactly, in text and in attributes
+# (where a literal newline would be normalised to a space).
+XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
+                             "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
 
 def as_text(value: Any) -> str:
