@@ -125,8 +125,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Outbound webhooks --------------------------------------------------------------
 # Ports a webhook URL may use; the CRM products allow only 80 and 443.
-WEBHOOK_ALLOWED_PORTS = [int(p) for p in env.list("WEBHOOK_ALLOWED_PORTS", default=["80", "443"]) if p != "*"]
-WEBHOOK_ALLOW_ANY_PORT = "*" in env.list("WEBHOOK_ALLOWED_PORTS", default=[])
+_ports = env.list("WEBHOOK_ALLOWED_PORTS", default=["80", "443"])
+WEBHOOK_ALLOW_ANY_PORT = "*" in _ports
+WEBHOOK_ALLOWED_PORTS = [int(port) for port in _ports if port != "*"]
 # Loopback targets are refused in production; tests and benchmarks turn this on for their local receiver.
 WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)

@@ -1,7 +1,6 @@
 """Date and datetime formats an organization or a webhook can choose (CRM notation -> strftime)."""
 import datetime
 import zoneinfo
-from functools import cache
 
 DATE_FORMATS: dict[str, str] = {
     "yyyy-MM-dd": "%Y-%m-%d",
@@ -27,11 +26,6 @@ DATETIME_FORMATS: dict[str, str] = {
 
 DATE_FORMAT_CHOICES = [(key, key) for key in DATE_FORMATS]
 DATETIME_FORMAT_CHOICES = [(key, key) for key in DATETIME_FORMATS]
-
-
-@cache
-def time_zone_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
 
 
 def validate_time_zone(value: str) -> None:

@@ -40,11 +40,6 @@ def signing_secret_generate() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-class WebhookQuerySet(models.QuerySet):
-    def active(self) -> "WebhookQuerySet":
-        return self.filter(is_active=True)
-
-
 class Webhook(models.Model):
     """An outbound HTTP call an admin configures once and workflow rules trigger for records of one module."""
 
@@ -107,8 +102,6 @@ class Webhook(models.Model):
     )
     created_at = models.DateTimeField("created", auto_now_add=True)
     modified_at = models.DateTimeField("modified", auto_now=True)
-
-    objects = WebhookQuerySet.as_manager()
 
     class Meta:
         verbose_name = "webhook"

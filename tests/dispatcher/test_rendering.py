@@ -248,6 +248,17 @@ def test_signature_verifies_with_the_standard_webhooks_library(modules, deal):
         StandardWebhook(hook.signing_secret).verify(tampered, headers)
 
 
+def test_the_receiver_helper_verifies_the_signature(modules, deal):
+    from dispatcher.signing import signature_verify
+
+    hook = webhook_create(module=modules["Deals"], entity=ENTITY)
+    request = render(hook, deal, message_id="msg_x", timestamp=1_700_000_000)
+    arguments = {"secret": hook.signing_secret, "message_id": "msg_x", "timestamp": 1_700_000_000}
+    header = "v1,bm90IHRoaXMgb25l " + request.headers["webhook-signature"]  # several signatures may be sent
+    assert signature_verify(body=request.body, header=header, **arguments)
+    assert not signature_verify(body=request.body + b" ", header=header, **arguments)
+
+
 def test_rotating_the_signing_secret_changes_the_signature(modules, deal):
     hook = webhook_create(module=modules["Deals"], entity=ENTITY)
     before = render(hook, deal).headers["webhook-signature"]
