@@ -11,9 +11,9 @@ from django.utils.html import format_html, format_html_join
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Record
 from dispatcher import selectors, services
-from dispatcher import errors
+from dispatcher import capture, errors
 from dispatcher.models import (
-    Attempt, AuthType, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
+    Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
 )
 from dispatcher.rendering.request import MASK
 
@@ -77,6 +77,27 @@ class EntityParameterInline(admin.TabularInline):
     verbose_name_plural = "entity parameters (values from the record, with merge fields)"
 
 
+class CaptureFormSet(SiblingAwareFormSet):
+    def clean(self) -> None:
+        super().clean()
+        webhook = self.instance
+        if any(self.errors) or not webhook.module_id:
+            return
+        captures = [Capture(webhook=webhook, **{k: row[k] for k in ("when", "expression", "field")})
+                    for row in self.kept_rows()]
+        if problems := capture.captures_check(webhook=webhook, captures=captures):
+            raise ValidationError(problems)
+
+
+class CaptureInline(admin.TabularInline):
+    model = Capture
+    formset = CaptureFormSet
+    fields = ["when", "expression", "field", "position"]
+    extra = 0
+    autocomplete_fields = ["field"]
+    verbose_name_plural = "response captures (JSONPath or XPath → record field)"
+
+
 class CustomParameterForm(forms.ModelForm):
     value = forms.CharField(
         required=False, strip=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
@@ -114,7 +135,7 @@ class CustomParameterInline(admin.TabularInline):
 @admin.register(Webhook)
 class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
-    inlines = [EntityParameterInline, CustomParameterInline]
+    inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link"]
     list_filter = ["is_active", "method", "content_type", "module__api_name", "organization"]
     search_fields = ["name", "description", "url"]
@@ -126,6 +147,7 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
         ("Request", {"fields": ["url", "method", "content_type", "body", "retry_policy"]}),
         ("Authorization", {"fields": ["auth_type", "auth_username", "auth_password"]}),
         ("Dates and times", {"fields": ["date_format", "datetime_format", "time_zone"]}),
+        ("Response capture", {"fields": ["capture_response", "capture_type", "capture_namespaces"]}),
         ("Signing", {"fields": ["signing_secret_display"]}),
         ("Available merge fields", {"fields": ["merge_fields_display"], "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "modified_at"]}),
@@ -246,7 +268,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class AttemptInline(admin.TabularInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
-              "outcome", "response_excerpt"]
+              "outcome", "response_excerpt", "captured"]
     readonly_fields = fields
     extra = 0
     can_delete = False

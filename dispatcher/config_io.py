@@ -12,15 +12,16 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from crm.models import Module, Organization
+from crm.models import Field, Module, Organization
 from dispatcher import services
-from dispatcher.models import AuthType, Webhook
+from dispatcher.models import AuthType, Capture, Webhook
 
 FORMAT = "crm-webhooks"
 VERSION = 1
 WEBHOOK_KEYS = {
     "organization", "module", "name", "description", "url", "method", "content_type", "active", "body",
     "date_format", "datetime_format", "time_zone", "auth", "entity_parameters", "custom_parameters", "signing_secret",
+    "capture",
 }
 REQUIRED_KEYS = {"organization", "module", "name", "url"}
 
@@ -41,7 +42,7 @@ class ImportReport:
 
 def config_export(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
     webhooks = Webhook.objects.select_related("organization", "module").prefetch_related(
-        "entity_parameters", "custom_parameters"
+        "entity_parameters", "custom_parameters", "captures__field"
     ).order_by("organization__name", "name")
     if organization is not None:
         webhooks = webhooks.filter(organization=organization)
@@ -67,6 +68,12 @@ def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
                  "password": secret(webhook.auth_password) if webhook.auth_type == AuthType.BASIC else None},
         "entity_parameters": [{"name": p.name, "value": p.value} for p in webhook.entity_parameters.all()],
         "custom_parameters": [{"name": p.name, "value": secret(p.value)} for p in webhook.custom_parameters.all()],
+        "capture": {
+            "enabled": webhook.capture_response, "type": webhook.capture_type,
+            "namespaces": webhook.capture_namespaces,
+            "captures": [{"when": c.when, "expression": c.expression, "field": c.field.api_name}
+                         for c in webhook.captures.all()],
+        },
     }
     if include_secrets:
         data["signing_secret"] = webhook.signing_secret
@@ -81,10 +88,11 @@ def config_check_header(data: Any) -> None:
 
 
 def problems_of(where: str, error: ValidationError) -> list[str]:
-    """One line per message, each saying which entry and which key it is about."""
+    """One line per message, each saying which entry and which key it is about (never none at all)."""
     details = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
-    return [f"{where}: {key + ': ' if key and key != '__all__' else ''}{message}"
-            for key, messages in details.items() for message in messages]
+    lines = [f"{where}: {key + ': ' if key and key != '__all__' else ''}{message}"
+             for key, messages in details.items() for message in messages]
+    return lines or [f"{where}: not valid."]
 
 
 def webhooks_import(entries: Any) -> tuple[ImportReport, list[str]]:
@@ -137,7 +145,7 @@ def _webhook_import(entry: Any) -> bool:
     organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
     if missing := REQUIRED_KEYS - set(entry):
         raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
-    for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters"}):
+    for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters", "capture"}):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise ValidationError(f"“{key}” must be text.")
     if not isinstance(entry.get("active", True), bool):
@@ -172,8 +180,29 @@ def _webhook_import(entry: Any) -> bool:
         if parameter["value"] is None:
             parameter["value"] = stored_custom.get(parameter["name"], "")
         custom.append(services.Parameter(**parameter))
-    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom)
+    captures = _captures_import(webhook, module, entry.get("capture"))
+    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures)
     return created
+
+
+def _captures_import(webhook: Webhook, module: Module, data: Any) -> list[Capture] | None:
+    """The "capture" object: settings on the webhook, and the captures (None when the file has none)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or set(data) - {"enabled", "type", "namespaces", "captures"}:
+        raise ValidationError("“capture” must be an object with enabled, type, namespaces and captures.")
+    webhook.capture_response = bool(data.get("enabled", False))
+    webhook.capture_type = data.get("type") or webhook.capture_type
+    webhook.capture_namespaces = data.get("namespaces") or ""
+    captures = []
+    for index, item in enumerate(data.get("captures") or []):
+        if not isinstance(item, dict) or set(item) != {"when", "expression", "field"}:
+            raise ValidationError(f"capture.captures[{index}]: expected an object with when, expression and field.")
+        field = Field.objects.filter(module=module, api_name=item["field"]).first()
+        if field is None:
+            raise ValidationError(f"capture.captures[{index}].field: {module.api_name} has no field “{item['field']}”.")
+        captures.append(Capture(when=item["when"], expression=str(item["expression"]), field=field))
+    return captures
 
 
 def _parameter(item: Any, key: str) -> dict[str, Any]:

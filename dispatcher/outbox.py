@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from crm.models import Record
 from dispatcher import errors, notifications, quotas, retry
+from dispatcher.capture import response_capture
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
 from dispatcher.models.deliveries import TERMINAL_STATUSES
@@ -166,7 +167,7 @@ def deliveries_attempt(*, claimed: list[tuple[int, uuid.UUID]]) -> list[Delivery
         "record__owner", "record__module",
     ).filter(pk__in=tokens).order_by("pk"))
     webhooks = {d.webhook_id: d.webhook for d in deliveries if d.webhook is not None}
-    prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters")
+    prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters", "captures__field")
     for delivery in deliveries:
         if delivery.webhook_id is not None:
             delivery.webhook = webhooks[delivery.webhook_id]
@@ -243,11 +244,12 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
                                        result=result, now=finished)
         status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
         reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
+    captured = _capture(delivery, result)
     with transaction.atomic():
         Attempt.objects.create(
             delivery=delivery, number=delivery.attempt_count, started_at=started, duration_ms=result.duration_ms,
             status_code=result.status_code, error_class=error_class, error_message=result.error_message[:500],
-            response_headers=result.headers, response_truncated=result.truncated, outcome=status,
+            response_headers=result.headers, response_truncated=result.truncated, outcome=status, captured=captured,
             response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
         )
         updated = _transition(delivery, token, finished, status, error_class, reason[:300], due_at=due_at,
@@ -258,6 +260,18 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
     if updated and status == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery
+
+
+def _capture(delivery: Delivery, result: HttpResult) -> dict:
+    """Response capture for this attempt; whatever goes wrong is recorded, never raised."""
+    if result.status_code is None or not delivery.webhook.capture_response:
+        return {}
+    try:
+        return response_capture(webhook=delivery.webhook, record=delivery.record, body=result.body,
+                                success=result.is_success)
+    except Exception:
+        logger.exception("capture.failed delivery=%s", delivery.public_id)
+        return {"error": "Internal processing error while capturing; see the worker log."}
 
 
 def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,

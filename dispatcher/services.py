@@ -9,8 +9,11 @@ from django.db import transaction
 from lxml import etree
 
 from crm.models import Record
+from dispatcher.capture import captures_check
 from dispatcher.http_client import HttpResult, request_send
-from dispatcher.models import ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate
+from dispatcher.models import (
+    Capture, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
+)
 from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
 from dispatcher.rendering.request import RenderedRequest, webhook_render_request
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
@@ -201,9 +204,11 @@ def webhook_signing_secret_rotate(*, webhook: Webhook) -> Webhook:
 
 @transaction.atomic
 def webhook_save(
-    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter]
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
+    captures: list[Capture] | None = None,
 ) -> Webhook:
-    """Validate and store a webhook with its parameters (the import path; the admin uses inline forms)."""
+    """Validate and store a webhook with its parameters and response captures (the import path; the admin
+    uses inline forms). captures=None leaves the stored captures as they are."""
     errors: dict[str, list[str]] = defaultdict(list)
     try:
         webhook.full_clean(validate_unique=True)
@@ -224,9 +229,17 @@ def webhook_save(
                 errors[kind].extend(error.messages)
             if not parameter.value:
                 errors[kind].append(f"The parameter “{parameter.name}” needs a value.")
+    if captures is not None and "module" not in errors and (problems := captures_check(webhook=webhook,
+                                                                                      captures=captures)):
+        errors["captures"] = problems
     if errors:
         raise ValidationError(dict(errors))
     webhook.save()
+    if captures is not None:
+        webhook.captures.all().delete()
+        for position, capture in enumerate(captures):
+            capture.webhook, capture.position = webhook, position
+        Capture.objects.bulk_create(captures)
     webhook.entity_parameters.all().delete()
     webhook.custom_parameters.all().delete()
     EntityParameter.objects.bulk_create(

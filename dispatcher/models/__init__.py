@@ -1,12 +1,13 @@
 """Dispatcher models: webhook definitions, deliveries and their attempts, retry policies, quota counters."""
+from dispatcher.models.captures import Capture, CaptureWhen
 from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus
 from dispatcher.models.quotas import DailyUsage
 from dispatcher.models.retry_policies import RetryPolicy
 from dispatcher.models.webhooks import (
-    AuthType, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
+    AuthType, CaptureType, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
 )
 
 __all__ = [
-    "Attempt", "AuthType", "ContentType", "CustomParameter", "DailyUsage", "Delivery", "DeliverySource",
+    "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "ContentType", "CustomParameter", "DailyUsage", "Delivery", "DeliverySource",
     "DeliveryStatus", "EntityParameter", "Method", "RetryPolicy", "Webhook", "signing_secret_generate",
 ]

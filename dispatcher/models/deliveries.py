@@ -110,6 +110,10 @@ class Attempt(models.Model):
     response_headers = models.JSONField("response headers", default=dict, blank=True)
     response_body = models.TextField("response body (excerpt)", blank=True)
     response_truncated = models.BooleanField("response truncated", default=False)
+    captured = models.JSONField(
+        "captured values", default=dict, blank=True,
+        help_text="Per record field: the expression, its matches and what was written; or why capture failed.",
+    )
     outcome = models.CharField("outcome", max_length=20, choices=DeliveryStatus.choices,
                                help_text="The delivery's status after this attempt.")
 

@@ -30,6 +30,11 @@ class ContentType(models.TextChoices):
     FORM = "FORM", "Form (x-www-form-urlencoded)"
 
 
+class CaptureType(models.TextChoices):
+    JSONPATH = "JSONPATH", "JSONPath (JSON responses)"
+    XPATH = "XPATH", "XPath (XML responses)"
+
+
 class AuthType(models.TextChoices):
     NONE = "none", "No authentication"
     BASIC = "basic", "Basic authentication"
@@ -95,6 +100,16 @@ class Webhook(models.Model):
         "dispatcher.RetryPolicy", on_delete=models.PROTECT, null=True, blank=True, related_name="webhooks",
         verbose_name="retry policy", help_text="When failed calls are retried; empty uses the Zoho profile "
         "(one retry after 15 minutes).",
+    )
+    capture_response = models.BooleanField(
+        "capture the response", default=False,
+        help_text="Write values from the receiver's answer into the record (see the captures below).",
+    )
+    capture_type = models.CharField("response type", max_length=10, choices=CaptureType.choices,
+                                    default=CaptureType.JSONPATH)
+    capture_namespaces = models.TextField(
+        "XML namespaces", blank=True,
+        help_text="For XPath: one prefix=URI per line, e.g. z=http://www.zoho.com/crm, used as z:status.",
     )
     signing_secret = EncryptedTextField(
         "signing secret", default=signing_secret_generate, editable=False,

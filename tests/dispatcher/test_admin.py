@@ -28,9 +28,10 @@ def form_data(organization, module, *, entity=(), custom=(), initial=(0, 0), **o
         "organization": organization.pk, "module": module.pk, "name": "Books", "description": "",
         "url": "https://books.example.com/hook", "method": "POST", "content_type": "JSON", "body": "",
         "auth_type": "none", "auth_username": "", "auth_password": "", "date_format": "", "datetime_format": "",
-        "time_zone": "", "is_active": "on",
+        "time_zone": "", "is_active": "on", "capture_type": "JSONPATH", "capture_namespaces": "",
     }
-    for prefix, rows, initial_count in (("entity_parameters", entity, initial[0]), ("custom_parameters", custom, initial[1])):
+    for prefix, rows, initial_count in (("entity_parameters", entity, initial[0]),
+                                        ("custom_parameters", custom, initial[1]), ("captures", (), 0)):
         data.update({f"{prefix}-TOTAL_FORMS": len(rows), f"{prefix}-INITIAL_FORMS": initial_count,
                      f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000})
         for index, row in enumerate(rows):

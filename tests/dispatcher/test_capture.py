@@ -1,0 +1,190 @@
+"""Response capture: JSONPath and XPath on success and on failure, into the record, never re-firing rules."""
+import pytest
+from django.urls import reverse
+
+from crm import services as crm_services
+from crm.models import Field, FieldType
+from dispatcher import outbox
+from dispatcher.capture import captures_check
+from dispatcher.models import Capture, Delivery
+from tests.factories import webhook_create
+from workflows.models import Action, WorkflowRule
+from workflows.services import rule_save
+
+
+@pytest.fixture
+def fields(modules):
+    deals = modules["Deals"]
+    made = {
+        "Invoice Number": Field.objects.create(module=deals, label="Invoice Number", api_name="Invoice_Number"),
+        "Sync Status": Field.objects.create(module=deals, label="Sync Status", api_name="Sync_Status"),
+        "Invoice Total": Field.objects.create(module=deals, label="Invoice Total", api_name="Invoice_Total",
+                                              field_type=FieldType.CURRENCY),
+    }
+    return made
+
+
+@pytest.fixture
+def deal(owner, modules, fields):
+    return crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+
+
+def hook_with(receiver, modules, fields, capture_type="JSONPATH", namespaces="", captures=()):
+    hook = webhook_create(module=modules["Deals"], name=f"Books {capture_type}", url=receiver.url_for("/hook"),
+                          entity=[("deal", "${Deals.Deal Name}")])
+    hook.capture_response, hook.capture_type, hook.capture_namespaces = True, capture_type, namespaces
+    hook.save()
+    for when, expression, label in captures:
+        Capture.objects.create(webhook=hook, when=when, expression=expression, field=fields[label])
+    return hook
+
+
+def send(hook, deal) -> Delivery:
+    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    outbox.delivery_run(delivery_id=delivery.pk)
+    return Delivery.objects.get(pk=delivery.pk)
+
+
+def test_jsonpath_on_success_writes_the_record_and_the_log(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_json(
+        {"invoice": {"id": "INV-42", "total": 12500.5, "lines": [{"sku": "A"}, {"sku": "B"}]}})
+    hook = hook_with(receiver, modules, fields, captures=[
+        ("success", "$.invoice.id", "Invoice Number"), ("success", "$.invoice.total", "Invoice Total"),
+        ("success", "$.invoice.lines[*].sku", "Sync Status"), ("failure", "$.error", "Sync Status"),
+    ])
+    delivery = send(hook, deal)
+    assert delivery.status == "success"
+    deal.refresh_from_db()
+    assert (deal.values["Invoice_Number"], deal.values["Invoice_Total"], deal.values["Sync_Status"]) == (
+        "INV-42", "12500.50", "A, B")  # several matches joined for a text field
+    captured = delivery.attempts.get().captured
+    assert captured["Sync Status"] == {"expression": "$.invoice.lines[*].sku", "matches": ["A", "B"], "written": "A, B"}
+
+
+def test_failure_captures_run_on_a_failed_answer_and_do_not_change_the_retry(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_json({"error": "quota exceeded"}, status=503)
+    hook = hook_with(receiver, modules, fields, captures=[("success", "$.id", "Invoice Number"),
+                                                          ("failure", "$.error", "Sync Status")])
+    delivery = send(hook, deal)
+    assert delivery.status == "retry"
+    deal.refresh_from_db()
+    assert deal.values.get("Sync_Status") == "quota exceeded" and "Invoice_Number" not in deal.values
+
+
+def test_xpath_with_namespaces_and_a_missing_match(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_data(
+        '<z:response xmlns:z="http://www.zoho.com/crm"><z:status code="ok">Synced</z:status></z:response>',
+        content_type="application/xml")
+    hook = hook_with(receiver, modules, fields, "XPATH", "z=http://www.zoho.com/crm", captures=[
+        ("success", "//z:response/z:status/text()", "Sync Status"),
+        ("success", "//z:status/@code", "Invoice Number"),
+        ("success", "//z:invoice/text()", "Invoice Total"),
+    ])
+    delivery = send(hook, deal)
+    deal.refresh_from_db()
+    assert (deal.values["Sync_Status"], deal.values["Invoice_Number"]) == ("Synced", "ok")
+    assert delivery.attempts.get().captured["Invoice Total"] == {
+        "expression": "//z:invoice/text()", "matches": [], "written": "no match"}
+
+
+@pytest.mark.parametrize(("body", "capture_type", "error"), [
+    ("<html>not json</html>", "JSONPATH", "The response is not JSON, so nothing was captured."),
+    ('{"a": 1}', "XPATH", "The response is not well-formed XML, so nothing was captured."),
+    ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><r>&xxe;</r>', "XPATH",
+     "The response declares a DTD, which is refused, so nothing was captured."),
+    ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">'
+     '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;"><!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;">]>'
+     '<lolz>&lol4;</lolz>', "XPATH", "The response declares a DTD, which is refused, so nothing was captured."),
+])
+def test_unreadable_and_hostile_bodies_are_a_capture_error_not_a_crash(receiver, modules, fields, deal, body,
+                                                                       capture_type, error):
+    receiver.expect_request("/hook").respond_with_data(body)
+    hook = hook_with(receiver, modules, fields, capture_type, captures=[("success", "$.a" if capture_type ==
+                                                                          "JSONPATH" else "//r/text()",
+                                                                          "Sync Status")])
+    delivery = send(hook, deal)
+    assert delivery.status == "success"  # the receiver got it; capture is a separate matter
+    assert delivery.attempts.get().captured == {"error": error}
+    deal.refresh_from_db()
+    assert "Sync_Status" not in deal.values
+
+
+def test_a_value_the_field_refuses_is_logged_not_written(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_json({"total": "lots", "id": "INV-9"})
+    hook = hook_with(receiver, modules, fields, captures=[("success", "$.total", "Invoice Total"),
+                                                          ("success", "$.id", "Invoice Number")])
+    delivery = send(hook, deal)
+    deal.refresh_from_db()
+    assert deal.values["Invoice_Number"] == "INV-9" and "Invoice_Total" not in deal.values
+    assert delivery.attempts.get().captured["Invoice Total"]["written"] == \
+        "not written: Invoice Total: expected a number."
+
+
+def test_captured_values_never_fire_workflow_rules(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_json({"id": "INV-1"})
+    hook = hook_with(receiver, modules, fields, captures=[("success", "$.id", "Invoice Number")])
+    rule_save(rule=WorkflowRule(organization=modules["Deals"].organization, module=modules["Deals"], name="Loop?",
+                                trigger="edit", match_all_records=True),
+              conditions=[], actions=[Action(webhook=hook, kind="instant")])
+    crm_services.record_update(record=deal, values={"Amount": "10"})  # fires once
+    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    deal.refresh_from_db()
+    assert deal.values["Invoice_Number"] == "INV-1"
+    assert Delivery.objects.count() == 1 and len(receiver.log) == 1
+
+
+@pytest.mark.parametrize(("capture_type", "expression", "namespaces", "message"), [
+    ("JSONPATH", "$.invoice[", "", "“$.invoice[” is not a valid JSONPath"),
+    ("XPATH", "//response[", "", "“//response[” is not a valid XPath: Invalid expression."),
+    ("XPATH", "//z:status", "", "“//z:status” is not a valid XPath: Undefined namespace prefix."),
+    ("XPATH", "//a", "not a namespace", "Namespace line 1 (“not a namespace”) is not of the form prefix=URI."),
+])
+def test_expressions_are_checked_when_saved(modules, fields, capture_type, expression, namespaces, message):
+    hook = webhook_create(module=modules["Deals"], name="Check")
+    hook.capture_response, hook.capture_type, hook.capture_namespaces = True, capture_type, namespaces
+    [problem] = captures_check(webhook=hook, captures=[Capture(expression=expression, field=fields["Sync Status"])])
+    assert problem.startswith(message)
+
+
+def test_the_admin_shows_the_parser_message(client, django_user_model, organization, modules, fields):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "pw"))
+    data = {
+        "organization": organization.pk, "module": modules["Deals"].pk, "name": "Books", "description": "",
+        "url": "https://books.example.com/hook", "method": "POST", "content_type": "JSON", "body": "",
+        "auth_type": "none", "date_format": "", "datetime_format": "", "time_zone": "", "is_active": "on",
+        "capture_response": "on", "capture_type": "JSONPATH", "capture_namespaces": "",
+        "entity_parameters-TOTAL_FORMS": 0, "entity_parameters-INITIAL_FORMS": 0,
+        "custom_parameters-TOTAL_FORMS": 0, "custom_parameters-INITIAL_FORMS": 0,
+        "captures-TOTAL_FORMS": 1, "captures-INITIAL_FORMS": 0, "captures-0-when": "success",
+        "captures-0-expression": "$.invoice[", "captures-0-field": fields["Invoice Number"].pk,
+        "captures-0-position": 0,
+    }
+    response = client.post(reverse("admin:dispatcher_webhook_add"), data)
+    assert "“$.invoice[” is not a valid JSONPath" in response.content.decode()
+    data["captures-0-expression"] = "$.invoice.id"
+    assert b"was added successfully" in client.post(reverse("admin:dispatcher_webhook_add"), data, follow=True).content
+
+
+def test_captures_round_trip_through_a_configuration_file(receiver, modules, fields, tmp_path):
+    import json as jsonlib
+
+    from django.core.management import call_command
+
+    from workflows.config_io import config_export_all
+
+    hook_with(receiver, modules, fields, "XPATH", "z=http://www.zoho.com/crm",
+              captures=[("success", "//z:id/text()", "Invoice Number"), ("failure", "//z:error", "Sync Status")])
+    before = config_export_all(include_secrets=True)
+    assert before["webhooks"][0]["capture"] == {
+        "enabled": True, "type": "XPATH", "namespaces": "z=http://www.zoho.com/crm",
+        "captures": [{"when": "failure", "expression": "//z:error", "field": "Sync_Status"},
+                     {"when": "success", "expression": "//z:id/text()", "field": "Invoice_Number"}]}
+    Capture.objects.all().delete()
+    path = tmp_path / "setup.json"
+    path.write_text(jsonlib.dumps(before))
+    call_command("import_config", str(path), stdout=None)
+    assert config_export_all(include_secrets=True) == before
+    before["webhooks"][0]["capture"]["captures"][0]["expression"] = "//z:error["
+    path.write_text(jsonlib.dumps(before))
+    with pytest.raises(Exception, match="captures: “//z:error\\[” is not a valid XPath"):
+        call_command("import_config", str(path))
