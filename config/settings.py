@@ -145,8 +145,11 @@ WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)
 WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=20)
 WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
+# Ended deliveries (and their attempts) older than this many days are purged, in batches, every hour.
+WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
+    "dispatcher-purge-logs": {"task": "dispatcher.purge_logs", "schedule": 3600.0},
     "workflows-fire-due": {"task": "workflows.fire_due", "schedule": env.float("WORKFLOW_TICK_SECONDS", default=15.0)},
 }
 # Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets).

@@ -1,8 +1,11 @@
-"""Webhook admin: thin forms over dispatcher.services, a preview page and a test send."""
+"""Webhook admin: thin forms over dispatcher.services, a preview page and a test send; the delivery log."""
+import csv
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Record
 from dispatcher import selectors, services
-from dispatcher import capture, errors
+from dispatcher import capture, errors, outbox
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
 )
@@ -136,7 +139,8 @@ class CustomParameterInline(admin.TabularInline):
 class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
     inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
-    list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link"]
+    list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link",
+                    "log_link"]
     list_filter = ["is_active", "method", "content_type", "module__api_name", "organization"]
     search_fields = ["name", "description", "url"]
     list_select_related = ["organization", "module"]
@@ -171,6 +175,11 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
             "", "<p><strong>{}</strong><br><code>{}</code></p>",
             ((title, "  ".join(tokens)) for title, tokens in groups),
         )
+
+    @admin.display(description="webhook log")
+    def log_link(self, obj: Webhook) -> str:
+        url = reverse("admin:dispatcher_delivery_changelist") + f"?webhook__id__exact={obj.pk}"
+        return format_html('<a href="{}">View webhook log</a>', url)
 
     @admin.display(description="preview")
     def preview_link(self, obj: Webhook) -> str:
@@ -288,19 +297,55 @@ class AttemptInline(admin.TabularInline):
         return format_html("<pre style='white-space: pre-wrap; max-width: 40em'>{}</pre>", obj.response_body[:2000])
 
 
+class StatusClassFilter(admin.SimpleListFilter):
+    title = "HTTP status"
+    parameter_name = "http"
+
+    def lookups(self, request, model_admin):
+        return [("2", "2xx"), ("3", "3xx"), ("4", "4xx"), ("5", "5xx"), ("none", "no answer")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(last_status_code__isnull=True)
+        if self.value() in ("2", "3", "4", "5"):
+            low = int(self.value()) * 100
+            return queryset.filter(last_status_code__gte=low, last_status_code__lt=low + 100)
+        return queryset
+
+
+CSV_COLUMNS = ["created", "delivery id", "organization", "webhook", "record", "source", "trigger", "status",
+               "reason", "http status", "error", "attempts", "next attempt", "finished"]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "record_ref", "source", "status",
                     "last_status_code", "attempt_count", "due_at"]
-    list_filter = ["status", "source", "organization"]
-    search_fields = ["public_id", "record_ref", "webhook_name"]
+    list_filter = ["status", "source", StatusClassFilter, "webhook", "webhook__module__api_name", "organization"]
+    search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
+    actions = ["resend"]
     fields = ["message_id", "organization", "webhook", "webhook_name", "record", "record_ref", "source", "trigger",
               "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
-              "request"]
+              "resent_by", "resent_at", "request"]
     readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find a delivery by its webhook-id header (msg_…) or its bare id."""
+        results, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().removeprefix("msg_")
+        try:
+            results |= queryset.filter(public_id=uuid.UUID(term))
+        except ValueError:
+            pass
+        return results, duplicates
 
     @admin.display(description="delivery id (webhook-id)")
     def message_id(self, obj: Delivery) -> str:
@@ -311,6 +356,43 @@ class DeliveryAdmin(ReadOnlyAdmin):
         if not obj.request_display:
             return "Rendered on the first attempt."
         return format_html("<pre style='white-space: pre-wrap; max-width: 60em'>{}</pre>", obj.request_display)
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("dispatcher.resend_delivery")
+
+    @admin.action(description="Resend selected deliveries (failed, limit reached or cancelled)", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset) -> None:
+        count = outbox.deliveries_resend(ids=list(queryset.values_list("pk", flat=True)),
+                                         by=request.user.get_username())
+        skipped = queryset.count() - count
+        note = f"; {skipped} not resent (still under way, successful, or their webhook was deleted)" if skipped else ""
+        self.message_user(request, f"{count} deliveries queued again with their delivery id{note}.",
+                          messages.SUCCESS if count else messages.WARNING)
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_csv)
+        return [path("export.csv", export, name="dispatcher_delivery_export"), *super().get_urls()]
+
+    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
+        """The log as filtered on the list page, streamed row by row (a large log is never held in memory)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        queryset = self.get_changelist_instance(request).get_queryset(request).select_related("organization")
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(CSV_COLUMNS)
+            for d in queryset.iterator(chunk_size=2000):
+                yield writer.writerow([
+                    d.created_at.isoformat(), d.message_id, d.organization.name, d.webhook_name, d.record_ref,
+                    d.source, d.trigger, d.get_status_display(), d.status_reason, d.last_status_code or "",
+                    d.last_error_class, d.attempt_count, d.due_at.isoformat() if d.due_at else "",
+                    d.finished_at.isoformat() if d.finished_at else "",
+                ])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="webhook-log.csv"'
+        return response
 
 
 @admin.register(DailyUsage)

@@ -83,6 +83,26 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
     return deliveries
 
 
+RESENDABLE = (DeliveryStatus.FAILED, DeliveryStatus.LIMIT_REACHED, DeliveryStatus.CANCELLED)
+
+
+def deliveries_resend(*, ids: list[int], by: str) -> int:
+    """Send ended deliveries again: same delivery id (receivers deduplicate), the retry policy from the
+    start, and the quota and the guarded client as for any attempt. Returns how many were queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        chosen = list(Delivery.objects.filter(pk__in=ids, status__in=RESENDABLE, webhook__isnull=False)
+                      .values_list("pk", flat=True))
+        count = Delivery.objects.filter(pk__in=chosen, status__in=RESENDABLE).update(
+            status=DeliveryStatus.QUEUED, due_at=now, finished_at=None, status_reason="", cycle_start=F("attempt_count"),
+            resent_by=by[:150], resent_at=now,
+        )
+        for first in chosen[::settings.WEBHOOK_DRAIN_BATCH]:
+            transaction.on_commit(lambda pk=first: _wake(pk))
+    logger.info("deliver.resend count=%s by=%s", count, by)
+    return count
+
+
 def delivery_log_cancelled(
     *, webhook: Webhook, record: Record | None, record_ref: str, trigger: str, reason: str
 ) -> Delivery:
@@ -188,7 +208,7 @@ def _attempt(delivery: Delivery, token: uuid.UUID) -> Delivery:
         pk=delivery.pk, claim_token=token, status=DeliveryStatus.DISPATCHED
     ).update(lease_expires_at=lease_until):
         return delivery  # the lease ran out and another worker owns it now
-    if delivery.attempt_count > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
+    if delivery.cycle_attempts > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
         return _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                        "Workers stopped while sending it several times; given up.")
     if (problem := _unsendable(delivery)) is not None:
@@ -240,7 +260,7 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
     if result.is_success:
         status, due_at, reason = DeliveryStatus.SUCCESS, None, ""
     else:
-        due_at = retry.next_attempt_at(policy=delivery.retry_policy, attempt_number=delivery.attempt_count,
+        due_at = retry.next_attempt_at(policy=delivery.retry_policy, attempt_number=delivery.cycle_attempts,
                                        result=result, now=finished)
         status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
         reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
@@ -305,3 +325,18 @@ def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, st
     for key, value in changes.items():
         setattr(delivery, key, value)
     return True
+
+
+PURGE_BATCH = 1000  # deliveries deleted per statement, so a large purge never holds long locks
+
+
+def deliveries_purge(*, older_than_days: int, now: datetime.datetime | None = None) -> int:
+    """Delete ended deliveries (with their attempts) that finished before the retention period."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=older_than_days)
+    old = Delivery.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
+    purged = 0
+    while batch := list(old.values_list("pk", flat=True)[:PURGE_BATCH]):
+        Delivery.objects.filter(pk__in=batch).delete()
+        purged += len(batch)
+    logger.info("deliver.purge count=%s cutoff=%s", purged, cutoff.isoformat())
+    return purged

@@ -21,3 +21,8 @@ def drain() -> int:
 @shared_task(name="dispatcher.pump", soft_time_limit=30, time_limit=60, **TASK_OPTIONS)
 def pump() -> int:
     return outbox.deliveries_pump()
+
+
+@shared_task(name="dispatcher.purge_logs", soft_time_limit=600, time_limit=660, **TASK_OPTIONS)
+def purge_logs() -> int:
+    return outbox.deliveries_purge(older_than_days=settings.WEBHOOK_LOG_RETENTION_DAYS)

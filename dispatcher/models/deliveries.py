@@ -62,6 +62,12 @@ class Delivery(models.Model):
     lease_expires_at = models.DateTimeField("lease expires", null=True, blank=True)
     claim_token = models.UUIDField("claim", null=True, blank=True, editable=False)
     attempt_count = models.PositiveSmallIntegerField("attempts", default=0)
+    cycle_start = models.PositiveSmallIntegerField(
+        "attempts before the last resend", default=0, editable=False,
+        help_text="A resend starts the retry policy again from here.",
+    )
+    resent_by = models.CharField("last resent by", max_length=150, blank=True)
+    resent_at = models.DateTimeField("last resent", null=True, blank=True)
     # The request is rendered once, on the first attempt, and resent as is: encrypted, as it holds secrets.
     request_sealed = EncryptedTextField("request", blank=True, editable=False)
     request_display = models.TextField("request (masked)", blank=True,
@@ -77,6 +83,7 @@ class Delivery(models.Model):
         verbose_name = "delivery"
         verbose_name_plural = "deliveries"
         ordering = ["-id"]
+        permissions = [("resend_delivery", "Can resend a delivery")]
         indexes = [
             models.Index(fields=["status", "due_at"], name="delivery_due",
                          condition=models.Q(status__in=["queued", "retry"])),
@@ -91,6 +98,11 @@ class Delivery(models.Model):
     @property
     def message_id(self) -> str:
         return f"msg_{self.public_id.hex}"
+
+    @property
+    def cycle_attempts(self) -> int:
+        """Attempts since the delivery was enqueued or last resent: what the retry policy counts."""
+        return self.attempt_count - self.cycle_start
 
     @property
     def is_terminal(self) -> bool:

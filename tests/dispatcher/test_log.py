@@ -1,0 +1,97 @@
+"""The delivery log: filters, search by delivery id, CSV export, resend, retention."""
+import csv
+import datetime
+import io
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from crm import services as crm_services
+from dispatcher import outbox
+from dispatcher.models import Delivery
+from tests.factories import webhook_create
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "pw"))
+    return client
+
+
+@pytest.fixture
+def log(receiver, owner, modules):
+    """Three deliveries: one success (200), one failed (404), one refused by the limit of a tiny edition."""
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+    ok = webhook_create(module=modules["Deals"], name="Ok", url=receiver.url_for("/ok"), entity=[("a", "b")],
+                        custom=[("token", "tok-secret-9")])
+    gone = webhook_create(module=modules["Deals"], name="Gone", url=receiver.url_for("/gone"))
+    receiver.expect_request("/ok").respond_with_data("fine")
+    receiver.expect_request("/gone").respond_with_data("no", status=404)
+    first = outbox.delivery_enqueue(webhook=ok, record=deal)
+    second = outbox.delivery_enqueue(webhook=gone, record=deal)
+    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    return Delivery.objects.get(pk=first.pk), Delivery.objects.get(pk=second.pk)
+
+
+def test_filters_and_search_by_delivery_id(admin_client, log):
+    ok, failed = log
+    changelist = reverse("admin:dispatcher_delivery_changelist")
+    assert admin_client.get(changelist, {"http": "4"}).context["cl"].result_count == 1
+    assert admin_client.get(changelist, {"http": "2"}).context["cl"].result_count == 1
+    assert admin_client.get(changelist, {"webhook__id__exact": ok.webhook_id}).context["cl"].result_count == 1
+    found = admin_client.get(changelist, {"q": failed.message_id}).context["cl"].result_list
+    assert list(found) == [failed]
+    assert admin_client.get(changelist, {"q": "/gone"}).context["cl"].result_count == 1  # by URL
+
+
+def test_csv_export_follows_the_filters_and_holds_no_secret(admin_client, log):
+    ok, failed = log
+    response = admin_client.get(reverse("admin:dispatcher_delivery_export"), {"status__exact": "failed"})
+    assert response["Content-Type"] == "text/csv; charset=utf-8" and response.streaming
+    text = b"".join(response.streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:3] == ["created", "delivery id", "organization"]
+    assert [row[1] for row in rows[1:]] == [failed.message_id]
+    assert rows[1][7:11] == ["Failed", "404 Not found: the requested item does not exist.", "404", "http_404"]
+    assert "tok-secret-9" not in text
+
+
+def test_resend_uses_the_same_id_and_starts_the_retry_policy_again(admin_client, log, receiver):
+    ok, failed = log
+    changelist = reverse("admin:dispatcher_delivery_changelist")
+    response = admin_client.post(changelist, {"action": "resend", "_selected_action": [ok.pk, failed.pk]},
+                                 follow=True)
+    assert "1 deliveries queued again with their delivery id; 1 not resent" in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.resent_by, failed.cycle_start) == ("queued", "boss", 1)
+    receiver.clear_all_handlers()
+    receiver.expect_request("/gone").respond_with_data("", status=503)
+    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    failed.refresh_from_db()
+    assert failed.status == "retry"  # a new cycle: the Zoho profile's one retry is available again
+    assert [r.headers["webhook-id"] for r, _ in receiver.log[-1:]] == [failed.message_id]
+    assert list(failed.attempts.values_list("number", flat=True)) == [1, 2]
+
+
+def test_an_auditor_without_the_resend_permission_cannot_resend(client, django_user_model, log):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
+    client.force_login(viewer)
+    ok, failed = log
+    changelist = reverse("admin:dispatcher_delivery_changelist")
+    assert "resend" not in client.get(changelist).context["cl"].model_admin.get_actions(
+        client.get(changelist).wsgi_request)
+    client.post(changelist, {"action": "resend", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status == "failed"
+
+
+def test_old_ended_deliveries_are_purged_in_batches(log, monkeypatch):
+    ok, failed = log
+    Delivery.objects.filter(pk=ok.pk).update(finished_at=timezone.now() - datetime.timedelta(days=91))
+    monkeypatch.setattr(outbox, "PURGE_BATCH", 1)
+    assert outbox.deliveries_purge(older_than_days=90) == 1
+    assert list(Delivery.objects.values_list("pk", flat=True)) == [failed.pk]
