@@ -133,6 +133,17 @@ class CustomParameterInline(admin.TabularInline):
     formset = SiblingAwareFormSet
     extra = 1
     verbose_name_plural = "custom parameters (literal values such as tokens; masked)"
+    readonly_fields = ["masked_value"]
+
+    def get_fields(self, request, obj=None):
+        """Whoever may only look (auditors) sees the names, never the values."""
+        if not self.has_change_permission(request, obj):
+            return ["name", "masked_value", "position"]
+        return super().get_fields(request, obj)
+
+    @admin.display(description="value")
+    def masked_value(self, obj: CustomParameter) -> str:
+        return MASK
 
 
 @admin.register(Webhook)
@@ -156,6 +167,26 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
         ("Available merge fields", {"fields": ["merge_fields_display"], "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "modified_at"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        """View-only users (auditors) get the password as a mask, not a readonly copy of the real thing."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            masked = {"auth_password": "auth_password_masked", "signing_secret_display": "signing_secret_masked"}
+            fieldsets = [(title, {**options, "fields": [masked.get(f, f) for f in options["fields"]]})
+                         for title, options in fieldsets]
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "auth_password_masked", "signing_secret_masked"]
+
+    @admin.display(description="password")
+    def auth_password_masked(self, obj: Webhook) -> str:
+        return MASK if obj.auth_password else "-"
+
+    @admin.display(description="signing secret")
+    def signing_secret_masked(self, obj: Webhook) -> str:
+        return f"{MASK} (shown to those who may change the webhook)"
 
     @admin.display(description="signing secret")
     def signing_secret_display(self, obj: Webhook) -> str:
