@@ -9,16 +9,18 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, Streami
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
-from crm.models import Module, Record
+from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
 from dispatcher import capture, errors, outbox
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
 )
 from dispatcher.rendering.request import MASK
+from dispatcher.usage import usage_last_days
 
 RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the page
 
@@ -431,3 +433,26 @@ class DailyUsageAdmin(ReadOnlyAdmin):
     list_display = ["day", "organization", "calls", "limit_notified"]
     list_filter = ["organization"]
     date_hierarchy = "day"
+
+    def get_urls(self):
+        chart = self.admin_site.admin_view(self.chart_view)
+        return [path("chart/", chart, name="dispatcher_usage_chart"), *super().get_urls()]
+
+    def chart_view(self, request: HttpRequest) -> HttpResponse:
+        """Seed 003's usage chart: the last 7 days (or weeks) by source and by outcome, with the quota line."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        organizations = list(Organization.objects.order_by("name"))
+        chosen = next((o for o in organizations if str(o.pk) == request.GET.get("organization")),
+                      organizations[0] if organizations else None)
+        weekly = request.GET.get("by") == "week"
+        data = usage_last_days(organization=chosen, now=timezone.now(), weekly=weekly) if chosen else None
+        rows = []
+        if data:
+            rows = [(label, data["totals"][n], {name: values[n] for name, values in data["by_source"].items()},
+                     {name: values[n] for name, values in data["by_outcome"].items()})
+                    for n, label in enumerate(data["labels"])]
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Webhook usage",
+                   "organizations": organizations, "organization": chosen, "weekly": weekly, "data": data,
+                   "rows": rows}
+        return TemplateResponse(request, "admin/dispatcher/dailyusage/chart.html", context)

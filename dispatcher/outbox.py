@@ -20,7 +20,7 @@ from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from crm.models import Record
-from dispatcher import errors, notifications, quotas, retry
+from dispatcher import errors, notifications, quotas, retry, usage
 from dispatcher.capture import response_capture
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
@@ -277,6 +277,7 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
     logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
                 "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
                 delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
+    usage.usage_count(organization=delivery.organization, now=finished, source=delivery.source, outcome=status)
     if updated and status == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery
@@ -302,6 +303,7 @@ def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status
                                error_class=error_class, error_message=reason[:500], outcome=status)
         updated = _transition(delivery, token, now, status, error_class, reason)
     logger.info("deliver.finish delivery=%s outcome=%s reason=%s", delivery.public_id, status, reason)
+    usage.usage_count(organization=delivery.organization, now=now, source=delivery.source, outcome=status)
     if updated and status == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery

@@ -6,17 +6,19 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from lxml import etree
 
 from crm.models import Record
 from dispatcher.capture import captures_check
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.models import (
-    Capture, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
+    Capture, ContentType, DeliverySource, DeliveryStatus, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
 )
 from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
 from dispatcher.rendering.request import RenderedRequest, webhook_render_request
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
+from dispatcher.usage import usage_count
 from dispatcher.validators import validate_parameter_name
 from dispatcher.xml import safe_parser
 
@@ -186,7 +188,10 @@ def webhook_send_test(*, webhook: Webhook, record: Record) -> tuple[RenderedRequ
     """Send the real request once through the guarded client; returns what was sent (masked) and the result."""
     _check_record(webhook, record)
     request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_test_{uuid.uuid4().hex}")
-    return request.masked(), request_send(request)
+    result = request_send(request)
+    usage_count(organization=webhook.organization, now=timezone.now(), source=DeliverySource.TEST,
+                outcome=DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED)
+    return request.masked(), result
 
 
 def _check_record(webhook: Webhook, record: Record) -> None:

@@ -3,11 +3,12 @@ from dispatcher.models.captures import Capture, CaptureWhen
 from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus
 from dispatcher.models.quotas import DailyUsage
 from dispatcher.models.retry_policies import RetryPolicy
+from dispatcher.models.usage import UsageCounter
 from dispatcher.models.webhooks import (
     AuthType, CaptureType, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
 )
 
 __all__ = [
     "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "ContentType", "CustomParameter", "DailyUsage", "Delivery", "DeliverySource",
-    "DeliveryStatus", "EntityParameter", "Method", "RetryPolicy", "Webhook", "signing_secret_generate",
+    "DeliveryStatus", "EntityParameter", "Method", "RetryPolicy", "UsageCounter", "Webhook", "signing_secret_generate",
 ]

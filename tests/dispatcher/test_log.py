@@ -95,3 +95,21 @@ def test_old_ended_deliveries_are_purged_in_batches(log, monkeypatch):
     monkeypatch.setattr(outbox, "PURGE_BATCH", 1)
     assert outbox.deliveries_purge(older_than_days=90) == 1
     assert list(Delivery.objects.values_list("pk", flat=True)) == [failed.pk]
+
+
+def test_usage_is_counted_as_it_happens_and_charted(admin_client, log, organization):
+    from dispatcher.models import UsageCounter
+    from dispatcher.usage import usage_last_days
+
+    counted = {(c.source, c.outcome): c.calls for c in UsageCounter.objects.all()}
+    assert counted == {("workflow", "success"): 1, ("workflow", "failed"): 1}
+    data = usage_last_days(organization=organization, now=timezone.now())
+    assert len(data["labels"]) == 7
+    assert data["totals"][-1] == 2 and data["quota"] == 5000
+    assert data["by_outcome"] == {"Success": [0] * 6 + [1], "Failed": [0] * 6 + [1]}
+    weekly = usage_last_days(organization=organization, now=timezone.now(), weekly=True)
+    assert weekly["totals"][-1] == 2 and weekly["quota"] == 35000
+    page = admin_client.get(reverse("admin:dispatcher_usage_chart"), {"organization": organization.pk})
+    html = page.content.decode()
+    assert "chart-4.6.1.umd.min.js" in html and 'id="usage-data"' in html
+    assert "Workflow rule: 2" in html and "Success: 1" in html and "Failed: 1" in html

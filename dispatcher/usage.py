@@ -1,0 +1,46 @@
+"""Usage statistics: counted when attempts happen, read for the last days by the usage chart."""
+import datetime
+
+from django.db.models import F, Sum
+
+from crm.models import Organization
+from dispatcher import quotas
+from dispatcher.models import DeliverySource, DeliveryStatus, UsageCounter
+
+CHART_DAYS = 7  # seed 003: the chart covers the last 7 days
+
+
+def usage_count(*, organization: Organization, now: datetime.datetime, source: str, outcome: str) -> None:
+    day = quotas.local_day(organization=organization, now=now)
+    counter = UsageCounter.objects.filter(organization=organization, day=day, source=source, outcome=outcome)
+    if not counter.update(calls=F("calls") + 1):
+        UsageCounter.objects.get_or_create(organization=organization, day=day, source=source, outcome=outcome)
+        counter.update(calls=F("calls") + 1)
+
+
+def usage_last_days(*, organization: Organization, now: datetime.datetime, weekly: bool = False) -> dict:
+    """Per day (or per week of the last 7 weeks): attempts by source and by outcome, and the daily quota."""
+    today = quotas.local_day(organization=organization, now=now)
+    span = CHART_DAYS * (7 if weekly else 1)
+    first = today - datetime.timedelta(days=span - 1)
+    rows = (UsageCounter.objects.filter(organization=organization, day__gte=first, day__lte=today)
+            .values("day", "source", "outcome").annotate(total=Sum("calls")))
+    labels, index = [], {}
+    for n in range(CHART_DAYS):
+        start = first + datetime.timedelta(days=n * (7 if weekly else 1))
+        labels.append(start.isoformat() if not weekly else f"week of {start.isoformat()}")
+        index[start] = n
+    by_source = {key: [0] * CHART_DAYS for key, _ in DeliverySource.choices}
+    by_outcome = {key: [0] * CHART_DAYS for key, _ in DeliveryStatus.choices}
+    for row in rows:
+        n = (row["day"] - first).days // (7 if weekly else 1)
+        by_source[row["source"]][n] += row["total"]
+        by_outcome[row["outcome"]][n] += row["total"]
+    quota = quotas.daily_limit(organization=organization) * (7 if weekly else 1)
+    return {
+        "labels": labels,
+        "by_source": {label: by_source[key] for key, label in DeliverySource.choices if any(by_source[key])},
+        "by_outcome": {label: by_outcome[key] for key, label in DeliveryStatus.choices if any(by_outcome[key])},
+        "totals": [sum(values[n] for values in by_source.values()) for n in range(CHART_DAYS)],
+        "quota": quota,
+    }
