@@ -310,7 +310,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class AttemptInline(admin.TabularInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
-              "outcome", "response_excerpt", "captured"]
+              "outcome", "response_headers", "response_excerpt", "captured"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -357,7 +357,7 @@ class _Echo:
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organization", "webhook_name", "record_ref", "source", "status",
+    list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
                     "last_status_code", "attempt_count", "due_at"]
     list_filter = ["status", "source", StatusClassFilter, "webhook", "webhook__module__api_name", "organization"]
     search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]

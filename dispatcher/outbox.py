@@ -277,10 +277,15 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
     logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
                 "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
                 delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
-    usage.usage_count(organization=delivery.organization, now=finished, source=delivery.source, outcome=status)
+    usage.usage_count(organization=delivery.organization, now=finished, source=_usage_source(delivery), outcome=status)
     if updated and status == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery
+
+
+def _usage_source(delivery: Delivery) -> str:
+    """Attempts after a resend count as replays in the usage chart."""
+    return DeliverySource.REPLAY if delivery.resent_at else delivery.source
 
 
 def _capture(delivery: Delivery, result: HttpResult) -> dict:
@@ -303,7 +308,7 @@ def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status
                                error_class=error_class, error_message=reason[:500], outcome=status)
         updated = _transition(delivery, token, now, status, error_class, reason)
     logger.info("deliver.finish delivery=%s outcome=%s reason=%s", delivery.public_id, status, reason)
-    usage.usage_count(organization=delivery.organization, now=now, source=delivery.source, outcome=status)
+    usage.usage_count(organization=delivery.organization, now=now, source=_usage_source(delivery), outcome=status)
     if updated and status == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery

@@ -72,6 +72,9 @@ def test_resend_uses_the_same_id_and_starts_the_retry_policy_again(admin_client,
     assert failed.status == "retry"  # a new cycle: the Zoho profile's one retry is available again
     assert [r.headers["webhook-id"] for r, _ in receiver.log[-1:]] == [failed.message_id]
     assert list(failed.attempts.values_list("number", flat=True)) == [1, 2]
+    from dispatcher.models import UsageCounter
+
+    assert UsageCounter.objects.get(source="replay").outcome == "retry"  # the chart shows resends apart
 
 
 def test_an_auditor_without_the_resend_permission_cannot_resend(client, django_user_model, log):
