@@ -228,17 +228,24 @@ def _shift_years(day: datetime.date, years: int) -> datetime.date:
 def _date_rule_reschedule(compiled: CompiledRule, event: events.RecordEvent, now: datetime.datetime) -> None:
     """A date rule fires when the record's date comes: (re)schedule it whenever the record changes."""
     rule, record = compiled.rule, event.record
-    pending = ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED)
     if event.operation == events.DELETE:
-        pending.update(status=RunStatus.CANCELLED, reason="The record was deleted.")
+        ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED) \
+            .update(status=RunStatus.CANCELLED, reason="The record was deleted.")
         return
     if event.operation == events.EDIT and rule.trigger_field.api_name not in event.changed_fields:
         return
-    pending.update(status=RunStatus.CANCELLED, reason="The date changed; scheduled again.")
+    date_rule_schedule(rule, record, now)
+
+
+def date_rule_schedule(rule: WorkflowRule, record: Record, now: datetime.datetime) -> ActionRun | None:
+    """Schedule the next occurrence of a date rule for a record, replacing one already scheduled."""
+    ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED) \
+        .update(status=RunStatus.CANCELLED, reason="The date changed; scheduled again.")
     due = _next_date_occurrence(rule, record.values.get(rule.trigger_field.api_name), now)
-    if due is not None:
-        ActionRun.objects.create(rule=rule, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
-                                 event="date", due_at=due)
+    if due is None:
+        return None
+    return ActionRun.objects.create(rule=rule, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
+                                    event="date", due_at=due)
 
 
 def _next_date_occurrence(rule: WorkflowRule, value: Any, now: datetime.datetime) -> datetime.datetime | None:

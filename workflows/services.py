@@ -9,7 +9,7 @@ from django.utils import timezone
 from crm.models import Field, FieldType, Record
 from dispatcher import quotas
 from workflows.conditions import condition_value_error
-from workflows.engine import rule_compile, rule_fire
+from workflows.engine import date_rule_schedule, rule_compile, rule_fire
 from workflows.models import Action, ActionKind, Condition, Operator, Trigger, WorkflowRule
 from workflows.pattern import PatternError, pattern_compile
 
@@ -153,10 +153,15 @@ def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> Existin
     now = timezone.now()
     records = Record.objects.filter(module_id=rule.module_id).select_related("module", "owner").order_by("id")
     matching = [r for r in records[:RUN_ON_EXISTING_MAX] if compiled.matches(r, r.values, None, now)]
-    deliveries = len(matching) * len(compiled.instant)
+    is_date_rule = rule.trigger == Trigger.DATE
+    # A date rule is not fired now: its next occurrence is scheduled for each record, like on an edit.
+    deliveries = 0 if is_date_rule else len(matching) * len(compiled.instant)
     quota_left = quotas.quota_remaining(organization=rule.organization, now=now)
     if not dry_run:
         with transaction.atomic():
             for record in matching:
-                rule_fire(compiled, record, "manual", now)  # one record at a time: each is its own firing
+                if is_date_rule:
+                    date_rule_schedule(compiled.rule, record, now)
+                else:
+                    rule_fire(compiled, record, "manual", now)  # one record at a time: each is its own firing
     return ExistingRunReport(len(matching), deliveries, quota_left, fired=not dry_run)

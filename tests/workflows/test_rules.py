@@ -322,3 +322,15 @@ def test_run_on_existing_records_counts_first_then_fires(owner, modules, hook):
     assert deliveries() == []
     assert services.rule_run_on_existing(rule=rule, dry_run=False).fired
     assert [t for _, t in deliveries()] == ["Rule “Rule” on manual"] * 2
+
+
+def test_run_on_existing_records_schedules_a_date_rule_instead_of_firing_it(owner, modules, hook):
+    deal = deal_create(owner, modules, Closing_Date="2031-05-20")
+    rule = make_rule(modules, hook, trigger="date", trigger_field=field(modules, "Deals", "Closing_Date"),
+                     date_time=datetime.time(9, 0), match_all_records=True)
+    assert not ActionRun.objects.exists()  # the deal existed before the rule
+    report = services.rule_run_on_existing(rule=rule, dry_run=False)
+    assert (report.matching, report.deliveries) == (1, 0) and deliveries() == []
+    [run] = ActionRun.objects.filter(status="scheduled")
+    assert (run.record_id, run.due_at.astimezone(zoneinfo.ZoneInfo("Europe/Amsterdam")).date()) == (
+        deal.pk, datetime.date(2031, 5, 20))
