@@ -358,8 +358,9 @@ class _Echo:
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
-                    "last_status_code", "attempt_count", "due_at"]
-    list_filter = ["status", "source", StatusClassFilter, "webhook", "webhook__module__api_name", "organization"]
+                    "last_status_code", "last_duration_ms", "attempt_count", "due_at"]
+    list_filter = ["status", "source", StatusClassFilter, "webhook", ("trigger", admin.AllValuesFieldListFilter),
+                   "webhook__module__api_name", "organization"]
     search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
@@ -426,6 +427,24 @@ class DeliveryAdmin(ReadOnlyAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="webhook-log.csv"'
         return response
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReadOnlyAdmin):
+    """Every try of every delivery, for when the question is about attempts rather than deliveries."""
+
+    list_display = ["started_at", "delivery", "number", "status_code", "error_class", "duration_ms", "outcome"]
+    list_filter = ["outcome", "error_class", "delivery__organization"]
+    search_fields = ["delivery__record_ref", "delivery__webhook_name", "error_class"]
+    list_select_related = ["delivery"]
+    date_hierarchy = "started_at"
+    fields = ["delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning",
+              "error_message", "outcome", "response_headers", "response_body", "response_truncated", "captured"]
+    readonly_fields = fields
+
+    @admin.display(description="meaning")
+    def meaning(self, obj: Attempt) -> str:
+        return errors.meaning(obj.error_class)
 
 
 @admin.register(DailyUsage)

@@ -273,7 +273,7 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
             response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
         )
         updated = _transition(delivery, token, finished, status, error_class, reason[:300], due_at=due_at,
-                              status_code=result.status_code)
+                              status_code=result.status_code, duration_ms=result.duration_ms)
     logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
                 "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
                 delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
@@ -315,12 +315,14 @@ def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status
 
 
 def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
-                reason: str, *, due_at: datetime.datetime | None = None, status_code: int | None = None) -> bool:
+                reason: str, *, due_at: datetime.datetime | None = None, status_code: int | None = None,
+                duration_ms: int | None = None) -> bool:
     """Move the delivery on, if this worker still owns it; False when the claim was lost meanwhile."""
     terminal = status in TERMINAL_STATUSES
     changes = {
         "status": status, "status_reason": reason, "due_at": due_at, "lease_expires_at": None,
         "claim_token": None, "last_status_code": status_code, "last_error_class": error_class,
+        "last_duration_ms": duration_ms,
         "finished_at": now if terminal else None,
     }
     if getattr(delivery, "request_prepared", False):

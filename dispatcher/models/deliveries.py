@@ -74,6 +74,8 @@ class Delivery(models.Model):
                                        help_text="The rendered request with secrets masked.")
     last_status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
     last_error_class = models.CharField("error", max_length=40, blank=True)
+    last_duration_ms = models.PositiveIntegerField("duration (ms)", null=True, blank=True,
+                                                   help_text="Of the last attempt.")
     created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True)
 

@@ -116,3 +116,14 @@ def test_usage_is_counted_as_it_happens_and_charted(admin_client, log, organizat
     html = page.content.decode()
     assert "chart-4.6.1.umd.min.js" in html and 'id="usage-data"' in html
     assert "Workflow rule: 2" in html and "Success: 1" in html and "Failed: 1" in html
+
+
+def test_attempts_have_their_own_read_only_list_and_deliveries_show_duration(admin_client, log):
+    ok, failed = log
+    assert ok.last_duration_ms is not None
+    listing = admin_client.get(reverse("admin:dispatcher_attempt_changelist"), {"error_class": "http_404"})
+    assert listing.context["cl"].result_count == 1
+    attempt = failed.attempts.get()
+    page = admin_client.get(reverse("admin:dispatcher_attempt_change", args=[attempt.pk])).content.decode()
+    assert "404 Not found: the requested item does not exist." in page
+    assert admin_client.get(reverse("admin:dispatcher_attempt_add")).status_code == 403
