@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
-from dispatcher import capture, errors, outbox
+from dispatcher import capture, outbox
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
 )
@@ -321,10 +321,6 @@ class AttemptInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="meaning")
-    def meaning(self, obj: Attempt) -> str:
-        return errors.meaning(obj.error_class)
-
     @admin.display(description="response")
     def response_excerpt(self, obj: Attempt) -> str:
         return format_html("<pre style='white-space: pre-wrap; max-width: 40em'>{}</pre>", obj.response_body[:2000])
@@ -441,10 +437,6 @@ class AttemptAdmin(ReadOnlyAdmin):
     fields = ["delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning",
               "error_message", "outcome", "response_headers", "response_body", "response_truncated", "captured"]
     readonly_fields = fields
-
-    @admin.display(description="meaning")
-    def meaning(self, obj: Attempt) -> str:
-        return errors.meaning(obj.error_class)
 
 
 @admin.register(DailyUsage)

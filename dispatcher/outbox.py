@@ -264,23 +264,18 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
                                        result=result, now=finished)
         status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
         reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
-    captured = _capture(delivery, result)
-    with transaction.atomic():
-        Attempt.objects.create(
-            delivery=delivery, number=delivery.attempt_count, started_at=started, duration_ms=result.duration_ms,
-            status_code=result.status_code, error_class=error_class, error_message=result.error_message[:500],
-            response_headers=result.headers, response_truncated=result.truncated, outcome=status, captured=captured,
-            response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
-        )
-        updated = _transition(delivery, token, finished, status, error_class, reason[:300], due_at=due_at,
-                              status_code=result.status_code, duration_ms=result.duration_ms)
+    attempt = Attempt(
+        delivery=delivery, number=delivery.attempt_count, started_at=started, duration_ms=result.duration_ms,
+        status_code=result.status_code, error_class=error_class, error_message=result.error_message[:500],
+        response_headers=result.headers, response_truncated=result.truncated, outcome=status,
+        captured=_capture(delivery, result),
+        response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
+    )
     logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
                 "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
                 delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
-    usage.usage_count(organization=delivery.organization, now=finished, source=_usage_source(delivery), outcome=status)
-    if updated and status == DeliveryStatus.FAILED:
-        notifications.delivery_failed(delivery=delivery)
-    return delivery
+    return _conclude(delivery, token, attempt, now=finished, reason=reason, due_at=due_at,
+                     duration_ms=result.duration_ms)
 
 
 def _usage_source(delivery: Delivery) -> str:
@@ -303,13 +298,22 @@ def _capture(delivery: Delivery, result: HttpResult) -> dict:
 def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
             reason: str) -> Delivery:
     """End a delivery without an HTTP exchange (cancelled, limit reached, internal error); logged as an attempt."""
-    with transaction.atomic():
-        Attempt.objects.create(delivery=delivery, number=delivery.attempt_count, started_at=now,
-                               error_class=error_class, error_message=reason[:500], outcome=status)
-        updated = _transition(delivery, token, now, status, error_class, reason)
     logger.info("deliver.finish delivery=%s outcome=%s reason=%s", delivery.public_id, status, reason)
-    usage.usage_count(organization=delivery.organization, now=now, source=_usage_source(delivery), outcome=status)
-    if updated and status == DeliveryStatus.FAILED:
+    attempt = Attempt(delivery=delivery, number=delivery.attempt_count, started_at=now, error_class=error_class,
+                      error_message=reason[:500], outcome=status)
+    return _conclude(delivery, token, attempt, now=now, reason=reason)
+
+
+def _conclude(delivery: Delivery, token: uuid.UUID, attempt: Attempt, *, now: datetime.datetime, reason: str,
+              due_at: datetime.datetime | None = None, duration_ms: int | None = None) -> Delivery:
+    """Store the attempt and move the delivery on in one transaction; then count it and tell people."""
+    with transaction.atomic():
+        attempt.save()
+        updated = _transition(delivery, token, now, attempt.outcome, attempt.error_class, reason[:300],
+                              due_at=due_at, status_code=attempt.status_code, duration_ms=duration_ms)
+    usage.usage_count(organization=delivery.organization, now=now, source=_usage_source(delivery),
+                      outcome=attempt.outcome)
+    if updated and attempt.outcome == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
     return delivery
 

@@ -2,6 +2,7 @@
 import datetime
 import zoneinfo
 
+from django.db import models
 from django.db.models import F
 
 from crm.models import Organization
@@ -21,14 +22,20 @@ def quota_consume(*, organization: Organization, now: datetime.datetime) -> bool
 
     One conditional UPDATE (calls < limit) decides, so concurrent workers can never pass the limit.
     """
-    day = local_day(organization=organization, now=now)
-    limit = daily_limit(organization=organization)
-    today = DailyUsage.objects.filter(organization=organization, day=day)
-    if today.filter(calls__lt=limit).update(calls=F("calls") + 1) == 1:
+    keys = {"organization": organization, "day": local_day(organization=organization, now=now)}
+    return counter_increment(DailyUsage, keys, below=daily_limit(organization=organization))
+
+
+def counter_increment(model: type[models.Model], keys: dict, *, below: int | None = None) -> bool:
+    """Add one to the ``calls`` of the row keys select, creating the row on first use; with below, only
+    while calls stay under it. One conditional UPDATE decides, so concurrent workers never overshoot."""
+    counter = model.objects.filter(**keys)
+    target = counter if below is None else counter.filter(calls__lt=below)
+    if target.update(calls=F("calls") + 1):
         return True
-    # No counter yet (the day's first call) or the limit is reached: make sure it exists, then decide.
-    DailyUsage.objects.get_or_create(organization=organization, day=day)
-    return today.filter(calls__lt=limit).update(calls=F("calls") + 1) == 1
+    # No row yet (the first call of the day) or the limit is reached: make sure it exists, then decide.
+    model.objects.get_or_create(**keys)
+    return target.update(calls=F("calls") + 1) == 1
 
 
 def quota_limit_notice_claim(*, organization: Organization, now: datetime.datetime) -> bool:

@@ -1,7 +1,7 @@
 """Usage statistics: counted when attempts happen, read for the last days by the usage chart."""
 import datetime
 
-from django.db.models import F, Sum
+from django.db.models import Sum
 
 from crm.models import Organization
 from dispatcher import quotas
@@ -12,10 +12,8 @@ CHART_DAYS = 7  # seed 003: the chart covers the last 7 days
 
 def usage_count(*, organization: Organization, now: datetime.datetime, source: str, outcome: str) -> None:
     day = quotas.local_day(organization=organization, now=now)
-    counter = UsageCounter.objects.filter(organization=organization, day=day, source=source, outcome=outcome)
-    if not counter.update(calls=F("calls") + 1):
-        UsageCounter.objects.get_or_create(organization=organization, day=day, source=source, outcome=outcome)
-        counter.update(calls=F("calls") + 1)
+    quotas.counter_increment(UsageCounter, {"organization": organization, "day": day, "source": source,
+                                            "outcome": outcome})
 
 
 def usage_last_days(*, organization: Organization, now: datetime.datetime, weekly: bool = False) -> dict:

@@ -4,6 +4,7 @@ import uuid
 from django.db import models
 
 from crm.models import Organization, Record
+from dispatcher import errors
 from dispatcher.crypto import EncryptedTextField
 from dispatcher.models.retry_policies import RetryPolicy
 from dispatcher.models.webhooks import Webhook
@@ -138,3 +139,8 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}"
+
+    @property
+    def meaning(self) -> str:
+        """What the error class means to an admin (seed 003's error table)."""
+        return errors.meaning(self.error_class)
