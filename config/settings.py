@@ -151,17 +151,37 @@ WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
     "dispatcher-purge-logs": {"task": "dispatcher.purge_logs", "schedule": 3600.0},
+    "dispatcher-channel-expiry": {"task": "dispatcher.channels_expiry", "schedule": 300.0},
     "workflows-fire-due": {"task": "workflows.fire_due", "schedule": env.float("WORKFLOW_TICK_SECONDS", default=15.0)},
 }
+# Endpoint health: a destination whose deliveries failed for good this many times in a row, over at
+# least this many hours, is disabled (deliveries held, admins told). 0 failures turns this off.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=10)
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=120.0)
+# Event subscriptions (channels): default and longest lifetime, and how long before expiry the owner is told.
+CHANNEL_DEFAULT_EXPIRY_HOURS = env.float("CHANNEL_DEFAULT_EXPIRY_HOURS", default=24.0)
+CHANNEL_MAX_EXPIRY_DAYS = env.float("CHANNEL_MAX_EXPIRY_DAYS", default=7.0)
+CHANNEL_EXPIRY_NOTICE_HOURS = env.float("CHANNEL_EXPIRY_NOTICE_HOURS", default=2.0)
+# Base address of the records API in notifications' resource_uri.
+API_BASE_URL = env.str("API_BASE_URL", default=SITE_URL.rstrip("/") + "/api/v1")
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" (or a staff user who may view
+# the delivery log); with no token set only such staff users get it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets).
 # The first key encrypts; the others still decrypt, which allows rotation. Default: derived from SECRET_KEY.
 WEBHOOK_SECRETS_KEYS = env.list("WEBHOOK_SECRETS_KEYS", default=[])
 
 # --- Logging --------------------------------------------------------------------
+# LOG_FORMAT=json writes every log line as a JSON object (one per delivery attempt from
+# "dispatcher.attempts", with delivery id, webhook or channel, organization, outcome and duration).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

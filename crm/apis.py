@@ -73,7 +73,7 @@ def _record(key: ApiKey, module: Module, pk: int) -> Record:
     return record
 
 
-def _body(request: HttpRequest) -> Any:
+def json_body(request: HttpRequest) -> Any:
     content_type = request.content_type or ""
     if content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
@@ -94,7 +94,7 @@ def _values(data: Any) -> dict[str, Any]:
     return data
 
 
-def _invalid(error: ValidationError, **extra: Any) -> ApiError:
+def invalid_fields(error: ValidationError, **extra: Any) -> ApiError:
     fields = error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
     names = ", ".join(sorted(fields))
     return ApiError(400, "invalid_fields", f"Some values are not valid: {names}.", fields=fields, **extra)
@@ -114,11 +114,11 @@ def record_data(record: Record) -> dict[str, Any]:
 @api_view({"POST"})
 def records_create(request: HttpRequest, key: ApiKey, module: str) -> JsonResponse:
     target = _module(key, module)
-    values = _values(_body(request))
+    values = _values(json_body(request))
     try:
         record = services.record_create(module=target, owner=key.user, values=values)
     except ValidationError as error:
-        raise _invalid(error) from None
+        raise invalid_fields(error) from None
     return JsonResponse({"data": record_data(record)}, status=201)
 
 
@@ -126,7 +126,7 @@ def records_create(request: HttpRequest, key: ApiKey, module: str) -> JsonRespon
 def records_bulk_create(request: HttpRequest, key: ApiKey, module: str) -> JsonResponse:
     """Up to 100 records, all or none: one invalid record and nothing is created or fired."""
     target = _module(key, module)
-    data = _body(request)
+    data = json_body(request)
     if not isinstance(data, list) or not data:
         raise ApiError(400, "invalid_body", "Send a JSON array of records (objects of field values).")
     if len(data) > BULK_MAX:
@@ -159,11 +159,11 @@ def record_detail(request: HttpRequest, key: ApiKey, module: str, pk: int) -> Js
     if request.method == "DELETE":
         services.record_delete(record=record)
         return JsonResponse({"data": {"id": pk, "deleted": True}})
-    values = _values(_body(request))
+    values = _values(json_body(request))
     try:
         record = services.record_update(record=record, values=values, replace=request.method == "PUT")
     except ValidationError as error:
-        raise _invalid(error) from None
+        raise invalid_fields(error) from None
     return JsonResponse({"data": record_data(record)})
 
 

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from crm.models import CrmUser, Organization
 from dispatcher import errors, quotas
-from dispatcher.models import Delivery
+from dispatcher.models import Channel, Delivery, Endpoint, Webhook
+from dispatcher.models.endpoints import destination_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ def _send(subject: str, body: str, recipients: list[str]) -> None:
 def delivery_failed(*, delivery: Delivery) -> None:
     """Seed 004: the record owner and all active admins are told when a webhook fails."""
     owner = delivery.record.owner if delivery.record and delivery.record.owner.is_active else None
-    webhook = delivery.webhook
-    target = urlunsplit(urlsplit(webhook.url)._replace(query="")) if webhook else "(deleted webhook)"
+    if delivery.channel is not None:  # a subscription: its owner rather than the record's
+        owner = delivery.channel.owner if delivery.channel.owner and delivery.channel.owner.is_active else None
+    url = delivery.channel.notify_url if delivery.channel else delivery.webhook.url if delivery.webhook else ""
+    target = urlunsplit(urlsplit(url)._replace(query="")) if url else "(deleted webhook or channel)"
     link = settings.SITE_URL.rstrip("/") + reverse("admin:dispatcher_delivery_change", args=[delivery.pk])
     body = "\n".join([
         f"The webhook “{delivery.webhook_name}” could not be delivered for {delivery.record_ref}.",
@@ -64,3 +67,37 @@ def limit_reached(*, organization: Organization, now: datetime.datetime) -> None
         f"({organization.time_zone}).",
     ])
     _send(f"Daily webhook limit reached for {organization.name}", body, _admins(organization))
+
+
+def endpoint_disabled(*, endpoint: Endpoint) -> None:
+    """Admins (and owners of channels sending there) learn why deliveries to a destination stopped."""
+    organization = endpoint.organization
+    link = settings.SITE_URL.rstrip("/") + reverse("admin:dispatcher_endpoint_change", args=[endpoint.pk])
+    webhooks = [w.name for w in Webhook.objects.filter(organization=organization, is_active=True)
+                if endpoint.destination == destination_of(w.url)]
+    channels = [c for c in Channel.objects.filter(organization=organization, is_active=True).select_related("owner")
+                if endpoint.destination == destination_of(c.notify_url)]
+    body = "\n".join([
+        f"Deliveries to {endpoint.destination} have been put on hold: {endpoint.disabled_reason}",
+        "",
+        "Webhooks sending there: " + (", ".join(webhooks) or "none"),
+        "Event subscription channels sending there: " + (", ".join(c.public_id for c in channels) or "none"),
+        "",
+        "Nothing is dropped: new and pending deliveries are kept as “On hold”. Once the receiver works again,",
+        f"enable the endpoint and they are sent: {link}",
+    ])
+    owners = [c.owner.email for c in channels if c.owner and c.owner.is_active]
+    _send(f"Webhook destination disabled: {endpoint.destination}", body, _admins(organization) + owners)
+
+
+def channel_expiring(*, channel: Channel) -> None:
+    """The owner is told shortly before a subscription expires, so it can be renewed in time."""
+    body = "\n".join([
+        f"The event subscription channel {channel.public_id} ({', '.join(channel.events)}) expires at "
+        f"{channel.expires_at:%Y-%m-%d %H:%M} UTC.",
+        "",
+        "After that its notify URL receives no more notifications. Renew it before then with",
+        f"POST {settings.API_BASE_URL.rstrip('/')}/channels/{channel.public_id}/renew/",
+    ])
+    recipients = [channel.owner.email] if channel.owner and channel.owner.is_active else _admins(channel.organization)
+    _send(f"Event subscription {channel.public_id} expires soon", body, recipients)

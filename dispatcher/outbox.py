@@ -16,16 +16,18 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, prefetch_related_objects
+from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
 from crm.models import Record
-from dispatcher import errors, notifications, quotas, retry, usage
+from dispatcher import errors, health, notifications, quotas, retry, usage
 from dispatcher.capture import response_capture
 from dispatcher.http_client import HttpResult, request_send
-from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
+from dispatcher.logs import attempt_log
+from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Endpoint, RetryPolicy, Webhook
 from dispatcher.models.deliveries import TERMINAL_STATUSES
 from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
+from dispatcher.wakeups import deliveries_wake, delivery_wake_at
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +78,14 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
             request = webhook_render_unsigned(webhook=webhook, record=record)
             delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
         deliveries.append(delivery)
+    return deliveries_insert(deliveries)
+
+
+def deliveries_insert(deliveries: list[Delivery]) -> list[Delivery]:
+    """Insert prepared deliveries (webhook or channel) with one statement; workers are woken on commit."""
+    now = timezone.now()
     Delivery.objects.bulk_create(deliveries)
-    due_now = [d.pk for d in deliveries if d.due_at <= now]
-    for first in due_now[::settings.WEBHOOK_DRAIN_BATCH]:
-        transaction.on_commit(lambda pk=first: _wake(pk))
+    deliveries_wake([d.pk for d in deliveries if d.due_at and d.due_at <= now])
     return deliveries
 
 
@@ -91,14 +97,13 @@ def deliveries_resend(*, ids: list[int], by: str) -> int:
     start, and the quota and the guarded client as for any attempt. Returns how many were queued."""
     now = timezone.now()
     with transaction.atomic():
-        chosen = list(Delivery.objects.filter(pk__in=ids, status__in=RESENDABLE, webhook__isnull=False)
-                      .values_list("pk", flat=True))
+        chosen = list(Delivery.objects.filter(Q(webhook__isnull=False) | Q(channel__isnull=False),
+                                              pk__in=ids, status__in=RESENDABLE).values_list("pk", flat=True))
         count = Delivery.objects.filter(pk__in=chosen, status__in=RESENDABLE).update(
             status=DeliveryStatus.QUEUED, due_at=now, finished_at=None, status_reason="", cycle_start=F("attempt_count"),
             resent_by=by[:150], resent_at=now,
         )
-        for first in chosen[::settings.WEBHOOK_DRAIN_BATCH]:
-            transaction.on_commit(lambda pk=first: _wake(pk))
+        deliveries_wake(chosen)
     logger.info("deliver.resend count=%s by=%s", count, by)
     return count
 
@@ -114,13 +119,6 @@ def delivery_log_cancelled(
         retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
         status_reason=reason[:300], finished_at=now,
     )
-
-
-def _wake(delivery_id: int) -> None:
-    try:
-        current_app.send_task("dispatcher.deliver", args=[delivery_id])
-    except Exception:  # the broker being down only delays the delivery: the pump will find it
-        logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)
 
 
 def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None) -> list[tuple[int, uuid.UUID]]:
@@ -183,15 +181,18 @@ def deliveries_attempt(*, claimed: list[tuple[int, uuid.UUID]]) -> list[Delivery
     """Attempt a batch of claimed deliveries: one query loads them, one per webhook its parameters."""
     tokens = dict(claimed)
     deliveries = list(Delivery.objects.select_related(
-        "organization__edition", "retry_policy", "webhook__organization", "webhook__module",
+        "organization__edition", "retry_policy", "webhook__organization", "webhook__module", "channel", "endpoint",
         "record__owner", "record__module",
     ).filter(pk__in=tokens).order_by("pk"))
     webhooks = {d.webhook_id: d.webhook for d in deliveries if d.webhook is not None}
     prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters", "captures__field")
+    endpoints: dict[int, Endpoint] = {}  # one object per destination, so health counts stay current in a batch
     for delivery in deliveries:
         if delivery.webhook_id is not None:
             delivery.webhook = webhooks[delivery.webhook_id]
-    return [_attempt(delivery, tokens[delivery.pk]) for delivery in deliveries]
+        if delivery.endpoint is not None:
+            delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    return [_attempt(delivery, tokens[delivery.pk], endpoints) for delivery in deliveries]
 
 
 def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
@@ -199,7 +200,7 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
     return deliveries_attempt(claimed=[(delivery_id, token)])[0]
 
 
-def _attempt(delivery: Delivery, token: uuid.UUID) -> Delivery:
+def _attempt(delivery: Delivery, token: uuid.UUID, endpoints: dict[int, Endpoint]) -> Delivery:
     now = timezone.now()
     # Renewing the lease right before the attempt both proves the claim is still this worker's (a batch
     # takes time; an earlier item may have been slow) and gives the attempt its full lease.
@@ -217,19 +218,42 @@ def _attempt(delivery: Delivery, token: uuid.UUID) -> Delivery:
     if not delivery.request_sealed and not _prepare(delivery, token, now):
         return delivery
     request = RenderedRequest.unseal(delivery.request_sealed)
+    endpoint = _endpoint(delivery, request.url, endpoints)
+    if endpoint.is_disabled:
+        return _release(delivery, token, DeliveryStatus.HELD, due_at=None,
+                        reason=f"On hold: the destination is disabled. {endpoint.disabled_reason}")
+    if endpoint.rate_limit and not (delivery.rate_slot_at and delivery.rate_slot_at <= now):
+        if (slot := health.rate_slot_take(endpoint=endpoint, now=now)) is not None:
+            waiting = DeliveryStatus.RETRY if delivery.cycle_attempts > 1 else DeliveryStatus.QUEUED
+            _release(delivery, token, waiting, due_at=slot, rate_slot_at=slot,
+                     reason=f"Waiting for the destination's rate limit ({endpoint.rate_limit}/s).")
+            delivery_wake_at(delivery.pk, slot)
+            return delivery
     if not quotas.quota_consume(organization=delivery.organization, now=now):
         delivery = _finish(delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
                            f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
         if quotas.quota_limit_notice_claim(organization=delivery.organization, now=now):
             notifications.limit_reached(organization=delivery.organization, now=now)
         return delivery
-    signed = request_sign(request, secret=delivery.webhook.signing_secret, message_id=delivery.message_id)
+    sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
+    signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
     return _record(delivery, token, now, request_send(signed))
+
+
+def _endpoint(delivery: Delivery, url: str, endpoints: dict[int, Endpoint]) -> Endpoint:
+    """The destination's health record; known from the first attempt on and kept with the delivery."""
+    if delivery.endpoint is None:
+        endpoint = health.endpoint_for(organization=delivery.organization, url=url)
+        delivery.endpoint = endpoints.setdefault(endpoint.pk, endpoint)
+    return delivery.endpoint
 
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     """Why this delivery must end before sending, checked before every attempt."""
-    if delivery.webhook is None or not delivery.webhook.is_active:
+    if delivery.source == DeliverySource.SUBSCRIPTION:
+        if delivery.channel is None or not delivery.channel.is_active:
+            return DeliveryStatus.CANCELLED, "", "The channel was deleted or deactivated."
+    elif delivery.webhook is None or not delivery.webhook.is_active:
         return DeliveryStatus.CANCELLED, "", "The webhook was deleted or deactivated."
     if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once
         return DeliveryStatus.CANCELLED, "", "The record was deleted."
@@ -271,11 +295,8 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
         captured=_capture(delivery, result),
         response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
     )
-    logger.info("deliver.attempt delivery=%s webhook=%s organization=%s attempt=%s outcome=%s status=%s "
-                "error=%s duration_ms=%s", delivery.public_id, delivery.webhook_id, delivery.organization_id,
-                delivery.attempt_count, status, result.status_code, error_class or "-", result.duration_ms)
     return _conclude(delivery, token, attempt, now=finished, reason=reason, due_at=due_at,
-                     duration_ms=result.duration_ms)
+                     duration_ms=result.duration_ms, timed=True)
 
 
 def _usage_source(delivery: Delivery) -> str:
@@ -285,7 +306,7 @@ def _usage_source(delivery: Delivery) -> str:
 
 def _capture(delivery: Delivery, result: HttpResult) -> dict:
     """Response capture for this attempt; whatever goes wrong is recorded, never raised."""
-    if result.status_code is None or not delivery.webhook.capture_response:
+    if result.status_code is None or delivery.webhook is None or not delivery.webhook.capture_response:
         return {}
     try:
         return response_capture(webhook=delivery.webhook, record=delivery.record, body=result.body,
@@ -298,23 +319,44 @@ def _capture(delivery: Delivery, result: HttpResult) -> dict:
 def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
             reason: str) -> Delivery:
     """End a delivery without an HTTP exchange (cancelled, limit reached, internal error); logged as an attempt."""
-    logger.info("deliver.finish delivery=%s outcome=%s reason=%s", delivery.public_id, status, reason)
     attempt = Attempt(delivery=delivery, number=delivery.attempt_count, started_at=now, error_class=error_class,
                       error_message=reason[:500], outcome=status)
     return _conclude(delivery, token, attempt, now=now, reason=reason)
 
 
 def _conclude(delivery: Delivery, token: uuid.UUID, attempt: Attempt, *, now: datetime.datetime, reason: str,
-              due_at: datetime.datetime | None = None, duration_ms: int | None = None) -> Delivery:
+              due_at: datetime.datetime | None = None, duration_ms: int | None = None, timed: bool = False) -> Delivery:
     """Store the attempt and move the delivery on in one transaction; then count it and tell people."""
     with transaction.atomic():
         attempt.save()
         updated = _transition(delivery, token, now, attempt.outcome, attempt.error_class, reason[:300],
                               due_at=due_at, status_code=attempt.status_code, duration_ms=duration_ms)
     usage.usage_count(organization=delivery.organization, now=now, source=_usage_source(delivery),
-                      outcome=attempt.outcome)
+                      outcome=attempt.outcome, duration_ms=duration_ms if timed else None)
+    attempt_log(delivery, attempt)
+    if updated and timed and delivery.endpoint is not None and attempt.outcome in (DeliveryStatus.SUCCESS,
+                                                                                   DeliveryStatus.FAILED):
+        health.endpoint_outcome(endpoint=delivery.endpoint, success=attempt.outcome == DeliveryStatus.SUCCESS,
+                                now=now)
     if updated and attempt.outcome == DeliveryStatus.FAILED:
         notifications.delivery_failed(delivery=delivery)
+    return delivery
+
+
+def _release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: datetime.datetime | None, reason: str,
+             rate_slot_at: datetime.datetime | None = None) -> Delivery:
+    """Give a claimed delivery back without an attempt (on hold, or waiting for the rate limit)."""
+    changes = {
+        "status": status, "status_reason": reason[:300], "due_at": due_at, "rate_slot_at": rate_slot_at,
+        "lease_expires_at": None, "claim_token": None, "endpoint": delivery.endpoint,
+    }
+    if getattr(delivery, "request_prepared", False):
+        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
+    if Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(
+            attempt_count=F("attempt_count") - 1, **changes) == 1:
+        for key, value in changes.items():
+            setattr(delivery, key, value)
+        delivery.attempt_count -= 1
     return delivery
 
 
@@ -326,7 +368,7 @@ def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, st
     changes = {
         "status": status, "status_reason": reason, "due_at": due_at, "lease_expires_at": None,
         "claim_token": None, "last_status_code": status_code, "last_error_class": error_class,
-        "last_duration_ms": duration_ms,
+        "last_duration_ms": duration_ms, "rate_slot_at": None, "endpoint": delivery.endpoint,
         "finished_at": now if terminal else None,
     }
     if getattr(delivery, "request_prepared", False):

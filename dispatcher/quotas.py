@@ -26,16 +26,19 @@ def quota_consume(*, organization: Organization, now: datetime.datetime) -> bool
     return counter_increment(DailyUsage, keys, below=daily_limit(organization=organization))
 
 
-def counter_increment(model: type[models.Model], keys: dict, *, below: int | None = None) -> bool:
-    """Add one to the ``calls`` of the row keys select, creating the row on first use; with below, only
-    while calls stay under it. One conditional UPDATE decides, so concurrent workers never overshoot."""
+def counter_increment(model: type[models.Model], keys: dict, *, below: int | None = None,
+                      extra: dict[str, int] | None = None) -> bool:
+    """Add one to the ``calls`` of the row keys select (and the extra amounts to their columns), creating
+    the row on first use; with below, only while calls stay under it. One conditional UPDATE decides,
+    so concurrent workers never overshoot."""
     counter = model.objects.filter(**keys)
     target = counter if below is None else counter.filter(calls__lt=below)
-    if target.update(calls=F("calls") + 1):
+    changes = {"calls": F("calls") + 1, **{column: F(column) + amount for column, amount in (extra or {}).items()}}
+    if target.update(**changes):
         return True
     # No row yet (the first call of the day) or the limit is reached: make sure it exists, then decide.
     model.objects.get_or_create(**keys)
-    return target.update(calls=F("calls") + 1) == 1
+    return target.update(**changes) == 1
 
 
 def quota_limit_notice_claim(*, organization: Organization, now: datetime.datetime) -> bool:

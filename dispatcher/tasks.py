@@ -2,7 +2,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from dispatcher import outbox
+from dispatcher import channels, outbox
 
 TASK_OPTIONS = {"acks_late": True, "ignore_result": True}
 
@@ -26,3 +26,8 @@ def pump() -> int:
 @shared_task(name="dispatcher.purge_logs", soft_time_limit=600, time_limit=660, **TASK_OPTIONS)
 def purge_logs() -> int:
     return outbox.deliveries_purge(older_than_days=settings.WEBHOOK_LOG_RETENTION_DAYS)
+
+
+@shared_task(name="dispatcher.channels_expiry", soft_time_limit=120, time_limit=150, **TASK_OPTIONS)
+def channels_expiry() -> int:
+    return channels.channels_expiry_notify()

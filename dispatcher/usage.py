@@ -6,14 +6,20 @@ from django.db.models import Sum
 from crm.models import Organization
 from dispatcher import quotas
 from dispatcher.models import DeliverySource, DeliveryStatus, UsageCounter
+from dispatcher.models.usage import latency_column
 
 CHART_DAYS = 7  # seed 003: the chart covers the last 7 days
 
 
-def usage_count(*, organization: Organization, now: datetime.datetime, source: str, outcome: str) -> None:
+def usage_count(*, organization: Organization, now: datetime.datetime, source: str, outcome: str,
+                duration_ms: int | None = None) -> None:
+    """Count one attempt; one with an HTTP exchange (duration_ms set) also goes into the latency histogram."""
     day = quotas.local_day(organization=organization, now=now)
+    extra = None
+    if duration_ms is not None:
+        extra = {"latency_count": 1, "latency_ms_total": duration_ms, latency_column(duration_ms): 1}
     quotas.counter_increment(UsageCounter, {"organization": organization, "day": day, "source": source,
-                                            "outcome": outcome})
+                                            "outcome": outcome}, extra=extra)
 
 
 def usage_last_days(*, organization: Organization, now: datetime.datetime, weekly: bool = False) -> dict:

@@ -1,6 +1,8 @@
 """Dispatcher models: webhook definitions, deliveries and their attempts, retry policies, quota counters."""
 from dispatcher.models.captures import Capture, CaptureWhen
+from dispatcher.models.channels import Channel
 from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus
+from dispatcher.models.endpoints import Endpoint
 from dispatcher.models.quotas import DailyUsage
 from dispatcher.models.retry_policies import RetryPolicy
 from dispatcher.models.usage import UsageCounter
@@ -9,6 +11,6 @@ from dispatcher.models.webhooks import (
 )
 
 __all__ = [
-    "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "ContentType", "CustomParameter", "DailyUsage", "Delivery", "DeliverySource",
-    "DeliveryStatus", "EntityParameter", "Method", "RetryPolicy", "UsageCounter", "Webhook", "signing_secret_generate",
+    "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "Channel", "ContentType", "CustomParameter",
+    "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EntityParameter", "Method", "RetryPolicy", "UsageCounter", "Webhook", "signing_secret_generate",
 ]

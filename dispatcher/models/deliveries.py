@@ -6,6 +6,8 @@ from django.db import models
 from crm.models import Organization, Record
 from dispatcher import errors
 from dispatcher.crypto import EncryptedTextField
+from dispatcher.models.channels import Channel
+from dispatcher.models.endpoints import Endpoint
 from dispatcher.models.retry_policies import RetryPolicy
 from dispatcher.models.webhooks import Webhook
 
@@ -18,6 +20,7 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     LIMIT_REACHED = "limit_reached", "Daily limit reached"
     CANCELLED = "cancelled", "Cancelled"
+    HELD = "held", "On hold"
 
 
 TERMINAL_STATUSES = (
@@ -31,15 +34,23 @@ class DeliverySource(models.TextChoices):
     REPLAY = "replay", "Replay"
     TEST = "test", "Test send"
     API = "api", "API"
+    SUBSCRIPTION = "subscription", "Event subscription"
 
 
 class DeliveryQuerySet(models.QuerySet):
     def due(self, now) -> "DeliveryQuerySet":
-        """Waiting and due, or dispatched to a worker whose lease has run out (it died or hung)."""
+        """Waiting and due, or dispatched to a worker whose lease has run out (it died or hung).
+
+        A delivery with an ordering key waits while an earlier one with the same key has not ended,
+        so the events of one record reach a channel in order.
+        """
+        earlier_pending = Delivery.objects.filter(
+            ordering_key=models.OuterRef("ordering_key"), pk__lt=models.OuterRef("pk"),
+        ).exclude(status__in=TERMINAL_STATUSES)
         return self.filter(
             models.Q(status__in=WAITING_STATUSES, due_at__lte=now)
             | models.Q(status=DeliveryStatus.DISPATCHED, lease_expires_at__lte=now)
-        )
+        ).filter(models.Q(ordering_key="") | ~models.Exists(earlier_pending))
 
 
 class Delivery(models.Model):
@@ -49,7 +60,18 @@ class Delivery(models.Model):
                                  help_text="Sent as the webhook-id header (msg_…), the same on every retry.")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
     webhook = models.ForeignKey(Webhook, on_delete=models.SET_NULL, null=True, related_name="deliveries")
-    webhook_name = models.CharField("webhook", max_length=100, help_text="Kept if the webhook is deleted.")
+    channel = models.ForeignKey(Channel, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries",
+                                help_text="For notifications of an event subscription instead of a webhook.")
+    webhook_name = models.CharField("webhook", max_length=100,
+                                    help_text="The webhook's name, or the channel's id; kept if it is deleted.")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries",
+                                 help_text="The destination, known from the first attempt on.")
+    ordering_key = models.CharField(
+        "ordering key", max_length=80, blank=True, editable=False,
+        help_text="Deliveries with the same key are sent one after another, in the order they were made.")
+    rate_slot_at = models.DateTimeField(
+        "reserved send time", null=True, blank=True, editable=False,
+        help_text="A slot under the destination's rate limit, reserved while it waited.")
     record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
     record_ref = models.CharField("record", max_length=150, help_text="Module and id, kept if the record is deleted.")
     source = models.CharField("source", max_length=20, choices=DeliverySource.choices, default=DeliverySource.WORKFLOW)
@@ -93,6 +115,9 @@ class Delivery(models.Model):
             models.Index(fields=["lease_expires_at"], name="delivery_lease",
                          condition=models.Q(status="dispatched")),
             models.Index(fields=["webhook", "-id"], name="delivery_webhook_recent"),
+            models.Index(fields=["ordering_key", "id"], name="delivery_ordering",
+                         condition=~models.Q(ordering_key="")),
+            models.Index(fields=["endpoint"], name="delivery_held", condition=models.Q(status="held")),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,100 @@
+"""Operational metrics in the Prometheus format, read from the database so that every web process
+reports the same figures whichever workers (on whichever machines) did the work.
+
+Counters come from the usage counters the workers keep per attempt (so a scrape reads a few rows,
+never the log); gauges of pending work use the partial indexes of the outbox.
+"""
+import datetime
+from collections.abc import Iterator
+
+from django.db.models import Count, Min, Sum
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from crm.models import Organization
+from dispatcher import quotas
+from dispatcher.models import Channel, DailyUsage, Delivery, DeliveryStatus, Endpoint, UsageCounter
+from dispatcher.models.deliveries import WAITING_STATUSES
+from dispatcher.models.usage import LATENCY_BUCKETS_MS
+
+PENDING_STATUSES = (*WAITING_STATUSES, DeliveryStatus.DISPATCHED, DeliveryStatus.HELD)
+
+
+class DispatcherCollector(Collector):
+    def __init__(self, now: datetime.datetime | None = None) -> None:
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.now or timezone.now()
+        yield from _attempts()
+        yield from _pending(now)
+        yield from _quota(now)
+        endpoints = GaugeMetricFamily("webhook_endpoints_disabled", "Destinations disabled by endpoint health.")
+        endpoints.add_metric([], Endpoint.objects.filter(disabled_at__isnull=False).count())
+        yield endpoints
+        active = GaugeMetricFamily("webhook_channels_active", "Event subscription channels receiving now.")
+        active.add_metric([], Channel.objects.receiving(now).count())
+        yield active
+
+
+def _attempts() -> Iterator[Metric]:
+    columns = ["latency_count", "latency_ms_total", *(f"latency_le_{b}" for b in LATENCY_BUCKETS_MS), "latency_le_inf"]
+    attempts = CounterMetricFamily("webhook_attempts", "Delivery attempts by source and outcome (the delivery's "
+                                   "status after the attempt).", labels=["source", "outcome"])
+    totals = dict.fromkeys(columns, 0)
+    for row in UsageCounter.objects.values("source", "outcome").annotate(
+            calls_sum=Sum("calls"), **{f"{c}_sum": Sum(c) for c in columns}).order_by("source", "outcome"):
+        attempts.add_metric([row["source"], row["outcome"]], row["calls_sum"])
+        for column in columns:
+            totals[column] += row[f"{column}_sum"] or 0
+    yield attempts
+    buckets, running = [], 0
+    for bound in LATENCY_BUCKETS_MS:
+        running += totals[f"latency_le_{bound}"]
+        buckets.append((f"{bound / 1000:g}", running))
+    buckets.append(("+Inf", running + totals["latency_le_inf"]))
+    histogram = HistogramMetricFamily("webhook_attempt_duration_seconds",
+                                      "Duration of attempts that made an HTTP exchange.")
+    histogram.add_metric([], buckets, sum_value=totals["latency_ms_total"] / 1000)
+    yield histogram
+
+
+def _pending(now: datetime.datetime) -> Iterator[Metric]:
+    pending = GaugeMetricFamily("webhook_deliveries_pending", "Deliveries not ended yet, by status.",
+                                labels=["status"])
+    counts = dict(Delivery.objects.filter(status__in=PENDING_STATUSES).order_by().values("status")
+                  .annotate(n=Count("id")).values_list("status", "n"))
+    for status in PENDING_STATUSES:
+        pending.add_metric([status], counts.get(status, 0))
+    yield pending
+    due = Delivery.objects.due(now)
+    depth = GaugeMetricFamily("webhook_queue_depth", "Deliveries due now (waiting for a worker).")
+    depth.add_metric([], due.count())
+    yield depth
+    oldest = due.filter(status__in=WAITING_STATUSES).aggregate(oldest=Min("due_at"))["oldest"]
+    age = GaugeMetricFamily("webhook_oldest_due_age_seconds", "How long the oldest due delivery has waited.")
+    age.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+    yield age
+
+
+def _quota(now: datetime.datetime) -> Iterator[Metric]:
+    used = GaugeMetricFamily("webhook_quota_used", "Calls counted against today's quota (organization's local day).",
+                             labels=["organization"])
+    limit = GaugeMetricFamily("webhook_quota_limit", "The daily call limit of the organization's edition.",
+                              labels=["organization"])
+    organizations = list(Organization.objects.select_related("edition").order_by("pk"))
+    days = {org.pk: quotas.local_day(organization=org, now=now) for org in organizations}
+    calls = {(row.organization_id, row.day): row.calls
+             for row in DailyUsage.objects.filter(day__in=set(days.values()), organization__in=organizations)}
+    for org in organizations:
+        used.add_metric([org.name], calls.get((org.pk, days[org.pk]), 0))
+        limit.add_metric([org.name], quotas.daily_limit(organization=org))
+    yield used
+    yield limit
+
+
+def metrics_registry(now: datetime.datetime | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DispatcherCollector(now))
+    return registry

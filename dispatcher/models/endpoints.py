@@ -1,0 +1,53 @@
+from urllib.parse import urlsplit
+
+from django.db import models
+
+from crm.models import Organization
+
+
+def destination_of(url: str) -> str:
+    """Scheme, host (lower case), port if given, and path: what identifies a receiver; not the query."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path or '/'}"[:200]
+
+
+class Endpoint(models.Model):
+    """A destination (scheme, host and path of a URL) of one organization, with its recent health.
+
+    Webhooks and event-subscription channels that point to the same place share it: a receiver that is
+    down is down for all of them, and a rate limit protects the receiver whatever sends to it.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="endpoints")
+    destination = models.CharField("destination", max_length=200,
+                                   help_text="Scheme, host and path of the URL; the query string is not part of it.")
+    consecutive_failures = models.PositiveIntegerField(
+        "failures in a row", default=0, help_text="Deliveries that failed for good since the last success.")
+    failing_since = models.DateTimeField("failing since", null=True, blank=True)
+    last_success_at = models.DateTimeField("last success", null=True, blank=True)
+    last_failure_at = models.DateTimeField("last failure", null=True, blank=True)
+    disabled_at = models.DateTimeField(
+        "disabled", null=True, blank=True,
+        help_text="While set, deliveries to this destination are put on hold (kept, not sent).")
+    disabled_reason = models.CharField("why disabled", max_length=300, blank=True)
+    rate_limit = models.DecimalField(
+        "rate limit (requests per second)", max_digits=7, decimal_places=2, null=True, blank=True,
+        help_text="At most this many requests per second to this destination; deliveries over it wait. "
+        "Empty: no limit.")
+    next_slot_at = models.DateTimeField("next free slot", null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "endpoint"
+        ordering = ["organization", "destination"]
+        constraints = [models.UniqueConstraint(fields=["organization", "destination"], name="endpoint_unique")]
+
+    def __str__(self) -> str:
+        return self.destination
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
