@@ -355,15 +355,15 @@ class _Echo:
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
                     "last_status_code", "last_duration_ms", "attempt_count", "due_at"]
-    list_filter = ["status", "source", StatusClassFilter, "webhook", ("trigger", admin.AllValuesFieldListFilter),
+    list_filter = ["status", "source", StatusClassFilter, "webhook", "channel", ("trigger", admin.AllValuesFieldListFilter),
                    "webhook__module__api_name", "organization"]
     search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
     actions = ["resend"]
-    fields = ["message_id", "organization", "webhook", "webhook_name", "record", "record_ref", "source", "trigger",
-              "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
+    fields = ["message_id", "organization", "webhook", "channel", "webhook_name", "endpoint", "record", "record_ref",
+              "source", "trigger", "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
               "resent_by", "resent_at", "request"]
     readonly_fields = fields
 
@@ -467,3 +467,6 @@ class DailyUsageAdmin(ReadOnlyAdmin):
                    "organizations": organizations, "organization": chosen, "weekly": weekly, "data": data,
                    "rows": rows}
         return TemplateResponse(request, "admin/dispatcher/dailyusage/chart.html", context)
+
+
+from dispatcher import admin_subscriptions  # noqa: E402,F401  (registers channels and endpoints)
