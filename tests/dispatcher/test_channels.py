@@ -9,7 +9,6 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
-from crm.models import CrmUser
 from dispatcher import channels, outbox
 from dispatcher.models import Channel, Delivery, DeliverySource, DeliveryStatus
 from tests.factories import CrmUserFactory, OrganizationFactory

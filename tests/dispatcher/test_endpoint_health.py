@@ -1,6 +1,7 @@
 """Endpoint health: a destination that keeps failing is disabled (deliveries held, admins told) and
 replayed when enabled; a per-destination rate limit makes deliveries wait instead of dropping them."""
 import datetime
+import itertools
 
 import pytest
 from django.core import mail
@@ -110,7 +111,7 @@ def test_the_rate_limit_makes_deliveries_wait_for_their_slot_and_none_is_dropped
     waiting = sorted((d for d in first_pass if d.status == DeliveryStatus.QUEUED), key=lambda d: d.rate_slot_at)
     assert len(sent) == 1 and len(waiting) == 9 and len(receiver.log) == 1
     slots = [d.rate_slot_at for d in waiting]
-    assert all(later - earlier >= datetime.timedelta(milliseconds=200) for earlier, later in zip(slots, slots[1:]))
+    assert all(later - earlier >= datetime.timedelta(milliseconds=200) for earlier, later in itertools.pairwise(slots))
     assert slots[-1] - started >= datetime.timedelta(milliseconds=1800)  # ten at 5/s take two seconds
     assert all(d.due_at == d.rate_slot_at and "rate limit (5.00/s)" in d.status_reason for d in waiting)
     assert all(d.attempts.count() == 0 for d in waiting)
