@@ -16,6 +16,7 @@ from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
 from dispatcher import capture, outbox
+from dispatcher.admin_paging import CappedCountPaginator, ErrorClassFilter, ModuleFilter, TriggerFilter
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
 )
@@ -355,8 +356,11 @@ class _Echo:
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
                     "last_status_code", "last_duration_ms", "attempt_count", "due_at"]
-    list_filter = ["status", "source", StatusClassFilter, "webhook", "channel", ("trigger", admin.AllValuesFieldListFilter),
-                   "webhook__module__api_name", "organization"]
+    list_filter = ["status", "source", StatusClassFilter, "webhook", "channel", TriggerFilter, ModuleFilter,
+                   "organization"]
+    # A log of millions of rows: no full COUNT(*) per page, capped filtered counts (see admin_paging).
+    show_full_result_count = False
+    paginator = CappedCountPaginator
     search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
@@ -430,8 +434,10 @@ class AttemptAdmin(ReadOnlyAdmin):
     """Every try of every delivery, for when the question is about attempts rather than deliveries."""
 
     list_display = ["started_at", "delivery", "number", "status_code", "error_class", "duration_ms", "outcome"]
-    list_filter = ["outcome", "error_class", "delivery__organization"]
+    list_filter = ["outcome", ErrorClassFilter, "delivery__organization"]
     search_fields = ["delivery__record_ref", "delivery__webhook_name", "error_class"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
     list_select_related = ["delivery"]
     date_hierarchy = "started_at"
     fields = ["delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning",
