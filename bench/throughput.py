@@ -1,176 +1,130 @@
-"""End-to-end delivery throughput against a single-threaded requests loop measured in the same run.
+"""End-to-end delivery throughput against a single-threaded requests loop measured in the same run (issue 7, item 1).
 
-    .venv/bin/python bench/throughput.py [--n 2000] [--workers 1] [--concurrency 4 8]
+    .venv/bin/python bench/throughput.py [--n 20000] [--workers 1] [--concurrency 4] [--quick] [--json FILE]
 
-Needs PostgreSQL and Redis (DATABASE_URL / CELERY_BROKER_URL, default: the local ones); uses its own
-database ``webhooks_bench`` (dropped and created). The receiver is nginx from Debian's packages when
-installed (answering a fixed small JSON body, keep-alive on), else a Python server, which is labelled.
-Each dispatcher row times N deliveries from the committing enqueue to the last stored Success attempt,
-through real Celery worker processes: rendering, signing, quota, attempt rows and all.
+N deliveries of a signed 10-field JSON webhook, from the enqueue (committed in chunks of 500, as events
+arrive) to the last stored Success attempt, through real Celery worker processes, Redis and PostgreSQL
+(database webhooks_bench, recreated): rendering, signing, quota, attempt rows and all. Baseline: one
+requests.Session in one thread sending the same pre-rendered requests to the same nginx receiver.
+Also: the same loop with http.client, and the embedded default (SQLite, file-system broker).
 """
 import argparse
 import http.client
+import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
-BENCH_DB = "webhooks_bench"
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-os.environ.update({"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOWED_PORTS": "*", "DJANGO_SETTINGS_MODULE": "config.settings",
-                   "LOG_LEVEL": "WARNING", "DATABASE_CONN_MAX_AGE": "600"})
-BODY = b'{"ok": true}'
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common  # noqa: E402
+
+CHUNK = 500
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def dispatch(hook, deal, n: int, workers: "common.Workers") -> tuple[float, float]:
+    """Enqueue n deliveries in committed chunks; returns (enqueue→success, commit of the last chunk→success) rates."""
+    from django.db import transaction
+
+    from dispatcher import outbox
+    from dispatcher.models import Delivery
+
+    first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    started = time.perf_counter()
+    for offset in range(0, n, CHUNK):
+        with transaction.atomic():
+            outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(min(CHUNK, n - offset))])
+    committed = time.perf_counter()
+    done = Delivery.objects.filter(pk__gt=first, status="success")
+    while done.count() < n:
+        time.sleep(0.05)
+    finished = time.perf_counter()
+    return n / (finished - started), n / (finished - committed)
 
 
-def start_receiver() -> tuple[int, str, callable]:
-    port = free_port()
-    nginx = shutil.which("nginx") or (Path("/usr/sbin/nginx") if Path("/usr/sbin/nginx").exists() else None)
-    if nginx:
-        folder = Path(tempfile.mkdtemp())
-        (folder / "nginx.conf").write_text(f"""
-worker_processes 1; daemon off; pid {folder}/nginx.pid; error_log {folder}/error.log;
-events {{ worker_connections 1024; }}
-http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {folder};
-  server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; return 200 '{BODY.decode()}'; }} }} }}
-""")
-        process = subprocess.Popen([str(nginx), "-c", str(folder / "nginx.conf"), "-p", str(folder)])
-        wait_port(port)
-        return port, "nginx", process.terminate
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return port, "python (nginx not installed: receiver may be the bottleneck)", server.shutdown
-
-
-def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def reset_database() -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {BENCH_DB}")
+def embedded(args) -> None:
+    """The embedded default in its own process: SQLite and the file-system broker."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-embedded-"))
+    os.environ.update({"DATABASE_URL": f"sqlite:///{folder}/db.sqlite3", "CELERY_BROKER_URL": "filesystem://",
+                       "WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOWED_PORTS": "*", "LOG_LEVEL": "WARNING",
+                       "DJANGO_SETTINGS_MODULE": "config.settings"})
+    common.django_ready()
+    hook, deal = common.bench_webhook(f"http://127.0.0.1:{args.port}/hook")
+    workers = common.Workers(count=1, concurrency=2, tag="embedded")
+    try:
+        rate, _ = dispatch(hook, deal, args.n, workers)
+    finally:
+        workers.stop()
+    print(json.dumps({"rate": rate}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=2000)
+    common.add_arguments(parser)
+    parser.add_argument("--n", type=int, default=None, help="deliveries (default 20000; --quick 2000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (celery worker commands)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8], help="pool size(s) to compare")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4], help="pool size(s) per worker")
+    parser.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    reset_database()
-    import django
-
-    django.setup()
-    from celery import current_app
-    from django.core.management import call_command
-    from django.db import transaction
+    n = args.n or (2000 if args.quick else 20_000)
+    if args.embedded:
+        args.n = n
+        return embedded(args)
+    common.postgres_environment("webhooks_bench")
+    common.django_ready()
     import requests
+    from celery import current_app
 
-    call_command("migrate", verbosity=0)
-    from crm.models import Edition, Record
-    from dispatcher import outbox
-    from dispatcher.demo import demo_load
-    from dispatcher.models import Delivery, Webhook
     from dispatcher.rendering.request import webhook_render_request
-    from tests.factories import webhook_create
 
-    port, receiver_label, stop_receiver = start_receiver()
-    organization = demo_load()
-    Edition.objects.filter(pk=organization.edition_id).update(daily_call_limit=10**9, calls_per_licence=10**9)
-    deals = organization.modules.get(api_name="Deals")
-    deal = Record.objects.filter(module=deals).first()
-    labels = ["Deal Name", "Amount", "Closing Date", "Stage", "Type", "Probability (%)", "Payment Due Date",
-              "Deal Id", "Deal Owner", "Modified Time"]
-    hook = webhook_create(module=deals, name="Bench", url=f"http://127.0.0.1:{port}/hook",
-                          entity=[(f"f{i}", f"${{Deals.{label}}}") for i, label in enumerate(labels)])
-    hook = Webhook.objects.select_related("organization", "module").get(pk=hook.pk)
-    prepared = [webhook_render_request(webhook=hook, record=deal, message_id=f"msg_{i}") for i in range(args.n)]
+    receiver = common.Receiver()
+    hook, deal = common.bench_webhook(receiver.url())
+    prepared = [webhook_render_request(webhook=hook, record=deal, message_id=f"msg_{i}") for i in range(n)]
 
-    rows = []
     session = requests.Session()
     started = time.perf_counter()
     for request in prepared:
         _ = session.request(request.method, request.url, headers=request.headers, data=request.body).content
-    baseline = args.n / (time.perf_counter() - started)
-    rows.append(("baseline: requests.Session, one thread", baseline))
+    baseline = n / (time.perf_counter() - started)
 
-    connection = http.client.HTTPConnection("127.0.0.1", port)
+    connection = http.client.HTTPConnection("127.0.0.1", receiver.port)
     started = time.perf_counter()
     for request in prepared:
         connection.request(request.method, "/hook", body=request.body, headers=request.headers)
         connection.getresponse().read()
-    rows.append(("reference: http.client, one thread", args.n / (time.perf_counter() - started)))
-
-    env = {**os.environ}
+    raw = n / (time.perf_counter() - started)
+    rows = [
+        common.row("throughput: baseline, requests.Session loop, 1 thread", baseline, "deliv/s", baseline),
+        common.row("throughput: reference, http.client loop, 1 thread", raw, "deliv/s", baseline),
+    ]
     for concurrency in args.concurrency:
         with current_app.connection_for_write() as broker:
             broker.default_channel.queue_purge("deliveries")
-        workers = [subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", f"bench{w}-{concurrency}@%h",
-             "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
-            cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ) for w in range(args.workers)]
-        names = [f"bench{w}-{concurrency}@{socket.gethostname()}" for w in range(args.workers)]
-        while len(current_app.control.ping(destination=names, timeout=0.5)) < len(names):
-            pass
-        started = time.perf_counter()
-        with transaction.atomic():
-            ids = [outbox.delivery_enqueue(webhook=hook, record=deal).pk for _ in range(args.n)]
-        committed = time.perf_counter()
-        while Delivery.objects.filter(pk__in=ids, status="success").count() < args.n:
-            time.sleep(0.05)
-        finished = time.perf_counter()
-        label = f"dispatcher: {args.workers} worker(s) x {concurrency} processes"
-        rows.append((f"{label}, enqueue to success", args.n / (finished - started)))
-        rows.append((f"{label}, commit to success", args.n / (finished - committed)))
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait()
-    stop_receiver()
-
-    print(f"\nreceiver: {receiver_label}; N = {args.n}; {os.cpu_count()} cores")
-    print(f"{'case':66} {'deliveries/s':>13} {'x baseline':>11}")
-    for label, rate in rows:
-        print(f"{label:66} {rate:13.0f} {rate / baseline:11.2f}")
+        workers = common.Workers(count=args.workers, concurrency=concurrency)
+        try:
+            enqueue_rate, commit_rate = dispatch(hook, deal, n, workers)
+        finally:
+            workers.stop()
+        label = f"{args.workers}x{concurrency} proc"
+        rows.append(common.row(f"throughput: dispatcher {label}, enqueue to Success", enqueue_rate, "deliv/s",
+                               baseline, target=">= 0.5x", passed=enqueue_rate >= 0.5 * baseline))
+        rows.append(common.row(f"throughput: dispatcher {label}, last commit to Success", commit_rate, "deliv/s",
+                               baseline))
+    small = max(n // 10, 200)
+    result = subprocess.run([sys.executable, __file__, "--embedded", "--n", str(small), "--port", str(receiver.port)],
+                            capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                  if k not in ("DATABASE_URL", "CELERY_BROKER_URL")})
+    receiver.stop()
+    try:
+        embedded_rate = json.loads(result.stdout.strip().splitlines()[-1])["rate"]
+        rows.append(common.row(f"throughput: embedded default (SQLite, file broker), N={small}", embedded_rate,
+                               "deliv/s", baseline))
+    except (IndexError, ValueError, KeyError):
+        print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
+    common.report(rows, args.json, header=f"receiver: {receiver.label}; N = {n}; {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ from django.db import transaction
 from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
-from crm.models import Record
+from crm.models import Organization, Record
 from dispatcher import errors, health, notifications, quotas, retry, usage
 from dispatcher.capture import response_capture
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.logs import attempt_log
 from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Endpoint, RetryPolicy, Webhook
 from dispatcher.models.deliveries import TERMINAL_STATUSES
+from dispatcher.models.endpoints import destination_of
 from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
 from dispatcher.wakeups import deliveries_wake, delivery_wake_at
 
@@ -186,13 +187,95 @@ def deliveries_attempt(*, claimed: list[tuple[int, uuid.UUID]]) -> list[Delivery
     ).filter(pk__in=tokens).order_by("pk"))
     webhooks = {d.webhook_id: d.webhook for d in deliveries if d.webhook is not None}
     prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters", "captures__field")
-    endpoints: dict[int, Endpoint] = {}  # one object per destination, so health counts stay current in a batch
+    batch = _Batch(deliveries, tokens)
     for delivery in deliveries:
         if delivery.webhook_id is not None:
             delivery.webhook = webhooks[delivery.webhook_id]
         if delivery.endpoint is not None:
-            delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
-    return [_attempt(delivery, tokens[delivery.pk], endpoints) for delivery in deliveries]
+            delivery.endpoint = batch.endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    try:
+        return [_attempt(delivery, batch) for delivery in deliveries]
+    finally:
+        batch.close()
+
+
+class _Batch:
+    """What the attempts of one claimed batch share, so that most of their bookkeeping costs one statement
+    per batch rather than one per delivery: leases (renewed only when one is close to running out),
+    daily quota (reserved for the batch, the unused part given back), usage counts (added up in memory),
+    and one object per destination (health counts stay current within the batch).
+
+    A worker that dies mid-batch loses at most the batch's usage counts and reserved quota (the quota errs
+    on the side of sending fewer calls), never a delivery: those are taken over when their leases end.
+    """
+
+    def __init__(self, deliveries: list[Delivery], tokens: dict[int, uuid.UUID]) -> None:
+        self.tokens = tokens
+        self.waiting = {d.pk: d for d in deliveries}  # not attempted yet
+        self.endpoints: dict[int, Endpoint] = {}
+        self.by_destination: dict[tuple[int, str], Endpoint] = {}
+        self.quota: dict[int, tuple[datetime.date, int]] = {}  # organization: (local day, calls reserved, unused)
+        self.organizations: dict[int, Organization] = {}
+        self.usage = usage.UsageTally()
+
+    def start(self, delivery: Delivery) -> bool:
+        """Take this delivery's turn; False when its claim is no longer this worker's."""
+        self.waiting.pop(delivery.pk, None)
+        token = self.tokens[delivery.pk]
+        if delivery.claim_token != token:
+            return False
+        margin = datetime.timedelta(seconds=settings.WEBHOOK_TOTAL_TIMEOUT + 5)
+        if delivery.lease_expires_at and timezone.now() + margin < delivery.lease_expires_at:
+            return True  # nobody else can have claimed it: the lease has not run out
+        until = timezone.now() + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+        renewed = Delivery.objects.filter(pk=delivery.pk, claim_token=token, status=DeliveryStatus.DISPATCHED) \
+            .update(lease_expires_at=until)
+        if renewed:
+            delivery.lease_expires_at = until
+            # The rest of the batch gets a new lease with it; the ones whose claim was lost are dropped.
+            rest = {pk: d for pk, d in self.waiting.items()}
+            Delivery.objects.filter(pk__in=rest, claim_token__in=set(self.tokens.values()),
+                                    status=DeliveryStatus.DISPATCHED).update(lease_expires_at=until)
+            kept = set(Delivery.objects.filter(pk__in=rest, lease_expires_at=until).values_list("pk", flat=True))
+            for pk, other in rest.items():
+                if pk in kept:
+                    other.lease_expires_at = until
+                else:
+                    other.claim_token = None
+        return bool(renewed)
+
+    def quota_take(self, delivery: Delivery, now: datetime.datetime) -> bool:
+        """One call of today's quota, from the batch's reservation (made for all its deliveries of the organization)."""
+        organization = delivery.organization
+        self.organizations[organization.pk] = organization
+        today = quotas.local_day(organization=organization, now=now)
+        day, unused = self.quota.get(organization.pk, (today, 0))
+        if day != today:  # the batch crossed midnight in the organization's time zone
+            quotas.quota_refund(organization=organization, day=day, count=unused)
+            unused = 0
+        if not unused:
+            wanted = 1 + sum(1 for d in self.waiting.values() if d.organization_id == organization.pk)
+            unused = quotas.quota_reserve(organization=organization, now=now, count=wanted)
+            if not unused:
+                self.quota[organization.pk] = (today, 0)
+                return False
+        self.quota[organization.pk] = (today, unused - 1)
+        return True
+
+    def endpoint(self, delivery: Delivery, url: str) -> Endpoint:
+        """The destination's health record; known from the first attempt on and kept with the delivery."""
+        if delivery.endpoint is None:
+            key = (delivery.organization_id, destination_of(url))
+            if key not in self.by_destination:
+                found = health.endpoint_for(organization=delivery.organization, url=url)
+                self.by_destination[key] = self.endpoints.setdefault(found.pk, found)
+            delivery.endpoint = self.by_destination[key]
+        return delivery.endpoint
+
+    def close(self) -> None:
+        for organization_id, (day, unused) in self.quota.items():
+            quotas.quota_refund(organization=self.organizations[organization_id], day=day, count=unused)
+        self.usage.flush()
 
 
 def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
@@ -200,25 +283,23 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
     return deliveries_attempt(claimed=[(delivery_id, token)])[0]
 
 
-def _attempt(delivery: Delivery, token: uuid.UUID, endpoints: dict[int, Endpoint]) -> Delivery:
+def _attempt(delivery: Delivery, batch: _Batch) -> Delivery:
     now = timezone.now()
-    # Renewing the lease right before the attempt both proves the claim is still this worker's (a batch
-    # takes time; an earlier item may have been slow) and gives the attempt its full lease.
-    lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
-    if delivery.claim_token != token or not Delivery.objects.filter(
-        pk=delivery.pk, claim_token=token, status=DeliveryStatus.DISPATCHED
-    ).update(lease_expires_at=lease_until):
+    token = batch.tokens[delivery.pk]
+    # Before each attempt: the claim must still be this worker's, with lease enough for a whole attempt
+    # (a batch takes time; an earlier item may have been slow).
+    if not batch.start(delivery):
         return delivery  # the lease ran out and another worker owns it now
     if delivery.cycle_attempts > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
-        return _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+        return _finish(delivery, token, batch, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                        "Workers stopped while sending it several times; given up.")
     if (problem := _unsendable(delivery)) is not None:
         status, error_class, reason = problem
-        return _finish(delivery, token, now, status, error_class, reason)
-    if not delivery.request_sealed and not _prepare(delivery, token, now):
+        return _finish(delivery, token, batch, now, status, error_class, reason)
+    if not delivery.request_sealed and not _prepare(delivery, token, batch, now):
         return delivery
     request = RenderedRequest.unseal(delivery.request_sealed)
-    endpoint = _endpoint(delivery, request.url, endpoints)
+    endpoint = batch.endpoint(delivery, request.url)
     if endpoint.is_disabled:
         return _release(delivery, token, DeliveryStatus.HELD, due_at=None,
                         reason=f"On hold: the destination is disabled. {endpoint.disabled_reason}")
@@ -229,23 +310,15 @@ def _attempt(delivery: Delivery, token: uuid.UUID, endpoints: dict[int, Endpoint
                      reason=f"Waiting for the destination's rate limit ({endpoint.rate_limit}/s).")
             delivery_wake_at(delivery.pk, slot)
             return delivery
-    if not quotas.quota_consume(organization=delivery.organization, now=now):
-        delivery = _finish(delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
+    if not batch.quota_take(delivery, now):
+        delivery = _finish(delivery, token, batch, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
                            f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
         if quotas.quota_limit_notice_claim(organization=delivery.organization, now=now):
             notifications.limit_reached(organization=delivery.organization, now=now)
         return delivery
     sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
     signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
-    return _record(delivery, token, now, request_send(signed))
-
-
-def _endpoint(delivery: Delivery, url: str, endpoints: dict[int, Endpoint]) -> Endpoint:
-    """The destination's health record; known from the first attempt on and kept with the delivery."""
-    if delivery.endpoint is None:
-        endpoint = health.endpoint_for(organization=delivery.organization, url=url)
-        delivery.endpoint = endpoints.setdefault(endpoint.pk, endpoint)
-    return delivery.endpoint
+    return _record(delivery, token, batch, now, request_send(signed))
 
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
@@ -263,13 +336,13 @@ def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     return None
 
 
-def _prepare(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> bool:
+def _prepare(delivery: Delivery, token: uuid.UUID, batch: _Batch, now: datetime.datetime) -> bool:
     """Render and store the request on the first attempt; a rendering failure ends the delivery."""
     try:
         request = webhook_render_unsigned(webhook=delivery.webhook, record=delivery.record)
     except Exception:
         logger.exception("deliver.render_failed delivery=%s webhook=%s", delivery.public_id, delivery.webhook_id)
-        _finish(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+        _finish(delivery, token, batch, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                 "The request could not be rendered; see the worker log.")
         return False
     delivery.request_sealed = request.seal()
@@ -278,7 +351,8 @@ def _prepare(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> bo
     return True
 
 
-def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, result: HttpResult) -> Delivery:
+def _record(delivery: Delivery, token: uuid.UUID, batch: _Batch, started: datetime.datetime,
+            result: HttpResult) -> Delivery:
     finished = timezone.now()
     error_class = errors.error_class_of(result)
     if result.is_success:
@@ -295,7 +369,7 @@ def _record(delivery: Delivery, token: uuid.UUID, started: datetime.datetime, re
         captured=_capture(delivery, result),
         response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
     )
-    return _conclude(delivery, token, attempt, now=finished, reason=reason, due_at=due_at,
+    return _conclude(delivery, token, batch, attempt, now=finished, reason=reason, due_at=due_at,
                      duration_ms=result.duration_ms, timed=True)
 
 
@@ -316,23 +390,24 @@ def _capture(delivery: Delivery, result: HttpResult) -> dict:
         return {"error": "Internal processing error while capturing; see the worker log."}
 
 
-def _finish(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
-            reason: str) -> Delivery:
+def _finish(delivery: Delivery, token: uuid.UUID, batch: _Batch, now: datetime.datetime, status: str,
+            error_class: str, reason: str) -> Delivery:
     """End a delivery without an HTTP exchange (cancelled, limit reached, internal error); logged as an attempt."""
     attempt = Attempt(delivery=delivery, number=delivery.attempt_count, started_at=now, error_class=error_class,
                       error_message=reason[:500], outcome=status)
-    return _conclude(delivery, token, attempt, now=now, reason=reason)
+    return _conclude(delivery, token, batch, attempt, now=now, reason=reason)
 
 
-def _conclude(delivery: Delivery, token: uuid.UUID, attempt: Attempt, *, now: datetime.datetime, reason: str,
+def _conclude(delivery: Delivery, token: uuid.UUID, batch: _Batch, attempt: Attempt, *, now: datetime.datetime,
+              reason: str,
               due_at: datetime.datetime | None = None, duration_ms: int | None = None, timed: bool = False) -> Delivery:
     """Store the attempt and move the delivery on in one transaction; then count it and tell people."""
     with transaction.atomic():
         attempt.save()
         updated = _transition(delivery, token, now, attempt.outcome, attempt.error_class, reason[:300],
                               due_at=due_at, status_code=attempt.status_code, duration_ms=duration_ms)
-    usage.usage_count(organization=delivery.organization, now=now, source=_usage_source(delivery),
-                      outcome=attempt.outcome, duration_ms=duration_ms if timed else None)
+    batch.usage.add(organization=delivery.organization, now=now, source=_usage_source(delivery),
+                    outcome=attempt.outcome, duration_ms=duration_ms if timed else None)
     attempt_log(delivery, attempt)
     if updated and timed and delivery.endpoint is not None and attempt.outcome in (DeliveryStatus.SUCCESS,
                                                                                    DeliveryStatus.FAILED):

@@ -26,14 +26,46 @@ def quota_consume(*, organization: Organization, now: datetime.datetime) -> bool
     return counter_increment(DailyUsage, keys, below=daily_limit(organization=organization))
 
 
+RESERVE_TRIES = 5
+
+
+def quota_reserve(*, organization: Organization, now: datetime.datetime, count: int) -> int:
+    """Take up to count calls from today's quota at once (a worker's batch); returns how many were granted.
+
+    Each grant is one conditional UPDATE (calls + grant <= limit), so concurrent workers never pass the
+    limit; unused calls go back with quota_refund.
+    """
+    keys = {"organization": organization, "day": local_day(organization=organization, now=now)}
+    limit = daily_limit(organization=organization)
+    counter = DailyUsage.objects.filter(**keys)
+    for _ in range(RESERVE_TRIES):
+        used = counter.values_list("calls", flat=True).first()
+        if used is None:
+            DailyUsage.objects.get_or_create(**keys)
+            used = 0
+        grant = min(count, limit - used)
+        if grant <= 0:
+            return 0
+        if counter.filter(calls__lte=limit - grant).update(calls=F("calls") + grant):
+            return grant
+    return 1 if quota_consume(organization=organization, now=now) else 0  # heavy contention: one at a time
+
+
+def quota_refund(*, organization: Organization, day: datetime.date, count: int) -> None:
+    """Give back calls reserved but not used (the delivery was held, cancelled or left to another worker)."""
+    if count > 0:
+        DailyUsage.objects.filter(organization=organization, day=day, calls__gte=count).update(
+            calls=F("calls") - count)
+
+
 def counter_increment(model: type[models.Model], keys: dict, *, below: int | None = None,
-                      extra: dict[str, int] | None = None) -> bool:
-    """Add one to the ``calls`` of the row keys select (and the extra amounts to their columns), creating
+                      extra: dict[str, int] | None = None, amount: int = 1) -> bool:
+    """Add amount to the ``calls`` of the row keys select (and the extra amounts to their columns), creating
     the row on first use; with below, only while calls stay under it. One conditional UPDATE decides,
     so concurrent workers never overshoot."""
     counter = model.objects.filter(**keys)
     target = counter if below is None else counter.filter(calls__lt=below)
-    changes = {"calls": F("calls") + 1, **{column: F(column) + amount for column, amount in (extra or {}).items()}}
+    changes = {"calls": F("calls") + amount, **{column: F(column) + amount for column, amount in (extra or {}).items()}}
     if target.update(**changes):
         return True
     # No row yet (the first call of the day) or the limit is reached: make sure it exists, then decide.

@@ -1,5 +1,6 @@
 """Usage statistics: counted when attempts happen, read for the last days by the usage chart."""
 import datetime
+from collections import Counter
 
 from django.db.models import Sum
 
@@ -14,12 +15,34 @@ CHART_DAYS = 7  # seed 003: the chart covers the last 7 days
 def usage_count(*, organization: Organization, now: datetime.datetime, source: str, outcome: str,
                 duration_ms: int | None = None) -> None:
     """Count one attempt; one with an HTTP exchange (duration_ms set) also goes into the latency histogram."""
-    day = quotas.local_day(organization=organization, now=now)
-    extra = None
-    if duration_ms is not None:
-        extra = {"latency_count": 1, "latency_ms_total": duration_ms, latency_column(duration_ms): 1}
-    quotas.counter_increment(UsageCounter, {"organization": organization, "day": day, "source": source,
-                                            "outcome": outcome}, extra=extra)
+    tally = UsageTally()
+    tally.add(organization=organization, now=now, source=source, outcome=outcome, duration_ms=duration_ms)
+    tally.flush()
+
+
+class UsageTally:
+    """Usage counts of a worker's batch, added up in memory and written with one UPDATE per counter row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple, Counter] = {}
+        self.organizations: dict[int, Organization] = {}
+
+    def add(self, *, organization: Organization, now: datetime.datetime, source: str, outcome: str,
+            duration_ms: int | None = None) -> None:
+        key = (organization.pk, quotas.local_day(organization=organization, now=now), source, outcome)
+        self.organizations[organization.pk] = organization
+        counts = self.rows.setdefault(key, Counter())
+        counts["calls"] += 1
+        if duration_ms is not None:
+            counts.update({"latency_count": 1, "latency_ms_total": duration_ms, latency_column(duration_ms): 1})
+
+    def flush(self) -> None:
+        for (organization_id, day, source, outcome), counts in self.rows.items():
+            calls = counts.pop("calls")
+            quotas.counter_increment(UsageCounter, {"organization": self.organizations[organization_id], "day": day,
+                                                    "source": source, "outcome": outcome},
+                                     amount=calls, extra=dict(counts))
+        self.rows.clear()
 
 
 def usage_last_days(*, organization: Organization, now: datetime.datetime, weekly: bool = False) -> dict:

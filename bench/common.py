@@ -1,0 +1,215 @@
+"""Shared by the benchmarks: the local receiver, the PostgreSQL bench database, the 10-field webhook,
+and the result rows every benchmark prints and writes as JSON for bench/run.py."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BODY = b'{"ok": true}'
+FIELDS = ["Deal Name", "Amount", "Closing Date", "Stage", "Type", "Probability (%)", "Payment Due Date",
+          "Deal Id", "Deal Owner", "Modified Time"]  # the 10 merge fields of the benchmark webhook
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true", help="smaller runs (CI); ratios are reported, not asserted")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+
+
+def row(figure: str, value: float, unit: str, baseline: float | None = None, *, ratio: float | None = None,
+        target: str = "", passed: bool | None = None, note: str = "") -> dict:
+    """One line of the results table: a figure, its baseline from the same run, and the target."""
+    if ratio is None and baseline:
+        ratio = value / baseline
+    return {"figure": figure, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio,
+            "target": target, "pass": passed, "note": note}
+
+
+def report(rows: list[dict], json_path: Path | None, header: str = "") -> None:
+    if header:
+        print(header)
+    print_table(rows)
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'figure':58} {'value':>12} {'unit':9} {'baseline':>10} {'ratio':>7} {'target':>14} {'':4}")
+    for r in rows:
+        verdict = "" if r["pass"] is None else "pass" if r["pass"] else "FAIL"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        print(f"{r['figure'][:58]:58} {_number(r['value']):>12} {r['unit'][:9]:9} {_number(r['baseline']):>10} "
+              f"{ratio:>7} {r['target'][:14]:>14} {verdict:4}")
+        if r.get("note"):
+            print(f"    {r['note']}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_port(port: int) -> None:
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Receiver:
+    """nginx from Debian's packages answering a fixed small JSON body (keep-alive on); a Python server only
+    when nginx is absent, and then labelled. With access_log, nginx logs "<msec> <request_uri>" per request;
+    /big answers big_body_bytes of data."""
+
+    def __init__(self, *, access_log: bool = False, big_body_bytes: int = 0) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-receiver-"))
+        self.log_path = self.folder / "access.log"
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if big_body_bytes:
+            with open(self.folder / "big", "wb") as big:
+                big.truncate(big_body_bytes)
+        if nginx:
+            log = f"log_format t '$msec $request_uri'; access_log {self.log_path} t;" if access_log else "access_log off;"
+            (self.folder / "nginx.conf").write_text(f"""
+worker_processes 1; daemon off; pid {self.folder}/nginx.pid; error_log {self.folder}/error.log;
+events {{ worker_connections 1024; }}
+http {{ {log} keepalive_requests 1000000; client_body_temp_path {self.folder};
+  server {{ listen 127.0.0.1:{self.port};
+    location = /big {{ default_type application/json; root {self.folder}; try_files /big =404; }}
+    location / {{ default_type application/json; return 200 '{BODY.decode()}'; }} }} }}
+""")
+            self.process = subprocess.Popen([nginx, "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder)])
+            self.label = "nginx"
+            self.stop = self.process.terminate
+        else:
+            self.label = "python (nginx not installed: the receiver may be the bottleneck)"
+            self.stop = self._python(access_log)
+        wait_port(self.port)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines() if self.log_path.exists() else []
+
+    def _python(self, access_log: bool):
+        log_path = self.log_path
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if access_log:
+                    with open(log_path, "a") as log:
+                        log.write(f"{time.time():.3f} {self.path}\n")
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(BODY)))
+                self.end_headers()
+                self.wfile.write(BODY)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server.shutdown
+
+
+def postgres_environment(database: str) -> None:
+    """Point Django at a fresh PostgreSQL database of this name and at Redis; loopback allowed for the receiver."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    os.environ.update({"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOWED_PORTS": "*", "LOG_LEVEL": "WARNING",
+                       "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_CONN_MAX_AGE": "600"})
+
+
+def django_ready() -> None:
+    sys.path.insert(0, str(BASE_DIR))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def bench_webhook(url: str, **attributes):
+    """The demo organization with no daily limit, and a 10-field JSON webhook on Deals; returns (webhook, deal)."""
+    from crm.models import Edition, Record
+    from dispatcher.demo import demo_load
+    from dispatcher.models import Webhook
+    from tests.factories import webhook_create
+
+    organization = demo_load()
+    Edition.objects.filter(pk=organization.edition_id).update(daily_call_limit=10**9, calls_per_licence=10**9)
+    deals = organization.modules.get(api_name="Deals")
+    deal = Record.objects.filter(module=deals).first()
+    hook = webhook_create(module=deals, name="Bench", url=url,
+                          entity=[(f"f{i}", f"${{Deals.{label}}}") for i, label in enumerate(FIELDS)], **attributes)
+    return Webhook.objects.select_related("organization", "module").get(pk=hook.pk), deal
+
+
+class Workers:
+    """`celery worker` processes on the deliveries queue, started and stopped by a benchmark."""
+
+    def __init__(self, *, count: int = 1, concurrency: int = 4, env: dict | None = None, tag: str = "bench") -> None:
+        from celery import current_app
+
+        self.names = [f"{tag}{w}-{concurrency}@{socket.gethostname()}" for w in range(count)]
+        self.processes = [subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", name,
+             "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+            cwd=BASE_DIR, env=env or {**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ) for name in self.names]
+        if (env or os.environ).get("CELERY_BROKER_URL", "").startswith("filesystem"):
+            time.sleep(3)  # the file-system broker cannot broadcast a ping
+        else:
+            while len(current_app.control.ping(destination=self.names, timeout=0.5)) < len(self.names):
+                pass
+
+    def pids(self) -> list[int]:
+        """The pool processes (children of each worker), where deliveries run."""
+        children = []
+        for process in self.processes:
+            path = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+            children += [int(pid) for pid in path.read_text().split()] if path.exists() else []
+        return children
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
