@@ -356,14 +356,13 @@ class _Echo:
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
                     "last_status_code", "last_duration_ms", "attempt_count", "due_at"]
-    list_filter = ["status", "source", StatusClassFilter, "webhook", "channel", TriggerFilter, ModuleFilter,
-                   "organization"]
+    list_filter = ["status", "source", StatusClassFilter, ("created_at", admin.DateFieldListFilter), "webhook",
+                   "channel", TriggerFilter, ModuleFilter, "organization"]
     # A log of millions of rows: no full COUNT(*) per page, capped filtered counts (see admin_paging).
     show_full_result_count = False
     paginator = CappedCountPaginator
     search_fields = ["record_ref", "webhook_name", "request_display", "trigger"]
     list_select_related = ["organization"]
-    date_hierarchy = "created_at"
     inlines = [AttemptInline]
     actions = ["resend"]
     fields = ["message_id", "organization", "webhook", "channel", "webhook_name", "endpoint", "record", "record_ref",
@@ -434,12 +433,11 @@ class AttemptAdmin(ReadOnlyAdmin):
     """Every try of every delivery, for when the question is about attempts rather than deliveries."""
 
     list_display = ["started_at", "delivery", "number", "status_code", "error_class", "duration_ms", "outcome"]
-    list_filter = ["outcome", ErrorClassFilter, "delivery__organization"]
+    list_filter = ["outcome", ErrorClassFilter, ("started_at", admin.DateFieldListFilter), "delivery__organization"]
     search_fields = ["delivery__record_ref", "delivery__webhook_name", "error_class"]
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_select_related = ["delivery"]
-    date_hierarchy = "started_at"
     fields = ["delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning",
               "error_message", "outcome", "response_headers", "response_body", "response_truncated", "captured"]
     readonly_fields = fields
