@@ -1,6 +1,6 @@
 """Rendering cost against json.dumps of the same data, measured in the same run (issue 7, item 4).
 
-    .venv/bin/python bench/render.py [--n 20000]
+    .venv/bin/python bench/render.py [--n 100000] [--quick] [--json FILE]
 
 Uses a throw-away SQLite database in a temporary folder. Prints times per render and the ratio to the
 baseline; absolute numbers are noise on a shared machine, ratios are what to compare.
@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common  # noqa: E402
+
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -31,8 +33,7 @@ from dispatcher.rendering import request as rendering  # noqa: E402
 from dispatcher.rendering.request import merge_context_build, webhook_render_request  # noqa: E402
 from tests.factories import webhook_create  # noqa: E402
 
-FIELDS = ["Deal Name", "Amount", "Closing Date", "Stage", "Type", "Probability (%)", "Payment Due Date",
-          "Deal Id", "Deal Owner", "Modified Time"]
+FIELDS = common.FIELDS
 
 
 def per_call(function, n: int) -> float:
@@ -44,8 +45,10 @@ def per_call(function, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=20_000)
-    n = parser.parse_args().n
+    common.add_arguments(parser)
+    parser.add_argument("--n", type=int, default=None, help="renders (default 100000; --quick 10000)")
+    args = parser.parse_args()
+    n = args.n or (10_000 if args.quick else 100_000)
     organization = demo_load()
     deals = organization.modules.get(api_name="Deals")
     deal = Record.objects.select_related("owner", "module").get(module=deals, values__Deal_Name="Website redesign")
@@ -65,20 +68,21 @@ def main() -> None:
     def xml_baseline() -> str:
         return "".join(p if isinstance(p, str) else str(xml_values[str(p.field)]) for p in xml_format.parts)
 
+    json_base = per_call(lambda: json.dumps(as_dict), n)
+    json_render = per_call(lambda: rendering._parameters_encode(context, entity, [], ContentType.JSON), n)
+    xml_base = per_call(xml_baseline, n)
+    xml_render = per_call(lambda: rendering._body_render(creator_context, xml_text, ContentType.XML), n)
+    full = per_call(lambda: webhook_render_request(webhook=json_hook, record=deal, message_id="msg_1"), max(n // 20, 100))
     rows = [
-        ("baseline: json.dumps of the 10-field dict", per_call(lambda: json.dumps(as_dict), n), None),
-        ("10-field JSON parameters, context reused", per_call(
-            lambda: rendering._parameters_encode(context, entity, [], ContentType.JSON), n), 0),
-        ("baseline: string join of the Creator XML", per_call(xml_baseline, n), None),
-        ("Creator XML body, context reused", per_call(
-            lambda: rendering._body_render(creator_context, xml_text, ContentType.XML), n), 2),
-        ("10-field JSON, full request (queries, signature)", per_call(
-            lambda: webhook_render_request(webhook=json_hook, record=deal, message_id="msg_1"), max(n // 20, 100)), 0),
+        common.row("render: baseline, json.dumps of the 10-field dict", json_base * 1e6, "µs", json_base * 1e6),
+        common.row("render: 10-field JSON parameters", json_render * 1e6, "µs", json_base * 1e6, target="<= 3x",
+                   passed=json_render / json_base <= 3),
+        common.row("render: baseline, string join of the Creator XML", xml_base * 1e6, "µs", xml_base * 1e6),
+        common.row("render: seed 003 Creator XML body", xml_render * 1e6, "µs", xml_base * 1e6, target="<= 3x",
+                   passed=xml_render / xml_base <= 3),
+        common.row("render: full signed request (metadata queries incl.)", full * 1e6, "µs", json_base * 1e6),
     ]
-    print(f"{'case':52} {'µs/render':>10} {'x baseline':>11}")
-    for label, seconds, baseline in rows:
-        ratio = "" if baseline is None else f"{seconds / rows[baseline][1]:.2f}"
-        print(f"{label:52} {seconds * 1e6:10.1f} {ratio:>11}")
+    common.report(rows, args.json, header=f"N = {n} renders each")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Rule evaluation cost: record updates through the record service with 100 active rules, against the
 same updates with no rules, measured in the same run (issue 7, item 3).
 
-    .venv/bin/python bench/rules.py [--n 10000]
+    .venv/bin/python bench/rules.py [--n 10000] [--quick] [--json FILE]
 
 100 edit rules with mixed criteria (text, pick list, number ranges, a lookup field, patterns), of which
 10% match each update; matching rules queue an instant webhook (a Delivery row) like in production.
@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common  # noqa: E402
+
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ["LOG_LEVEL"] = "WARNING"
@@ -46,8 +48,10 @@ def updates(deal: Record, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=10_000)
-    n = parser.parse_args().n
+    common.add_arguments(parser)
+    parser.add_argument("--n", type=int, default=None, help="updates (default 10000; --quick 1000)")
+    args = parser.parse_args()
+    n = args.n or (1_000 if args.quick else 10_000)
     organization, _ = demo_load()
     WorkflowRule.objects.all().delete()
     deals = organization.modules.get(api_name="Deals")
@@ -73,10 +77,13 @@ def main() -> None:
     with_rules = updates(deal, n)
     fired = (Delivery.objects.count() - before) / n
 
-    print(f"\nN = {n} updates; 100 active rules, {fired:.0f} fire per update (10%)")
-    print(f"{'case':46} {'µs/update':>10} {'x baseline':>11}")
-    print(f"{'baseline: record_update, no rules':46} {baseline * 1e6:10.0f} {'1.00':>11}")
-    print(f"{'record_update with 100 rules':46} {with_rules * 1e6:10.0f} {with_rules / baseline:11.2f}")
+    rows = [
+        common.row("rules: baseline, record_update with no rules", baseline * 1e6, "µs", baseline * 1e6),
+        common.row("rules: record_update with 100 active rules", with_rules * 1e6, "µs", baseline * 1e6,
+                   target="<= 1.5x", passed=with_rules / baseline <= 1.5,
+                   note=f"{fired:.0f} rules fire per update (10%), each queuing a delivery"),
+    ]
+    common.report(rows, args.json, header=f"N = {n} updates (SQLite)")
 
 
 if __name__ == "__main__":

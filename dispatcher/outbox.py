@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; the client already capped the read
 MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
+FLUSH_SECONDS = 1.0  # attempts of a batch are stored together, or as soon as the oldest has waited this long
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,37 @@ class _Batch:
         self.quota: dict[int, tuple[datetime.date, int]] = {}  # organization: (local day, calls reserved, unused)
         self.organizations: dict[int, Organization] = {}
         self.usage = usage.UsageTally()
+        self.outcomes: list[_Outcome] = []
+        self.first_outcome_at = 0.0
+
+    def record(self, outcome: "_Outcome") -> None:
+        """Keep an outcome for the next write; written at once when outcomes have waited FLUSH_SECONDS (slow
+        receivers), so a lease never runs out on an attempt that was made but not stored."""
+        if not self.outcomes:
+            self.first_outcome_at = time.monotonic()
+        self.outcomes.append(outcome)
+        if time.monotonic() - self.first_outcome_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the kept outcomes, then count them, log them, update destination health and tell people."""
+        outcomes, self.outcomes = self.outcomes, []
+        if not outcomes:
+            return
+        updated = _outcomes_write(outcomes)
+        for o in outcomes:
+            delivery, attempt = o.delivery, o.attempt
+            self.usage.add(organization=delivery.organization, now=o.now, source=_usage_source(delivery),
+                           outcome=attempt.outcome, duration_ms=attempt.duration_ms if o.timed else None)
+            attempt_log(delivery, attempt)
+            if delivery.pk not in updated:
+                continue
+            if o.timed and delivery.endpoint is not None and attempt.outcome in (DeliveryStatus.SUCCESS,
+                                                                                 DeliveryStatus.FAILED):
+                health.endpoint_outcome(endpoint=delivery.endpoint, now=o.now,
+                                        success=attempt.outcome == DeliveryStatus.SUCCESS)
+            if attempt.outcome == DeliveryStatus.FAILED:
+                notifications.delivery_failed(delivery=delivery)
 
     def start(self, delivery: Delivery) -> bool:
         """Take this delivery's turn; False when its claim is no longer this worker's."""
@@ -273,6 +305,7 @@ class _Batch:
         return delivery.endpoint
 
     def close(self) -> None:
+        self.flush()
         for organization_id, (day, unused) in self.quota.items():
             quotas.quota_refund(organization=self.organizations[organization_id], day=day, count=unused)
         self.usage.flush()
@@ -398,24 +431,49 @@ def _finish(delivery: Delivery, token: uuid.UUID, batch: _Batch, now: datetime.d
     return _conclude(delivery, token, batch, attempt, now=now, reason=reason)
 
 
-def _conclude(delivery: Delivery, token: uuid.UUID, batch: _Batch, attempt: Attempt, *, now: datetime.datetime,
-              reason: str,
-              due_at: datetime.datetime | None = None, duration_ms: int | None = None, timed: bool = False) -> Delivery:
-    """Store the attempt and move the delivery on in one transaction; then count it and tell people."""
-    with transaction.atomic():
-        attempt.save()
-        updated = _transition(delivery, token, now, attempt.outcome, attempt.error_class, reason[:300],
-                              due_at=due_at, status_code=attempt.status_code, duration_ms=duration_ms)
-    batch.usage.add(organization=delivery.organization, now=now, source=_usage_source(delivery),
-                    outcome=attempt.outcome, duration_ms=duration_ms if timed else None)
-    attempt_log(delivery, attempt)
-    if updated and timed and delivery.endpoint is not None and attempt.outcome in (DeliveryStatus.SUCCESS,
-                                                                                   DeliveryStatus.FAILED):
-        health.endpoint_outcome(endpoint=delivery.endpoint, success=attempt.outcome == DeliveryStatus.SUCCESS,
-                                now=now)
-    if updated and attempt.outcome == DeliveryStatus.FAILED:
-        notifications.delivery_failed(delivery=delivery)
+def _conclude(delivery: Delivery, token: uuid.UUID, batch: "_Batch", attempt: Attempt, *, now: datetime.datetime,
+              reason: str, due_at: datetime.datetime | None = None, duration_ms: int | None = None,
+              timed: bool = False) -> Delivery:
+    """Record the attempt and the delivery's next state; the batch writes them (see _Batch.flush)."""
+    terminal = attempt.outcome in TERMINAL_STATUSES
+    changes = {
+        "status": attempt.outcome, "status_reason": reason[:300], "due_at": due_at, "lease_expires_at": None,
+        "claim_token": None, "last_status_code": attempt.status_code, "last_error_class": attempt.error_class,
+        "last_duration_ms": duration_ms, "rate_slot_at": None, "endpoint": delivery.endpoint,
+        "finished_at": now if terminal else None,
+    }
+    if getattr(delivery, "request_prepared", False):
+        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
+    batch.record(_Outcome(delivery, token, attempt, changes, now, timed))
     return delivery
+
+
+@dataclass
+class _Outcome:
+    delivery: Delivery
+    token: uuid.UUID
+    attempt: Attempt
+    changes: dict
+    now: datetime.datetime
+    timed: bool
+
+
+def _outcomes_write(outcomes: list[_Outcome]) -> set[int]:
+    """Insert the attempts (one statement) and move each delivery on, in one transaction; returns the
+    deliveries whose claim was still this worker's (the others' attempts are recorded all the same: they
+    happened, and their numbers are these claims' own)."""
+    updated: set[int] = set()
+    with transaction.atomic():
+        Attempt.objects.bulk_create([o.attempt for o in outcomes])
+        for o in outcomes:
+            # Conditional on the claim token, so a worker whose lease ran out cannot overwrite the new owner.
+            if Delivery.objects.filter(pk=o.delivery.pk, claim_token=o.token).update(**o.changes) != 1:
+                logger.warning("deliver.claim_lost delivery=%s attempt=%s", o.delivery.public_id, o.attempt.number)
+                continue
+            for key, value in o.changes.items():
+                setattr(o.delivery, key, value)
+            updated.add(o.delivery.pk)
+    return updated
 
 
 def _release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: datetime.datetime | None, reason: str,
@@ -433,28 +491,6 @@ def _release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: datet
             setattr(delivery, key, value)
         delivery.attempt_count -= 1
     return delivery
-
-
-def _transition(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str, error_class: str,
-                reason: str, *, due_at: datetime.datetime | None = None, status_code: int | None = None,
-                duration_ms: int | None = None) -> bool:
-    """Move the delivery on, if this worker still owns it; False when the claim was lost meanwhile."""
-    terminal = status in TERMINAL_STATUSES
-    changes = {
-        "status": status, "status_reason": reason, "due_at": due_at, "lease_expires_at": None,
-        "claim_token": None, "last_status_code": status_code, "last_error_class": error_class,
-        "last_duration_ms": duration_ms, "rate_slot_at": None, "endpoint": delivery.endpoint,
-        "finished_at": now if terminal else None,
-    }
-    if getattr(delivery, "request_prepared", False):
-        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
-    # The attempt is recorded either way: it happened, and its number is this claim's own.
-    if Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**changes) != 1:
-        logger.warning("deliver.claim_lost delivery=%s attempt=%s", delivery.public_id, delivery.attempt_count)
-        return False
-    for key, value in changes.items():
-        setattr(delivery, key, value)
-    return True
 
 
 PURGE_BATCH = 1000  # deliveries deleted per statement, so a large purge never holds long locks
