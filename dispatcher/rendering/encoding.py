@@ -16,6 +16,8 @@ XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot
 
 
 def as_text(value: Any) -> str:
+    if type(value) is str:  # most values; checked first because this runs for every field of every request
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -154,9 +154,11 @@ class MergeContext:
         self._related: dict[int, list[Record]] = {}
 
     def binding(self, merge_field: MergeField) -> Binding:
-        if merge_field not in self._bindings:
-            self._bindings[merge_field] = self.schema.bind(merge_field)
-        return self._bindings[merge_field]
+        try:
+            return self._bindings[merge_field]
+        except KeyError:
+            binding = self._bindings[merge_field] = self.schema.bind(merge_field)
+            return binding
 
     def related_records(self, via: Field) -> list[Record]:
         from crm.selectors import records_related
@@ -168,7 +170,7 @@ class MergeContext:
     def value(self, merge_field: MergeField, related: Record | None = None) -> Any:
         """The value of a merge field; for a related-module field, its value on the given related record."""
         binding = self.binding(merge_field)
-        if isinstance(binding, OnRecord):
+        if type(binding) is OnRecord:
             return self.field_value(self.record, binding.field)
         if isinstance(binding, OnLookup):
             target = self._record(self.record.values.get(binding.via.api_name))
@@ -194,20 +196,22 @@ class MergeContext:
         raw = record.values.get(field.api_name)
         if raw is None:
             return None
-        kind = field.field_type
-        if kind == FieldType.DATE:
-            return format_date(datetime.date.fromisoformat(raw), self.date_format)
-        if kind == FieldType.DATETIME:
-            return format_datetime(datetime.datetime.fromisoformat(raw), self.datetime_format, self.time_zone)
-        if kind in (FieldType.DECIMAL, FieldType.CURRENCY):
-            return Decimal(raw)
-        if kind == FieldType.LOOKUP:
-            target = self._record(raw)
-            return target.display_name if target else None
-        if kind == FieldType.USER:
-            user = self._user(raw)
-            return user.full_name if user else None
-        return raw
+        convert = _CONVERSIONS.get(field.field_type)
+        return raw if convert is None else convert(self, raw)
+
+    def _date(self, raw: str) -> str:
+        return format_date(datetime.date.fromisoformat(raw), self.date_format)
+
+    def _datetime(self, raw: str) -> str:
+        return format_datetime(datetime.datetime.fromisoformat(raw), self.datetime_format, self.time_zone)
+
+    def _lookup_name(self, raw: Any) -> str | None:
+        target = self._record(raw)
+        return target.display_name if target else None
+
+    def _user_name(self, raw: Any) -> str | None:
+        user = self._user(raw)
+        return user.full_name if user else None
 
     def _record(self, pk: Any) -> Record | None:
         if pk is None:
@@ -220,3 +224,14 @@ class MergeContext:
         if pk not in self._users:
             self._users[pk] = CrmUser.objects.filter(pk=pk).first()
         return self._users[pk]
+
+
+# How a stored value becomes a merge-field value, by field type; types not listed are used as stored.
+_CONVERSIONS = {
+    FieldType.DATE: MergeContext._date,
+    FieldType.DATETIME: MergeContext._datetime,
+    FieldType.DECIMAL: lambda context, raw: Decimal(raw),
+    FieldType.CURRENCY: lambda context, raw: Decimal(raw),
+    FieldType.LOOKUP: MergeContext._lookup_name,
+    FieldType.USER: MergeContext._user_name,
+}

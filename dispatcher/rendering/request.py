@@ -77,6 +77,7 @@ class _Parameter:
     name: str
     template: Template
     related_via: Field | None  # set when the value comes from a related module's records
+    path: tuple[str, ...] = ()  # the name split at its dots (nested objects)
 
 
 def merge_context_build(*, webhook: Webhook, record: Record, schema: Schema | None = None) -> MergeContext:
@@ -147,7 +148,7 @@ def _parameter(context: MergeContext, name: str, value: str) -> _Parameter:
         (binding.via for binding in map(context.binding, template.merge_fields) if isinstance(binding, OnRelated)),
         None,
     )
-    return _Parameter(name, template, via)
+    return _Parameter(name, template, via, tuple(name.split(".")))
 
 
 def _render(context: MergeContext, template: Template, related: Record | None = None) -> str:
@@ -194,9 +195,9 @@ def _parameters_encode(
     tree: dict[str, Any] = {}
     for parameter in entity:
         if parameter.related_via is None:
-            _put(tree, parameter.name.split("."), _render(context, parameter.template))
+            _put(tree, parameter.path, _render(context, parameter.template))
             continue
-        key, *rest = parameter.name.split(".")
+        key, *rest = parameter.path
         records = context.related_records(parameter.related_via)
         values = [_render(context, parameter.template, related) for related in records]
         if not rest:
@@ -226,7 +227,7 @@ def _form_pairs(context: MergeContext, entity: list[_Parameter]) -> Iterable[tup
             yield f"{key}[{index}]{suffix}", _render(context, parameter.template, related)
 
 
-def _put(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def _put(tree: dict[str, Any], path: list[str] | tuple[str, ...], value: Any) -> None:
     for segment in path[:-1]:
         child = tree.get(segment)
         if not isinstance(child, dict):

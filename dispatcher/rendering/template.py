@@ -6,14 +6,16 @@ field references, so there is nothing to sandbox, and rendering is a join.
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 # ${Module.Field Label}: the module name has no dot, the label may contain spaces, dots and brackets.
 MERGE_FIELD_RE = re.compile(r"\$\{\s*([^{}.]+?)\s*\.\s*([^{}]+?)\s*\}")
 UNSUPPORTED = "${Unsupported_Field}"
 
 
-@dataclass(frozen=True, slots=True)
-class MergeField:
+class MergeField(NamedTuple):
+    """A tuple, so that looking one up (every render, every field) hashes in C."""
+
     module: str
     label: str
 
@@ -30,17 +32,11 @@ class Slot:
 @dataclass(frozen=True, slots=True)
 class Template:
     parts: tuple[str | Slot, ...]
+    single_field: MergeField | None = None  # when the template is exactly one merge field and nothing else
 
     @property
     def merge_fields(self) -> tuple[MergeField, ...]:
         return tuple(part.field for part in self.parts if isinstance(part, Slot))
-
-    @property
-    def single_field(self) -> MergeField | None:
-        """The merge field when the template is exactly one merge field and nothing else."""
-        if len(self.parts) == 1 and isinstance(self.parts[0], Slot):
-            return self.parts[0].field
-        return None
 
 
 def merge_fields_in(text: str) -> list[MergeField]:
@@ -63,7 +59,8 @@ def template_compile(text: str, *, json_context: bool = False) -> Template:
         position = match.end()
     if position < len(text):
         parts.append(text[position:])
-    return Template(tuple(parts))
+    single = parts[0].field if len(parts) == 1 and isinstance(parts[0], Slot) else None
+    return Template(tuple(parts), single)
 
 
 def _scan_json_strings(literal: str, in_string: bool, escaped: bool) -> tuple[bool, bool]:
