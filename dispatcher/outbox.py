@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from crm.models import Organization, Record
 from dispatcher import errors, health, notifications, quotas, retry, usage
+from dispatcher.batch_sql import deliveries_update_claimed
 from dispatcher.capture import response_capture
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.logs import attempt_log
@@ -459,20 +460,19 @@ class _Outcome:
 
 
 def _outcomes_write(outcomes: list[_Outcome]) -> set[int]:
-    """Insert the attempts (one statement) and move each delivery on, in one transaction; returns the
+    """Insert the attempts and move each delivery on (one statement each), in one transaction; returns the
     deliveries whose claim was still this worker's (the others' attempts are recorded all the same: they
     happened, and their numbers are these claims' own)."""
-    updated: set[int] = set()
     with transaction.atomic():
         Attempt.objects.bulk_create([o.attempt for o in outcomes])
-        for o in outcomes:
-            # Conditional on the claim token, so a worker whose lease ran out cannot overwrite the new owner.
-            if Delivery.objects.filter(pk=o.delivery.pk, claim_token=o.token).update(**o.changes) != 1:
-                logger.warning("deliver.claim_lost delivery=%s attempt=%s", o.delivery.public_id, o.attempt.number)
-                continue
-            for key, value in o.changes.items():
-                setattr(o.delivery, key, value)
-            updated.add(o.delivery.pk)
+        # Conditional on the claim token, so a worker whose lease ran out cannot overwrite the new owner.
+        updated = deliveries_update_claimed([(o.delivery.pk, o.token, o.changes) for o in outcomes])
+    for o in outcomes:
+        if o.delivery.pk not in updated:
+            logger.warning("deliver.claim_lost delivery=%s attempt=%s", o.delivery.public_id, o.attempt.number)
+            continue
+        for key, value in o.changes.items():
+            setattr(o.delivery, key, value)
     return updated
 
 

@@ -254,3 +254,21 @@ def test_retries_get_a_fresh_timestamp_and_the_same_id(receiver, hook, deal):
     second = receiver.log[1][0]
     assert second.headers["webhook-id"] == delivery.message_id
     assert int(second.headers["webhook-timestamp"]) >= first_stamp
+
+
+def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
+    """One statement for the whole batch; a delivery another worker took over keeps that worker's state."""
+    from dispatcher.batch_sql import deliveries_update_claimed
+
+    first, second = (outbox.delivery_enqueue(webhook=hook, record=deal) for _ in range(2))
+    [(_, token), (_, other)] = outbox.deliveries_claim(now=timezone.now(), limit=2)
+    Delivery.objects.filter(pk=second.pk).update(claim_token=uuid.uuid4())  # taken over meanwhile
+    now = timezone.now()
+    changes = {"status": DeliveryStatus.SUCCESS, "status_reason": "Answered 200.", "due_at": None,
+               "claim_token": None, "last_status_code": 200, "finished_at": now, "endpoint": None}
+    assert deliveries_update_claimed([(first.pk, token, changes), (second.pk, other, changes)]) == {first.pk}
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.status_reason, first.last_status_code, first.finished_at, first.claim_token) == (
+        "success", "Answered 200.", 200, now, None)
+    assert (second.status, second.finished_at) == (DeliveryStatus.DISPATCHED, None)
