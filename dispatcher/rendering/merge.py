@@ -75,6 +75,15 @@ class Schema:
         self._fields: dict[int, list[Field]] = {candidate.pk: [] for candidate in modules}
         for field in Field.objects.filter(module__organization_id=module.organization_id).order_by("position", "id"):
             self._fields[field.module_id].append(field)
+        self._bindings: dict[MergeField, Binding] = {}
+
+    def binding(self, merge_field: MergeField) -> Binding:
+        """bind(), kept: it depends only on this metadata, so every render of the version shares it."""
+        try:
+            return self._bindings[merge_field]
+        except KeyError:
+            binding = self._bindings[merge_field] = self.bind(merge_field)
+            return binding
 
     def fields(self, module: Module) -> list[Field]:
         return self._fields[module.pk]
@@ -148,17 +157,12 @@ class MergeContext:
         self.date_format = date_format
         self.datetime_format = datetime_format
         self.time_zone = time_zone
-        self._bindings: dict[MergeField, Binding] = {}
         self._records: dict[int, Record | None] = {record.pk: record}
         self._users: dict[int, CrmUser | None] = {record.owner_id: record.owner}
         self._related: dict[int, list[Record]] = {}
 
     def binding(self, merge_field: MergeField) -> Binding:
-        try:
-            return self._bindings[merge_field]
-        except KeyError:
-            binding = self._bindings[merge_field] = self.schema.bind(merge_field)
-            return binding
+        return self.schema.binding(merge_field)
 
     def related_records(self, via: Field) -> list[Record]:
         from crm.selectors import records_related
