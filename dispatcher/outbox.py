@@ -16,7 +16,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q, prefetch_related_objects
+from django.db.models import Case, F, Q, Value, When, prefetch_related_objects
 from django.utils import timezone
 
 from crm.models import Organization, Record
@@ -124,22 +124,27 @@ def delivery_log_cancelled(
     )
 
 
-def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None) -> list[tuple[int, uuid.UUID]]:
-    """Claim up to limit due deliveries for this worker; returns (id, claim token) pairs."""
+def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None,
+                     first: int | None = None) -> list[tuple[int, uuid.UUID]]:
+    """Claim up to limit due deliveries for this worker, delivery `first` before the others if it is due;
+    returns (id, claim token) pairs."""
     token = uuid.uuid4()
     lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
     with transaction.atomic():
         candidates = Delivery.objects.due(now)
         if ids is not None:
             candidates = candidates.filter(pk__in=ids)
+        order = ["due_at"] if first is None else [Case(When(pk=first, then=Value(0)), default=Value(1)), "due_at"]
         # SKIP LOCKED lets workers claim side by side on PostgreSQL; SQLite ignores it and serialises writers.
-        chosen = list(candidates.order_by("due_at").select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        chosen = list(candidates.order_by(*order).select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
         if not chosen:
             return []
-        Delivery.objects.due(now).filter(pk__in=chosen).update(
+        claimed = Delivery.objects.due(now).filter(pk__in=chosen).update(
             status=DeliveryStatus.DISPATCHED, claim_token=token, lease_expires_at=lease_until,
             attempt_count=F("attempt_count") + 1,
         )
+    if claimed == len(chosen):  # all of them (always so on PostgreSQL, where they were locked)
+        return [(pk, token) for pk in chosen]
     return [(pk, token) for pk in Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)]
 
 
@@ -149,9 +154,10 @@ def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.
     A worker woken for one delivery takes whatever else is due along with it, so a burst of enqueues
     (one wake-up per batch of them) is sent in batches instead of one claim per delivery.
     """
-    claimed = deliveries_claim(now=timezone.now(), limit=1, ids=[delivery_id])
-    if batch > 1:
-        claimed += deliveries_claim(now=timezone.now(), limit=batch - 1)
+    if batch > 1:  # one claim for it and whatever else is due
+        claimed = deliveries_claim(now=timezone.now(), limit=batch, first=delivery_id)
+    else:
+        claimed = deliveries_claim(now=timezone.now(), limit=1, ids=[delivery_id])
     attempted = deliveries_attempt(claimed=claimed)
     if budget_seconds > 0:
         deliveries_drain(batch=batch, budget_seconds=budget_seconds)
