@@ -3,6 +3,7 @@ and the result rows every benchmark prints and writes as JSON for bench/run.py."
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def report(rows: list[dict], json_path: Path | None, header: str = "") -> None:
         json_path.write_text(json.dumps(rows, indent=2))
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
@@ -51,7 +52,7 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         verdict = "" if r["pass"] is None else "pass" if r["pass"] else "FAIL"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"{r['figure'][:58]:58} {_number(r['value']):>12} {r['unit'][:9]:9} {_number(r['baseline']):>10} "
+        print(f"{r['figure'][:58]:58} {number(r['value']):>12} {r['unit'][:9]:9} {number(r['baseline']):>10} "
               f"{ratio:>7} {r['target'][:14]:>14} {verdict:4}")
         if r.get("note"):
             print(f"    {r['note']}")
@@ -78,7 +79,8 @@ class Receiver:
     when nginx is absent, and then labelled. With access_log, nginx logs "<msec> <request_uri>" per request;
     /big answers big_body_bytes of data."""
 
-    def __init__(self, *, access_log: bool = False, big_body_bytes: int = 0) -> None:
+    def __init__(self, *, access_log: bool = False, big_body_bytes: int = 0,
+                 log_format: str = "$msec $request_uri") -> None:
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="bench-receiver-"))
         self.log_path = self.folder / "access.log"
@@ -87,7 +89,7 @@ class Receiver:
             with open(self.folder / "big", "wb") as big:
                 big.truncate(big_body_bytes)
         if nginx:
-            log = f"log_format t '$msec $request_uri'; access_log {self.log_path} t;" if access_log else "access_log off;"
+            log = f"log_format t '{log_format}'; access_log {self.log_path} t;" if access_log else "access_log off;"
             (self.folder / "nginx.conf").write_text(f"""
 worker_processes 1; daemon off; pid {self.folder}/nginx.pid; error_log {self.folder}/error.log;
 events {{ worker_connections 1024; }}
@@ -178,15 +180,19 @@ def bench_webhook(url: str, **attributes):
 class Workers:
     """`celery worker` processes on the deliveries queue, started and stopped by a benchmark."""
 
-    def __init__(self, *, count: int = 1, concurrency: int = 4, env: dict | None = None, tag: str = "bench") -> None:
+    def __init__(self, *, count: int = 1, concurrency: int = 4, env: dict | None = None, tag: str = "bench",
+                 beat: bool = False) -> None:
         from celery import current_app
 
-        self.names = [f"{tag}{w}-{concurrency}@{socket.gethostname()}" for w in range(count)]
+        self.names = [f"{tag}{w}-{concurrency}-{os.urandom(3).hex()}@{socket.gethostname()}" for w in range(count)]
+        schedule = tempfile.mkdtemp(prefix="bench-beat-")
         self.processes = [subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", name,
-             "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+             "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+             *(["-B", "--schedule", f"{schedule}/beat"] if beat and index == 0 else [])],
             cwd=BASE_DIR, env=env or {**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ) for name in self.names]
+            start_new_session=True,
+        ) for index, name in enumerate(self.names)]
         if (env or os.environ).get("CELERY_BROKER_URL", "").startswith("filesystem"):
             time.sleep(3)  # the file-system broker cannot broadcast a ping
         else:
@@ -201,9 +207,16 @@ class Workers:
             children += [int(pid) for pid in path.read_text().split()] if path.exists() else []
         return children
 
+    def kill(self) -> None:
+        """SIGKILL to every worker and its pool processes, as when a machine dies."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
     def stop(self) -> None:
         for process in self.processes:
-            process.terminate()
+            process.terminate()  # warm shutdown: the worker lets its pool finish
         for process in self.processes:
             process.wait()
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
+from bench.table import markdown  # noqa: E402
 
 BENCHMARKS = ["render", "rules", "throughput", "latency", "logscale", "memory"]
 
@@ -68,8 +69,10 @@ def main() -> None:
           f"{info['postgresql']}, {info['redis']}; {'quick' if args.quick else 'full'} run, seconds: {timings}")
     common.print_table(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "quick": args.quick, "seconds": timings, "rows": rows}, indent=2))
-    print(f"\nwritten to {out}")
+    results = {"machine": info, "quick": args.quick, "seconds": timings, "rows": rows}
+    out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(markdown(results))
+    print(f"\nwritten to {out} and {out.with_suffix('.md')} (the README's table)")
 
 
 if __name__ == "__main__":

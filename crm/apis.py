@@ -58,7 +58,9 @@ def api_view(methods: set[str]) -> Callable:
 
 
 def _module(key: ApiKey, name: str) -> Module:
-    module = Module.objects.filter(organization_id=key.organization_id, api_name=name).first()
+    # A NUL (%00 in the path) cannot even be sent to PostgreSQL in a query: no module has it in its name.
+    module = None if "\x00" in name else Module.objects.filter(organization_id=key.organization_id,
+                                                               api_name=name).first()
     if module is None:
         raise ApiError(404, "unknown_module", f"There is no module “{name}”.")
     return module
@@ -81,11 +83,20 @@ def json_body(request: HttpRequest) -> Any:
     if length > settings.API_MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"The body may have at most {settings.API_MAX_BODY_BYTES} bytes.")
     try:
-        return json.loads(request.body or b"null")
+        data = json.loads(request.body or b"null")
+        # Lone surrogates ("\ud800") are valid JSON escapes but not text: no database can store them.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
     except RequestDataTooBig:
         raise ApiError(413, "too_large", f"The body may have at most {settings.API_MAX_BODY_BYTES} bytes.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}.") from None
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_json", "The body contains text that is not valid Unicode (a lone surrogate "
+                                            "escape such as \\ud800).") from None
+    except (RecursionError, ValueError) as error:  # nesting too deep; an integer with too many digits
+        reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ApiError(400, "invalid_json", f"The body cannot be read as JSON: {reason}.") from None
+    return data
 
 
 def _values(data: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from crm.standard_modules import STANDARD_MODULES
 
 TEXT_MAX_LENGTH = 255
 TEXTAREA_MAX_LENGTH = 32_000
+NUMBER_MAX_DIGITS = 18  # digits before the decimal point of a number or currency value (Zoho allows 16)
 
 
 @transaction.atomic
@@ -133,9 +134,12 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, (int, str)):
             raise ValidationError("expected a whole number.")
         try:
-            return int(raw)
+            number = int(raw)
         except ValueError:
             raise ValidationError("expected a whole number.") from None
+        if abs(number) >= 10 ** NUMBER_MAX_DIGITS:
+            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
+        return number
     if kind in (FieldType.DECIMAL, FieldType.CURRENCY):
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
             raise ValidationError("expected a number.")
@@ -145,6 +149,8 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
             raise ValidationError("expected a number.") from None
         if not number.is_finite():
             raise ValidationError("expected a finite number.")
+        if abs(number.adjusted()) > NUMBER_MAX_DIGITS:
+            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
         # Stored as text so that 1234.50 keeps its exact digits in JSON.
         return str(number.quantize(Decimal("0.01")) if kind == FieldType.CURRENCY else number)
     if kind == FieldType.DATE:

@@ -48,7 +48,8 @@ def _object(data: Any, allowed: set[str]) -> dict[str, Any]:
 
 
 def _channel(key: ApiKey, channel_id: str) -> Channel:
-    channel = Channel.objects.filter(organization_id=key.organization_id, public_id=channel_id).first()
+    channel = None if "\x00" in channel_id else Channel.objects.filter(organization_id=key.organization_id,
+                                                                         public_id=channel_id).first()
     if channel is None:
         raise ApiError(404, "not_found", f"There is no channel “{channel_id}”.")
     return channel

@@ -3,12 +3,18 @@
 - The host is resolved once; the address is checked (no private, loopback, link-local, reserved or
   metadata addresses) and that same address is connected to (requests-hardened pins it).
 - Only allowed ports; redirects are never followed (a 3xx is the attempt's result).
-- Connect and read timeouts, an overall deadline, and a cap on the response body.
+- Connect and read timeouts, an overall deadline, and a cap on the response body. Socket timeouts
+  bound each read only, so a receiver that trickles a byte at a time could hold a worker forever: a
+  watchdog thread cuts the connection when the deadline passes, in the head or in the body.
 - No proxies from the environment: they would bypass the address check.
 - Never raises for a network problem: the result says what happened, the caller decides.
 """
+import heapq
 import ipaddress
+import itertools
+import os
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,8 +26,10 @@ from django.conf import settings
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from dispatcher.validators import address_forbidden, port_allowed
+from dispatcher.validators import address_forbidden, literal_address, port_allowed
 
 CHUNK_SIZE = 16 * 1024
 
@@ -54,8 +62,92 @@ class HttpResult:
         return self.status_code is not None and 200 <= self.status_code < 300 and self.error_class is None
 
 
+class _Deadline:
+    """The moment one request must be over by, and the connections it uses (to cut them then)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.connections: list[HTTPConnection] = []
+        self.done = False
+        self.expired = False
+
+    def cut(self) -> None:
+        self.expired = True
+        for connection in self.connections:
+            if (sock := getattr(connection, "sock", None)) is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read in the sending thread
+                except OSError:
+                    pass
+
+
+class _Watchdog:
+    """One thread per process that cuts requests past their deadline (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Deadline]] = []
+        self.counter = itertools.count()
+        self.condition = threading.Condition()
+        self.pid = 0
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self.condition:
+            if self.pid != os.getpid():  # first use in this process (threads do not survive a fork)
+                self.pid, self.heap = os.getpid(), []
+                threading.Thread(target=self._run, name="http-deadline", daemon=True).start()
+            heapq.heappush(self.heap, (deadline.at, next(self.counter), deadline))
+            if self.heap[0][2] is deadline:
+                self.condition.notify()
+
+    def _run(self) -> None:
+        with self.condition:
+            while True:
+                while self.heap and self.heap[0][2].done:
+                    heapq.heappop(self.heap)
+                if not self.heap:
+                    self.condition.wait()
+                    continue
+                wait = self.heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self.condition.wait(wait)
+                    continue
+                heapq.heappop(self.heap)[2].cut()
+
+
+_watchdog = _Watchdog()
+_current = threading.local()  # the _Deadline of the request this thread is sending
+
+
+class _WatchedConnection:
+    def request(self, *args, **kwargs):
+        if (deadline := getattr(_current, "deadline", None)) is not None:
+            deadline.connections.append(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 class _GuardedAdapter(IPFilterAdapter):
-    """requests-hardened's pinning adapter with our stricter rule: only globally routable addresses."""
+    """requests-hardened's pinning adapter with our stricter rule (only globally routable addresses) and
+    connections the deadline watchdog can cut."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -107,36 +199,45 @@ def request_send(request) -> HttpResult:
 
     try:
         parts = urlsplit(request.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
     except ValueError:
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "%" in parts.hostname:
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
-    if not port_allowed(port):
+    if port == 0 or not port_allowed(port):
         return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_PORT, error_message=f"Port {port} is not allowed.")
+    # An address spelled in the URL is checked before anything is sent, in every spelling a resolver accepts.
+    if (address := literal_address(parts.hostname)) is not None and address_forbidden(address):
+        return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_ADDRESS,
+                          error_message=f"The address {address} is not a public address.")
+    deadline = _current.deadline = _Deadline(started + settings.WEBHOOK_TOTAL_TIMEOUT)
+    _watchdog.watch(deadline)
     try:
-        response = session().request(
-            request.method, request.url, headers=request.headers, data=request.body or None,
-            stream=True, allow_redirects=False,
-            timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
-        )
-    except InvalidIPAddress as error:
-        return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
-                          error_message=f"The host resolves to a forbidden address ({error}).")
-    except requests.RequestException as error:
-        error_class, message = _classify(error)
-        return HttpResult(None, elapsed_ms(), error_class=error_class, error_message=message)
-
-    with response:
-        body, truncated, error_class, message = _read_capped(response, started)
+        try:
+            response = session().request(
+                request.method, request.url, headers=request.headers, data=request.body or None,
+                stream=True, allow_redirects=False,
+                timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
+            )
+        except InvalidIPAddress as error:
+            return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
+                              error_message=f"The host resolves to a forbidden address ({error}).")
+        except requests.RequestException as error:
+            error_class, message = _total_timeout() if deadline.expired else _classify(error)
+            return HttpResult(None, elapsed_ms(), error_class=error_class, error_message=message)
+        with response:
+            body, truncated, error_class, message = _read_capped(response, deadline)
+    finally:
+        deadline.done = True
+        _current.deadline = None
     return HttpResult(
         status_code=response.status_code, duration_ms=elapsed_ms(), headers=dict(response.headers),
         body=body, truncated=truncated, error_class=error_class, error_message=message,
     )
 
 
-def _read_capped(response: requests.Response, started: float) -> tuple[bytes, bool, ErrorClass | None, str]:
-    cap, deadline = settings.WEBHOOK_MAX_RESPONSE_BYTES, started + settings.WEBHOOK_TOTAL_TIMEOUT
+def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[bytes, bool, ErrorClass | None, str]:
+    cap = settings.WEBHOOK_MAX_RESPONSE_BYTES
     chunks: list[bytes] = []
     size = 0
     try:
@@ -145,13 +246,18 @@ def _read_capped(response: requests.Response, started: float) -> tuple[bytes, bo
             size += len(chunk)
             if size > cap:
                 return b"".join(chunks)[:cap], True, None, ""
-            if time.monotonic() > deadline:
-                return (b"".join(chunks), True, ErrorClass.TIMEOUT,
-                        f"The response took longer than {settings.WEBHOOK_TOTAL_TIMEOUT:g} s in all.")
+            if deadline.expired or time.monotonic() > deadline.at:
+                return (b"".join(chunks), True, *_total_timeout())
     except Exception as error:  # urllib3 raises its own errors mid-body (reset, timeout, bad chunking)
-        error_class, message = _classify(error)
+        error_class, message = _total_timeout() if deadline.expired else _classify(error)
         return b"".join(chunks), True, error_class, message
+    if deadline.expired:  # cut while reading: what arrived is not the whole answer
+        return b"".join(chunks), True, *_total_timeout()
     return b"".join(chunks), False, None, ""
+
+
+def _total_timeout() -> tuple[ErrorClass, str]:
+    return ErrorClass.TIMEOUT, f"The receiver took longer than {settings.WEBHOOK_TOTAL_TIMEOUT:g} s in all."
 
 
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'\"\)]*")

@@ -358,7 +358,7 @@ def _attempt(delivery: Delivery, batch: _Batch) -> Delivery:
         return delivery
     sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
     signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
-    return _record(delivery, token, batch, now, request_send(signed))
+    return _record(delivery, token, batch, now, request_send(signed), signed)
 
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
@@ -392,7 +392,7 @@ def _prepare(delivery: Delivery, token: uuid.UUID, batch: _Batch, now: datetime.
 
 
 def _record(delivery: Delivery, token: uuid.UUID, batch: _Batch, started: datetime.datetime,
-            result: HttpResult) -> Delivery:
+            result: HttpResult, request: RenderedRequest) -> Delivery:
     finished = timezone.now()
     error_class = errors.error_class_of(result)
     if result.is_success:
@@ -405,9 +405,11 @@ def _record(delivery: Delivery, token: uuid.UUID, batch: _Batch, started: dateti
     attempt = Attempt(
         delivery=delivery, number=delivery.attempt_count, started_at=started, duration_ms=result.duration_ms,
         status_code=result.status_code, error_class=error_class, error_message=result.error_message[:500],
-        response_headers=result.headers, response_truncated=result.truncated, outcome=status,
-        captured=_capture(delivery, result),
-        response_body=result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS].replace("\x00", "\ufffd"),
+        response_headers={name: request.mask(value) for name, value in result.headers.items()},
+        response_truncated=result.truncated, outcome=status, captured=_capture(delivery, result),
+        # Masked too: a receiver that echoes the request would otherwise put its secrets in the log.
+        response_body=request.mask(result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]).replace(
+            "\x00", "\ufffd"),
     )
     return _conclude(delivery, token, batch, attempt, now=finished, reason=reason, due_at=due_at,
                      duration_ms=result.duration_ms, timed=True)

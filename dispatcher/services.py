@@ -1,4 +1,5 @@
 """Webhook definitions: the checks that span several fields, previews, test sends, secret rotation."""
+import dataclasses
 import json
 import uuid
 from collections import defaultdict
@@ -185,13 +186,16 @@ def webhook_preview(*, webhook: Webhook, record: Record) -> RenderedRequest:
 
 
 def webhook_send_test(*, webhook: Webhook, record: Record) -> tuple[RenderedRequest, HttpResult]:
-    """Send the real request once through the guarded client; returns what was sent (masked) and the result."""
+    """Send the real request once through the guarded client; returns what was sent and the result, both
+    with the secrets masked (a receiver may echo the request)."""
     _check_record(webhook, record)
     request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_test_{uuid.uuid4().hex}")
     result = request_send(request)
     usage_count(organization=webhook.organization, now=timezone.now(), source=DeliverySource.TEST,
                 outcome=DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED)
-    return request.masked(), result
+    shown = dataclasses.replace(result, body=request.mask(result.body.decode("utf-8", "replace")).encode(),
+                                headers={name: request.mask(value) for name, value in result.headers.items()})
+    return request.masked(), shown
 
 
 def _check_record(webhook: Webhook, record: Record) -> None:

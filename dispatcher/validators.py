@@ -28,6 +28,11 @@ def validate_parameter_name(value: str) -> None:
         )
 
 
+# IPv6 forms that carry an IPv4 address and that Python still calls global: IPv4-compatible (::a.b.c.d,
+# deprecated by RFC 4291) and IPv4-translated (::ffff:0:a.b.c.d, RFC 2765). No public receiver uses them.
+EMBEDDED_IPV4_RANGES = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+
+
 def port_allowed(port: int) -> bool:
     return settings.WEBHOOK_ALLOW_ANY_PORT or port in settings.WEBHOOK_ALLOWED_PORTS
 
@@ -55,8 +60,11 @@ def validate_webhook_url(value: str) -> None:
         )
     if parts.fragment:
         raise ValidationError("The URL must not contain a #fragment; it is never sent.", code="invalid_url")
-    effective_port = port or (443 if parts.scheme == "https" else 80)
-    if not port_allowed(effective_port):
+    if "%" in parts.hostname:
+        raise ValidationError("The host name must not contain “%” (an encoded character or an IPv6 zone).",
+                              code="invalid_url")
+    effective_port = port if port is not None else (443 if parts.scheme == "https" else 80)
+    if effective_port == 0 or not port_allowed(effective_port):
         allowed = ", ".join(map(str, settings.WEBHOOK_ALLOWED_PORTS))
         raise ValidationError(
             f"Port {effective_port} is not allowed; webhooks may only use ports {allowed}.", code="port_not_allowed"
@@ -76,6 +84,7 @@ LEGACY_IPV4_RE = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}
 def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address a host name spells directly, including the forms resolvers accept: 2130706433,
     0x7f.1, 0177.0.0.1."""
+    host = host.removesuffix(".")  # "127.0.0.1." is the same address to a resolver
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -94,4 +103,5 @@ def address_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     if address.is_loopback and settings.WEBHOOK_ALLOW_LOOPBACK:
         return False
     # requests-hardened's extra ranges: NAT64, 6to4, CGNAT and others that can reach inside networks.
-    return not address.is_global or address.is_multicast or any(address in net for net in EXTRA_BLOCKED_NET_RANGES)
+    return (not address.is_global or address.is_multicast or any(address in net for net in EXTRA_BLOCKED_NET_RANGES)
+            or any(address in net for net in EMBEDDED_IPV4_RANGES))

@@ -48,11 +48,19 @@ class RenderedRequest:
         headers = dict(self.headers)
         if "Authorization" in headers:
             headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " " + MASK
-        url, body = self.url, self.body.decode("utf-8", "replace")
-        for secret in self.secrets:
-            for form in {secret, quote_plus(secret), in_json_string(secret), xml_text(secret)}:
-                url, body = url.replace(form, MASK), body.replace(form, MASK)
-        return RenderedRequest(self.method, url, headers, body.encode())
+        return RenderedRequest(self.method, self.mask(self.url), headers,
+                               self.mask(self.body.decode("utf-8", "replace")).encode())
+
+    def mask(self, text: str) -> str:
+        """text with this request's secrets masked, in every spelling they can take: as typed, URL-, JSON- and
+        XML-escaped, and the Basic credentials as sent (a receiver that echoes the request shows them)."""
+        forms = {form for secret in self.secrets
+                 for form in (secret, quote_plus(secret), in_json_string(secret), xml_text(secret))}
+        if (authorization := self.headers.get("Authorization", "")).startswith("Basic "):
+            forms.add(authorization.split(" ", 1)[1])
+        for form in sorted(filter(None, forms), key=len, reverse=True):
+            text = text.replace(form, MASK)
+        return text
 
     def seal(self) -> str:
         """JSON of the whole request, secrets included: only ever stored encrypted."""

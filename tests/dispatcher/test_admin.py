@@ -165,7 +165,7 @@ def test_send_test_shows_a_refused_address(admin_client, modules, deal, settings
     webhook = webhook_create(module=modules["Deals"], name="Books", url="http://127.0.0.1/hook")
     settings.WEBHOOK_ALLOW_LOOPBACK = False
     page = admin_client.post(reverse("admin:dispatcher_webhook_preview", args=[webhook.pk]), {"record": deal.pk})
-    assert "blocked_address: The host resolves to a forbidden address (127.0.0.1)." in page.content.decode()
+    assert "blocked_address: The address 127.0.0.1 is not a public address." in page.content.decode()
 
 
 def test_staff_with_view_permission_only_cannot_send(client, django_user_model, modules, deal):

@@ -36,21 +36,29 @@ def _database_url() -> str:
 class Worker:
     """One `celery worker` process (and its pool children), in its own process group so it can be killed."""
 
-    def __init__(self, env: dict[str, str], concurrency: int) -> None:
+    def __init__(self, env: dict[str, str], concurrency: int, beat: bool = False) -> None:
         self.name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
         (BASE_DIR / "var").mkdir(exist_ok=True)
         self.log = open(BASE_DIR / "var" / f"{self.name}.log", "w")
+        # With beat, the worker runs the pump itself (celery -B), as a one-machine deployment would.
+        schedule = ["-B", "--schedule", str(BASE_DIR / "var" / f"{self.name}-beat")] if beat else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", self.name,
-             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+             *schedule],
             cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_for(self._ready, timeout=60, what=f"worker {self.name} to answer a ping")
+        try:
+            wait_for(self._ready, timeout=60, what=f"worker {self.name} to answer a ping")
+        except BaseException:
+            self.stop()  # never leave a worker behind: it would take tasks from the next test
+            raise
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"worker exited with {self.process.returncode}; see {self.log.name}")
-        return bool(current_app.control.ping(destination=[self.name], timeout=0.5))
+        with current_app.connection_for_write() as connection:  # a new connection: pooled ones may be stale
+            return bool(current_app.control.ping(destination=[self.name], timeout=0.5, connection=connection))
 
     def kill(self) -> None:
         """SIGKILL to the worker and its pool: nothing gets to clean up, as when a machine dies."""
@@ -89,11 +97,12 @@ def start_worker(tmp_path, receiver):
     }
     workers: list[Worker] = []
 
-    def start(concurrency: int = 2) -> Worker:
-        workers.append(Worker(env, concurrency))
+    def start(concurrency: int = 2, beat: bool = False, **settings_env: str) -> Worker:
+        workers.append(Worker({**env, **settings_env}, concurrency, beat))
         return workers[-1]
 
     start.mail_dir = mail_dir
+    start.env = env
     yield start
     for worker in workers:
         worker.stop()

@@ -1,0 +1,34 @@
+"""The results of bench/run.py as a Markdown table (for the README).
+
+    .venv/bin/python bench/table.py [bench/results.json]
+"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import BASE_DIR, number  # noqa: E402
+
+
+def markdown(results: dict) -> str:
+    info = results["machine"]
+    lines = [
+        f"{info['date']}, {'quick' if results['quick'] else 'full'} run: {info['cores']} cores ({info['cpu']}), "
+        f"{info['memory_gib']} GiB, Python {info['python']}, {info['postgresql']}, "
+        f"{info['redis'].split(' sha=')[0]}, receiver nginx.",
+        "",
+        "| figure | value | baseline | ratio | target | |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in results["rows"]:
+        verdict = "" if r["pass"] is None else "pass" if r["pass"] else "**miss**"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        baseline = f"{number(r['baseline'])} {r['unit']}" if r["baseline"] is not None else ""
+        lines.append(f"| {r['figure']} | {number(r['value'])} {r['unit']} | {baseline} | {ratio} | "
+                     f"{r['target']} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else BASE_DIR / "bench" / "results.json"
+    print(markdown(json.loads(path.read_text())), end="")

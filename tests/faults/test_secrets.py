@@ -1,0 +1,98 @@
+"""Secrets never leave: a run with a Basic auth password and a token in a custom parameter, against a receiver
+that echoes the whole request back in a failing answer, then every output of the run is searched for them:
+logs (text and JSON), e-mails, auditor pages, the log export, the config export, /metrics."""
+import base64
+import io
+import json
+import logging
+from urllib.parse import quote_plus
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+from werkzeug import Response
+
+from config.logformat import JsonFormatter
+from crm import services as crm_services
+from crm.models import CrmUser
+from dispatcher import outbox
+from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
+from tests.factories import webhook_create
+
+PASSWORD = "pa&ss<wörd> \"hunter2\""  # characters that every encoding escapes differently
+TOKEN = "tok/+=&é secret"
+
+
+def spellings(*secrets: str) -> set[str]:
+    forms = set()
+    for secret in secrets:
+        forms |= {secret, quote_plus(secret), json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms.add(base64.b64encode(f"crm:{PASSWORD}".encode()).decode())
+    return forms
+
+
+def echo(request) -> Response:
+    """A receiver that answers 500 with everything it was sent: headers and body."""
+    text = "\n".join(f"{k}: {v}" for k, v in request.headers.items()) + "\n\n" + request.get_data(as_text=True)
+    return Response(text, status=500, headers={"X-Echo-Authorization": request.headers.get("Authorization", "")})
+
+
+@pytest.fixture
+def run(receiver, owner, modules, settings, caplog):
+    """One failed delivery (no retries), with every log line captured."""
+    settings.ADMINS = []
+    CrmUser.objects.create(organization=owner.organization, last_name="Admin", email="admin@zylker.example",
+                           is_admin=True)
+    receiver.expect_request("/hook").respond_with_handler(echo)
+    no_retry = RetryPolicy.objects.create(code="none", name="No retry", delays=[])
+    hook = webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"), retry_policy=no_retry,
+                          auth_type="basic", auth_username="crm", auth_password=PASSWORD,
+                          entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", TOKEN)])
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+    caplog.set_level(logging.DEBUG)
+    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    outbox.delivery_run(delivery_id=delivery.pk)
+    delivery = Delivery.objects.get(pk=delivery.pk)
+    assert delivery.status == DeliveryStatus.FAILED and len(receiver.log) == 1
+    sent = receiver.log[0][0]
+    assert sent.headers["Authorization"].endswith(base64.b64encode(f"crm:{PASSWORD}".encode()).decode())
+    assert TOKEN in sent.args.get("authtoken", "") + sent.get_data(as_text=True)  # the receiver did get them
+    return hook, delivery
+
+
+@pytest.mark.django_db
+def test_no_output_of_a_run_contains_a_secret(run, client, django_user_model, caplog):
+    hook, delivery = run
+    outputs: dict[str, str] = {}
+    formatter = JsonFormatter()
+    outputs["log (text)"] = caplog.text
+    outputs["log (JSON)"] = "\n".join(formatter.format(record) for record in caplog.records)
+    outputs["e-mails"] = "\n".join(f"{m.subject}\n{m.body}" for m in mail.outbox)
+    assert mail.outbox, "the failure e-mail was sent"
+    attempt = Attempt.objects.get(delivery=delivery)
+    outputs["stored attempt"] = json.dumps([attempt.response_body, attempt.response_headers, attempt.error_message])
+    outputs["stored request display"] = delivery.request_display
+
+    auditor = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
+    auditor.groups.add(Group.objects.get(name="Auditor"))
+    client.force_login(auditor)
+    for url in [reverse("admin:dispatcher_delivery_changelist"),
+                reverse("admin:dispatcher_delivery_change", args=[delivery.pk]),
+                reverse("admin:dispatcher_attempt_changelist"),
+                reverse("admin:dispatcher_attempt_change", args=[attempt.pk]),
+                reverse("admin:dispatcher_webhook_change", args=[hook.pk]),
+                reverse("admin:dispatcher_delivery_export"), "/metrics"]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        outputs[url] = (b"".join(response.streaming_content) if response.streaming else response.content).decode()
+    assert "********" in outputs[reverse("admin:dispatcher_attempt_change", args=[attempt.pk])]
+
+    export = io.StringIO()
+    call_command("export_config", stdout=export)
+    outputs["export_config"] = export.getvalue()
+
+    for name, text in outputs.items():
+        for form in spellings(PASSWORD, TOKEN, hook.signing_secret):
+            assert form not in text, f"{form!r} in {name}"
