@@ -196,8 +196,16 @@ class Workers:
         if (env or os.environ).get("CELERY_BROKER_URL", "").startswith("filesystem"):
             time.sleep(3)  # the file-system broker cannot broadcast a ping
         else:
-            while len(current_app.control.ping(destination=self.names, timeout=0.5)) < len(self.names):
-                pass
+            try:
+                while not self._answering(current_app):
+                    pass
+            except BaseException:
+                self.kill()
+                raise
+
+    def _answering(self, app) -> bool:
+        with app.connection_for_write() as connection:  # a new connection: pooled ones may be stale
+            return len(app.control.ping(destination=self.names, timeout=0.5, connection=connection)) == len(self.names)
 
     def pids(self) -> list[int]:
         """The pool processes (children of each worker), where deliveries run."""
