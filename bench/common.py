@@ -146,6 +146,7 @@ def postgres_environment(database: str) -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {database}")
+        admin.execute("CHECKPOINT")  # the previous benchmark's writes are flushed now, not during this one
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     os.environ.update({"WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOWED_PORTS": "*", "LOG_LEVEL": "WARNING",

@@ -5,7 +5,7 @@ and time to recover. tests/faults/ runs shorter versions of the same in CI.
     .venv/bin/python bench/faults.py [--n 5000] [--kills 10] [--quick] [--json FILE]
 
 - worker killed: SIGKILL to the worker and its pool at random moments (after a random number of
-  successes), a new worker started each time;
+  successes), a new worker started each time; again with WEBHOOK_ATTEMPT_FLUSH_SECONDS=0;
 - broker lost: Redis flushed and every client disconnected (what a restart without persistence does);
 - database unavailable: the workers reach PostgreSQL through a proxy that drops every connection and
   refuses new ones for 10 seconds.
@@ -76,7 +76,7 @@ class Run:
                 "recovery_s": recovery}
 
 
-def worker_killed(hook, deal, receiver, n: int, kills: int, env: dict) -> dict:
+def worker_killed(hook, deal, receiver, n: int, kills: int, env: dict, label: str = "worker killed (SIGKILL)") -> dict:
     run = Run(hook, deal, receiver, n)
     rng = random.Random(7)
     workers = common.Workers(concurrency=CONCURRENCY, env=env, tag="faults", beat=True)
@@ -86,7 +86,7 @@ def worker_killed(hook, deal, receiver, n: int, kills: int, env: dict) -> dict:
         workers.kill()
         workers = common.Workers(concurrency=CONCURRENCY, env=env, tag="faults", beat=True)
         run.fault_over()
-    result = run.result("worker killed (SIGKILL)", kills)
+    result = run.result(label, kills)
     workers.stop()
     return result
 
@@ -143,6 +143,8 @@ def main() -> None:
     results = []
     try:
         results.append(worker_killed(hook, deal, receiver, n, kills, env))
+        results.append(worker_killed(hook, deal, receiver, n, kills, {**env, "WEBHOOK_ATTEMPT_FLUSH_SECONDS": "0"},
+                                     "worker killed, each attempt stored as it ends"))
         results.append(broker_lost(hook, deal, receiver, n, env))
         results.append(database_unavailable(hook, deal, receiver, n, env, seconds=3 if args.quick else 10))
     finally:

@@ -143,9 +143,15 @@ WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="CRM-Webhooks/1.0")
 # how long one drain task runs, and how long a claim lasts before another worker may take it over.
 WEBHOOK_PUMP_INTERVAL = env.float("WEBHOOK_PUMP_INTERVAL", default=2.0)
 WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)
-WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=20)
+WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=50)
+# A batch still running after this many seconds (slow receivers) gives back what it has not started.
+WEBHOOK_BATCH_HANDBACK_SECONDS = env.float("WEBHOOK_BATCH_HANDBACK_SECONDS", default=5.0)
 WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
+# A worker stores the attempts of its batch together, or once the oldest has waited this long. A worker
+# killed mid-batch makes up to WEBHOOK_DRAIN_BATCH duplicate requests; 0 stores every attempt as it ends
+# (at most one duplicate per killed pool process) at the cost of throughput (README, Benchmarks).
+WEBHOOK_ATTEMPT_FLUSH_SECONDS = env.float("WEBHOOK_ATTEMPT_FLUSH_SECONDS", default=1.0)
 # Ended deliveries (and their attempts) older than this many days are purged, in batches, every hour.
 WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE = {

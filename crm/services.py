@@ -251,10 +251,15 @@ def api_key_create(*, user: CrmUser, name: str) -> tuple[ApiKey, str]:
     return key, raw
 
 
+API_KEY_USE_RESOLUTION = datetime.timedelta(minutes=1)  # last_used_at is written at most this often
+
+
 def api_key_authenticate(*, raw: str) -> ApiKey | None:
     key = ApiKey.objects.active().select_related("organization", "user").filter(key_hash=_api_key_hash(raw)).first()
-    if key is not None:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # Not on every call: a busy integration would otherwise add a write to each of its requests.
+    if key is not None and (key.last_used_at is None or now - key.last_used_at >= API_KEY_USE_RESOLUTION):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
 
 

@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; the client already capped the read
 MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
-FLUSH_SECONDS = 1.0  # attempts of a batch are stored together, or as soon as the oldest has waited this long
 
 
 @dataclass(frozen=True)
@@ -201,8 +200,15 @@ def deliveries_attempt(*, claimed: list[tuple[int, uuid.UUID]]) -> list[Delivery
             delivery.webhook = webhooks[delivery.webhook_id]
         if delivery.endpoint is not None:
             delivery.endpoint = batch.endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    started, attempted = time.monotonic(), deliveries
     try:
-        return [_attempt(delivery, batch) for delivery in deliveries]
+        for index, delivery in enumerate(deliveries):
+            if index and time.monotonic() - started > settings.WEBHOOK_BATCH_HANDBACK_SECONDS:
+                batch.hand_back(deliveries[index:])
+                attempted = deliveries[:index]
+                break
+            _attempt(delivery, batch)
+        return attempted
     finally:
         batch.close()
 
@@ -229,12 +235,12 @@ class _Batch:
         self.first_outcome_at = 0.0
 
     def record(self, outcome: "_Outcome") -> None:
-        """Keep an outcome for the next write; written at once when outcomes have waited FLUSH_SECONDS (slow
-        receivers), so a lease never runs out on an attempt that was made but not stored."""
+        """Keep an outcome for the next write; written at once when outcomes have waited
+        WEBHOOK_ATTEMPT_FLUSH_SECONDS (slow receivers; 0: every attempt is stored as it ends)."""
         if not self.outcomes:
             self.first_outcome_at = time.monotonic()
         self.outcomes.append(outcome)
-        if time.monotonic() - self.first_outcome_at >= FLUSH_SECONDS:
+        if time.monotonic() - self.first_outcome_at >= settings.WEBHOOK_ATTEMPT_FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -282,6 +288,25 @@ class _Batch:
                 else:
                     other.claim_token = None
         return bool(renewed)
+
+    def hand_back(self, rest: list[Delivery]) -> None:
+        """Give back the deliveries this batch has not started, because slow receivers have held it up:
+        they are due again at once, for any worker, and a slow receiver delays them by seconds, not by the
+        rest of the batch."""
+        for delivery in rest:
+            self.waiting.pop(delivery.pk, None)
+        mine = [d for d in rest if d.claim_token == self.tokens[d.pk]]
+        for status, group in ((DeliveryStatus.QUEUED, [d for d in mine if d.cycle_attempts <= 1]),
+                              (DeliveryStatus.RETRY, [d for d in mine if d.cycle_attempts > 1])):
+            if group:
+                Delivery.objects.filter(pk__in=[d.pk for d in group], claim_token__in=set(self.tokens.values()),
+                                        status=DeliveryStatus.DISPATCHED).update(
+                    status=status, claim_token=None, lease_expires_at=None, attempt_count=F("attempt_count") - 1)
+            for delivery in group:
+                delivery.status, delivery.claim_token, delivery.lease_expires_at = status, None, None
+                delivery.attempt_count -= 1
+        logger.info("deliver.hand_back count=%s", len(mine))
+        deliveries_wake([d.pk for d in mine])
 
     def quota_take(self, delivery: Delivery, now: datetime.datetime) -> bool:
         """One call of today's quota, from the batch's reservation (made for all its deliveries of the organization)."""

@@ -134,3 +134,19 @@ def test_bulk_create_is_all_or_nothing(api, create_rule):
     assert status == 201 and len(body["data"]) == 100 and Delivery.objects.count() == 100
     status, body = api("POST", "Deals/bulk/", [{"Deal_Name": "x"}] * 101)
     assert (status, body["error"]["message"]) == (400, "At most 100 records per request; this has 101.")
+
+
+def test_a_keys_last_use_is_kept_to_the_minute_without_a_write_per_call(client, key, owner):
+    def call():
+        return client.post("/api/v1/records/Leads/", data={"Last_Name": "Used"}, content_type="application/json",
+                           headers={"X-API-Key": key})
+
+    assert call().status_code == 201
+    stored = ApiKey.objects.get()
+    first_use = stored.last_used_at
+    assert first_use is not None
+    assert call().status_code == 201
+    assert ApiKey.objects.get().last_used_at == first_use  # the second call, seconds later, wrote nothing
+    ApiKey.objects.update(last_used_at=first_use - services.API_KEY_USE_RESOLUTION)
+    assert call().status_code == 201
+    assert ApiKey.objects.get().last_used_at > first_use

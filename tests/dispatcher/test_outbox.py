@@ -272,3 +272,17 @@ def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
     assert (first.status, first.status_reason, first.last_status_code, first.finished_at, first.claim_token) == (
         "success", "Answered 200.", 200, now, None)
     assert (second.status, second.finished_at) == (DeliveryStatus.DISPATCHED, None)
+
+
+def test_a_batch_held_up_by_slow_receivers_gives_back_what_it_has_not_started(receiver, hook, deal, settings):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    settings.WEBHOOK_BATCH_HANDBACK_SECONDS = 0  # every batch counts as held up after its first attempt
+    first, second, third = (outbox.delivery_enqueue(webhook=hook, record=deal) for _ in range(3))
+    claimed = outbox.deliveries_claim(now=timezone.now(), limit=3)
+    outbox.deliveries_attempt(claimed=claimed)
+    states = {d.pk: (d.status, d.attempt_count, d.claim_token) for d in Delivery.objects.all()}
+    assert states == {first.pk: ("success", 1, None), second.pk: ("queued", 0, None), third.pk: ("queued", 0, None)}
+    assert len(receiver.log) == 1
+    assert outbox.deliveries_drain(batch=1, budget_seconds=10) == 2  # due again at once, for any worker
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"success"}
+    assert list(Attempt.objects.order_by("delivery").values_list("number", flat=True)) == [1, 1, 1]
