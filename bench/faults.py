@@ -14,6 +14,7 @@ Lost: deliveries not ended in Success, or whose webhook-id the receiver never lo
 requests beyond one per delivery. Recovery: from the end of a fault to the next stored Success.
 """
 import argparse
+import os
 import random
 import sys
 import time
@@ -125,6 +126,19 @@ def database_unavailable(hook, deal, receiver, n: int, env: dict, seconds: float
     return result
 
 
+def markdown(results: list[dict]) -> str:
+    """The table for the README."""
+    from django.conf import settings
+
+    lines = [f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, nginx receiver; worker concurrency {CONCURRENCY}, "
+             f"`WEBHOOK_DRAIN_BATCH` {settings.WEBHOOK_DRAIN_BATCH}, lease {FAST['WEBHOOK_LEASE_SECONDS']} s:", "",
+             "| fault | injected | deliveries sent | lost | duplicated | time to recover |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['fault']} | {r['injected']} | {r['sent']:,} | {r['lost']} | {r['duplicated']} | "
+              f"{r['recovery_s']:.1f} s |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     common.add_arguments(parser)
@@ -133,8 +147,6 @@ def main() -> None:
     args = parser.parse_args()
     n, kills = args.n or (500 if args.quick else 5000), args.kills or (3 if args.quick else 10)
     common.postgres_environment("webhooks_faults")
-    import os
-
     os.environ.update(FAST)
     common.django_ready()
     receiver = common.Receiver(access_log=True, log_format="$msec $http_webhook_id")
@@ -159,6 +171,8 @@ def main() -> None:
                             f"recovered in {r['recovery_s']:.1f} s") for r in results]
     if args.json:
         common.report(rows, args.json)
+    if not args.quick:
+        (common.BASE_DIR / "bench" / "faults.md").write_text(markdown(results))
     sys.exit(0 if all(r["lost"] == 0 for r in results) else 1)
 
 
