@@ -86,6 +86,7 @@ def main() -> None:
     common.django_ready()
     import requests
     from celery import current_app
+    from django.conf import settings
 
     from dispatcher.rendering.request import webhook_render_request
 
@@ -121,16 +122,18 @@ def main() -> None:
                 workers.stop()
             baselines.append(requests_loop())  # measured again beside each run: the machine's speed drifts
             runs.append((enqueue_rate / baselines[-1], enqueue_rate, commit_rate))
-        dispatched.append((f"{args.workers}x{concurrency} proc, batch {batch}", sorted(runs)[len(runs) // 2]))
+        dispatched.append((f"{args.workers}x{concurrency} proc, batch {batch}", batch, sorted(runs)[len(runs) // 2]))
     baseline = statistics.median(baselines)
     rows = [
         common.row("throughput: baseline, requests.Session loop, 1 thread", baseline, "deliv/s", baseline,
                    note=f"median of {len(baselines)} loops, one beside each dispatcher run"),
         common.row("throughput: reference, http.client loop, 1 thread", raw, "deliv/s", baseline),
     ]
-    for label, (ratio, enqueue_rate, commit_rate) in dispatched:
+    default = settings.WEBHOOK_DRAIN_BATCH
+    for label, batch, (ratio, enqueue_rate, commit_rate) in dispatched:
         rows.append(common.row(f"throughput: dispatcher {label}, enqueue→Success", enqueue_rate, "deliv/s",
-                               baseline, ratio=ratio, target=">= 0.5x", passed=ratio >= 0.5,
+                               baseline, ratio=ratio, target=">= 0.5x" if batch == default else "",
+                               passed=ratio >= 0.5 if batch == default else None,
                                note=f"the median of {args.repeat} runs, each against the loop measured beside it"
                                if args.repeat > 1 else ""))
         rows.append(common.row(f"throughput: dispatcher {label}, last commit→Success", commit_rate, "deliv/s",
