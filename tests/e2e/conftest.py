@@ -36,12 +36,11 @@ def _database_url() -> str:
 class Worker:
     """One `celery worker` process (and its pool children), in its own process group so it can be killed."""
 
-    def __init__(self, env: dict[str, str], concurrency: int, beat: bool = False) -> None:
+    def __init__(self, env: dict[str, str], concurrency: int, folder: Path, beat: bool = False) -> None:
         self.name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
-        (BASE_DIR / "var").mkdir(exist_ok=True)
-        self.log = open(BASE_DIR / "var" / f"{self.name}.log", "w")
+        self.log = open(folder / f"{self.name}.log", "w")  # in the test's tmp_path: pytest keeps the last runs
         # With beat, the worker runs the pump itself (celery -B), as a one-machine deployment would.
-        schedule = ["-B", "--schedule", str(BASE_DIR / "var" / f"{self.name}-beat")] if beat else []
+        schedule = ["-B", "--schedule", str(folder / f"{self.name}-beat")] if beat else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", self.name,
              "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip",
@@ -98,7 +97,7 @@ def start_worker(tmp_path, receiver):
     workers: list[Worker] = []
 
     def start(concurrency: int = 2, beat: bool = False, **settings_env: str) -> Worker:
-        workers.append(Worker({**env, **settings_env}, concurrency, beat))
+        workers.append(Worker({**env, **settings_env}, concurrency, tmp_path, beat))
         return workers[-1]
 
     start.mail_dir = mail_dir
