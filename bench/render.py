@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
 
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-os.environ["CELERY_BROKER_URL"] = "memory://"  # wake-ups are not what this measures, and leave no files
+os.environ["CELERY_BROKER_URL"] = "memory://localhost/"  # wake-ups are not what this measures, and leave no files
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
