@@ -296,8 +296,8 @@ class _Batch:
         for delivery in rest:
             self.waiting.pop(delivery.pk, None)
         mine = [d for d in rest if d.claim_token == self.tokens[d.pk]]
-        for status, group in ((DeliveryStatus.QUEUED, [d for d in mine if d.cycle_attempts <= 1]),
-                              (DeliveryStatus.RETRY, [d for d in mine if d.cycle_attempts > 1])):
+        for status in (DeliveryStatus.QUEUED, DeliveryStatus.RETRY):
+            group = [d for d in mine if _waiting_status(d) == status]
             if group:
                 Delivery.objects.filter(pk__in=[d.pk for d in group], claim_token__in=set(self.tokens.values()),
                                         status=DeliveryStatus.DISPATCHED).update(
@@ -370,8 +370,7 @@ def _attempt(delivery: Delivery, batch: _Batch) -> Delivery:
                         reason=f"On hold: the destination is disabled. {endpoint.disabled_reason}")
     if endpoint.rate_limit and not (delivery.rate_slot_at and delivery.rate_slot_at <= now):
         if (slot := health.rate_slot_take(endpoint=endpoint, now=now)) is not None:
-            waiting = DeliveryStatus.RETRY if delivery.cycle_attempts > 1 else DeliveryStatus.QUEUED
-            _release(delivery, token, waiting, due_at=slot, rate_slot_at=slot,
+            _release(delivery, token, _waiting_status(delivery), due_at=slot, rate_slot_at=slot,
                      reason=f"Waiting for the destination's rate limit ({endpoint.rate_limit}/s).")
             delivery_wake_at(delivery.pk, slot)
             return delivery
@@ -507,6 +506,12 @@ def _outcomes_write(outcomes: list[_Outcome]) -> set[int]:
         for key, value in o.changes.items():
             setattr(o.delivery, key, value)
     return updated
+
+
+def _waiting_status(delivery: Delivery) -> str:
+    """The status of a claimed delivery given back unattempted: Retry once an earlier attempt of this cycle
+    failed, Queued before its first (its claim already counts in cycle_attempts)."""
+    return DeliveryStatus.RETRY if delivery.cycle_attempts > 1 else DeliveryStatus.QUEUED
 
 
 def _release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: datetime.datetime | None, reason: str,
