@@ -36,7 +36,7 @@ class Run:
     def __init__(self, hook, deal, receiver: "common.Receiver", n: int) -> None:
         from django.db import transaction
 
-        from dispatcher import outbox
+        from dispatcher import delivery as delivery_engine
         from dispatcher.models import Delivery
 
         self.receiver, self.n = receiver, n
@@ -44,7 +44,7 @@ class Run:
         first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         for start in range(0, n, 500):
             with transaction.atomic():
-                outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(min(500, n - start))])
+                delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(min(500, n - start))])
         self.deliveries = Delivery.objects.filter(pk__gt=first)
         self.recoveries: list[float] = []
 

@@ -52,12 +52,12 @@ def dispatch_rate(hook, deal, n: int) -> float:
     """Deliveries per second through the outbox in this process (claim, render, sign, send, record)."""
     from django.db import transaction
 
-    from dispatcher import outbox
+    from dispatcher import delivery as delivery_engine
 
     with transaction.atomic():
-        outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(n)])
+        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(n)])
     started = time.perf_counter()
-    done = outbox.deliveries_drain(batch=20, budget_seconds=600)
+    done = delivery_engine.deliveries_drain(batch=20, budget_seconds=600)
     return done / (time.perf_counter() - started)
 
 

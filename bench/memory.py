@@ -21,13 +21,13 @@ BIG = 100 * 1024 * 1024
 def deliver(hook, deal, n: int) -> None:
     from django.db import transaction
 
-    from dispatcher import outbox
+    from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
     first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     for offset in range(0, n, 1000):
         with transaction.atomic():
-            outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(min(1000, n - offset))])
+            delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(min(1000, n - offset))])
     ended = Delivery.objects.filter(pk__gt=first, status__in=["success", "failed"])
     while ended.count() < n:
         time.sleep(0.2)

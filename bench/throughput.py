@@ -33,14 +33,14 @@ def dispatch(hook, deal, n: int, workers: "common.Workers") -> tuple[float, floa
     """Enqueue n deliveries in committed chunks; returns (enqueue→success, commit of the last chunk→success) rates."""
     from django.db import transaction
 
-    from dispatcher import outbox
+    from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
     first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     started = time.perf_counter()
     for offset in range(0, n, CHUNK):
         with transaction.atomic():
-            outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(min(CHUNK, n - offset))])
+            delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(min(CHUNK, n - offset))])
     committed = time.perf_counter()
     done = Delivery.objects.filter(pk__gt=first, status="success")
     while done.count() < n:

@@ -15,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
-from dispatcher import capture, outbox
+from dispatcher import capture
+from dispatcher.delivery import deliveries_resend
 from dispatcher.admin_paging import CappedCountPaginator, ErrorClassFilter, ModuleFilter, TriggerFilter
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
@@ -395,7 +396,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resend selected deliveries (failed, limit reached or cancelled)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset) -> None:
-        count = outbox.deliveries_resend(ids=list(queryset.values_list("pk", flat=True)),
+        count = deliveries_resend(ids=list(queryset.values_list("pk", flat=True)),
                                          by=request.user.get_username())
         skipped = queryset.count() - count
         note = f"; {skipped} not resent (still under way, successful, or their webhook was deleted)" if skipped else ""

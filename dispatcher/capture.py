@@ -3,10 +3,11 @@
 Never a crash and never a retry by itself: a body that cannot be read, an expression with no match or
 a value the field refuses is recorded on the attempt as such, and the delivery goes on as it would.
 """
-import json
+import base64
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as jsonpath_parse
@@ -14,8 +15,9 @@ from lxml import etree
 
 from crm import services as crm_services
 from crm.models import FieldType, Record
+from dispatcher.capture_sandbox import CaptureTimeout, sandbox
+from dispatcher.cleaning import clean_json
 from dispatcher.models import Capture, CaptureType, Webhook
-from dispatcher.xml import safe_parser
 
 logger = logging.getLogger(__name__)
 
@@ -75,25 +77,38 @@ def captures_check(*, webhook: Webhook, captures: list[Capture]) -> list[str]:
 def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, success: bool) -> dict[str, Any]:
     """Evaluate the webhook's captures for this outcome on body and write the values to the record.
 
-    Returns what to store on the attempt: per field label the expression, the matches and the value
-    written (or the reason it was not); or {"error": …} when the body cannot be read at all.
+    Runs after the attempt is stored. The expressions run in a child process with a time bound of their
+    own (dispatcher/capture_sandbox.py). Returns what to store on the attempt: per field label the
+    expression, the matches and the value written (or the reason it was not); or {"error": …} when the
+    body cannot be read or the expressions took too long.
     """
     when = "success" if success else "failure"
     captures = [c for c in webhook.captures.all() if c.when == when]
     if not webhook.capture_response or not captures or record is None:
         return {}
     try:
-        document = _document(body, webhook.capture_type)
         namespaces = namespaces_parse(webhook.capture_namespaces)
-    except ValueError as error:
-        return {"error": str(error)}
     except ValidationError as error:
         return {"error": " ".join(error.messages)}
+    timeout = settings.WEBHOOK_CAPTURE_TIMEOUT
+    try:
+        answer = sandbox.run({"type": webhook.capture_type, "body": base64.b64encode(body).decode(),
+                              "expressions": [c.expression for c in captures], "namespaces": namespaces},
+                             timeout=timeout)
+    except CaptureTimeout:
+        logger.warning("capture.timeout webhook=%s seconds=%s", webhook.pk, timeout)
+        return {"error": f"The capture expressions took longer than {timeout:g} s and were stopped; nothing was "
+                         "captured.", "timeout": True}
+    if "error" in answer:
+        return {"error": answer["error"]}
     found: dict[str, Any] = {}
     values: dict[str, Any] = {}
-    for capture in captures:
-        matches = _matches(document, capture, webhook.capture_type, namespaces)
+    for capture, matches in zip(captures, answer["matches"], strict=True):
+        # A value with NUL or a lone surrogate could be stored neither in the record nor in the log.
+        matches, cleaned = clean_json(matches)
         entry: dict[str, Any] = {"expression": capture.expression, "matches": matches}
+        if cleaned:
+            entry["cleaned"] = "NUL bytes or invalid text replaced"
         if not matches:
             entry["written"] = NO_MATCH
         else:
@@ -103,41 +118,6 @@ def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, su
     if values:
         _write(record, values, found, captures)
     return found
-
-
-def _document(body: bytes, capture_type: str) -> Any:
-    if capture_type == CaptureType.JSONPATH:
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError("The response is not JSON, so nothing was captured.") from None
-    try:
-        root = etree.fromstring(body, parser=safe_parser())
-    except (etree.XMLSyntaxError, ValueError):
-        raise ValueError("The response is not well-formed XML, so nothing was captured.") from None
-    if root is None or root.getroottree().docinfo.internalDTD is not None:
-        # Entity tricks (XXE, billion laughs) live in DTDs; a response needs none.
-        raise ValueError("The response declares a DTD, which is refused, so nothing was captured.")
-    return root
-
-
-def _matches(document: Any, capture: Capture, capture_type: str, namespaces: dict[str, str]) -> list[Any]:
-    try:
-        if capture_type == CaptureType.JSONPATH:
-            return [_plain(m.value) for m in jsonpath_parse(capture.expression).find(document)]
-        result = etree.XPath(capture.expression, namespaces=namespaces)(document)
-    except Exception as error:  # an expression valid when saved can still fail on a given document
-        logger.info("capture.expression_failed capture=%s error=%s", capture.pk, error)
-        return []
-    items = result if isinstance(result, list) else [result]
-    return [str(item.xpath("string()")) if isinstance(item, etree._Element) else _plain(item) for item in items]
-
-
-def _plain(value: Any) -> Any:
-    """Scalars as they are (lxml's strings as plain str); objects and lists as their JSON text."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value) if isinstance(value, str) else value
 
 
 def _value_for(field_type: str, matches: list[Any]) -> Any:

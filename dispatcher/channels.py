@@ -25,7 +25,7 @@ from dispatcher import errors, notifications
 from dispatcher.http_client import request_send
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
-from dispatcher.outbox import deliveries_insert
+from dispatcher.delivery import deliveries_insert
 from dispatcher.rendering.request import RenderedRequest, request_sign
 
 logger = logging.getLogger(__name__)

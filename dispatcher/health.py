@@ -21,7 +21,8 @@ from crm.models import Organization
 from dispatcher import notifications
 from dispatcher.models import Delivery, DeliveryStatus, Endpoint
 from dispatcher.models.endpoints import destination_of
-from dispatcher.wakeups import deliveries_wake
+from dispatcher.delivery import states
+from dispatcher.delivery.claims import deliveries_wake
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def endpoint_outcome(*, endpoint: Endpoint, success: bool, now: datetime.datetim
         endpoint.disabled_at, endpoint.disabled_reason = now, reason
         logger.warning("endpoint.disabled endpoint=%s organization=%s failures=%s", endpoint.destination,
                        endpoint.organization_id, endpoint.consecutive_failures)
-        notifications.endpoint_disabled(endpoint=endpoint)
+        notifications.notify_later("dispatcher.notify_endpoint_disabled", endpoint.pk)
 
 
 def endpoint_enable(*, endpoint: Endpoint, by: str = "") -> int:
@@ -74,9 +75,7 @@ def endpoint_enable(*, endpoint: Endpoint, by: str = "") -> int:
                                                        failing_since=None)
         held = list(Delivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.HELD)
                     .order_by("pk").values_list("pk", flat=True))
-        Delivery.objects.filter(pk__in=held, status=DeliveryStatus.HELD).update(
-            status=DeliveryStatus.QUEUED, due_at=now, status_reason="", cycle_start=F("attempt_count"),
-        )
+        states.deliveries_requeue(ids=held, from_statuses=(DeliveryStatus.HELD,), now=now)
         deliveries_wake(held)
     endpoint.refresh_from_db()
     logger.info("endpoint.enabled endpoint=%s replayed=%s by=%s", endpoint.destination, len(held), by or "-")

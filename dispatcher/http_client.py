@@ -10,6 +10,7 @@
 - Never raises for a network problem: the result says what happened, the caller decides.
 """
 import heapq
+import http.cookiejar
 import ipaddress
 import itertools
 import os
@@ -32,6 +33,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from dispatcher.validators import address_forbidden, literal_address, port_allowed
 
 CHUNK_SIZE = 16 * 1024
+POOLS_KEPT = 200  # destination addresses whose keep-alive connections a process keeps open
 
 
 class ErrorClass(StrEnum):
@@ -162,7 +164,8 @@ _session_lock = threading.Lock()
 
 
 def session() -> requests.Session:
-    """One pooled session per process, so connections to a receiver are reused."""
+    """One pooled session per process, shared by the sender pool's threads (urllib3's pools are
+    thread-safe), so connections to a receiver are reused."""
     global _session
     with _session_lock:
         if _session is None:
@@ -175,8 +178,14 @@ def session() -> requests.Session:
             )
             new = HTTPSession(config)
             new.trust_env = False
+            # A receiver's cookies are not sent to anyone, not even back to it: deliveries are not a browser session.
+            new.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
             for scheme, https in (("http://", False), ("https://", True)):
-                new.mount(scheme, _GuardedAdapter(is_https_proto=https, allow_loopback=settings.WEBHOOK_ALLOW_LOOPBACK))
+                adapter = _GuardedAdapter(is_https_proto=https, allow_loopback=settings.WEBHOOK_ALLOW_LOOPBACK)
+                # One keep-alive pool per destination address, as large as the requests a process may have
+                # in flight to it (the sender pool's per-destination cap), so none opens a throwaway connection.
+                adapter.init_poolmanager(POOLS_KEPT, max(settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION, 1))
+                new.mount(scheme, adapter)
             _session = new
         return _session
 

@@ -30,6 +30,19 @@ def _send(subject: str, body: str, recipients: list[str]) -> None:
         logger.exception("notify.mail_failed subject=%s", subject)
 
 
+def notify_later(task_name: str, *args) -> None:
+    """Queue an e-mail as a task of its own (after the outcome that causes it is stored); if the broker
+    cannot take it, send the e-mail here rather than lose it."""
+    from dispatcher import tasks  # the tasks module imports the services that call this
+
+    task = getattr(tasks, task_name.removeprefix("dispatcher."))
+    try:
+        task.apply_async(args=args)
+    except Exception:
+        logger.warning("notify.queue_failed task=%s; sending now", task_name, exc_info=True)
+        task.run(*args)
+
+
 def delivery_failed(*, delivery: Delivery) -> None:
     """Seed 004: the record owner and all active admins are told when a webhook fails."""
     owner = delivery.record.owner if delivery.record and delivery.record.owner.is_active else None

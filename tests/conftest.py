@@ -23,6 +23,17 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"CI is set but Redis is unreachable: {error}") from error
 
 
+@pytest.fixture(autouse=True)
+def celery_tasks_run_here():
+    """Tasks queued with apply_async (the e-mails) run in the test's process, as a worker would run them;
+    wake-ups (send_task) still go to the broker, where the in-process tests do not need them."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
 @pytest.fixture
 def organization(db):
     return OrganizationFactory()

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from crm import services as crm_services
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery
 from tests.factories import webhook_create
 
@@ -26,8 +26,8 @@ def setup(owner, modules, receiver):
                              auth_type="basic", auth_username="crm", auth_password="hunter2!",
                              entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-abcdef")])
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
-    delivery = outbox.delivery_enqueue(webhook=webhook, record=deal)
-    outbox.delivery_run(delivery_id=delivery.pk)
+    delivery = delivery_engine.delivery_enqueue(webhook=webhook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
     return webhook, deal, Delivery.objects.get(pk=delivery.pk)
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from crm import events
 from crm.models import Record
-from dispatcher import outbox
+from dispatcher.delivery import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
 from dispatcher.models import DeliverySource, Webhook
 from workflows.conditions import CompiledCondition
 from workflows.models import Action, ActionKind, ActionRun, EditMode, RunStatus, Trigger, WorkflowRule
@@ -173,7 +173,7 @@ def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
                 run.status, run.reason = RunStatus.SKIPPED, f"The webhook “{webhook.name}” is inactive."
             else:
                 run.status = RunStatus.ENQUEUED
-                sends.append((run, outbox.Enqueue(webhook, record, DeliverySource.WORKFLOW,
+                sends.append((run, Enqueue(webhook, record, DeliverySource.WORKFLOW,
                                                   f"Rule “{rule.name}” on {operation}",
                                                   render_now=operation == events.DELETE)))
             runs.append(run)
@@ -188,7 +188,7 @@ def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
                     run.reason = "The due time is already past." if run.due_at else "The date field is empty."
             runs.append(run)
         logger.info("workflow.fire rule=%s record=%s operation=%s", rule.pk, record.pk, operation)
-    for (run, _), delivery in zip(sends, outbox.deliveries_enqueue([send for _, send in sends]), strict=True):
+    for (run, _), delivery in zip(sends, deliveries_enqueue([send for _, send in sends]), strict=True):
         run.delivery = delivery
     ActionRun.objects.bulk_create(runs)
     return runs
@@ -302,7 +302,7 @@ def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
         _cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
         return
     else:
-        run.delivery = outbox.delivery_enqueue(webhook=run.action.webhook, record=run.record,
+        run.delivery = delivery_enqueue(webhook=run.action.webhook, record=run.record,
                                                trigger=f"Rule “{rule.name}”, time-based action")
         run.status = RunStatus.ENQUEUED
     run.save(update_fields=["status", "delivery"])
@@ -312,7 +312,7 @@ def _cancel(run: ActionRun, reason: str) -> None:
     """Cancelled with its reason, on the run and, for webhook actions, in the delivery log."""
     run.status, run.reason = RunStatus.CANCELLED, reason
     if run.action is not None:
-        run.delivery = outbox.delivery_log_cancelled(
+        run.delivery = delivery_log_cancelled(
             webhook=run.action.webhook, record=run.record, record_ref=run.record_ref,
             trigger=f"Rule “{run.rule.name}”, time-based action", reason=reason,
         )

@@ -3,6 +3,7 @@ from dispatcher.models.captures import Capture, CaptureWhen
 from dispatcher.models.channels import Channel
 from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus
 from dispatcher.models.endpoints import Endpoint
+from dispatcher.models.engine import EngineCounter, SenderProcess
 from dispatcher.models.quotas import DailyUsage
 from dispatcher.models.retry_policies import RetryPolicy
 from dispatcher.models.usage import UsageCounter
@@ -12,5 +13,5 @@ from dispatcher.models.webhooks import (
 
 __all__ = [
     "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "Channel", "ContentType", "CustomParameter",
-    "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EntityParameter", "Method", "RetryPolicy", "UsageCounter", "Webhook", "signing_secret_generate",
+    "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EngineCounter", "EntityParameter", "Method", "RetryPolicy", "SenderProcess", "UsageCounter", "Webhook", "signing_secret_generate",
 ]

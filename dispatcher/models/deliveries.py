@@ -21,12 +21,13 @@ class DeliveryStatus(models.TextChoices):
     LIMIT_REACHED = "limit_reached", "Daily limit reached"
     CANCELLED = "cancelled", "Cancelled"
     HELD = "held", "On hold"
+    THROTTLED = "throttled", "Waiting for a rate slot"
 
 
 TERMINAL_STATUSES = (
     DeliveryStatus.SUCCESS, DeliveryStatus.FAILED, DeliveryStatus.LIMIT_REACHED, DeliveryStatus.CANCELLED,
 )
-WAITING_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.RETRY)
+WAITING_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.RETRY, DeliveryStatus.THROTTLED)
 
 
 class DeliverySource(models.TextChoices):
@@ -111,7 +112,10 @@ class Delivery(models.Model):
         permissions = [("resend_delivery", "Can resend a delivery")]
         indexes = [
             models.Index(fields=["status", "due_at"], name="delivery_due",
-                         condition=models.Q(status__in=["queued", "retry"])),
+                         condition=models.Q(status__in=["queued", "retry", "throttled"])),
+            # Fair claims: the organizations with due work, found by a skip scan (delivery/claims.py).
+            models.Index(fields=["organization", "due_at"], name="delivery_due_organization",
+                         condition=models.Q(status__in=["queued", "retry", "throttled"])),
             models.Index(fields=["lease_expires_at"], name="delivery_lease",
                          condition=models.Q(status="dispatched")),
             models.Index(fields=["webhook", "-id"], name="delivery_webhook_recent"),
@@ -156,6 +160,10 @@ class Attempt(models.Model):
     )
     outcome = models.CharField("outcome", max_length=20, choices=DeliveryStatus.choices,
                                help_text="The delivery's status after this attempt.")
+    cleaned = models.CharField(
+        "cleaned or cut", max_length=300, blank=True,
+        help_text="What had to be cleaned or cut so this attempt could be stored (NUL bytes, text that is not "
+                  "valid Unicode, oversized response headers).")
 
     class Meta:
         verbose_name = "attempt"

@@ -197,14 +197,14 @@ def test_list_search_filters_and_actions(admin_client, modules):
 
 
 def test_the_delivery_log_shows_attempts_with_their_meaning_and_no_secret(admin_client, modules, deal, receiver):
-    from dispatcher import outbox
+    from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
     receiver.expect_request("/hook").respond_with_data("nope", status=404)
     webhook = webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"),
                              entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-abcdef")])
-    delivery = outbox.delivery_enqueue(webhook=webhook, record=deal)
-    outbox.delivery_run(delivery_id=delivery.pk)
+    delivery = delivery_engine.delivery_enqueue(webhook=webhook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
     listing = admin_client.get(reverse("admin:dispatcher_delivery_changelist"), {"status__exact": "failed"})
     assert listing.context["cl"].result_count == 1
     page = admin_client.get(reverse("admin:dispatcher_delivery_change", args=[delivery.pk])).content.decode()

@@ -4,7 +4,7 @@ from django.urls import reverse
 
 from crm import services as crm_services
 from crm.models import Field, FieldType
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.capture import captures_check
 from dispatcher.models import Capture, Delivery
 from tests.factories import webhook_create
@@ -40,8 +40,8 @@ def hook_with(receiver, modules, fields, capture_type="JSONPATH", namespaces="",
 
 
 def send(hook, deal) -> Delivery:
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
-    outbox.delivery_run(delivery_id=delivery.pk)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
     return Delivery.objects.get(pk=delivery.pk)
 
 
@@ -127,7 +127,7 @@ def test_captured_values_never_fire_workflow_rules(receiver, modules, fields, de
                                 trigger="edit", match_all_records=True),
               conditions=[], actions=[Action(webhook=hook, kind="instant")])
     crm_services.record_update(record=deal, values={"Amount": "10"})  # fires once
-    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    delivery_engine.deliveries_drain(batch=10, budget_seconds=30)
     deal.refresh_from_db()
     assert deal.values["Invoice_Number"] == "INV-1"
     assert Delivery.objects.count() == 1 and len(receiver.log) == 1

@@ -9,7 +9,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
-from dispatcher import channels, outbox
+from dispatcher import channels
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Channel, Delivery, DeliverySource, DeliveryStatus
 from tests.factories import CrmUserFactory, OrganizationFactory
 
@@ -44,8 +45,8 @@ def subscribe(api, receiver, modules):
 
 
 def run_due(now=None) -> list[Delivery]:
-    claimed = outbox.deliveries_claim(now=now or timezone.now(), limit=100)
-    return [outbox.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
+    claimed = delivery_engine.deliveries_claim(now=now or timezone.now(), limit=100)
+    return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
 
 
 def received(receiver) -> list[dict]:

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import CrmUser
-from dispatcher import health, outbox
+from dispatcher import delivery as delivery_engine
+from dispatcher import health
 from dispatcher.models import Delivery, DeliveryStatus, Endpoint, RetryPolicy
 from tests.factories import webhook_create
 
@@ -37,13 +38,13 @@ def hook(receiver, modules):
 
 
 def run_due() -> list[Delivery]:
-    claimed = outbox.deliveries_claim(now=timezone.now(), limit=100)
-    return [outbox.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
+    claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=100)
+    return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
 
 
 def fail_deliveries(hook, deal, count: int) -> list[Delivery]:
     for _ in range(count):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     return run_due()
 
 
@@ -63,8 +64,8 @@ def test_a_long_run_of_failures_disables_the_destination_holds_deliveries_and_en
     assert "tok-9" not in notice.body
 
     sent_before = len(receiver.log)
-    outbox.delivery_enqueue(webhook=hook, record=deal)
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     held = run_due()
     assert [d.status for d in held] == [DeliveryStatus.HELD] * 2 and len(receiver.log) == sent_before
     assert "destination is disabled" in held[0].status_reason and held[0].attempts.count() == 0
@@ -104,7 +105,7 @@ def test_the_rate_limit_makes_deliveries_wait_for_their_slot_and_none_is_dropped
     Endpoint.objects.create(organization=hook.organization, destination=f"http://127.0.0.1:{receiver.port}/hook",
                             rate_limit=5)
     for _ in range(10):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     started = timezone.now()
     first_pass = run_due()
     sent = [d for d in first_pass if d.status == DeliveryStatus.SUCCESS]
@@ -128,7 +129,7 @@ def test_endpoint_admin_shows_health_and_enables(admin_client, receiver, hook, d
     fail_deliveries(hook, deal, 3)
     Endpoint.objects.update(failing_since=timezone.now() - 25 * HOUR)
     fail_deliveries(hook, deal, 1)
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     run_due()
     endpoint = Endpoint.objects.get()
     page = admin_client.get("/admin/dispatcher/endpoint/").content.decode()

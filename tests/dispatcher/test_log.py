@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import services as crm_services
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
+from dispatcher.delivery import purge
 from dispatcher.models import Delivery
 from tests.factories import webhook_create
 
@@ -28,9 +29,9 @@ def log(receiver, owner, modules):
     gone = webhook_create(module=modules["Deals"], name="Gone", url=receiver.url_for("/gone"))
     receiver.expect_request("/ok").respond_with_data("fine")
     receiver.expect_request("/gone").respond_with_data("no", status=404)
-    first = outbox.delivery_enqueue(webhook=ok, record=deal)
-    second = outbox.delivery_enqueue(webhook=gone, record=deal)
-    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    first = delivery_engine.delivery_enqueue(webhook=ok, record=deal)
+    second = delivery_engine.delivery_enqueue(webhook=gone, record=deal)
+    delivery_engine.deliveries_drain(batch=10, budget_seconds=30)
     return Delivery.objects.get(pk=first.pk), Delivery.objects.get(pk=second.pk)
 
 
@@ -67,7 +68,7 @@ def test_resend_uses_the_same_id_and_starts_the_retry_policy_again(admin_client,
     assert (failed.status, failed.resent_by, failed.cycle_start) == ("queued", "boss", 1)
     receiver.clear_all_handlers()
     receiver.expect_request("/gone").respond_with_data("", status=503)
-    outbox.deliveries_drain(batch=10, budget_seconds=30)
+    delivery_engine.deliveries_drain(batch=10, budget_seconds=30)
     failed.refresh_from_db()
     assert failed.status == "retry"  # a new cycle: the Zoho profile's one retry is available again
     assert [r.headers["webhook-id"] for r, _ in receiver.log[-1:]] == [failed.message_id]
@@ -95,8 +96,8 @@ def test_an_auditor_without_the_resend_permission_cannot_resend(client, django_u
 def test_old_ended_deliveries_are_purged_in_batches(log, monkeypatch):
     ok, failed = log
     Delivery.objects.filter(pk=ok.pk).update(finished_at=timezone.now() - datetime.timedelta(days=91))
-    monkeypatch.setattr(outbox, "PURGE_BATCH", 1)
-    assert outbox.deliveries_purge(older_than_days=90) == 1
+    monkeypatch.setattr(purge, "PURGE_BATCH", 1)
+    assert delivery_engine.deliveries_purge(older_than_days=90) == 1
     assert list(Delivery.objects.values_list("pk", flat=True)) == [failed.pk]
 
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.logformat import JsonFormatter
 from crm import services as crm_services
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import AuthType, DeliveryStatus
 from tests.factories import webhook_create
 
@@ -27,8 +27,8 @@ def hook(receiver, modules):
 
 
 def run_due() -> list:
-    claimed = outbox.deliveries_claim(now=timezone.now(), limit=100)
-    return [outbox.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
+    claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=100)
+    return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -64,9 +64,9 @@ def test_metrics_after_a_run(client, settings, receiver, hook, deal, organizatio
     receiver.expect_oneshot_request("/hook").respond_with_data("OK")
     receiver.expect_request("/hook").respond_with_data("down", status=503)
     for _ in range(3):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     run_due()
-    waiting = outbox.delivery_enqueue(webhook=hook, record=deal)  # due now, not claimed yet
+    waiting = delivery_engine.delivery_enqueue(webhook=hook, record=deal)  # due now, not claimed yet
     response = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
@@ -88,7 +88,7 @@ def test_metrics_after_a_run(client, settings, receiver, hook, deal, organizatio
 
 def test_each_attempt_is_one_json_log_line_without_secrets(caplog, receiver, hook, deal):
     receiver.expect_request("/hook").respond_with_data("down", status=503)
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     with caplog.at_level(logging.INFO, logger="dispatcher.attempts"):
         run_due()
     [record] = [r for r in caplog.records if r.name == "dispatcher.attempts"]

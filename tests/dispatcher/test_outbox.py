@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
 from dispatcher.rendering.request import webhook_render_unsigned
 from tests.factories import webhook_create
@@ -42,13 +42,13 @@ def hook(receiver, modules):
 
 def run_due(now: datetime.datetime | None = None) -> list[Delivery]:
     """One worker pass at the given moment: claim what is due and attempt it."""
-    claimed = outbox.deliveries_claim(now=now or timezone.now(), limit=100)
-    return [outbox.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
+    claimed = delivery_engine.deliveries_claim(now=now or timezone.now(), limit=100)
+    return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
 
 
 def test_a_delivery_is_sent_signed_and_logged(receiver, hook, deal):
     receiver.expect_oneshot_request("/hook", method="POST").respond_with_json({"ok": True})
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal, trigger="Deals created")
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal, trigger="Deals created")
     assert (delivery.status, delivery.attempt_count) == (DeliveryStatus.QUEUED, 0)
     [delivery] = run_due()
     assert delivery.status == DeliveryStatus.SUCCESS and delivery.finished_at is not None
@@ -67,7 +67,7 @@ def test_a_delivery_is_sent_signed_and_logged(receiver, hook, deal):
 
 def test_zoho_profile_retries_once_after_15_minutes_then_fails_and_tells_owner_and_admins(receiver, hook, deal):
     receiver.expect_request("/hook").respond_with_data("down", status=503)
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert delivery.status == DeliveryStatus.RETRY
     assert delivery.due_at - timezone.now() > 14 * MINUTE
@@ -90,7 +90,7 @@ def test_vtiger_profile_retries_after_1_2_and_4_hours(receiver, hook, deal):
     hook.retry_policy = RetryPolicy.objects.get(code="vtiger")
     hook.save()
     receiver.expect_request("/hook").respond_with_data("", status=500)
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     gaps = []
     [delivery] = run_due()
     while delivery.status == DeliveryStatus.RETRY:
@@ -108,7 +108,7 @@ def test_vtiger_profile_retries_after_1_2_and_4_hours(receiver, hook, deal):
 ])
 def test_other_4xx_and_redirects_are_final_at_once(receiver, hook, deal, status, error_class, meaning):
     receiver.expect_request("/hook").respond_with_data("", status=status, headers={"Location": "http://10.0.0.1/"})
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert (delivery.status, delivery.last_error_class) == (DeliveryStatus.FAILED, error_class)
     assert delivery.status_reason == meaning
@@ -117,7 +117,7 @@ def test_other_4xx_and_redirects_are_final_at_once(receiver, hook, deal, status,
 
 def test_429_waits_as_long_as_retry_after_asks(receiver, hook, deal):
     receiver.expect_request("/hook").respond_with_data("", status=429, headers={"Retry-After": "3600"})
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert delivery.status == DeliveryStatus.RETRY
     assert 59 * MINUTE < delivery.due_at - timezone.now() <= 60 * MINUTE
@@ -126,7 +126,7 @@ def test_429_waits_as_long_as_retry_after_asks(receiver, hook, deal):
 def test_a_connection_failure_is_error_code_1_and_retried(settings, modules, deal):
     settings.WEBHOOK_ALLOW_LOOPBACK, settings.WEBHOOK_ALLOW_ANY_PORT = True, True
     hook = webhook_create(module=modules["Deals"], url="http://127.0.0.1:9/hook")
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert (delivery.status, delivery.last_error_class) == (DeliveryStatus.RETRY, "connection_error")
     assert delivery.status_reason.startswith("Error code 1: cannot connect to the API server for now.")
@@ -134,7 +134,7 @@ def test_a_connection_failure_is_error_code_1_and_retried(settings, modules, dea
 
 def test_a_refused_url_fails_without_retry_or_connection(receiver, hook, deal, settings):
     settings.WEBHOOK_ALLOW_LOOPBACK = False
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert (delivery.status, delivery.last_error_class) == (DeliveryStatus.FAILED, "url_refused")
     assert delivery.status_reason.startswith("URL refused: vulnerable to SSRF or invalid.")
@@ -147,7 +147,7 @@ def test_the_daily_limit_stops_the_rest_and_tells_admins_once(receiver, hook, de
     organization.save()
     receiver.expect_request("/hook").respond_with_data("ok")
     for _ in range(4):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     outcomes = [d.status for d in run_due()]
     assert outcomes == ["success", "success", "limit_reached", "limit_reached"]
     assert len(receiver.log) == 2
@@ -163,17 +163,17 @@ def test_an_edition_without_webhooks_refuses_to_enqueue(hook, deal, organization
     organization.edition = Edition.objects.get(code="free")
     organization.save()
     with pytest.raises(ValidationError, match=f"The Free Edition of {organization.name} does not include webhooks."):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
 
 
 def test_a_record_of_another_module_is_refused(hook, owner, modules):
     lead = crm_services.record_create(module=modules["Leads"], owner=owner, values={"Last_Name": "L"})
     with pytest.raises(ValidationError, match="Webhook “Books” is for Deals records, not Leads."):
-        outbox.delivery_enqueue(webhook=hook, record=lead)
+        delivery_engine.delivery_enqueue(webhook=hook, record=lead)
 
 
 def test_a_deactivated_webhook_or_a_deleted_record_cancels_the_delivery(receiver, hook, deal, owner, modules):
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     hook.is_active = False
     hook.save()
     [delivery] = run_due()
@@ -181,7 +181,7 @@ def test_a_deactivated_webhook_or_a_deleted_record_cancels_the_delivery(receiver
     hook.is_active = True
     hook.save()
     other = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Temp"})
-    outbox.delivery_enqueue(webhook=hook, record=other)
+    delivery_engine.delivery_enqueue(webhook=hook, record=other)
     other.delete()
     [delivery] = run_due()
     assert (delivery.status, delivery.status_reason, delivery.record_ref) == (
@@ -191,7 +191,7 @@ def test_a_deactivated_webhook_or_a_deleted_record_cancels_the_delivery(receiver
 
 def test_a_delivery_due_later_waits(receiver, hook, deal):
     later = timezone.now() + datetime.timedelta(hours=3)
-    outbox.delivery_enqueue(webhook=hook, record=deal, due_at=later)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal, due_at=later)
     assert run_due() == []
     receiver.expect_request("/hook").respond_with_data("ok")
     assert [d.status for d in run_due(later)] == ["success"]
@@ -199,39 +199,39 @@ def test_a_delivery_due_later_waits(receiver, hook, deal):
 
 def test_a_claim_is_exclusive_until_its_lease_runs_out(receiver, hook, deal, settings):
     receiver.expect_request("/hook").respond_with_data("ok")
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     now = timezone.now()
-    [(pk, dead_token)] = outbox.deliveries_claim(now=now, limit=10)
-    assert outbox.deliveries_claim(now=now, limit=10) == []  # a second worker finds nothing
+    [(pk, dead_token)] = delivery_engine.deliveries_claim(now=now, limit=10)
+    assert delivery_engine.deliveries_claim(now=now, limit=10) == []  # a second worker finds nothing
     after_lease = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1)
-    [(same_pk, token)] = outbox.deliveries_claim(now=after_lease, limit=10)  # the first worker died
+    [(same_pk, token)] = delivery_engine.deliveries_claim(now=after_lease, limit=10)  # the first worker died
     assert same_pk == pk and token != dead_token
-    assert outbox.delivery_attempt(delivery_id=pk, token=dead_token).status == DeliveryStatus.DISPATCHED
-    assert outbox.delivery_attempt(delivery_id=pk, token=token).status == DeliveryStatus.SUCCESS
+    assert delivery_engine.delivery_attempt(delivery_id=pk, token=dead_token).status == DeliveryStatus.DISPATCHED
+    assert delivery_engine.delivery_attempt(delivery_id=pk, token=token).status == DeliveryStatus.SUCCESS
     delivery.refresh_from_db()
     assert (delivery.attempt_count, list(delivery.attempts.values_list("number", flat=True))) == (2, [2])
 
 
 def test_a_late_worker_records_its_attempt_but_cannot_change_the_outcome(receiver, hook, deal, settings):
     receiver.expect_request("/hook").respond_with_data("ok")
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     now = timezone.now()
-    [(pk, slow_token)] = outbox.deliveries_claim(now=now, limit=1)
-    [(_, token)] = outbox.deliveries_claim(now=now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1), limit=1)
-    outbox.delivery_attempt(delivery_id=pk, token=token)
+    [(pk, slow_token)] = delivery_engine.deliveries_claim(now=now, limit=1)
+    [(_, token)] = delivery_engine.deliveries_claim(now=now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1), limit=1)
+    delivery_engine.delivery_attempt(delivery_id=pk, token=token)
     Delivery.objects.filter(pk=pk).update(claim_token=slow_token, status=DeliveryStatus.DISPATCHED)
     Delivery.objects.filter(pk=pk).update(claim_token=uuid.uuid4())  # the slow one lost its claim again
-    assert outbox.delivery_attempt(delivery_id=pk, token=slow_token).status == DeliveryStatus.DISPATCHED
+    assert delivery_engine.delivery_attempt(delivery_id=pk, token=slow_token).status == DeliveryStatus.DISPATCHED
     assert Attempt.objects.filter(delivery=delivery).count() == 1
 
 
 def test_a_delivery_that_keeps_killing_workers_is_given_up(receiver, hook, deal, settings):
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     moment = timezone.now()
     for _ in range(6):  # Zoho allows 2 attempts; 3 more claims are tolerated for workers that died
         moment += datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1)
-        [(pk, token)] = outbox.deliveries_claim(now=moment, limit=1)
-    delivery = outbox.delivery_attempt(delivery_id=pk, token=token)
+        [(pk, token)] = delivery_engine.deliveries_claim(now=moment, limit=1)
+    delivery = delivery_engine.delivery_attempt(delivery_id=pk, token=token)
     assert (delivery.status, delivery.last_error_class) == ("failed", "internal_error")
     assert delivery.status_reason == "Workers stopped while sending it several times; given up."
     assert receiver.log == []
@@ -240,14 +240,14 @@ def test_a_delivery_that_keeps_killing_workers_is_given_up(receiver, hook, deal,
 def test_drain_sends_everything_that_is_due(receiver, hook, deal):
     receiver.expect_request("/hook").respond_with_data("ok")
     for _ in range(25):
-        outbox.delivery_enqueue(webhook=hook, record=deal)
-    assert outbox.deliveries_drain(batch=10, budget_seconds=60) == 25
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    assert delivery_engine.deliveries_drain(batch=10, budget_seconds=60) == 25
     assert Delivery.objects.filter(status="success").count() == 25 and len(receiver.log) == 25
 
 
 def test_retries_get_a_fresh_timestamp_and_the_same_id(receiver, hook, deal):
     receiver.expect_request("/hook").respond_with_data("", status=500)
-    outbox.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     first_stamp = int(receiver.log[0][0].headers["webhook-timestamp"])
     run_due(delivery.due_at + MINUTE)
@@ -258,10 +258,10 @@ def test_retries_get_a_fresh_timestamp_and_the_same_id(receiver, hook, deal):
 
 def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
     """One statement for the whole batch; a delivery another worker took over keeps that worker's state."""
-    from dispatcher.batch_sql import deliveries_update_claimed
+    from dispatcher.delivery.batch_sql import deliveries_update_claimed
 
-    first, second = (outbox.delivery_enqueue(webhook=hook, record=deal) for _ in range(2))
-    [(_, token), (_, other)] = outbox.deliveries_claim(now=timezone.now(), limit=2)
+    first, second = (delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(2))
+    [(_, token), (_, other)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=2)
     Delivery.objects.filter(pk=second.pk).update(claim_token=uuid.uuid4())  # taken over meanwhile
     now = timezone.now()
     changes = {"status": DeliveryStatus.SUCCESS, "status_reason": "Answered 200.", "due_at": None,
@@ -274,15 +274,17 @@ def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
     assert (second.status, second.finished_at) == (DeliveryStatus.DISPATCHED, None)
 
 
-def test_a_batch_held_up_by_slow_receivers_gives_back_what_it_has_not_started(receiver, hook, deal, settings):
+def test_a_busy_destination_gets_its_cap_in_flight_and_the_rest_back_unattempted(receiver, hook, deal, settings):
+    """With one request in flight allowed per destination: one is sent, one waits in the worker for the
+    slot, the third goes back to the database (not an attempt), due when the slot must be free."""
     receiver.expect_request("/hook").respond_with_data("ok")
-    settings.WEBHOOK_BATCH_HANDBACK_SECONDS = 0  # every batch counts as held up after its first attempt
-    first, second, third = (outbox.delivery_enqueue(webhook=hook, record=deal) for _ in range(3))
-    claimed = outbox.deliveries_claim(now=timezone.now(), limit=3)
-    outbox.deliveries_attempt(claimed=claimed)
-    states = {d.pk: (d.status, d.attempt_count, d.claim_token) for d in Delivery.objects.all()}
-    assert states == {first.pk: ("success", 1, None), second.pk: ("queued", 0, None), third.pk: ("queued", 0, None)}
-    assert len(receiver.log) == 1
-    assert outbox.deliveries_drain(batch=1, budget_seconds=10) == 2  # due again at once, for any worker
-    assert set(Delivery.objects.values_list("status", flat=True)) == {"success"}
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 1
+    first, second, third = (delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(3))
+    claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=3)
+    delivery_engine.deliveries_attempt(claimed=claimed)
+    rows = {d.pk: (d.status, d.attempt_count, d.claim_token) for d in Delivery.objects.all()}
+    assert rows == {first.pk: ("success", 1, None), second.pk: ("success", 1, None), third.pk: ("queued", 0, None)}
+    assert len(receiver.log) == 2
+    later = timezone.now() + datetime.timedelta(seconds=settings.WEBHOOK_TOTAL_TIMEOUT + 1)
+    assert [d.status for d in run_due(later)] == ["success"]  # due again once the slot is free
     assert list(Attempt.objects.order_by("delivery").values_list("number", flat=True)) == [1, 1, 1]

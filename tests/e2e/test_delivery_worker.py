@@ -12,7 +12,7 @@ from werkzeug import Response
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.rendering.request import webhook_render_unsigned
 from tests.e2e.conftest import wait_for
@@ -51,7 +51,7 @@ def test_an_enqueued_delivery_reaches_the_receiver_signed_and_exactly_as_rendere
     receiver.expect_request("/hook", method="POST").respond_with_json({"id": "INV-1"}, status=201)
     start_worker()
     with transaction.atomic():
-        delivery = outbox.delivery_enqueue(webhook=hook, record=deal, trigger="Deals.create")
+        delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal, trigger="Deals.create")
     wait_for(lambda: status_of(delivery) == DeliveryStatus.SUCCESS, what="success")
     [(request, _)] = receiver.log
     assert request.get_data() == webhook_render_unsigned(webhook=hook, record=deal).body
@@ -65,13 +65,13 @@ def test_a_failing_receiver_gets_the_retry_schedule_then_failed_and_emails(start
     receiver.expect_request("/hook").respond_with_data("maintenance", status=503)
     worker = start_worker()
     with transaction.atomic():
-        delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     wait_for(lambda: status_of(delivery) == DeliveryStatus.RETRY, what="the first retry to be scheduled")
     due = Delivery.objects.get(pk=delivery.pk).due_at
     assert datetime.timedelta(minutes=14) < due - timezone.now() <= datetime.timedelta(minutes=15)
     # The controllable clock: the retry falls due now instead of in 15 minutes; the pump wakes the worker.
     Delivery.objects.filter(pk=delivery.pk).update(due_at=timezone.now() - datetime.timedelta(seconds=1))
-    assert outbox.deliveries_pump() == 1
+    assert delivery_engine.deliveries_pump() == 1
     wait_for(lambda: status_of(delivery) == DeliveryStatus.FAILED, what="the delivery to fail")
     attempts = Delivery.objects.get(pk=delivery.pk).attempts.order_by("number")
     assert [(a.number, a.status_code, a.outcome) for a in attempts] == [(1, 503, "retry"), (2, 503, "failed")]
@@ -91,7 +91,7 @@ def test_concurrent_workers_send_exactly_the_daily_limit(start_worker, receiver,
     start_worker(concurrency=4)
     start_worker(concurrency=2)
     with transaction.atomic():
-        deliveries = [outbox.delivery_enqueue(webhook=hook, record=deal) for _ in range(30)]
+        deliveries = [delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(30)]
     ids = [d.pk for d in deliveries]
     wait_for(lambda: Delivery.objects.filter(pk__in=ids, status__in=["success", "limit_reached"]).count() == 30,
              what="all 30 deliveries to end")
@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(start_worker, receiver, hook
     receiver.expect_request("/hook").respond_with_handler(slow_then_ok)
     first = start_worker()
     with transaction.atomic():
-        delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     assert started.wait(30), "the worker never reached the receiver"
     first.kill()
     release.set()
@@ -122,7 +122,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(start_worker, receiver, hook
     start_worker()
     # The controllable clock again: the dead worker's lease is over now rather than in a minute.
     Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - datetime.timedelta(seconds=1))
-    assert outbox.deliveries_pump() == 1
+    assert delivery_engine.deliveries_pump() == 1
     wait_for(lambda: status_of(delivery) == DeliveryStatus.SUCCESS, what="the delivery to be taken over")
     done = Delivery.objects.get(pk=delivery.pk)
     assert done.attempt_count == 2 and list(done.attempts.values_list("number", flat=True)) == [2]
@@ -134,11 +134,11 @@ def test_a_purged_broker_only_delays_the_delivery(start_worker, receiver, hook, 
 
     receiver.expect_request("/hook").respond_with_data("ok")
     with transaction.atomic():
-        delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
+        delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     with current_app.connection_for_write() as broker:  # the wake-up is lost, as when Redis restarts empty
         assert broker.default_channel.queue_purge("deliveries") == 1
     start_worker()
     assert status_of(delivery) == DeliveryStatus.QUEUED
-    assert outbox.deliveries_pump() == 1  # what celery beat does every few seconds
+    assert delivery_engine.deliveries_pump() == 1  # what celery beat does every few seconds
     wait_for(lambda: status_of(delivery) == DeliveryStatus.SUCCESS, what="the pump to recover the delivery")
     assert len(receiver.log) == 1

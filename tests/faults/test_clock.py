@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import Edition
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import DailyUsage, DeliveryStatus
 from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
 
@@ -44,9 +44,9 @@ def attempts(hook, deal, count: int) -> list[str]:
     """Enqueue count deliveries and attempt each at once, at the clock's time; their outcomes."""
     outcomes = []
     for _ in range(count):
-        delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
-        [(pk, token)] = outbox.deliveries_claim(now=timezone.now(), limit=1, ids=[delivery.pk])
-        outcomes.append(outbox.delivery_attempt(delivery_id=pk, token=token).status)
+        delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+        [(pk, token)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=1, ids=[delivery.pk])
+        outcomes.append(delivery_engine.delivery_attempt(delivery_id=pk, token=token).status)
     return outcomes
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from crm import services as crm_services
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.http_client import request_send
 from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.rendering.request import RenderedRequest
@@ -38,10 +38,10 @@ def attempt_once(url: str, deal, **webhook) -> Delivery:
     """Enqueue one delivery to url and make its first attempt in this process, as a worker would."""
     hook = webhook_create(module=deal.module, name="Faulty", url=url, entity=[("deal", "${Deals.Deal Name}")],
                           **webhook)
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
-    [(pk, token)] = outbox.deliveries_claim(now=timezone.now(), limit=1)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [(pk, token)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=1)
     assert pk == delivery.pk
-    outbox.delivery_attempt(delivery_id=pk, token=token)
+    delivery_engine.delivery_attempt(delivery_id=pk, token=token)
     return Delivery.objects.get(pk=pk)
 
 

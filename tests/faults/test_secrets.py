@@ -17,7 +17,7 @@ from werkzeug import Response
 from config.logformat import JsonFormatter
 from crm import services as crm_services
 from crm.models import CrmUser
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
 from tests.factories import webhook_create
 
@@ -52,8 +52,8 @@ def run(receiver, owner, modules, settings, caplog):
                           entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", TOKEN)])
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
     caplog.set_level(logging.DEBUG)
-    delivery = outbox.delivery_enqueue(webhook=hook, record=deal)
-    outbox.delivery_run(delivery_id=delivery.pk)
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
     delivery = Delivery.objects.get(pk=delivery.pk)
     assert delivery.status == DeliveryStatus.FAILED and len(receiver.log) == 1
     sent = receiver.log[0][0]

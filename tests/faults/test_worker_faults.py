@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 
 from crm import services as crm_services
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus
 from tests.e2e.conftest import wait_for
 from tests.factories import webhook_create
@@ -43,7 +43,7 @@ def enqueue(hook, deal, n: int) -> list[Delivery]:
     deliveries = []
     for start in range(0, n, 100):
         with transaction.atomic():
-            deliveries += outbox.deliveries_enqueue([outbox.Enqueue(hook, deal) for _ in range(min(100, n - start))])
+            deliveries += delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(min(100, n - start))])
     return deliveries
 
 

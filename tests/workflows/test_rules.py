@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import Edition, Field
-from dispatcher import outbox
+from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery
 from workflows import engine, services
 from workflows.conditions import CompiledCondition
@@ -91,7 +91,7 @@ def test_delete_rule_sends_the_record_as_it_was(owner, modules, hook, receiver):
     deal = deal_create(owner, modules, Deal_Name="Gone soon")
     crm_services.record_delete(record=deal)
     delivery = Delivery.objects.get()
-    assert outbox.delivery_run(delivery_id=delivery.pk).status == "success"
+    assert delivery_engine.delivery_run(delivery_id=delivery.pk).status == "success"
     assert receiver.log[0][0].get_json() == {"deal": "Gone soon"}
 
 

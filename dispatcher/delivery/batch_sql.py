@@ -43,7 +43,8 @@ def _update(names: tuple[str, ...], rows: list[tuple[int, uuid.UUID, dict[str, A
         values = [pk, token] + [_plain(changes[name]) for name in names]
         params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
     sql = (f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v "
-           f"WHERE {table}.id = {value_of(1)} AND {table}.claim_token = {value_of(2)} RETURNING {table}.{connection.ops.quote_name('id')}")
+           f"WHERE {table}.id = {value_of(1)} AND {table}.claim_token = {value_of(2)} "
+           f"AND {table}.{connection.ops.quote_name('status')} = 'dispatched' RETURNING {table}.{connection.ops.quote_name('id')}")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}

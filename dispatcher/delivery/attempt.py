@@ -1,0 +1,200 @@
+"""One attempt of a claimed delivery, in the order it happens: the checks before sending (still ours,
+still sendable, rendered, destination enabled, under its rate limit, within the daily quota), signing,
+and what the receiver's answer means (Success, Retry or Failed). Each ends in an Outcome to store, a
+Send to hand to the sender pool, or a release (the delivery waits, unattempted).
+
+A delivery that cannot be rendered or signed fails alone, with its reason.
+"""
+import binascii
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
+
+from dispatcher import errors, health, quotas, retry
+from dispatcher.delivery import counters, states
+from dispatcher.delivery.claims import delivery_wake_at
+from dispatcher.cleaning import clean_text
+from dispatcher.http_client import HttpResult
+from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Endpoint
+from dispatcher.models.deliveries import TERMINAL_STATUSES
+from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; the client already capped the read
+MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
+
+
+class Engine(Protocol):
+    """What an attempt needs from the drain loop that runs it (see delivery/run.py)."""
+
+    def quota_take(self, delivery: Delivery, now: datetime.datetime) -> bool: ...
+
+    def endpoint(self, delivery: Delivery, url: str) -> Endpoint: ...
+
+    def limit_reached(self, delivery: Delivery, now: datetime.datetime) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """An attempt and the delivery's next state, to be stored (delivery/outcomes.py)."""
+
+    delivery: Delivery
+    token: uuid.UUID
+    attempt: Attempt
+    changes: dict
+    now: datetime.datetime
+    timed: bool = False  # an HTTP exchange took place
+    result: HttpResult | None = field(default=None, repr=False)  # for the response capture, after storing
+    request: RenderedRequest | None = field(default=None, repr=False)
+
+
+@dataclass
+class Send:
+    """A signed request ready for the sender pool."""
+
+    delivery: Delivery
+    token: uuid.UUID
+    request: RenderedRequest
+    destination: int  # the endpoint's id
+    started_at: datetime.datetime
+
+
+def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Send | Outcome | None:
+    """Everything before the request is sent; None when the delivery was given back to wait."""
+    now = timezone.now()
+    if delivery.cycle_attempts > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
+        return outcome_without_request(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+                                       "Workers stopped while sending it several times; given up.")
+    if (problem := _unsendable(delivery)) is not None:
+        return outcome_without_request(delivery, token, now, *problem)
+    if not delivery.request_sealed and (failed := _render(delivery, token, now)) is not None:
+        return failed
+    request = RenderedRequest.unseal(delivery.request_sealed)
+    endpoint = engine.endpoint(delivery, request.url)
+    if endpoint.is_disabled:
+        counters.count("held")
+        release(delivery, token, DeliveryStatus.HELD, due_at=None,
+                reason=f"On hold: the destination is disabled. {endpoint.disabled_reason}")
+        return None
+    if endpoint.rate_limit and not (delivery.rate_slot_at and delivery.rate_slot_at <= now):
+        if (slot := health.rate_slot_take(endpoint=endpoint, now=now)) is not None:
+            counters.count("throttled")
+            release(delivery, token, DeliveryStatus.THROTTLED, due_at=slot, rate_slot_at=slot,
+                    reason=f"Waiting for the destination's rate limit ({endpoint.rate_limit}/s).")
+            delivery_wake_at(delivery.pk, slot)
+            return None
+    if not engine.quota_take(delivery, now):
+        engine.limit_reached(delivery, now)
+        return outcome_without_request(
+            delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
+            f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
+    sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
+    try:
+        signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
+    except (binascii.Error, ValueError, TypeError):
+        counters.count("sign_failed")
+        logger.warning("deliver.sign_failed delivery=%s", delivery.public_id)
+        return outcome_without_request(
+            delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+            "The signing secret is not valid (it must be whsec_ followed by base64); rotate it and resend.")
+    return Send(delivery, token, signed, endpoint.pk, now)
+
+
+def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
+    """Why this delivery must end before sending, checked before every attempt."""
+    if delivery.source == DeliverySource.SUBSCRIPTION:
+        if delivery.channel is None or not delivery.channel.is_active:
+            return DeliveryStatus.CANCELLED, "", "The channel was deleted or deactivated."
+    elif delivery.webhook is None or not delivery.webhook.is_active:
+        return DeliveryStatus.CANCELLED, "", "The webhook was deleted or deactivated."
+    if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once
+        return DeliveryStatus.CANCELLED, "", "The record was deleted."
+    if not delivery.organization.edition.webhooks_enabled:
+        edition = delivery.organization.edition.name
+        return DeliveryStatus.FAILED, errors.INTERNAL_ERROR, f"The {edition} does not include webhooks."
+    return None
+
+
+def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Outcome | None:
+    """Render and keep the request on the first attempt (stored with this attempt's outcome, and resent
+    as is on retries); a rendering failure ends this delivery alone."""
+    try:
+        request = webhook_render_unsigned(webhook=delivery.webhook, record=delivery.record)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        counters.count("render_failed")
+        logger.exception("deliver.render_failed delivery=%s webhook=%s", delivery.public_id, delivery.webhook_id)
+        return outcome_without_request(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+                                       "The request could not be rendered; see the worker log.")
+    delivery.request_sealed = request.seal()
+    delivery.request_display = clean_text(request.masked().as_text())[0]  # record values may hold NUL
+    delivery.request_prepared = True
+    return None
+
+
+def outcome_of_result(send: Send, result: HttpResult) -> Outcome:
+    """What the receiver's answer means: Success, or Retry at the policy's next time, or Failed."""
+    delivery, request = send.delivery, send.request
+    finished = timezone.now()
+    error_class = errors.error_class_of(result)
+    if result.is_success:
+        status, due_at, reason = DeliveryStatus.SUCCESS, None, ""
+    else:
+        due_at = retry.next_attempt_at(policy=delivery.retry_policy, attempt_number=delivery.cycle_attempts,
+                                       result=result, now=finished)
+        status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
+        reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
+    attempt = Attempt(
+        delivery=delivery, number=delivery.attempt_count, started_at=send.started_at,
+        duration_ms=result.duration_ms, status_code=result.status_code, error_class=error_class,
+        error_message=result.error_message[:500], response_truncated=result.truncated, outcome=status,
+        # Masked: a receiver that echoes the request would otherwise put its secrets in the log.
+        response_headers={name: request.mask(value) for name, value in result.headers.items()},
+        response_body=request.mask(result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]),
+    )
+    outcome = _outcome(delivery, send.token, attempt, now=finished, reason=reason, due_at=due_at,
+                       duration_ms=result.duration_ms)
+    outcome.timed, outcome.result, outcome.request = True, result, request
+    return outcome
+
+
+def outcome_without_request(delivery: Delivery, token: uuid.UUID, now: datetime.datetime, status: str,
+                            error_class: str, reason: str) -> Outcome:
+    """End a delivery without an HTTP exchange (cancelled, limit reached, internal error); logged as an attempt."""
+    attempt = Attempt(delivery=delivery, number=delivery.attempt_count, started_at=now, error_class=error_class,
+                      error_message=reason[:500], outcome=status)
+    return _outcome(delivery, token, attempt, now=now, reason=reason)
+
+
+def _outcome(delivery: Delivery, token: uuid.UUID, attempt: Attempt, *, now: datetime.datetime, reason: str,
+             due_at: datetime.datetime | None = None, duration_ms: int | None = None) -> Outcome:
+    terminal = attempt.outcome in TERMINAL_STATUSES
+    changes = {
+        "status": attempt.outcome, "status_reason": reason[:300], "due_at": due_at, "lease_expires_at": None,
+        "claim_token": None, "last_status_code": attempt.status_code, "last_error_class": attempt.error_class,
+        "last_duration_ms": duration_ms, "rate_slot_at": None, "endpoint": delivery.endpoint,
+        "finished_at": now if terminal else None,
+    }
+    if getattr(delivery, "request_prepared", False):
+        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
+    return Outcome(delivery, token, attempt, changes, now)
+
+
+def release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: datetime.datetime | None, reason: str,
+            rate_slot_at: datetime.datetime | None = None) -> bool:
+    """Give a claimed delivery back without an attempt; the rendered request is kept."""
+    changes = {"status_reason": reason[:300], "due_at": due_at, "rate_slot_at": rate_slot_at,
+               "endpoint": delivery.endpoint}
+    if getattr(delivery, "request_prepared", False):
+        changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
+    moved = states.delivery_release(delivery=delivery, token=token, to_status=status, changes=changes)
+    if moved:
+        delivery.request_prepared = False
+    return moved

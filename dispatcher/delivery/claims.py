@@ -1,0 +1,131 @@
+"""Claims and wake-ups: which due deliveries a worker takes, fairly across organizations, and the
+broker messages that tell workers there is work.
+
+The database is the source of truth; the broker only carries wake-ups (``dispatcher.deliver`` on
+commit, ``dispatcher.drain`` from the pump). Losing one delays a delivery, never loses it. A claim is a
+conditional update guarded by a claim token and a lease, so two workers never own the same delivery,
+and a worker that dies leaves its deliveries claimable again when the lease runs out.
+"""
+import datetime
+import logging
+import math
+import uuid
+
+from celery import current_app
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Value, When
+from django.utils import timezone
+
+from dispatcher.delivery import counters, states
+from dispatcher.models import Delivery, DeliveryStatus
+from dispatcher.models.deliveries import WAITING_STATUSES
+
+logger = logging.getLogger(__name__)
+
+FAIR_ORGANIZATIONS_MAX = 50  # organizations a claim shares out between; more wait for the next claim
+LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as an ETA task in a worker
+
+
+def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None,
+                     first: int | None = None) -> list[tuple[int, uuid.UUID]]:
+    """Claim up to limit due deliveries for this worker, delivery `first` before the others if it is due;
+    returns (id, claim token) pairs.
+
+    Fair across organizations: the claim is shared out equally between the organizations that have due
+    work, so one organization's import of 100,000 deliveries delays another's single delivery by one
+    claim, not by the whole import. What a share leaves unused goes to the others.
+    """
+    token = uuid.uuid4()
+    lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    with transaction.atomic():
+        chosen = _choose(now, limit, ids, first)
+        if not chosen:
+            return []
+        claimed = states.deliveries_dispatch(rows=Delivery.objects.due(now).filter(pk__in=chosen), token=token,
+                                             lease_until=lease_until)
+    if claimed == len(chosen):  # all of them (always so on PostgreSQL, where they were locked)
+        return [(pk, token) for pk in chosen]
+    counters.count("claim_lost", amount=len(chosen) - claimed)
+    return [(pk, token) for pk in Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)]
+
+
+def _choose(now: datetime.datetime, limit: int, ids: list[int] | None, first: int | None) -> list[int]:
+    candidates = Delivery.objects.due(now)
+    if ids is not None:
+        candidates = candidates.filter(pk__in=ids)
+
+    def take(rows, n: int) -> list[int]:
+        # SKIP LOCKED lets workers claim side by side on PostgreSQL; SQLite ignores it and serialises writers.
+        found = list(rows.select_for_update(skip_locked=True).values_list("pk", "status")[:n]) if n > 0 else []
+        taken_over = sum(1 for _, status in found if status == DeliveryStatus.DISPATCHED)
+        if taken_over:  # their worker died or hung past its lease
+            counters.count("lease_taken_over", amount=taken_over)
+        return [pk for pk, _ in found]
+
+    chosen = take(candidates.filter(pk=first), 1) if first is not None else []
+    organizations = _organizations_with_due_work(now) if ids is None else []
+    if len(organizations) > 1:
+        share = math.ceil((limit - len(chosen)) / len(organizations))
+        for organization_id in organizations:
+            chosen += take(candidates.filter(organization_id=organization_id).exclude(pk__in=chosen)
+                           .order_by("due_at"), min(share, limit - len(chosen)))
+        if len(chosen) >= limit:
+            return chosen
+    order = ["due_at"] if first is None else [Case(When(pk=first, then=Value(0)), default=Value(1)), "due_at"]
+    return chosen + take(candidates.exclude(pk__in=chosen).order_by(*order), limit - len(chosen))
+
+
+def _organizations_with_due_work(now: datetime.datetime) -> list[int]:
+    """The organizations with deliveries waiting and due. On PostgreSQL a skip scan of the partial index
+    delivery_due_organization: one index probe per organization, however many deliveries each has."""
+    if connection.vendor != "postgresql":
+        return list(Delivery.objects.filter(status__in=WAITING_STATUSES, due_at__lte=now).order_by("organization_id")
+                    .values_list("organization_id", flat=True).distinct()[:FAIR_ORGANIZATIONS_MAX])
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    waiting = "status IN (" + ", ".join(["%s"] * len(WAITING_STATUSES)) + ")"
+    sql = f"""
+        WITH RECURSIVE organizations(id) AS (
+            (SELECT organization_id FROM {table} WHERE {waiting} AND due_at <= %s ORDER BY organization_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT organization_id FROM {table} WHERE {waiting} AND due_at <= %s
+                    AND organization_id > organizations.id ORDER BY organization_id LIMIT 1)
+            FROM organizations WHERE organizations.id IS NOT NULL
+        )
+        SELECT id FROM organizations WHERE id IS NOT NULL LIMIT %s"""
+    params = [*WAITING_STATUSES, now, *WAITING_STATUSES, now, FAIR_ORGANIZATIONS_MAX]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
+    """Periodic: send as many drain wake-ups as the due work needs (bounded); returns how many."""
+    cap = settings.WEBHOOK_PUMP_MAX_DRAINS * settings.WEBHOOK_DRAIN_BATCH
+    due = Delivery.objects.due(now or timezone.now())[:cap].count()
+    drains = min(math.ceil(due / settings.WEBHOOK_DRAIN_BATCH), settings.WEBHOOK_PUMP_MAX_DRAINS)
+    for _ in range(drains):
+        # Expiring wake-ups cannot pile up in the broker while workers are busy.
+        current_app.send_task("dispatcher.drain", expires=settings.WEBHOOK_PUMP_INTERVAL * 5)
+    return drains
+
+
+def deliveries_wake(ids: list[int]) -> None:
+    """On commit, one wake-up per batch of these deliveries (a woken worker claims a whole batch)."""
+    for first in ids[::settings.WEBHOOK_DRAIN_BATCH]:
+        transaction.on_commit(lambda pk=first: _send(pk))
+
+
+def delivery_wake_at(delivery_id: int, when: datetime.datetime) -> None:
+    """On commit, a wake-up for this delivery at a later moment (rate limits, busy destinations), if the
+    wait is short; the pump finds the others."""
+    wait = (when - timezone.now()).total_seconds()
+    if wait <= LATER_MAX_SECONDS:
+        transaction.on_commit(lambda: _send(delivery_id, countdown=max(wait, 0)))
+
+
+def _send(delivery_id: int, countdown: float | None = None) -> None:
+    try:
+        current_app.send_task("dispatcher.deliver", args=[delivery_id], countdown=countdown)
+    except Exception:  # the broker being down only delays the delivery: the pump will find it
+        logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)

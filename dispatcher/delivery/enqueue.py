@@ -1,0 +1,102 @@
+"""Enqueue: delivery rows written in the caller's transaction (the outbox), resends, and deliveries that
+are logged as cancelled without ever being sent. Workers are woken when the transaction commits."""
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from crm.models import Record
+from dispatcher.delivery import states
+from dispatcher.delivery.claims import deliveries_wake
+from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
+from dispatcher.rendering.request import webhook_render_unsigned
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """One delivery to make: which webhook, for which record, why, and when (None: now)."""
+
+    webhook: Webhook
+    record: Record
+    source: str = DeliverySource.WORKFLOW
+    trigger: str = ""
+    due_at: datetime.datetime | None = None
+    render_now: bool = False  # for a record about to be deleted
+
+
+def delivery_enqueue(
+    *, webhook: Webhook, record: Record, source: str = DeliverySource.WORKFLOW, trigger: str = "",
+    due_at: datetime.datetime | None = None, render_now: bool = False,
+) -> Delivery:
+    """Write a delivery in the caller's transaction; a worker is woken when it commits."""
+    return deliveries_enqueue([Enqueue(webhook, record, source, trigger, due_at, render_now)])[0]
+
+
+def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
+    """Write deliveries in the caller's transaction with one insert; on commit one wake-up per batch of
+    them reaches the broker (a woken worker claims a whole batch)."""
+    now = timezone.now()
+    deliveries = []
+    for item in items:
+        webhook, record = item.webhook, item.record
+        organization = webhook.organization
+        if not organization.edition.webhooks_enabled:
+            raise ValidationError(
+                f"The {organization.edition.name} of {organization.name} does not include webhooks.")
+        if record.module_id != webhook.module_id:
+            raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
+                                  f"{record.module.api_name}.")
+        delivery = Delivery(
+            organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
+            record_ref=f"{record.module.api_name} #{record.pk}", source=item.source, trigger=item.trigger[:200],
+            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=item.due_at or now,
+        )
+        if item.render_now:
+            request = webhook_render_unsigned(webhook=webhook, record=record)
+            delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
+        deliveries.append(delivery)
+    return deliveries_insert(deliveries)
+
+
+def deliveries_insert(deliveries: list[Delivery]) -> list[Delivery]:
+    """Insert prepared deliveries (webhook or channel) with one statement; workers are woken on commit."""
+    now = timezone.now()
+    for delivery in deliveries:
+        if delivery.status not in states.INITIAL:
+            raise states.IllegalMove(f"A delivery cannot be created as {delivery.status}.")
+    Delivery.objects.bulk_create(deliveries)
+    deliveries_wake([d.pk for d in deliveries if d.due_at and d.due_at <= now])
+    return deliveries
+
+
+def deliveries_resend(*, ids: list[int], by: str) -> int:
+    """Send ended deliveries again: same delivery id (receivers deduplicate), the retry policy from the
+    start, and the quota and the guarded client as for any attempt. Returns how many were queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        chosen = list(Delivery.objects.filter(Q(webhook__isnull=False) | Q(channel__isnull=False), pk__in=ids,
+                                              status__in=states.RESENDABLE).values_list("pk", flat=True))
+        count = states.deliveries_requeue(ids=chosen, from_statuses=states.RESENDABLE, now=now,
+                                          resent_by=by[:150], resent_at=now)
+        deliveries_wake(chosen)
+    logger.info("deliver.resend count=%s by=%s", count, by)
+    return count
+
+
+def delivery_log_cancelled(
+    *, webhook: Webhook, record: Record | None, record_ref: str, trigger: str, reason: str
+) -> Delivery:
+    """A delivery that was due but will not be sent (its record is gone or no longer qualifies), for the log."""
+    now = timezone.now()
+    return Delivery.objects.create(
+        organization_id=webhook.organization_id, webhook=webhook, webhook_name=webhook.name, record=record,
+        record_ref=record_ref, source=DeliverySource.WORKFLOW, trigger=trigger[:200],
+        retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
+        status_reason=reason[:300], finished_at=now,
+    )

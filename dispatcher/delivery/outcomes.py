@@ -1,0 +1,93 @@
+"""Storing outcomes: each attempt and its delivery's next state, on its own terms.
+
+The outcomes a worker has gathered are stored together (one insert of attempts, one UPDATE of their
+deliveries, each conditional on its claim token). Values are made storable first (delivery/cleaning.py).
+If the batch write still fails, each outcome is written on its own, so at most the delivery that
+caused it is affected; one that cannot be stored even so is stored without the receiver's answer.
+"""
+import logging
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import transaction
+
+from dispatcher.delivery import counters, states
+from dispatcher.delivery.attempt import Outcome
+from dispatcher.cleaning import clean_headers, clean_text
+from dispatcher.models import Attempt
+
+logger = logging.getLogger(__name__)
+
+
+def outcome_clean(outcome: Outcome) -> None:
+    """Make the attempt and the delivery's changes storable; the attempt says what was cleaned or cut."""
+    attempt, notes = outcome.attempt, []
+    attempt.response_headers, header_notes = clean_headers(attempt.response_headers)
+    notes += header_notes
+    attempt.response_body, body_changed = clean_text(attempt.response_body)
+    if body_changed:
+        notes.append("NUL bytes or invalid text in the response body replaced")
+    attempt.error_message, _ = clean_text(attempt.error_message)
+    for key in ("status_reason", "request_display"):
+        if isinstance(outcome.changes.get(key), str):
+            outcome.changes[key], _ = clean_text(outcome.changes[key])
+    if notes:
+        counters.count("value_cut", amount=len(notes))
+        attempt.cleaned = "; ".join(notes)[:300]
+
+
+def outcomes_write(outcomes: list[Outcome]) -> set[int]:
+    """Store these outcomes; returns the ids of the deliveries that moved on (the others' claims were taken
+    over meanwhile: their attempts are recorded all the same, they happened)."""
+    for outcome in outcomes:
+        outcome_clean(outcome)
+    try:
+        with transaction.atomic():
+            Attempt.objects.bulk_create([o.attempt for o in outcomes])
+            updated = states.deliveries_conclude([(o.delivery.pk, o.token, o.changes) for o in outcomes])
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        if len(outcomes) == 1:
+            updated = _write_alone(outcomes[0])
+        else:
+            logger.exception("deliver.batch_write_failed count=%s; writing row by row", len(outcomes))
+            counters.count("write_fallback")
+            updated = set().union(*(_write_alone(o) for o in outcomes))
+    for o in outcomes:
+        if o.delivery.pk not in updated:
+            counters.count("claim_lost")
+            logger.warning("deliver.claim_lost delivery=%s attempt=%s", o.delivery.public_id, o.attempt.number)
+            continue
+        for key, value in o.changes.items():
+            setattr(o.delivery, key, value)
+    return updated
+
+
+def _write_alone(outcome: Outcome) -> set[int]:
+    for stripped in (False, True):
+        if stripped:
+            _strip(outcome)
+        outcome.attempt.pk, outcome.attempt._state.adding = None, True  # a rolled-back insert set them
+        try:
+            with transaction.atomic():
+                outcome.attempt.save(force_insert=True)
+                return states.deliveries_conclude([(outcome.delivery.pk, outcome.token, outcome.changes)])
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("deliver.write_failed delivery=%s stripped=%s", outcome.delivery.public_id, stripped)
+            counters.count("write_failed", "stripped" if stripped else "full")
+    # Left as it is: Dispatched until its lease runs out, then another attempt.
+    return set()
+
+
+def _strip(outcome: Outcome) -> None:
+    """The attempt without anything the receiver sent, and a plain reason: what is left can be stored."""
+    attempt = outcome.attempt
+    attempt.response_headers, attempt.response_body, attempt.captured = {}, "", {}
+    attempt.error_message = attempt.error_message.encode("ascii", "replace").decode()
+    attempt.cleaned = "the receiver's answer could not be stored and was dropped"
+    outcome.changes["status_reason"] = outcome.changes.get("status_reason", "").encode("ascii", "replace").decode()
+    if "request_display" in outcome.changes:
+        outcome.changes["request_display"] = "(the request could not be stored for display)"
+    outcome.result = None  # nothing to capture from
