@@ -22,7 +22,7 @@ from lxml import etree
 
 from dispatcher.xml import safe_parser
 
-JSONPATH, XPATH = "jsonpath", "xpath"
+JSONPATH, XPATH = "JSONPATH", "XPATH"  # the values of CaptureType
 
 
 class CaptureTimeout(Exception):

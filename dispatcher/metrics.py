@@ -2,7 +2,8 @@
 reports the same figures whichever workers (on whichever machines) did the work.
 
 Counters come from the usage counters the workers keep per attempt (so a scrape reads a few rows,
-never the log); gauges of pending work use the partial indexes of the outbox.
+never the log); gauges of pending work use the partial indexes of the deliveries; the engine's decisions and
+requests in flight come from the counters the workers add to (dispatcher/delivery/counters.py).
 """
 import datetime
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from crm.models import Organization
 from dispatcher import quotas
-from dispatcher.models import Channel, DailyUsage, Delivery, DeliveryStatus, Endpoint, UsageCounter
+from dispatcher.models import (
+    Channel, DailyUsage, Delivery, DeliveryStatus, Endpoint, EngineCounter, SenderProcess, UsageCounter,
+)
 from dispatcher.models.deliveries import WAITING_STATUSES
 from dispatcher.models.usage import LATENCY_BUCKETS_MS
 
@@ -36,6 +39,7 @@ class DispatcherCollector(Collector):
         active = GaugeMetricFamily("webhook_channels_active", "Event subscription channels receiving now.")
         active.add_metric([], Channel.objects.receiving(now).count())
         yield active
+        yield from _engine(now)
 
 
 def _attempts() -> Iterator[Metric]:
@@ -76,6 +80,24 @@ def _pending(now: datetime.datetime) -> Iterator[Metric]:
     age = GaugeMetricFamily("webhook_oldest_due_age_seconds", "How long the oldest due delivery has waited.")
     age.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
     yield age
+
+
+SENDER_SEEN_WITHIN = datetime.timedelta(minutes=2)  # a process not heard from for longer is not shown
+
+
+def _engine(now: datetime.datetime) -> Iterator[Metric]:
+    decisions = CounterMetricFamily(
+        "webhook_engine_decisions", "Decisions of the delivery engine: claims lost, leases taken over, row-by-row "
+        "write fallbacks, values cut, render and sign failures, capture errors and timeouts, deliveries held, "
+        "throttled or given back because their destination was busy.", labels=["decision", "outcome"])
+    for row in EngineCounter.objects.order_by("decision", "outcome"):
+        decisions.add_metric([row.decision, row.outcome], row.count)
+    yield decisions
+    in_flight = GaugeMetricFamily("webhook_requests_in_flight", "Requests in flight per worker process, as last "
+                                  "reported.", labels=["process"])
+    for process in SenderProcess.objects.filter(seen_at__gte=now - SENDER_SEEN_WITHIN).order_by("name"):
+        in_flight.add_metric([process.name], process.in_flight)
+    yield in_flight
 
 
 def _quota(now: datetime.datetime) -> Iterator[Metric]:

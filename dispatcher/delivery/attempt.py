@@ -89,11 +89,7 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
                     reason=f"Waiting for the destination's rate limit ({endpoint.rate_limit}/s).")
             delivery_wake_at(delivery.pk, slot)
             return None
-    if not engine.quota_take(delivery, now):
-        engine.limit_reached(delivery, now)
-        return outcome_without_request(
-            delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
-            f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
+    # Signed before the quota is taken: a delivery that cannot be signed is not charged.
     sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
     try:
         signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
@@ -103,6 +99,11 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
             "The signing secret is not valid (it must be whsec_ followed by base64); rotate it and resend.")
+    if not engine.quota_take(delivery, now):
+        engine.limit_reached(delivery, now)
+        return outcome_without_request(
+            delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
+            f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
     return Send(delivery, token, signed, endpoint.pk, now)
 
 

@@ -109,7 +109,7 @@ def test_the_rate_limit_makes_deliveries_wait_for_their_slot_and_none_is_dropped
     started = timezone.now()
     first_pass = run_due()
     sent = [d for d in first_pass if d.status == DeliveryStatus.SUCCESS]
-    waiting = sorted((d for d in first_pass if d.status == DeliveryStatus.QUEUED), key=lambda d: d.rate_slot_at)
+    waiting = sorted((d for d in first_pass if d.status == DeliveryStatus.THROTTLED), key=lambda d: d.rate_slot_at)
     assert len(sent) == 1 and len(waiting) == 9 and len(receiver.log) == 1
     slots = [d.rate_slot_at for d in waiting]
     assert all(later - earlier >= datetime.timedelta(milliseconds=200) for earlier, later in itertools.pairwise(slots))
