@@ -41,7 +41,7 @@ class SenderPool:
         self.finished: queue.SimpleQueue[Sent] = queue.SimpleQueue()
         self.in_flight = 0
         self.by_destination: Counter = Counter()
-        self.ends: dict[Hashable, list[float]] = {}  # destination -> deadlines of its requests in flight
+        self.starts: dict[Hashable, list[float]] = {}  # destination -> when its requests in flight started
         self.destination_of: dict[Hashable, tuple[Hashable, float]] = {}
 
     def room(self) -> int:
@@ -50,18 +50,17 @@ class SenderPool:
     def has_room_for(self, destination: Hashable) -> bool:
         return self.in_flight < self.max_in_flight and self.by_destination[destination] < self.per_destination
 
-    def free_at(self, destination: Hashable) -> float:
-        """When the destination's earliest request in flight must be over (monotonic): a slot is free by then."""
-        ends = self.ends.get(destination)
-        return min(ends) if ends else time.monotonic()
+    def oldest_age(self, destination: Hashable) -> float:
+        """Seconds the destination's oldest request in flight has been waiting for its answer (0: none)."""
+        starts = self.starts.get(destination)
+        return time.monotonic() - min(starts) if starts else 0.0
 
     def submit(self, key: Hashable, destination: Hashable, request: RenderedRequest) -> None:
         started = time.monotonic()
-        deadline = started + settings.WEBHOOK_TOTAL_TIMEOUT
         self.in_flight += 1
         self.by_destination[destination] += 1
-        self.ends.setdefault(destination, []).append(deadline)
-        self.destination_of[key] = (destination, deadline)
+        self.starts.setdefault(destination, []).append(started)
+        self.destination_of[key] = (destination, started)
         future = self.executor.submit(request_send, request)
         future.add_done_callback(lambda f: self.finished.put(Sent(key, _result_of(f, started), started)))
 
@@ -77,15 +76,15 @@ class SenderPool:
         except queue.Empty:
             pass
         for sent in done:
-            destination, deadline = self.destination_of.pop(sent.key)
+            destination, started = self.destination_of.pop(sent.key)
             self.in_flight -= 1
             self.by_destination[destination] -= 1
             if not self.by_destination[destination]:
                 del self.by_destination[destination]
-            ends = self.ends[destination]
-            ends.remove(deadline)
-            if not ends:
-                del self.ends[destination]
+            starts = self.starts[destination]
+            starts.remove(started)
+            if not starts:
+                del self.starts[destination]
         return done
 
 

@@ -5,9 +5,11 @@
 2. Prepare each in this thread, which owns the database connection (delivery/attempt.py): checks,
    rendering, destination, rate limit, quota, signing.
 3. Hand the signed requests to the sender pool (delivery/pool.py): many in flight at once, at most
-   WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION per destination. A delivery whose destination already has that
-   many in flight and as many waiting is given back, due when a slot frees up (a hanging receiver delays
-   only its own deliveries).
+   WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION per destination. A delivery whose destination has that many in
+   flight waits here for a slot while the destination answers; once its oldest request has waited
+   SLOW_DESTINATION_SECONDS it is given back to the database instead, due again after as long as that
+   request has waited, so a hanging receiver holds only its own share of the slots and is asked less
+   and less often.
 4. As requests finish, store their outcomes together (delivery/outcomes.py), then run the follow-ups
    (delivery/followups.py): capture, endpoint health, e-mails, usage, logs.
 """
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_SECONDS = 5  # a request is only started with at least the total timeout plus this left of its lease
 REPORT_EVERY_SECONDS = 1.0  # how often a busy process writes its requests in flight for /metrics
+# A destination whose oldest request in flight has waited this long is slow: deliveries for it are given back
+# rather than held in the worker (where they would take slots from other destinations). A 100-500 ms
+# receiver stays well under it; one that hangs to the timeout passes it in a second.
+SLOW_DESTINATION_SECONDS = 1.0
 
 
 def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0) -> Delivery | None:
@@ -99,11 +105,13 @@ class DrainLoop:
         self.organizations: dict[int, Organization] = {}
         self.usage = UsageTally()
         self.reported_at = 0.0
+        self.batch = settings.WEBHOOK_DRAIN_BATCH  # deliveries that may wait here for one destination
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None,
             ids: list[int] | None = None) -> None:
         poll = settings.WEBHOOK_CLAIM_POLL_SECONDS
+        self.batch = batch
         deadline = time.monotonic() + budget_seconds
         refill = max(1, min(batch, self.pool.max_in_flight) // 4)
         next_claim_at, claimed_once = 0.0, False
@@ -168,11 +176,13 @@ class DrainLoop:
                 self.dispatch(prepared)
 
     def dispatch(self, send: Send) -> None:
-        """Into the pool if its destination has room, else wait here for a slot, else back to the database."""
+        """Into the pool if its destination has room, else wait here for a slot while the destination
+        answers, else back to the database."""
         destination = send.destination
         if self.pool.has_room_for(destination) and not self.waiting.get(destination):
             self.submit(send)
-        elif len(self.waiting.get(destination, ())) < self.pool.per_destination:
+        elif self.pool.oldest_age(destination) < SLOW_DESTINATION_SECONDS \
+                and len(self.waiting.get(destination, ())) < self.batch:
             self.waiting.setdefault(destination, collections.deque()).append(send)
         else:
             self.hand_back(send)
@@ -193,9 +203,9 @@ class DrainLoop:
         self.pool.submit((self.run_id, delivery.pk), send.destination, send.request)
 
     def hand_back(self, send: Send) -> None:
-        """Its destination is busy: due again when the destination's earliest request in flight must be over."""
+        """Its destination is busy: due again after as long as the destination's oldest request has waited."""
         delivery = send.delivery
-        wait = max(self.pool.free_at(send.destination) - time.monotonic(), settings.WEBHOOK_CLAIM_POLL_SECONDS)
+        wait = max(self.pool.oldest_age(send.destination), settings.WEBHOOK_CLAIM_POLL_SECONDS)
         due_at = timezone.now() + datetime.timedelta(seconds=wait)
         counters.count("destination_busy")
         if release(delivery, send.token, states.waiting_status(delivery), due_at=due_at,

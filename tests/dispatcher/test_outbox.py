@@ -274,17 +274,22 @@ def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
     assert (second.status, second.finished_at) == (DeliveryStatus.DISPATCHED, None)
 
 
-def test_a_busy_destination_gets_its_cap_in_flight_and_the_rest_back_unattempted(receiver, hook, deal, settings):
-    """With one request in flight allowed per destination: one is sent, one waits in the worker for the
-    slot, the third goes back to the database (not an attempt), due when the slot must be free."""
+def test_a_slow_destination_gets_its_cap_in_flight_and_the_rest_back_unattempted(receiver, hook, deal, settings,
+                                                                                  monkeypatch):
+    """With one request in flight allowed per destination, and every destination counted as slow: one is
+    sent, the others go back to the database (not an attempt), due again shortly, and are sent then."""
+    from dispatcher.delivery import run
+
     receiver.expect_request("/hook").respond_with_data("ok")
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 1
+    monkeypatch.setattr(run, "SLOW_DESTINATION_SECONDS", 0)
     first, second, third = (delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(3))
     claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=3)
     delivery_engine.deliveries_attempt(claimed=claimed)
     rows = {d.pk: (d.status, d.attempt_count, d.claim_token) for d in Delivery.objects.all()}
-    assert rows == {first.pk: ("success", 1, None), second.pk: ("success", 1, None), third.pk: ("queued", 0, None)}
-    assert len(receiver.log) == 2
-    later = timezone.now() + datetime.timedelta(seconds=settings.WEBHOOK_TOTAL_TIMEOUT + 1)
-    assert [d.status for d in run_due(later)] == ["success"]  # due again once the slot is free
+    assert rows == {first.pk: ("success", 1, None), second.pk: ("queued", 0, None), third.pk: ("queued", 0, None)}
+    assert len(receiver.log) == 1
+    assert all("as many requests in flight" in d.status_reason for d in Delivery.objects.filter(status="queued"))
+    later = timezone.now() + datetime.timedelta(seconds=5)
+    assert sorted(d.status for d in run_due(later)) == ["success", "success"]
     assert list(Attempt.objects.order_by("delivery").values_list("number", flat=True)) == [1, 1, 1]

@@ -1,0 +1,102 @@
+"""Scheduling in the engine: claims are fair across organizations, and a receiver that hangs delays only
+its own deliveries. Outcomes are asserted, never timings."""
+import threading
+
+import pytest
+from django.utils import timezone
+
+from crm import services as crm_services
+from dispatcher import delivery as delivery_engine
+from dispatcher.models import Delivery, DeliveryStatus
+from tests.e2e.conftest import wait_for
+from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
+from tests.faults.hostile import HostileReceiver
+
+pytestmark = pytest.mark.django_db
+
+
+def deal_and_hook(organization, url: str, name: str = "Hook"):
+    owner = CrmUserFactory(organization=organization)
+    deals = organization.modules.get(api_name="Deals")
+    deal = crm_services.record_create(module=deals, owner=owner, values={"Deal_Name": "Fair"})
+    return deal, webhook_create(module=deals, name=name, url=url, entity=[("deal", "${Deals.Deal Name}")])
+
+
+def test_one_organizations_import_does_not_hold_up_another_organizations_delivery(receiver):
+    big, small = OrganizationFactory(), OrganizationFactory()
+    big_deal, big_hook = deal_and_hook(big, receiver.url_for("/big"))
+    small_deal, small_hook = deal_and_hook(small, receiver.url_for("/small"))
+    delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(big_hook, big_deal) for _ in range(300)])
+    late = delivery_engine.delivery_enqueue(webhook=small_hook, record=small_deal)  # due after all 300
+    claimed = dict(delivery_engine.deliveries_claim(now=timezone.now(), limit=50))
+    assert late.pk in claimed  # in the first claim, not after the 300
+    assert len(claimed) == 50  # the small organization's unused share went to the big one
+
+
+def test_shares_are_equal_between_organizations_with_due_work(receiver):
+    organizations = [OrganizationFactory() for _ in range(3)]
+    for organization in organizations:
+        deal, hook = deal_and_hook(organization, receiver.url_for("/hook"))
+        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(40)])
+    claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=30)
+    by_organization = sorted(Delivery.objects.filter(pk__in=[pk for pk, _ in claimed])
+                             .values_list("organization_id", flat=True))
+    assert [by_organization.count(o.pk) for o in organizations] == [10, 10, 10]
+
+
+class HoldingReceiver(HostileReceiver):
+    """Answers 200 only once released: until then every request it gets hangs."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.holding = self.most = 0
+        self.lock = threading.Lock()
+        super().__init__(self._hold)
+
+    def _hold(self, conn, stopped) -> None:
+        with self.lock:
+            self.holding += 1
+            self.most = max(self.most, self.holding)
+        self.release.wait(120)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        with self.lock:
+            self.holding -= 1
+
+
+def test_a_hanging_receiver_delays_only_its_own_deliveries(receiver, settings, owner, modules):
+    """The hanging receiver is let go only once the fast one has had all its requests: a sender stuck behind
+    a hanging request would never get there. The hanging one gets only its per-destination share of the
+    slots, and none of its deliveries is lost."""
+    settings.WEBHOOK_READ_TIMEOUT = settings.WEBHOOK_TOTAL_TIMEOUT = 120  # it hangs until the test lets go
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 2
+    receiver.expect_request("/fast").respond_with_data("ok")
+    hanging = HoldingReceiver()
+    seen: dict[str, bool] = {}
+
+    def release_when_the_fast_ones_are_through() -> None:
+        try:
+            seen["fast through while hanging"] = bool(wait_for(
+                lambda: len(receiver.log) >= 12 and hanging.holding >= 2, timeout=60,
+                what="the fast receiver to get every request while the hanging one holds its share"))
+        finally:
+            hanging.release.set()
+
+    try:
+        deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Hang"})
+        fast_hook = webhook_create(module=modules["Deals"], name="Fast", url=receiver.url_for("/fast"))
+        slow_hook = webhook_create(module=modules["Deals"], name="Hanging", url=hanging.url())
+        # Interleaved, hanging ones first: a sequential sender would be stuck behind the first one.
+        items = [delivery_engine.Enqueue(hook, deal) for _ in range(6) for hook in (slow_hook, fast_hook, fast_hook)]
+        delivery_engine.deliveries_enqueue(items)
+        releaser = threading.Thread(target=release_when_the_fast_ones_are_through)
+        releaser.start()
+        delivery_engine.deliveries_drain(batch=50, budget_seconds=0)
+        releaser.join(60)
+        assert seen == {"fast through while hanging": True}
+        assert sorted(Delivery.objects.filter(webhook=fast_hook).values_list("status", flat=True)) == ["success"] * 12
+        assert hanging.most == 2  # never more than its share in flight
+        slow = Delivery.objects.filter(webhook=slow_hook)
+        assert list(slow.order_by().values_list("status", "attempt_count").distinct()) == [("success", 1)]  # none lost
+    finally:
+        hanging.release.set()
+        hanging.stop()
