@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
 from bench.table import markdown  # noqa: E402
 
-BENCHMARKS = ["render", "rules", "throughput", "latency", "logscale", "memory"]
+BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "latency", "logscale", "memory"]
 
 
 def machine() -> dict:
