@@ -199,13 +199,9 @@ def session_reset() -> None:
         _session = None
 
 
-def request_send(request) -> HttpResult:
-    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer."""
-    started = time.monotonic()
-
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
-
+def request_refusal(request) -> HttpResult | None:
+    """Why this request must not be sent at all (URL, scheme, port, an address spelled in the URL), checked
+    before any connection; None when it may go. Shared with the engine's client (dispatcher/async_client.py)."""
     try:
         parts = urlsplit(request.url)
         port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
@@ -219,6 +215,18 @@ def request_send(request) -> HttpResult:
     if (address := literal_address(parts.hostname)) is not None and address_forbidden(address):
         return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_ADDRESS,
                           error_message=f"The address {address} is not a public address.")
+    return None
+
+
+def request_send(request) -> HttpResult:
+    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    if (refused := request_refusal(request)) is not None:
+        return refused
     deadline = _current.deadline = _Deadline(started + settings.WEBHOOK_TOTAL_TIMEOUT)
     _watchdog.watch(deadline)
     try:
@@ -232,7 +240,7 @@ def request_send(request) -> HttpResult:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The host resolves to a forbidden address ({error}).")
         except requests.RequestException as error:
-            error_class, message = _total_timeout() if deadline.expired else _classify(error)
+            error_class, message = total_timeout() if deadline.expired else classify(error)
             return HttpResult(None, elapsed_ms(), error_class=error_class, error_message=message)
         with response:
             body, truncated, error_class, message = _read_capped(response, deadline)
@@ -256,38 +264,44 @@ def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[byte
             if size > cap:
                 return b"".join(chunks)[:cap], True, None, ""
             if deadline.expired or time.monotonic() > deadline.at:
-                return (b"".join(chunks), True, *_total_timeout())
+                return (b"".join(chunks), True, *total_timeout())
     except Exception as error:  # urllib3 raises its own errors mid-body (reset, timeout, bad chunking)
-        error_class, message = _total_timeout() if deadline.expired else _classify(error)
+        error_class, message = total_timeout() if deadline.expired else classify(error)
         return b"".join(chunks), True, error_class, message
     if deadline.expired:  # cut while reading: what arrived is not the whole answer
-        return b"".join(chunks), True, *_total_timeout()
+        return b"".join(chunks), True, *total_timeout()
     return b"".join(chunks), False, None, ""
 
 
-def _total_timeout() -> tuple[ErrorClass, str]:
+def total_timeout() -> tuple[ErrorClass, str]:
     return ErrorClass.TIMEOUT, f"The receiver took longer than {settings.WEBHOOK_TOTAL_TIMEOUT:g} s in all."
 
 
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'\"\)]*")
 
 
-def _classify(error: BaseException) -> tuple[ErrorClass, str]:
+def classify(error: BaseException) -> tuple[ErrorClass, str]:
     """Map an exception to an error class and a message without the URL (it may carry tokens)."""
     text = " ".join(str(e) for e in _chain(error))
     detail = match.group(0).strip() if (match := _ERRNO_RE.search(text)) else type(error).__name__
     names = {type(e).__name__ for e in _chain(error)}
-    if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "ReadTimeoutError", "ConnectTimeoutError", "timeout"}:
+    if "ConnectionRefusedError" in names:
+        detail = "[Errno 111] Connection refused"  # asyncio words it "Connect call failed (address)"
+    if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "ReadTimeoutError", "ConnectTimeoutError", "timeout",
+                 "ServerTimeoutError", "ConnectionTimeoutError", "SocketTimeoutError", "TimeoutError"}:
         return ErrorClass.TIMEOUT, f"Timed out ({detail})."
-    if names & {"SSLError", "SSLCertVerificationError"}:
+    if names & {"SSLError", "SSLCertVerificationError", "ClientConnectorCertificateError", "ClientSSLError",
+                 "ClientConnectorSSLError"}:
         return ErrorClass.TLS_ERROR, "The TLS handshake failed (certificate or protocol)."
-    if names & {"NameResolutionError", "gaierror"} or "Failed to resolve" in text:
+    if names & {"NameResolutionError", "gaierror", "ClientConnectorDNSError"} or "Failed to resolve" in text:
         return ErrorClass.DNS_FAILURE, "The host name could not be resolved."
     if names & {"InvalidURL", "MissingSchema", "InvalidSchema", "LocationParseError"}:
         return ErrorClass.INVALID_URL, "The URL is not valid."
-    if names & {"IncompleteRead", "ConnectionResetError"} or "Connection broken" in text:
+    if names & {"IncompleteRead", "ConnectionResetError", "ClientPayloadError", "ServerDisconnectedError",
+                 "ContentLengthError"} or "Connection broken" in text:
         return ErrorClass.CONNECTION_ERROR, "The connection broke before the whole answer arrived."
-    if names & {"ConnectionError", "NewConnectionError", "ConnectionRefusedError"}:
+    if names & {"ConnectionError", "NewConnectionError", "ConnectionRefusedError", "ClientConnectorError",
+                 "ClientOSError"}:
         return ErrorClass.CONNECTION_ERROR, f"Could not connect or the connection broke ({detail})."
     return ErrorClass.PROTOCOL_ERROR, f"The receiver's answer was not valid HTTP ({detail})."
 

@@ -74,3 +74,27 @@ def receiver(httpserver, settings):
 @pytest.fixture(scope="session")
 def httpserver_listen_address():
     return ("127.0.0.1", 0)
+
+
+def _send_through_the_engine(request):
+    """The engine's client: the request goes through the sender pool, as a delivery's would."""
+    import time
+
+    from dispatcher.delivery.pool import sender_pool
+
+    pool, key = sender_pool(), object()
+    pool.submit(key, "test destination", request)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for sent in pool.collect(timeout=1.0):
+            if sent.key is key:
+                return sent.result
+    raise AssertionError("the sender pool never finished the request")
+
+
+@pytest.fixture(params=["one-off client", "engine client"])
+def request_send(request):
+    """Both guarded clients: the one-off sender (test sends, channel verification) and the engine's."""
+    from dispatcher.http_client import request_send as one_off
+
+    return one_off if request.param == "one-off client" else _send_through_the_engine

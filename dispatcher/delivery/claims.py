@@ -42,8 +42,11 @@ def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | Non
         chosen = _choose(now, limit, ids, first)
         if not chosen:
             return []
-        claimed = states.deliveries_dispatch(rows=Delivery.objects.due(now).filter(pk__in=chosen), token=token,
-                                             lease_until=lease_until)
+        # PostgreSQL locked the chosen rows (FOR UPDATE): nobody can have moved them. SQLite takes its write
+        # lock only now, so there the rows are checked again.
+        rows = Delivery.objects.filter(pk__in=chosen) if connection.vendor == "postgresql" \
+            else Delivery.objects.due(now).filter(pk__in=chosen)
+        claimed = states.deliveries_dispatch(rows=rows, token=token, lease_until=lease_until)
     if claimed == len(chosen):  # all of them (always so on PostgreSQL, where they were locked)
         return [(pk, token) for pk in chosen]
     counters.count("claim_lost", amount=len(chosen) - claimed)

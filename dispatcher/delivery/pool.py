@@ -1,24 +1,27 @@
 """The sender pool: the requests of a worker process in flight together.
 
-Sending is waiting on the network, so threads do it: each sends one request through the guarded
-client (which pins the checked address, refuses redirects and holds the deadline and the size cap)
-and hands its result back on a queue. Everything else (claims, rendering, quotas, storing outcomes)
-stays in the thread that owns the database connection. At most WEBHOOK_MAX_IN_FLIGHT requests are in
-flight per process, and at most WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION to one destination, so a burst
-does not flood one receiver and a receiver that hangs holds only its own share of the slots.
+Sending is waiting on the network, so one event loop in a thread of its own does it, through the
+engine's guarded client (dispatcher/async_client.py: the checked address is the one connected to, no
+redirects, a total deadline and a size cap, keep-alive pools per destination), and hands each result
+back on a queue. Everything else (claims, rendering, quotas, storing outcomes) stays in the thread that
+owns the database connection. At most WEBHOOK_MAX_IN_FLIGHT requests are in flight per process, and at
+most WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION to one destination, so a burst does not flood one receiver
+and a receiver that hangs holds only its own share of the slots.
 """
+import asyncio
 import os
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from dispatcher.http_client import ErrorClass, HttpResult, request_send
+from dispatcher import async_client
+from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.rendering.request import RenderedRequest
 
 
@@ -32,12 +35,15 @@ class Sent:
 
 
 class SenderPool:
-    """Threads that send requests; the owner submits and collects from one thread."""
+    """An event loop that sends requests; the owner submits and collects from one thread."""
 
     def __init__(self, max_in_flight: int, per_destination: int) -> None:
         self.max_in_flight = max_in_flight
         self.per_destination = per_destination
-        self.executor = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="webhook-send")
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="webhook-send", daemon=True)
+        self.thread.start()
+        self.session = self._call(self._session())
         self.finished: queue.SimpleQueue[Sent] = queue.SimpleQueue()
         self.in_flight = 0
         self.by_destination: Counter = Counter()
@@ -61,7 +67,7 @@ class SenderPool:
         self.by_destination[destination] += 1
         self.starts.setdefault(destination, []).append(started)
         self.destination_of[key] = (destination, started)
-        future = self.executor.submit(request_send, request)
+        future = asyncio.run_coroutine_threadsafe(async_client.request_send(self.session, request), self.loop)
         future.add_done_callback(lambda f: self.finished.put(Sent(key, _result_of(f, started), started)))
 
     def collect(self, timeout: float) -> list[Sent]:
@@ -87,6 +93,18 @@ class SenderPool:
                 del self.starts[destination]
         return done
 
+    async def _session(self):
+        return async_client.session_create(max_in_flight=self.max_in_flight, per_destination=self.per_destination)
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        """Close the connections and stop the loop (requests still in flight are cancelled)."""
+        self._call(self.session.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
 
 def _result_of(future: Future, started: float) -> HttpResult:
     """The client never raises for a network problem; anything else is this request's error alone."""
@@ -109,6 +127,6 @@ def sender_pool() -> SenderPool:
         wanted = (settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION)
         if _pool is None or _pool_pid != os.getpid() or (_pool.max_in_flight, _pool.per_destination) != wanted:
             if _pool is not None and _pool_pid == os.getpid():
-                _pool.executor.shutdown(wait=True)
+                _pool.close()
             _pool, _pool_pid = SenderPool(*wanted), os.getpid()
         return _pool

@@ -6,10 +6,10 @@
    rendering, destination, rate limit, quota, signing.
 3. Hand the signed requests to the sender pool (delivery/pool.py): many in flight at once, at most
    WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION per destination. A delivery whose destination has that many in
-   flight waits here for a slot while the destination answers; once its oldest request has waited
-   SLOW_DESTINATION_SECONDS it is given back to the database instead, due again after as long as that
-   request has waited, so a hanging receiver holds only its own share of the slots and is asked less
-   and less often.
+   flight waits here for a slot while the destination answers (no more is claimed while the pool's room
+   is taken); once the destination's oldest request has waited SLOW_DESTINATION_SECONDS, deliveries for
+   it are given back to the database instead, due again after as long as that request has waited, so a
+   hanging receiver holds only its own share of the slots and is asked less and less often.
 4. As requests finish, store their outcomes together (delivery/outcomes.py), then run the follow-ups
    (delivery/followups.py): capture, endpoint health, e-mails, usage, logs.
 """
@@ -20,18 +20,17 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from crm.models import Organization
 from dispatcher import health, quotas
 from dispatcher.delivery import counters, states
 from dispatcher.delivery.attempt import Outcome, Send, attempt_prepare, outcome_of_result, release
-from dispatcher.delivery.claims import deliveries_claim, delivery_wake_at
+from dispatcher.delivery.claims import deliveries_claim
 from dispatcher.delivery.followups import followups_run
 from dispatcher.delivery.outcomes import outcomes_write
 from dispatcher.delivery.pool import SenderPool, sender_pool
-from dispatcher.models import Delivery, Endpoint
+from dispatcher.models import Channel, Delivery, Endpoint, RetryPolicy, Webhook
 from dispatcher.models.endpoints import destination_of
 from dispatcher.notifications import notify_later
 from dispatcher.usage import UsageTally
@@ -105,15 +104,13 @@ class DrainLoop:
         self.organizations: dict[int, Organization] = {}
         self.usage = UsageTally()
         self.reported_at = 0.0
-        self.batch = settings.WEBHOOK_DRAIN_BATCH  # deliveries that may wait here for one destination
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None,
             ids: list[int] | None = None) -> None:
         poll = settings.WEBHOOK_CLAIM_POLL_SECONDS
-        self.batch = batch
         deadline = time.monotonic() + budget_seconds
-        refill = max(1, min(batch, self.pool.max_in_flight) // 4)
+        refill = max(1, min(batch, self.pool.max_in_flight) // 2)  # claims of at least half a batch
         next_claim_at, claimed_once = 0.0, False
         try:
             while True:
@@ -150,17 +147,8 @@ class DrainLoop:
     # --- 1-3: claimed deliveries prepared and handed to the pool -----------------------------------------
     def start(self, claimed: list[tuple[int, uuid.UUID]]) -> None:
         tokens = dict(claimed)
-        deliveries = list(Delivery.objects.select_related(
-            "organization__edition", "retry_policy", "webhook__organization", "webhook__module", "channel",
-            "endpoint", "record__owner", "record__module",
-        ).filter(pk__in=tokens).order_by("pk"))
-        webhooks = {d.webhook_id: d.webhook for d in deliveries if d.webhook is not None}
-        prefetch_related_objects(list(webhooks.values()), "entity_parameters", "custom_parameters", "captures__field")
+        deliveries = self.load(tokens)
         for delivery in deliveries:
-            if delivery.webhook_id is not None:
-                delivery.webhook = webhooks[delivery.webhook_id]
-            if delivery.endpoint is not None:
-                delivery.endpoint = self.endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
             self.unprepared[delivery.organization_id] += 1
         for delivery in deliveries:
             self.unprepared[delivery.organization_id] -= 1
@@ -175,14 +163,40 @@ class DrainLoop:
             elif isinstance(prepared, Send):
                 self.dispatch(prepared)
 
+    def load(self, tokens: dict[int, uuid.UUID]) -> list[Delivery]:
+        """The claimed deliveries with what their attempts need, each related object loaded once per claim
+        (fresh: a webhook deactivated or a destination disabled since the last claim is seen), shared by
+        the claim's deliveries rather than joined and decrypted once per row."""
+        deliveries = list(Delivery.objects.select_related("record__owner", "record__module")
+                          .defer("request_display").filter(pk__in=tokens).order_by("pk"))
+
+        def ids(attribute: str) -> set[int]:
+            return {value for d in deliveries if (value := getattr(d, attribute)) is not None}
+
+        webhooks = Webhook.objects.select_related("organization", "module").prefetch_related(
+            "entity_parameters", "custom_parameters", "captures__field").in_bulk(ids("webhook_id"))
+        organizations = Organization.objects.select_related("edition").in_bulk(ids("organization_id"))
+        policies = RetryPolicy.objects.in_bulk(ids("retry_policy_id"))
+        channels = Channel.objects.in_bulk(ids("channel_id")) if ids("channel_id") else {}
+        self.endpoints.update(Endpoint.objects.in_bulk(ids("endpoint_id")) if ids("endpoint_id") else {})
+        for delivery in deliveries:
+            delivery.organization = organizations[delivery.organization_id]
+            delivery.retry_policy = policies[delivery.retry_policy_id]
+            delivery.webhook = webhooks.get(delivery.webhook_id) if delivery.webhook_id else None
+            delivery.channel = channels.get(delivery.channel_id) if delivery.channel_id else None
+            delivery.endpoint = self.endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
+        for endpoint in self.endpoints.values():  # by destination too, for deliveries on their first attempt
+            self.by_destination[(endpoint.organization_id, endpoint.destination)] = endpoint
+        return deliveries
+
     def dispatch(self, send: Send) -> None:
-        """Into the pool if its destination has room, else wait here for a slot while the destination
-        answers, else back to the database."""
+        """Into the pool if its destination has room; else wait here for a slot while the destination
+        answers (claims stop when the pool's room is taken, so what waits here is bounded); else back to the
+        database: the destination is slow, and what waits for it would take slots from the others."""
         destination = send.destination
         if self.pool.has_room_for(destination) and not self.waiting.get(destination):
             self.submit(send)
-        elif self.pool.oldest_age(destination) < SLOW_DESTINATION_SECONDS \
-                and len(self.waiting.get(destination, ())) < self.batch:
+        elif self.pool.oldest_age(destination) < SLOW_DESTINATION_SECONDS:
             self.waiting.setdefault(destination, collections.deque()).append(send)
         else:
             self.hand_back(send)
@@ -208,10 +222,10 @@ class DrainLoop:
         wait = max(self.pool.oldest_age(send.destination), settings.WEBHOOK_CLAIM_POLL_SECONDS)
         due_at = timezone.now() + datetime.timedelta(seconds=wait)
         counters.count("destination_busy")
+        # No wake-up of its own: the pump and every busy drain loop find it when it is due.
         if release(delivery, send.token, states.waiting_status(delivery), due_at=due_at,
                    reason="Waiting: the destination already has as many requests in flight as it may."):
             self._refund_one(delivery)
-            delivery_wake_at(delivery.pk, due_at)
 
     # --- 4: finished requests stored -------------------------------------------------------------------
     def collect(self, timeout: float) -> None:

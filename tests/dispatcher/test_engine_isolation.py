@@ -86,16 +86,33 @@ def healthy(receiver, modules):
     return [hook_to(modules, f"Healthy {i}", receiver.url_for("/hook")) for i in range(HEALTHY)]
 
 
-def test_a_nul_byte_in_a_response_header_is_cleaned_and_harms_nobody(healthy, receiver, hostile, modules, deal):
+def test_a_nul_byte_in_a_response_header_fails_its_attempt_alone(healthy, receiver, hostile, modules, deal):
+    """The engine's HTTP parser refuses the header: a protocol error, retried later, for this delivery only."""
     poison = hook_to(modules, "NUL header", hostile(nul_in_header()).url())
     by_name = run_one_batch([*healthy[:2], poison, *healthy[2:]], deal)
     assert_healthy_unharmed(by_name, receiver)
     poisoned = by_name["NUL header"]
-    assert poisoned.status == DeliveryStatus.SUCCESS
-    [attempt] = poisoned.attempts.all()
-    assert attempt.response_headers["X-Poison"] == "a\ufffdb"
-    assert "NUL" in attempt.cleaned
+    assert (poisoned.status, poisoned.last_error_class) == (DeliveryStatus.RETRY, "protocol_error")
     assert DailyUsage.objects.get().calls == HEALTHY + 1  # each charged once
+
+
+def test_a_nul_byte_and_a_lone_surrogate_in_the_body_are_cleaned_in_the_log(healthy, receiver, hostile, modules,
+                                                                            deal):
+    poison = hook_to(modules, "NUL body", hostile(answer("200 OK", b"a\x00b \xed\xa0\x80")).url())
+    by_name = run_one_batch([*healthy, poison], deal)
+    assert_healthy_unharmed(by_name, receiver)
+    [attempt] = by_name["NUL body"].attempts.all()
+    assert attempt.outcome == DeliveryStatus.SUCCESS
+    assert attempt.response_body.startswith("a\ufffdb ") and "NUL" in attempt.cleaned
+
+
+def test_the_cleaning_is_recorded_for_headers_too(settings):
+    from dispatcher.cleaning import clean_headers
+
+    kept, notes = clean_headers({"X-Poison": "a\x00b", "X-Lone": "\ud800", **{f"X-{i}": "h" * 64_000 for i in range(3)}})
+    assert (kept["X-Poison"], kept["X-Lone"]) == ("a\ufffdb", "\ufffd")
+    assert sum(len(k) + len(v) for k, v in kept.items()) <= settings.WEBHOOK_MAX_STORED_HEADER_BYTES
+    assert notes == ["NUL bytes or invalid text in response headers replaced", "response headers cut at 64 KB (4 of 5 kept)"]
 
 
 def test_six_megabytes_of_headers_are_cut_to_the_cap_and_the_cut_recorded(healthy, receiver, hostile, modules,
@@ -143,12 +160,12 @@ def test_when_a_batch_write_fails_the_rows_are_written_one_by_one(healthy, recei
     """With the cleaning switched off, PostgreSQL refuses the batch: the fallback stores each outcome on its
     own and the poisoned one without the receiver's answer."""
     monkeypatch.setattr(outcomes, "outcome_clean", lambda outcome: None)
-    poison = hook_to(modules, "NUL header", hostile(nul_in_header()).url())
+    poison = hook_to(modules, "NUL body", hostile(answer("200 OK", b"a\x00b")).url())
     by_name = run_one_batch([*healthy, poison], deal)
     assert_healthy_unharmed(by_name, receiver)
-    [attempt] = by_name["NUL header"].attempts.all()
+    [attempt] = by_name["NUL body"].attempts.all()
     assert attempt.outcome == DeliveryStatus.SUCCESS
     if connection.vendor == "postgresql":
-        assert attempt.response_headers == {} and "could not be stored" in attempt.cleaned
+        assert attempt.response_body == "" and "could not be stored" in attempt.cleaned
         assert EngineCounter.objects.get(decision="write_fallback").count == 1
     assert Attempt.objects.count() == HEALTHY + 1

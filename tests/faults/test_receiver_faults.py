@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
-from dispatcher.http_client import request_send
 from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.rendering.request import RenderedRequest
 from tests.factories import webhook_create
@@ -132,7 +131,7 @@ def test_a_100_mb_answer_is_read_only_up_to_the_cap(serve, deal):
     assert len(attempt.response_body) <= CAP
 
 
-def test_reading_a_100_mb_answer_holds_no_more_than_the_cap_in_memory(serve, settings):
+def test_reading_a_100_mb_answer_holds_no_more_than_the_cap_in_memory(request_send, serve, settings):
     receiver = serve(hostile.flood)
     tracemalloc.start()
     try:

@@ -5,7 +5,7 @@ import socket
 import pytest
 from django.core.exceptions import ValidationError
 
-from dispatcher.http_client import ErrorClass, request_send
+from dispatcher.http_client import ErrorClass
 from dispatcher.rendering.request import RenderedRequest
 from dispatcher.validators import validate_webhook_url
 
@@ -63,7 +63,7 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize(("url", "refused_on_save"), HOSTILE)
-def test_hostile_urls_are_refused_without_a_connection(no_connections, url, refused_on_save):
+def test_hostile_urls_are_refused_without_a_connection(request_send, no_connections, url, refused_on_save):
     result = request_send(RenderedRequest("POST", url, {"Content-Type": "application/json"}, b"{}"))
     assert result.status_code is None and result.error_class in REFUSED, (url, result)
     assert no_connections == []
@@ -92,14 +92,14 @@ def resolving(monkeypatch, *answers: str) -> list[str]:
 
 @pytest.mark.parametrize("answers", [("127.0.0.1",), ("10.0.0.7",), ("169.254.169.254",), ("::ffff:127.0.0.1",),
                                      ("10.0.0.7", "93.184.216.34")])
-def test_a_name_that_resolves_inside_is_refused_without_a_connection(no_connections, monkeypatch, answers):
+def test_a_name_that_resolves_inside_is_refused_without_a_connection(request_send, no_connections, monkeypatch, answers):
     calls = resolving(monkeypatch, *answers)
     result = request_send(RenderedRequest("POST", "http://rebind.example/hook", {}, b"{}"))
     assert result.error_class == ErrorClass.BLOCKED_ADDRESS and no_connections == []
     assert len(calls) == 1  # resolved once, and that answer decided
 
 
-def test_a_rebinding_name_is_connected_to_at_the_address_that_was_checked(no_connections, monkeypatch):
+def test_a_rebinding_name_is_connected_to_at_the_address_that_was_checked(request_send, no_connections, monkeypatch):
     """Public at the check, private a moment later: the connection goes to the checked (public) address."""
     calls = resolving(monkeypatch, "93.184.216.34", "127.0.0.1")
     result = request_send(RenderedRequest("POST", "http://rebind.example/hook", {}, b"{}"))
