@@ -4,6 +4,7 @@ Defaults give a product that runs on a fresh machine with nothing installed:
 SQLite in ./var and a file-system Celery broker. Production sets DATABASE_URL
 (PostgreSQL) and CELERY_BROKER_URL (Redis or RabbitMQ).
 """
+import os
 from pathlib import Path
 
 import environ
@@ -100,6 +101,11 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if (_xdist := env.str("PYTEST_XDIST_WORKER", default="")).startswith("gw") and CELERY_BROKER_URL.startswith("redis://"):
+    # Under `pytest -n`, each test process (and the workers its tests start) gets a Redis database of its
+    # own, as it gets a test database of its own, so no worker takes another test's wake-ups.
+    CELERY_BROKER_URL = f"{CELERY_BROKER_URL.rpartition('/')[0]}/{1 + int(_xdist[2:]) % 15}"
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL  # Celery reads the variable itself, before these settings
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The serverless default: processes exchange messages through files in ./var/broker.
     _broker_dir = VAR_DIR / "broker"

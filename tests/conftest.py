@@ -8,7 +8,6 @@ from tests.factories import CrmUserFactory, OrganizationFactory
 
 def pytest_configure(config) -> None:
     """In CI the suite must run on the real services; an unreachable one fails the run, never skips."""
-    _broker_per_xdist_worker()
     if not os.environ.get("CI"):
         return
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -22,18 +21,6 @@ def pytest_configure(config) -> None:
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as error:
         raise pytest.UsageError(f"CI is set but Redis is unreachable: {error}") from error
-
-
-def _broker_per_xdist_worker() -> None:
-    """Under pytest -n, each xdist worker gets a Redis database of its own (as it gets a test database of its
-    own), so that the Celery workers one test starts never take another test's wake-ups."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw") or not settings.CELERY_BROKER_URL.startswith("redis://"):
-        return
-    from config.celery import app
-
-    base, _, _ = settings.CELERY_BROKER_URL.rpartition("/")
-    settings.CELERY_BROKER_URL = app.conf.broker_url = f"{base}/{1 + int(worker[2:]) % 15}"
 
 
 @pytest.fixture(autouse=True)
