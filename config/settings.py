@@ -153,7 +153,7 @@ WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="CRM-Webhooks/1.0")
 # may take it over.
 WEBHOOK_PUMP_INTERVAL = env.float("WEBHOOK_PUMP_INTERVAL", default=2.0)
 WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)
-WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=50)
+WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
 WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
 # Requests in flight together per worker process (a thread each, waiting on the network, not the CPU):
