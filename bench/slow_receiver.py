@@ -199,6 +199,9 @@ def run_one_per_transaction(hook, deal, n: int) -> tuple[float, float, float]:
     from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
+    # As the API has them: the webhook with its organization and edition, the record with its module.
+    hook = type(hook).objects.select_related("organization__edition", "module").get(pk=hook.pk)
+    deal = type(deal).objects.select_related("module").get(pk=deal.pk)
     ids = []
     started = time.perf_counter()
     for _ in range(n):

@@ -229,12 +229,12 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
 
     @admin.action(description="Activate selected webhooks", permissions=["change"])
     def activate(self, request: HttpRequest, queryset) -> None:
-        count = queryset.update(is_active=True)
+        count = queryset.update(is_active=True, modified_at=timezone.now())  # modified: workers reload it
         self.message_user(request, f"{count} webhook(s) activated.", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected webhooks", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset) -> None:
-        count = queryset.update(is_active=False)
+        count = queryset.update(is_active=False, modified_at=timezone.now())  # modified: workers reload it
         self.message_user(request, f"{count} webhook(s) deactivated.", messages.SUCCESS)
 
     @admin.action(description="Rotate signing secret", permissions=["change"])

@@ -114,6 +114,11 @@ class Sandbox:
                 [sys.executable, "-m", "dispatcher.capture_sandbox"], cwd=root, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
             self.pid = os.getpid()
+            # The time bound is the expressions', not the interpreter's start: wait for the child to be ready.
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.process.stdout, selectors.EVENT_READ)
+                if not selector.select(STARTUP_SECONDS) or self.process.stdout.readline() != READY:
+                    raise BrokenPipeError("the capture process did not start")
         return self.process
 
     def stop(self) -> None:
@@ -124,9 +129,13 @@ class Sandbox:
 
 
 sandbox = Sandbox()
+READY = b"ready\n"
+STARTUP_SECONDS = 60  # generous: only a machine in trouble takes more than a second
 
 
 def main() -> None:
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
     for line in sys.stdin.buffer:
         try:
             answer = evaluate(json.loads(line))

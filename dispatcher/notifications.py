@@ -3,6 +3,7 @@ import datetime
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
@@ -26,6 +27,8 @@ def _send(subject: str, body: str, recipients: list[str]) -> None:
         return
     try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception:  # a broken mail server must not break delivery processing
         logger.exception("notify.mail_failed subject=%s", subject)
 
@@ -38,6 +41,8 @@ def notify_later(task_name: str, *args) -> None:
     task = getattr(tasks, task_name.removeprefix("dispatcher."))
     try:
         task.apply_async(args=args)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception:
         logger.warning("notify.queue_failed task=%s; sending now", task_name, exc_info=True)
         task.run(*args)

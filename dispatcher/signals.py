@@ -17,6 +17,24 @@ def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:
     record_event_notify(event)
 
 
+def _on_webhook_part_changed(sender, instance, **kwargs) -> None:
+    """A parameter or capture changed: the webhook counts as modified, so workers load it again
+    (dispatcher/delivery/run.py keeps webhooks while their modified_at stays the same)."""
+    from django.utils import timezone
+
+    from dispatcher.models import Webhook
+
+    Webhook.objects.filter(pk=instance.webhook_id).update(modified_at=timezone.now())
+
+
 def connect() -> None:
+    from django.db.models.signals import post_delete, post_save
+
+    from dispatcher.models import Capture, CustomParameter, EntityParameter
+
     setting_changed.connect(_on_setting_changed, dispatch_uid="dispatcher.setting_changed")
     record_changed.connect(_on_record_changed, dispatch_uid="dispatcher.record_changed")
+    for model in (Capture, CustomParameter, EntityParameter):
+        for signal in (post_save, post_delete):
+            signal.connect(_on_webhook_part_changed, sender=model,
+                           dispatch_uid=f"dispatcher.{model.__name__}.{signal is post_save}")

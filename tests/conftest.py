@@ -24,6 +24,15 @@ def pytest_configure(config) -> None:
 
 
 @pytest.fixture(autouse=True)
+def engine_caches_cleared():
+    """Each test starts with an engine that has seen none of its rows (ids can repeat after a rollback)."""
+    from dispatcher.delivery.run import caches_clear
+
+    caches_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def celery_tasks_run_here():
     """Tasks queued with apply_async (the e-mails) run in the test's process, as a worker would run them;
     wake-ups (send_task) still go to the broker, where the in-process tests do not need them."""

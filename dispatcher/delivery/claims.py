@@ -9,9 +9,12 @@ and a worker that dies leaves its deliveries claimable again when the lease runs
 import datetime
 import logging
 import math
+import threading
+import time
 import uuid
 
 from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Value, When
@@ -66,17 +69,18 @@ def _choose(now: datetime.datetime, limit: int, ids: list[int] | None, first: in
             counters.count("lease_taken_over", amount=taken_over)
         return [pk for pk, _ in found]
 
-    chosen = take(candidates.filter(pk=first), 1) if first is not None else []
     organizations = _organizations_with_due_work(now) if ids is None else []
-    if len(organizations) > 1:
-        share = math.ceil((limit - len(chosen)) / len(organizations))
-        for organization_id in organizations:
-            chosen += take(candidates.filter(organization_id=organization_id).exclude(pk__in=chosen)
-                           .order_by("due_at"), min(share, limit - len(chosen)))
-        if len(chosen) >= limit:
-            return chosen
     order = ["due_at"] if first is None else [Case(When(pk=first, then=Value(0)), default=Value(1)), "due_at"]
-    return chosen + take(candidates.exclude(pk__in=chosen).order_by(*order), limit - len(chosen))
+    if len(organizations) <= 1:  # nothing to share: one statement, `first` first
+        return take(candidates.order_by(*order), limit)
+    chosen = take(candidates.filter(pk=first), 1) if first is not None else []
+    share = math.ceil((limit - len(chosen)) / len(organizations))
+    for organization_id in organizations:
+        chosen += take(candidates.filter(organization_id=organization_id).exclude(pk__in=chosen)
+                       .order_by("due_at"), min(share, limit - len(chosen)))
+    if len(chosen) >= limit:
+        return chosen
+    return chosen + take(candidates.exclude(pk__in=chosen).order_by("due_at"), limit - len(chosen))
 
 
 def _organizations_with_due_work(now: datetime.datetime) -> list[int]:
@@ -114,9 +118,49 @@ def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
 
 
 def deliveries_wake(ids: list[int]) -> None:
-    """On commit, one wake-up per batch of these deliveries (a woken worker claims a whole batch)."""
+    """On commit, one wake-up per batch of these deliveries (a woken worker claims a whole batch), coalesced
+    with the other wake-ups of this process (see _Coalescer)."""
     for first in ids[::settings.WEBHOOK_DRAIN_BATCH]:
-        transaction.on_commit(lambda pk=first: _send(pk))
+        transaction.on_commit(lambda pk=first: _coalescer.wake(pk))
+
+
+class _Coalescer:
+    """At most one wake-up per WAKE_COALESCE_SECONDS per process: the first is sent at once, those that
+    follow within the window become one ``dispatcher.drain`` at its end (a drain claims whatever is due).
+    A process that commits one event at a time (the API) then pays for a broker message per window, not per
+    event; a wake-up lost with the process is found by the pump."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent_at = -math.inf
+        self.timer: threading.Timer | None = None
+
+    def wake(self, delivery_id: int) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.sent_at >= WAKE_COALESCE_SECONDS and self.timer is None:
+                self.sent_at = now
+                send_now = True
+            else:
+                send_now = False
+                if self.timer is None:
+                    self.timer = threading.Timer(max(self.sent_at + WAKE_COALESCE_SECONDS - now, 0.0), self._trail)
+                    self.timer.daemon = True
+                    self.timer.start()
+        if send_now:
+            _send(delivery_id)
+
+    def _trail(self) -> None:
+        with self.lock:
+            self.timer, self.sent_at = None, time.monotonic()
+        try:
+            current_app.send_task("dispatcher.drain", expires=settings.WEBHOOK_PUMP_INTERVAL * 5)
+        except Exception:  # the pump will find the work
+            logger.warning("deliver_wake.failed drain", exc_info=True)
+
+
+WAKE_COALESCE_SECONDS = 0.02  # short against a receiver's answer, long against one API call on two cores
+_coalescer = _Coalescer()
 
 
 def delivery_wake_at(delivery_id: int, when: datetime.datetime) -> None:
@@ -130,5 +174,7 @@ def delivery_wake_at(delivery_id: int, when: datetime.datetime) -> None:
 def _send(delivery_id: int, countdown: float | None = None) -> None:
     try:
         current_app.send_task("dispatcher.deliver", args=[delivery_id], countdown=countdown)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception:  # the broker being down only delays the delivery: the pump will find it
         logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)

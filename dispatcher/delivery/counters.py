@@ -4,6 +4,7 @@ sign, capture errors, and deliveries held, throttled or given back (README "Moni
 import os
 import socket
 import threading
+import time
 from collections import Counter
 
 from django.db.models import F
@@ -38,8 +39,20 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+reported: dict[str, tuple] = {}
+REPORT_UNCHANGED_EVERY = 30.0  # seconds: an unchanged figure is written this often (the gauge shows live processes)
+
+
 def sender_report(*, in_flight: int, max_in_flight: int) -> None:
-    """This process's requests in flight, for the /metrics gauge."""
-    SenderProcess.objects.update_or_create(name=process_name(), defaults={
-        "in_flight": in_flight, "max_in_flight": max_in_flight, "seen_at": timezone.now()})
+    """This process's requests in flight, for the /metrics gauge; written when it changed, or to say the
+    process is still there."""
+    name, now = process_name(), time.monotonic()
+    last = reported.get(name)
+    if last is not None and last[:2] == (in_flight, max_in_flight) and now - last[2] < REPORT_UNCHANGED_EVERY:
+        return
+    reported[name] = (in_flight, max_in_flight, now)
+    if not SenderProcess.objects.filter(name=name).update(in_flight=in_flight, max_in_flight=max_in_flight,
+                                                          seen_at=timezone.now()):
+        SenderProcess.objects.get_or_create(name=name, defaults={
+            "in_flight": in_flight, "max_in_flight": max_in_flight, "seen_at": timezone.now()})
 

@@ -20,6 +20,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from crm.models import Organization
@@ -30,7 +31,7 @@ from dispatcher.delivery.claims import deliveries_claim
 from dispatcher.delivery.followups import followups_run
 from dispatcher.delivery.outcomes import outcomes_write
 from dispatcher.delivery.pool import SenderPool, sender_pool
-from dispatcher.models import Channel, Delivery, Endpoint, RetryPolicy, Webhook
+from dispatcher.models import Capture, Channel, Delivery, Endpoint, RetryPolicy, Webhook
 from dispatcher.models.endpoints import destination_of
 from dispatcher.notifications import notify_later
 from dispatcher.usage import UsageTally
@@ -80,6 +81,60 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
     return deliveries_attempt(claimed=[(delivery_id, token)])[0]
 
 
+WEBHOOKS_KEPT = 1000  # webhooks (with their parameters and captures) a process keeps between claims
+_webhook_cache: dict[int, Webhook] = {}
+
+
+def _webhooks(ids: set[int]) -> dict[int, Webhook]:
+    """The webhooks with their parameters and captures, reused while unchanged: one cheap query per claim
+    asks for their modification times (every change goes through a save or sets modified_at, admin actions
+    included), and only those changed or new since are loaded again."""
+    if not ids:
+        return {}
+    current = dict(Webhook.objects.filter(pk__in=ids).values_list("pk", "modified_at"))
+    stale = [pk for pk, modified in current.items()
+             if pk not in _webhook_cache or _webhook_cache[pk].modified_at != modified]
+    if stale:
+        if len(_webhook_cache) + len(stale) > WEBHOOKS_KEPT:
+            _webhook_cache.clear()
+        _webhook_cache.update(Webhook.objects.select_related("organization", "module").prefetch_related(
+            "entity_parameters", "custom_parameters",
+            Prefetch("captures", queryset=Capture.objects.select_related("field")),
+        ).in_bulk(stale))
+    return {pk: _webhook_cache[pk] for pk in current}
+
+
+class _Recent:
+    """Rows of a small table that change rarely (organizations with their edition, retry policies), kept for
+    a few seconds: a change (an edition without webhooks, a new delay) applies within KEEP_SECONDS."""
+
+    KEEP_SECONDS = 10.0
+
+    def __init__(self, queryset) -> None:
+        self.queryset = queryset
+        self.rows: dict[int, tuple[float, object]] = {}
+
+    def get(self, ids: set[int]) -> dict:
+        now = time.monotonic()
+        missing = [pk for pk in ids if pk not in self.rows or now - self.rows[pk][0] > self.KEEP_SECONDS]
+        if missing:
+            for pk, row in self.queryset.in_bulk(missing).items():
+                self.rows[pk] = (now, row)
+        return {pk: self.rows[pk][1] for pk in ids}
+
+
+_organizations = _Recent(Organization.objects.select_related("edition"))
+_policies = _Recent(RetryPolicy.objects.all())
+
+
+def caches_clear() -> None:
+    """Forget what this process keeps between claims (tests, whose rolled-back rows can reuse ids)."""
+    _webhook_cache.clear()
+    _organizations.rows.clear()
+    _policies.rows.clear()
+    counters.reported.clear()
+
+
 class DrainLoop:
     """What the attempts of one drain share: the sender pool, the outcomes not stored yet, the daily quota
     reserved per claim (the unused part given back), usage counts added up in memory, and one object per
@@ -103,7 +158,7 @@ class DrainLoop:
         self.unprepared: collections.Counter = collections.Counter()  # organization: claimed, not prepared yet
         self.organizations: dict[int, Organization] = {}
         self.usage = UsageTally()
-        self.reported_at = 0.0
+        self.reported_at = time.monotonic()  # a short drain reports once, when it closes
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None,
@@ -164,27 +219,30 @@ class DrainLoop:
                 self.dispatch(prepared)
 
     def load(self, tokens: dict[int, uuid.UUID]) -> list[Delivery]:
-        """The claimed deliveries with what their attempts need, each related object loaded once per claim
-        (fresh: a webhook deactivated or a destination disabled since the last claim is seen), shared by
-        the claim's deliveries rather than joined and decrypted once per row."""
-        deliveries = list(Delivery.objects.select_related("record__owner", "record__module")
+        """The claimed deliveries with what their attempts need, each related object shared by the claim's
+        deliveries rather than joined and decrypted once per row: destinations and channels fresh from this
+        claim, webhooks reloaded when modified, organizations and retry policies at most 10 s old."""
+        deliveries = list(Delivery.objects.select_related("endpoint", "record__owner", "record__module")
                           .defer("request_display").filter(pk__in=tokens).order_by("pk"))
 
         def ids(attribute: str) -> set[int]:
             return {value for d in deliveries if (value := getattr(d, attribute)) is not None}
 
-        webhooks = Webhook.objects.select_related("organization", "module").prefetch_related(
-            "entity_parameters", "custom_parameters", "captures__field").in_bulk(ids("webhook_id"))
-        organizations = Organization.objects.select_related("edition").in_bulk(ids("organization_id"))
-        policies = RetryPolicy.objects.in_bulk(ids("retry_policy_id"))
+        webhooks = _webhooks(ids("webhook_id"))
         channels = Channel.objects.in_bulk(ids("channel_id")) if ids("channel_id") else {}
-        self.endpoints.update(Endpoint.objects.in_bulk(ids("endpoint_id")) if ids("endpoint_id") else {})
+        organizations = _organizations.get(ids("organization_id"))
+        policies = _policies.get(ids("retry_policy_id"))
         for delivery in deliveries:
             delivery.organization = organizations[delivery.organization_id]
             delivery.retry_policy = policies[delivery.retry_policy_id]
+        for delivery in deliveries:
             delivery.webhook = webhooks.get(delivery.webhook_id) if delivery.webhook_id else None
             delivery.channel = channels.get(delivery.channel_id) if delivery.channel_id else None
-            delivery.endpoint = self.endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
+            if delivery.endpoint is not None:  # fresh from this claim, one object per destination
+                self.endpoints[delivery.endpoint_id] = delivery.endpoint
+        for delivery in deliveries:
+            if delivery.endpoint_id is not None:
+                delivery.endpoint = self.endpoints[delivery.endpoint_id]
         for endpoint in self.endpoints.values():  # by destination too, for deliveries on their first attempt
             self.by_destination[(endpoint.organization_id, endpoint.destination)] = endpoint
         return deliveries

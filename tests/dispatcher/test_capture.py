@@ -6,7 +6,7 @@ from crm import services as crm_services
 from crm.models import Field, FieldType
 from dispatcher import delivery as delivery_engine
 from dispatcher.capture import captures_check
-from dispatcher.models import Capture, Delivery
+from dispatcher.models import Capture, Delivery, Webhook
 from tests.factories import webhook_create
 from workflows.models import Action, WorkflowRule
 from workflows.services import rule_save
@@ -188,3 +188,23 @@ def test_captures_round_trip_through_a_configuration_file(receiver, modules, fie
     path.write_text(jsonlib.dumps(before))
     with pytest.raises(Exception, match="captures: “//z:error\\[” is not a valid XPath"):
         call_command("import_config", str(path))
+
+
+def test_an_expression_that_backtracks_forever_is_stopped_and_recorded(receiver, modules, fields, deal, settings):
+    """EXSLT regular expressions run Python's re inside lxml, where no signal reaches: (a+)+$ on 40 a's and a
+    b takes 2**40 steps. The capture's own time bound stops it; the delivery and the next capture go on."""
+    settings.WEBHOOK_CAPTURE_TIMEOUT = 0.5
+    receiver.expect_request("/hook").respond_with_data("<r><v>" + "a" * 40 + "b</v><id>INV-5</id></r>",
+                                                       content_type="application/xml")
+    slow = hook_with(receiver, modules, fields, "XPATH", namespaces="re=http://exslt.org/regular-expressions",
+                     captures=[("success", "string(re:test(/r/v, '^(a+)+$'))", "Sync Status")])
+    delivery = send(slow, deal)
+    assert delivery.status == "success"
+    captured = delivery.attempts.get().captured
+    assert "took longer than 0.5 s and were stopped" in captured["error"]
+    slow.captures.all().delete()
+    Capture.objects.create(webhook=slow, when="success", expression="/r/id", field=fields["Invoice Number"])
+    fine = Webhook.objects.get(pk=slow.pk)
+    assert send(fine, deal).attempts.get().captured["Invoice Number"]["written"] == "INV-5"
+    from dispatcher.models import EngineCounter
+    assert EngineCounter.objects.get(decision="capture", outcome="timeout").count == 1

@@ -114,3 +114,27 @@ def test_healthz_is_503_when_the_database_does_not_answer(client, monkeypatch):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "failing" and response.json()["checks"]["database"] == "error: OperationalError"
+
+
+def test_metrics_count_the_engines_decisions_and_the_requests_in_flight(client, settings, receiver, hook, deal,
+                                                                      modules):
+    """A delivery that cannot be signed and one held at a disabled destination show in /metrics by decision."""
+    from dispatcher.models import Endpoint
+
+    settings.METRICS_TOKEN = "scrape-me"
+    receiver.expect_request("/hook").respond_with_data("OK")
+    broken = webhook_create(module=modules["Deals"], name="Broken secret", url=receiver.url_for("/hook"))
+    broken.signing_secret = "whsec_!!not-base64"
+    broken.save(update_fields=["signing_secret"])
+    held = webhook_create(module=modules["Deals"], name="Held", url="https://held.example.com/hook")
+    Endpoint.objects.create(organization=held.organization, destination="https://held.example.com/hook",
+                            disabled_at=timezone.now(), disabled_reason="Tests.")
+    for webhook in (hook, broken, held):
+        delivery_engine.delivery_enqueue(webhook=webhook, record=deal)
+    delivery_engine.deliveries_drain(batch=10, budget_seconds=0)
+    found = samples(client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).content.decode())
+    decisions = {dict(labels)["decision"]: value for (name, labels), value in found.items()
+                 if name == "webhook_engine_decisions_total"}
+    assert decisions == {"sign_failed": 1, "held": 1}
+    [in_flight] = [value for (name, _), value in found.items() if name == "webhook_requests_in_flight"]
+    assert in_flight == 0  # the drain is over: nothing left in flight
