@@ -8,7 +8,7 @@ arrive) to the last stored Success attempt, through real Celery worker processes
 (database webhooks_bench, recreated): rendering, signing, quota, attempt rows and all. Baseline: one
 requests.Session in one thread sending the same pre-rendered requests to the same nginx receiver.
 Also: the same loop with http.client, and the embedded default (SQLite, file-system broker). The
-dispatcher runs with WEBHOOK_DRAIN_BATCH 50 (the default) and 20, three times each; the ratio is the median
+dispatcher runs with WEBHOOK_DRAIN_BATCH 100 (the default) and 50, three times each; the ratio is the median
 of the runs, each against the requests loop measured again beside it (the machine's speed drifts).
 """
 import argparse
@@ -57,7 +57,7 @@ def embedded(args) -> None:
                        "DJANGO_SETTINGS_MODULE": "config.settings"})
     common.django_ready()
     hook, deal = common.bench_webhook(f"http://127.0.0.1:{args.port}/hook")
-    workers = common.Workers(count=1, concurrency=2, tag="embedded")
+    workers = common.Workers(count=1, concurrency=2, tag="embedded", beat=True)  # as the Procfile runs it
     try:
         rate, _ = dispatch(hook, deal, args.n, workers)
     finally:
@@ -70,9 +70,10 @@ def main() -> None:
     common.add_arguments(parser)
     parser.add_argument("--n", type=int, default=None, help="deliveries (default 20000; --quick 1000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (celery worker commands)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4], help="pool size(s) per worker")
-    parser.add_argument("--batch", type=int, nargs="+", default=[50, 20],
-                        help="WEBHOOK_DRAIN_BATCH value(s) to run with (default: 50, the default, and 20)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[2],
+                        help="pool size(s) per worker (default 2, the Procfile's WORKER_CONCURRENCY)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[100, 50],
+                        help="WEBHOOK_DRAIN_BATCH value(s) to run with (default: 100, the default, and 50)")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each configuration (default 3; --quick 1)")
     parser.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -132,8 +133,8 @@ def main() -> None:
     default = settings.WEBHOOK_DRAIN_BATCH
     for label, batch, (ratio, enqueue_rate, commit_rate) in dispatched:
         rows.append(common.row(f"throughput: dispatcher {label}, enqueue→Success", enqueue_rate, "deliv/s",
-                               baseline, ratio=ratio, target=">= 0.5x" if batch == default else "",
-                               passed=ratio >= 0.5 if batch == default else None,
+                               baseline, ratio=ratio, target=">= 1.0x" if batch == default else "",
+                               passed=ratio >= 1.0 if batch == default else None,
                                note=f"the median of {args.repeat} runs, each against the loop measured beside it"
                                if args.repeat > 1 else ""))
         rows.append(common.row(f"throughput: dispatcher {label}, last commit→Success", commit_rate, "deliv/s",

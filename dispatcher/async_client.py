@@ -54,10 +54,13 @@ class _GuardedResolver(AbstractResolver):
         return None
 
 
-def session_create(*, max_in_flight: int, per_destination: int) -> aiohttp.ClientSession:
+def session_create(*, max_in_flight: int) -> aiohttp.ClientSession:
     """The session of one sender pool (created in, and used only by, the pool's event loop)."""
-    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=per_destination,
-                                     resolver=_GuardedResolver(), use_dns_cache=False, enable_cleanup_closed=True)
+    # No per-host limit here: aiohttp counts host and port, while a destination is also its path (two
+    # webhooks on one host, one of them hanging, must not share slots); the sender pool caps each destination.
+    # Waiting for a pooled connection would also count against the connect timeout.
+    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
+                                     use_dns_cache=False, enable_cleanup_closed=True)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
 

@@ -94,7 +94,7 @@ class SenderPool:
         return done
 
     async def _session(self):
-        return async_client.session_create(max_in_flight=self.max_in_flight, per_destination=self.per_destination)
+        return async_client.session_create(max_in_flight=self.max_in_flight)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()

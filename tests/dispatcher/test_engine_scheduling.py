@@ -45,13 +45,35 @@ def test_shares_are_equal_between_organizations_with_due_work(receiver):
 
 
 class HoldingReceiver(HostileReceiver):
-    """Answers 200 only once released: until then every request it gets hangs."""
+    """Answers 200 only once released: until then every request it gets hangs (with fast_path: every request
+    but those for that path, which are answered at once, so two destinations share one host and port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fast_path: str | None = None) -> None:
+        self.fast_path, self.fast = fast_path, 0
         self.release = threading.Event()
         self.holding = self.most = 0
         self.lock = threading.Lock()
         super().__init__(self._hold)
+
+    def _handle(self, conn) -> None:
+        try:
+            conn.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            if self.fast_path and head.split(b" ", 2)[1].decode().startswith(self.fast_path):
+                with self.lock:
+                    self.fast += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            else:
+                self._hold(conn, self.stopped)
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def _hold(self, conn, stopped) -> None:
         with self.lock:
@@ -100,3 +122,37 @@ def test_a_hanging_receiver_delays_only_its_own_deliveries(receiver, settings, o
     finally:
         hanging.release.set()
         hanging.stop()
+
+
+def test_a_hanging_destination_does_not_starve_another_on_the_same_host(settings, owner, modules):
+    """Destinations differ by path: /hang holds its share of slots, /fast on the same host and port still
+    gets every request through while /hang hangs (connections are not pooled per host against it)."""
+    settings.WEBHOOK_READ_TIMEOUT = settings.WEBHOOK_TOTAL_TIMEOUT = 120
+    settings.WEBHOOK_ALLOW_LOOPBACK, settings.WEBHOOK_ALLOW_ANY_PORT = True, True
+    settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 4, 2
+    server = HoldingReceiver(fast_path="/fast")
+    seen: dict[str, bool] = {}
+
+    def release_when_the_fast_ones_are_through() -> None:
+        try:
+            seen["fast through"] = bool(wait_for(lambda: server.fast >= 8 and server.holding >= 2, timeout=60,
+                                                 what="every /fast request while /hang holds its share"))
+        finally:
+            server.release.set()
+
+    try:
+        deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Host"})
+        fast_hook = webhook_create(module=modules["Deals"], name="Fast", url=server.url("/fast"))
+        slow_hook = webhook_create(module=modules["Deals"], name="Hanging", url=server.url("/hang"))
+        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(4)
+                                            for hook in (slow_hook, fast_hook, fast_hook)])
+        releaser = threading.Thread(target=release_when_the_fast_ones_are_through)
+        releaser.start()
+        delivery_engine.deliveries_drain(batch=50, budget_seconds=0)
+        releaser.join(60)
+        assert seen == {"fast through": True}
+        assert set(Delivery.objects.filter(webhook=fast_hook).values_list("status", flat=True)) == {"success"}
+        assert server.most == 2
+    finally:
+        server.release.set()
+        server.stop()
