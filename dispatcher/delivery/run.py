@@ -297,6 +297,9 @@ class DrainLoop:
             queue = self.waiting[destination]
             while queue and self.pool.has_room_for(destination):
                 self.submit(queue.popleft())
+            if queue and self.pool.oldest_age(destination) >= SLOW_DESTINATION_SECONDS:
+                while queue:  # it turned slow while they waited: they would hold slots other destinations need
+                    self.hand_back(queue.popleft())
             if not queue:
                 del self.waiting[destination]
         if self.outcomes and (not self.sending or len(self.outcomes) >= self.pool.max_in_flight
