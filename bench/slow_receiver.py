@@ -17,7 +17,6 @@ Rows (targets from issue 15):
 """
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess

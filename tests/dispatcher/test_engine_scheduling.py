@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
-from dispatcher.models import Delivery, DeliveryStatus
+from dispatcher.models import Delivery
 from tests.e2e.conftest import wait_for
 from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
 from tests.faults.hostile import HostileReceiver
