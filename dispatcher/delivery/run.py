@@ -232,6 +232,8 @@ class DrainLoop:
         channels = Channel.objects.in_bulk(ids("channel_id")) if ids("channel_id") else {}
         organizations = _organizations.get(ids("organization_id"))
         policies = _policies.get(ids("retry_policy_id"))
+        for webhook in webhooks.values():  # a kept webhook renders with the organization as it is now
+            webhook.organization = organizations.get(webhook.organization_id, webhook.organization)
         for delivery in deliveries:
             delivery.organization = organizations[delivery.organization_id]
             delivery.retry_policy = policies[delivery.retry_policy_id]
