@@ -25,7 +25,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 
-from dispatcher.http_client import CHUNK_SIZE, ErrorClass, HttpResult, classify, request_refusal, total_timeout
+from dispatcher.http_client import (
+    CHUNK_SIZE, ErrorClass, HttpResult, classify, exception_chain, request_refusal, total_timeout,
+)
 from dispatcher.validators import address_forbidden
 
 MAX_HEADER_BYTES = 64 * 1024  # one response header line, as http.client allows; longer is a protocol error
@@ -123,11 +125,4 @@ def _failed(status, duration_ms, headers, chunks, error_class, message) -> HttpR
 
 
 def _blocked(error: BaseException) -> str | None:
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, BlockedAddress):
-            return str(error)
-        error = error.__cause__ or error.__context__ or next(
-            (arg for arg in getattr(error, "args", ()) if isinstance(arg, BaseException)), None)
-    return None
+    return next((str(e) for e in exception_chain(error) if isinstance(e, BlockedAddress)), None)

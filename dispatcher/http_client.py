@@ -282,9 +282,9 @@ _ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'\"\)]*")
 
 def classify(error: BaseException) -> tuple[ErrorClass, str]:
     """Map an exception to an error class and a message without the URL (it may carry tokens)."""
-    text = " ".join(str(e) for e in _chain(error))
+    text = " ".join(str(e) for e in exception_chain(error))
     detail = match.group(0).strip() if (match := _ERRNO_RE.search(text)) else type(error).__name__
-    names = {type(e).__name__ for e in _chain(error)}
+    names = {type(e).__name__ for e in exception_chain(error)}
     if "ConnectionRefusedError" in names:
         detail = "[Errno 111] Connection refused"  # asyncio words it "Connect call failed (address)"
     if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "ReadTimeoutError", "ConnectTimeoutError", "timeout",
@@ -306,7 +306,8 @@ def classify(error: BaseException) -> tuple[ErrorClass, str]:
     return ErrorClass.PROTOCOL_ERROR, f"The receiver's answer was not valid HTTP ({detail})."
 
 
-def _chain(error: BaseException):
+def exception_chain(error: BaseException):
+    """The error and every error it carries (cause, context, arguments, urllib3's reason)."""
     seen: set[int] = set()
     stack = [error]
     while stack:

@@ -10,7 +10,7 @@ from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery
 from tests.e2e.conftest import wait_for
 from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
-from tests.faults.hostile import HostileReceiver
+from tests.faults.hostile import HostileReceiver, read_request
 
 pytestmark = pytest.mark.django_db
 
@@ -57,13 +57,7 @@ class HoldingReceiver(HostileReceiver):
 
     def _handle(self, conn) -> None:
         try:
-            conn.settimeout(30)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
+            head = read_request(conn)
             if self.fast_path and head.split(b" ", 2)[1].decode().startswith(self.fast_path):
                 with self.lock:
                     self.fast += 1
@@ -84,6 +78,21 @@ class HoldingReceiver(HostileReceiver):
         with self.lock:
             self.holding -= 1
 
+    def release_once(self, condition, what: str) -> tuple[threading.Thread, dict]:
+        """A thread that lets every held request go once condition() holds (or after 60 s, recording that it
+        never did); the dict says which."""
+        seen: dict[str, bool] = {}
+
+        def wait_then_release() -> None:
+            try:
+                seen["held until"] = bool(wait_for(condition, timeout=60, what=what))
+            finally:
+                self.release.set()
+
+        thread = threading.Thread(target=wait_then_release)
+        thread.start()
+        return thread, seen
+
 
 def test_a_hanging_receiver_delays_only_its_own_deliveries(receiver, settings, owner, modules):
     """The hanging receiver is let go only once the fast one has had all its requests: a sender stuck behind
@@ -93,16 +102,6 @@ def test_a_hanging_receiver_delays_only_its_own_deliveries(receiver, settings, o
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 2
     receiver.expect_request("/fast").respond_with_data("ok")
     hanging = HoldingReceiver()
-    seen: dict[str, bool] = {}
-
-    def release_when_the_fast_ones_are_through() -> None:
-        try:
-            seen["fast through while hanging"] = bool(wait_for(
-                lambda: len(receiver.log) >= 12 and hanging.holding >= 2, timeout=60,
-                what="the fast receiver to get every request while the hanging one holds its share"))
-        finally:
-            hanging.release.set()
-
     try:
         deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Hang"})
         fast_hook = webhook_create(module=modules["Deals"], name="Fast", url=receiver.url_for("/fast"))
@@ -110,11 +109,12 @@ def test_a_hanging_receiver_delays_only_its_own_deliveries(receiver, settings, o
         # Interleaved, hanging ones first: a sequential sender would be stuck behind the first one.
         items = [delivery_engine.Enqueue(hook, deal) for _ in range(6) for hook in (slow_hook, fast_hook, fast_hook)]
         delivery_engine.deliveries_enqueue(items)
-        releaser = threading.Thread(target=release_when_the_fast_ones_are_through)
-        releaser.start()
+        releaser, seen = hanging.release_once(
+            lambda: len(receiver.log) >= 12 and hanging.holding >= 2,
+            "the fast receiver to get every request while the hanging one holds its share")
         delivery_engine.deliveries_drain(batch=50, budget_seconds=0)
         releaser.join(60)
-        assert seen == {"fast through while hanging": True}
+        assert seen == {"held until": True}
         assert sorted(Delivery.objects.filter(webhook=fast_hook).values_list("status", flat=True)) == ["success"] * 12
         assert hanging.most == 2  # never more than its share in flight
         slow = Delivery.objects.filter(webhook=slow_hook)
@@ -131,26 +131,17 @@ def test_a_hanging_destination_does_not_starve_another_on_the_same_host(settings
     settings.WEBHOOK_ALLOW_LOOPBACK, settings.WEBHOOK_ALLOW_ANY_PORT = True, True
     settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 4, 2
     server = HoldingReceiver(fast_path="/fast")
-    seen: dict[str, bool] = {}
-
-    def release_when_the_fast_ones_are_through() -> None:
-        try:
-            seen["fast through"] = bool(wait_for(lambda: server.fast >= 8 and server.holding >= 2, timeout=60,
-                                                 what="every /fast request while /hang holds its share"))
-        finally:
-            server.release.set()
-
     try:
         deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Host"})
         fast_hook = webhook_create(module=modules["Deals"], name="Fast", url=server.url("/fast"))
         slow_hook = webhook_create(module=modules["Deals"], name="Hanging", url=server.url("/hang"))
         delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hook, deal) for _ in range(4)
                                             for hook in (slow_hook, fast_hook, fast_hook)])
-        releaser = threading.Thread(target=release_when_the_fast_ones_are_through)
-        releaser.start()
+        releaser, seen = server.release_once(lambda: server.fast >= 8 and server.holding >= 2,
+                                             "every /fast request while /hang holds its share")
         delivery_engine.deliveries_drain(batch=50, budget_seconds=30)  # claims again as slots free
         releaser.join(60)
-        assert seen == {"fast through": True}
+        assert seen == {"held until": True}
         assert set(Delivery.objects.filter(webhook=fast_hook).values_list("status", flat=True)) == {"success"}
         assert server.most == 2
     finally:

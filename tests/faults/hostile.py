@@ -37,7 +37,7 @@ class HostileReceiver:
 
     def _handle(self, conn: socket.socket) -> None:
         try:
-            _read_request(conn)
+            read_request(conn)
             self.behaviour(conn, self.stopped)
         except OSError:
             pass
@@ -50,14 +50,15 @@ class HostileReceiver:
         self.thread.join(5)
 
 
-def _read_request(conn: socket.socket) -> None:
-    """Read the request head and its body (Content-Length), so that answering cannot reset it early."""
+def read_request(conn: socket.socket) -> bytes:
+    """Read the request head and its body (Content-Length), so that answering cannot reset it early; returns
+    the head."""
     conn.settimeout(5)
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            return
+            return data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
@@ -65,8 +66,9 @@ def _read_request(conn: socket.socket) -> None:
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:
-            return
+            break
         body += chunk
+    return head
 
 
 def answer(status: str, body: bytes, headers: str = "") -> Behaviour:
