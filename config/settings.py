@@ -186,6 +186,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
     "dispatcher-purge-logs": {"task": "dispatcher.purge_logs", "schedule": 3600.0},
     "dispatcher-channel-expiry": {"task": "dispatcher.channels_expiry", "schedule": 300.0},
+    "dispatcher-failure-digests": {"task": "dispatcher.failure_digests", "schedule": 300.0},
     "workflows-fire-due": {"task": "workflows.fire_due", "schedule": env.float("WORKFLOW_TICK_SECONDS", default=15.0)},
 }
 # Endpoint health: a destination whose deliveries failed for good this many times in a row, over at

@@ -14,15 +14,16 @@ from django.db import transaction
 
 from crm.models import Field, Module, Organization
 from dispatcher import services
-from dispatcher.models import AuthType, Capture, Webhook
+from dispatcher.models import AuthType, Capture, RetryPolicy, Webhook
 
 FORMAT = "crm-webhooks"
 VERSION = 1
 WEBHOOK_KEYS = {
     "organization", "module", "name", "description", "url", "method", "content_type", "active", "body",
     "date_format", "datetime_format", "time_zone", "auth", "entity_parameters", "custom_parameters", "signing_secret",
-    "capture",
+    "capture", "retry_policy",
 }
+RETRY_POLICY_KEYS = {"code", "name", "delays", "max_retry_after", "failure_emails"}
 REQUIRED_KEYS = {"organization", "module", "name", "url"}
 
 
@@ -34,22 +35,39 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+CREATED, CHANGED, UNCHANGED = "created", "changed", "unchanged"
+
+
 @dataclass
 class ImportReport:
+    """Names of one section's entries by what the import did to them."""
+
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
 
 
 def config_export(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
-    webhooks = Webhook.objects.select_related("organization", "module").prefetch_related(
+    webhooks = Webhook.objects.select_related("organization", "module", "retry_policy").prefetch_related(
         "entity_parameters", "custom_parameters", "captures__field"
     ).order_by("organization__name", "name")
     if organization is not None:
         webhooks = webhooks.filter(organization=organization)
-    return {"format": FORMAT, "version": VERSION, "webhooks": [_webhook_export(w, include_secrets) for w in webhooks]}
+    return {
+        "format": FORMAT, "version": VERSION,
+        "retry_policies": [retry_policy_export(policy) for policy in RetryPolicy.objects.order_by("code")],
+        "webhooks": [webhook_export(w, include_secrets) for w in webhooks],
+    }
 
 
-def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
+def retry_policy_export(policy: RetryPolicy) -> dict[str, Any]:
+    """Policies are shared by every organization; all of them go into every file, so a webhook's policy
+    always travels with it."""
+    return {"code": policy.code, "name": policy.name, "delays": policy.delays,
+            "max_retry_after": policy.max_retry_after, "failure_emails": policy.failure_emails}
+
+
+def webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
     secret = (lambda value: value) if include_secrets else (lambda value: None)
     data: dict[str, Any] = {
         "organization": webhook.organization.name,
@@ -64,6 +82,7 @@ def _webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
         "date_format": webhook.date_format,
         "datetime_format": webhook.datetime_format,
         "time_zone": webhook.time_zone,
+        "retry_policy": webhook.retry_policy.code if webhook.retry_policy_id else None,
         "auth": {"type": webhook.auth_type, "username": webhook.auth_username,
                  "password": secret(webhook.auth_password) if webhook.auth_type == AuthType.BASIC else None},
         "entity_parameters": [{"name": p.name, "value": p.value} for p in webhook.entity_parameters.all()],
@@ -95,33 +114,64 @@ def problems_of(where: str, error: ValidationError) -> list[str]:
     return lines or [f"{where}: not valid."]
 
 
-def webhooks_import(entries: Any) -> tuple[ImportReport, list[str]]:
-    """Import inside the caller's transaction; returns what was done and every problem found."""
-    created, updated, problems = entries_import("webhooks", entries, _webhook_import)
-    return ImportReport(created, updated), problems
+def webhooks_import(entries: Any, policies: dict[str, RetryPolicy]) -> tuple[ImportReport, list[str]]:
+    """Import inside the caller's transaction; returns what was done and every problem found.
+
+    ``policies`` are the retry policies by code, as they will be once the file's own are imported."""
+    return entries_import("webhooks", entries, lambda entry: _webhook_import(entry, policies))
+
+
+def retry_policies_import(entries: Any) -> tuple[ImportReport, list[str]]:
+    """Create or update retry policies by code (they come first: webhooks name them)."""
+    return entries_import("retry_policies", entries, _retry_policy_import, key="code")
 
 
 def entries_import(
-    section: str, entries: Any, import_one: Callable[[Any], bool]
-) -> tuple[list[str], list[str], list[str]]:
-    """Import each entry of a section on its own savepoint; names created and updated, and every problem."""
-    created: list[str] = []
-    updated: list[str] = []
+    section: str, entries: Any, import_one: Callable[[Any], str], key: str = "name",
+) -> tuple[ImportReport, list[str]]:
+    """Import each entry of a section on its own savepoint; names by what was done, and every problem.
+
+    An entry whose import changed nothing is rolled back to its savepoint, so that an unchanged file leaves
+    every row (and every modified time, which caches watch) exactly as it was."""
+    report = ImportReport()
     if entries is None:
-        return created, updated, []
+        return report, []
     if not isinstance(entries, list):
-        return created, updated, [f"\"{section}\" must be a list."]
+        return report, [f"\"{section}\" must be a list."]
     problems: list[str] = []
     for index, entry in enumerate(entries):
-        where = f"{section}[{index}]" + (f" “{entry.get('name')}”" if isinstance(entry, dict) else "")
+        where = f"{section}[{index}]" + (f" “{entry.get(key)}”" if isinstance(entry, dict) else "")
         try:
             with transaction.atomic():
-                was_created = import_one(entry)
+                outcome = import_one(entry)
+                if outcome == UNCHANGED:
+                    transaction.set_rollback(True)
         except ValidationError as error:
             problems.extend(problems_of(where, error))
             continue
-        (created if was_created else updated).append(entry["name"])
-    return created, updated, problems
+        {CREATED: report.created, CHANGED: report.updated, UNCHANGED: report.unchanged}[outcome].append(entry[key])
+    return report, problems
+
+
+def _retry_policy_import(entry: Any) -> str:
+    if not isinstance(entry, dict) or set(entry) - RETRY_POLICY_KEYS or not {"code", "delays"} <= set(entry):
+        raise ValidationError("expected an object with code, name, delays, max_retry_after and failure_emails.")
+    policy = RetryPolicy.objects.filter(code=entry["code"]).first()
+    before = retry_policy_export(policy) if policy else None
+    policy = policy or RetryPolicy(code=entry["code"], name=entry["code"])
+    for key in ("name", "delays", "max_retry_after", "failure_emails"):
+        if entry.get(key) is not None:
+            setattr(policy, key, entry[key])
+    policy.full_clean()
+    policy.save()
+    return outcome_of(before, retry_policy_export(policy))
+
+
+def outcome_of(before: Any, after: Any) -> str:
+    """Compare an entry's export before and after its import."""
+    if before is None:
+        return CREATED
+    return UNCHANGED if before == after else CHANGED
 
 
 def entry_scope(entry: Any, *, allowed: set[str], what: str) -> tuple[Organization, Module]:
@@ -141,7 +191,7 @@ def entry_scope(entry: Any, *, allowed: set[str], what: str) -> tuple[Organizati
     return organization, module
 
 
-def _webhook_import(entry: Any) -> bool:
+def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
     if missing := REQUIRED_KEYS - set(entry):
         raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
@@ -155,7 +205,10 @@ def _webhook_import(entry: Any) -> bool:
             raise ValidationError(f"“{key}” must be a list.")
     webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
     created = webhook is None
+    before = None if created else webhook_export(webhook, include_secrets=True)
     webhook = webhook or Webhook(organization=organization, name=entry["name"])
+    if "retry_policy" in entry:
+        webhook.retry_policy = _retry_policy(entry["retry_policy"], policies)
     stored_custom = {p.name: p.value for p in webhook.custom_parameters.all()} if not created else {}
     webhook.module = module
     for key, attribute in [("description", "description"), ("url", "url"), ("method", "method"),
@@ -182,7 +235,18 @@ def _webhook_import(entry: Any) -> bool:
         custom.append(services.Parameter(**parameter))
     captures = _captures_import(webhook, module, entry.get("capture"))
     services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures)
-    return created
+    stored = Webhook.objects.select_related("organization", "module", "retry_policy").get(pk=webhook.pk)
+    return outcome_of(before, webhook_export(stored, include_secrets=True))
+
+
+def _retry_policy(code: Any, policies: dict[str, RetryPolicy]) -> RetryPolicy | None:
+    """null is the default policy (Zoho's); a code must name a policy of this installation or of the file."""
+    if code is None:
+        return None
+    if not isinstance(code, str) or code not in policies:
+        known = ", ".join(sorted(policies)) or "none"
+        raise ValidationError(f"retry_policy: there is no retry policy “{code}” here or in the file (known: {known}).")
+    return policies[code]
 
 
 def _captures_import(webhook: Webhook, module: Module, data: Any) -> list[Capture] | None:

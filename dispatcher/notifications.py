@@ -1,16 +1,21 @@
-"""E-mails to people: a delivery failed for good (owner and admins), the daily limit was reached (admins)."""
+"""E-mails to people: deliveries failed for good (as the retry policy says: none, each, or an hourly digest),
+the daily limit was reached (admins, once a day), a destination was disabled, a subscription expires."""
 import datetime
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from crm.models import CrmUser, Organization
 from dispatcher import errors, quotas
-from dispatcher.models import Channel, Delivery, Endpoint, Webhook
+from dispatcher.models import (
+    Channel, Delivery, DeliveryStatus, Endpoint, FailureDigest, FailureEmails, Webhook,
+)
 from dispatcher.models.endpoints import destination_of
 
 logger = logging.getLogger(__name__)
@@ -48,14 +53,36 @@ def notify_later(task_name: str, *args) -> None:
         task.run(*args)
 
 
+def _owner(delivery: Delivery) -> str | None:
+    """Who is told besides the admins: the record's owner, or for a subscription the channel's."""
+    if delivery.channel is not None:
+        owner = delivery.channel.owner
+    else:
+        owner = delivery.record.owner if delivery.record is not None else None
+    return owner.email if owner is not None and owner.is_active else None
+
+
+def _target(delivery: Delivery) -> str:
+    url = delivery.channel.notify_url if delivery.channel else delivery.webhook.url if delivery.webhook else ""
+    return urlunsplit(urlsplit(url)._replace(query="")) if url else "(deleted webhook or channel)"
+
+
+def admin_link(name: str, *args) -> str:
+    """An absolute admin address for e-mails, under SITE_URL."""
+    return settings.SITE_URL.rstrip("/") + reverse(name, args=args)
+
+
+def delivery_failed_notify(delivery: Delivery) -> None:
+    """After a delivery failed for good: an e-mail now if its retry policy says "each"; "digest" is sent by
+    the hourly ``failure_digests_send``, "none" (Zoho's) never."""
+    if delivery.retry_policy.failure_emails == FailureEmails.EACH:
+        notify_later("dispatcher.notify_delivery_failed", delivery.pk)
+
+
 def delivery_failed(*, delivery: Delivery) -> None:
     """Seed 004: the record owner and all active admins are told when a webhook fails."""
-    owner = delivery.record.owner if delivery.record and delivery.record.owner.is_active else None
-    if delivery.channel is not None:  # a subscription: its owner rather than the record's
-        owner = delivery.channel.owner if delivery.channel.owner and delivery.channel.owner.is_active else None
-    url = delivery.channel.notify_url if delivery.channel else delivery.webhook.url if delivery.webhook else ""
-    target = urlunsplit(urlsplit(url)._replace(query="")) if url else "(deleted webhook or channel)"
-    link = settings.SITE_URL.rstrip("/") + reverse("admin:dispatcher_delivery_change", args=[delivery.pk])
+    target = _target(delivery)
+    link = admin_link("admin:dispatcher_delivery_change", delivery.pk)
     body = "\n".join([
         f"The webhook “{delivery.webhook_name}” could not be delivered for {delivery.record_ref}.",
         "",
@@ -69,7 +96,61 @@ def delivery_failed(*, delivery: Delivery) -> None:
         f"Webhook log: {link}",
     ])
     _send(f"Webhook “{delivery.webhook_name}” failed for {delivery.record_ref}", body,
-          ([owner.email] if owner else []) + _admins(delivery.organization))
+          [_owner(delivery)] + _admins(delivery.organization))
+
+
+DIGEST_LOOKBACK_HOURS = 24  # hours a digest can still be made up for (the beat was down, say)
+DIGEST_LISTED = 50  # failures listed in one e-mail; the rest are counted
+
+
+def failure_digests_send(*, now: datetime.datetime | None = None) -> int:
+    """One e-mail per webhook (or channel) and ended UTC hour listing its failures, for retry policies on
+    "digest" (Vtiger's). A FailureDigest row is made before the e-mail, so each hour is sent at most once,
+    whichever worker runs this; returns how many were sent."""
+    now = now or timezone.now()
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    failed = (Delivery.objects.filter(
+        status=DeliveryStatus.FAILED, retry_policy__failure_emails=FailureEmails.DIGEST,
+        finished_at__gte=this_hour - datetime.timedelta(hours=DIGEST_LOOKBACK_HOURS), finished_at__lt=this_hour,
+    ).select_related("organization", "record__owner", "channel__owner", "webhook").order_by("finished_at", "id"))
+    groups: dict[tuple[str, datetime.datetime], list[Delivery]] = {}
+    for delivery in failed:
+        sender = f"channel:{delivery.channel_id}" if delivery.channel_id else f"webhook:{delivery.webhook_id}"
+        hour = delivery.finished_at.replace(minute=0, second=0, microsecond=0)
+        groups.setdefault((sender, hour), []).append(delivery)
+    done = set(FailureDigest.objects.filter(sender__in={s for s, _ in groups}, hour__in={h for _, h in groups})
+               .values_list("sender", "hour"))
+    sent = 0
+    for (sender, hour), deliveries in groups.items():
+        if (sender, hour) in done:
+            continue
+        try:
+            with transaction.atomic():
+                FailureDigest.objects.create(organization=deliveries[0].organization, sender=sender, hour=hour,
+                                             failures=len(deliveries))
+        except IntegrityError:  # another worker took this hour
+            continue
+        _digest_send(hour, deliveries)
+        sent += 1
+    return sent
+
+
+def _digest_send(hour: datetime.datetime, deliveries: list[Delivery]) -> None:
+    first = deliveries[0]
+    lines = [f"{len(deliveries)} deliveries of the webhook “{first.webhook_name}” failed for good between "
+             f"{hour:%Y-%m-%d %H}:00 and {hour + datetime.timedelta(hours=1):%H}:00 UTC.",
+             "", f"Destination: {_target(first)}", ""]
+    for delivery in deliveries[:DIGEST_LISTED]:
+        lines.append(f"- {delivery.finished_at:%H:%M} {delivery.record_ref}: {delivery.status_reason}")
+        lines.append(f"  {admin_link('admin:dispatcher_delivery_change', delivery.pk)}")
+    if len(deliveries) > DIGEST_LISTED:
+        lines.append(f"… and {len(deliveries) - DIGEST_LISTED} more.")
+    log = admin_link("admin:dispatcher_delivery_changelist") + "?" + urlencode(
+        {"status__exact": DeliveryStatus.FAILED, "webhook_name": first.webhook_name})
+    lines += ["", f"Webhook log: {log}"]
+    owners = [_owner(delivery) for delivery in deliveries]
+    _send(f"Webhook “{first.webhook_name}”: {len(deliveries)} failed deliveries", "\n".join(lines),
+          owners + _admins(first.organization))
 
 
 def limit_reached(*, organization: Organization, now: datetime.datetime) -> None:
@@ -90,7 +171,7 @@ def limit_reached(*, organization: Organization, now: datetime.datetime) -> None
 def endpoint_disabled(*, endpoint: Endpoint) -> None:
     """Admins (and owners of channels sending there) learn why deliveries to a destination stopped."""
     organization = endpoint.organization
-    link = settings.SITE_URL.rstrip("/") + reverse("admin:dispatcher_endpoint_change", args=[endpoint.pk])
+    link = admin_link("admin:dispatcher_endpoint_change", endpoint.pk)
     webhooks = [w.name for w in Webhook.objects.filter(organization=organization, is_active=True)
                 if endpoint.destination == destination_of(w.url)]
     channels = [c for c in Channel.objects.filter(organization=organization, is_active=True).select_related("owner")

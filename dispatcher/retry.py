@@ -32,6 +32,18 @@ def next_attempt_at(
     return now + datetime.timedelta(seconds=delay)
 
 
+def verdict(*, policy: RetryPolicy, attempt_number: int, result: HttpResult,
+            due_at: datetime.datetime | None) -> str:
+    """What happens next, in words, for the reason shown in the log and the e-mail."""
+    if due_at is not None:
+        return f"retry {attempt_number} of {len(policy.delays)} at {due_at:%Y-%m-%d %H:%M:%S} UTC."
+    if is_retryable(result):
+        return f"no retry left ({policy.name}: {len(policy.delays)} retr{'y' if len(policy.delays) == 1 else 'ies'})."
+    if result.status_code is not None and result.error_class is None:
+        return f"not retried: {result.status_code}."
+    return f"not retried: {str(result.error_class).replace('_', ' ')}."
+
+
 def retry_after_seconds(result: HttpResult, now: datetime.datetime) -> int | None:
     """Retry-After of a 429 or 503, as seconds or an HTTP date (RFC 9110); unreadable values are ignored."""
     if result.status_code not in (429, 503):

@@ -51,6 +51,11 @@ def notify_delivery_failed(delivery_id: int) -> None:
         notifications.delivery_failed(delivery=found)
 
 
+@shared_task(name="dispatcher.failure_digests", soft_time_limit=240, time_limit=300, **TASK_OPTIONS)
+def failure_digests() -> int:
+    return notifications.failure_digests_send()
+
+
 @shared_task(name="dispatcher.notify_limit_reached", **NOTIFY_OPTIONS)
 def notify_limit_reached(organization_id: int, at: str) -> None:
     organization = Organization.objects.select_related("edition").get(pk=organization_id)

@@ -39,6 +39,11 @@ class ActionFormSet(SiblingAwareFormSet):
         if problems:
             raise ValidationError([labels.get(key, "") + m for key, found in problems.items() for m in found])
 
+    def delete_existing(self, obj: Action, commit: bool = True) -> None:
+        """A removed action's scheduled runs are cancelled with their reason, as an import removing it would."""
+        if commit:
+            services.actions_remove(actions=[obj])
+
 
 class ActionInline(admin.TabularInline):
     model = Action

@@ -12,9 +12,10 @@ from django.db import transaction
 
 from crm.models import Field, Module, Organization
 from dispatcher.config_io import (
-    ConfigError, ImportReport, config_check_header, config_export, entries_import, entry_scope, webhooks_import,
+    ConfigError, ImportReport, config_check_header, config_export, entries_import, entry_scope, outcome_of,
+    retry_policies_import, webhooks_import,
 )
-from dispatcher.models import Webhook
+from dispatcher.models import RetryPolicy, Webhook
 from workflows import services
 from workflows.models import Action, Condition, WorkflowRule
 
@@ -29,16 +30,23 @@ ACTION_KEYS = {"webhook", "kind", "delay", "unit", "relative_field", "relative_o
 
 @dataclass
 class FullReport:
+    """What an import did, or (dry run) would do, section by section, and what it took away."""
+
+    retry_policies: ImportReport
     webhooks: ImportReport
-    rules_created: list[str] = field(default_factory=list)
-    rules_updated: list[str] = field(default_factory=list)
+    rules: ImportReport
+    actions_removed: list[str] = field(default_factory=list)
+    runs_cancelled: int = 0
+
+    @property
+    def changes_anything(self) -> bool:
+        sections = (self.retry_policies, self.webhooks, self.rules)
+        return any(s.created or s.updated for s in sections) or bool(self.actions_removed)
 
 
 def config_export_all(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
     data = config_export(organization=organization, include_secrets=include_secrets)
-    rules = WorkflowRule.objects.select_related("organization", "module", "trigger_field").prefetch_related(
-        "conditions__field", "conditions__lookup", "actions__webhook", "actions__relative_field",
-    ).order_by("organization__name", "module__api_name", "execution_order", "name")
+    rules = _rules().order_by("organization__name", "module__api_name", "execution_order", "name")
     if organization is not None:
         rules = rules.filter(organization=organization)
     data["workflow_rules"] = [_rule_export(rule) for rule in rules]
@@ -71,13 +79,18 @@ def _rule_export(rule: WorkflowRule) -> dict[str, Any]:
 
 
 def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
-    """Webhooks first (rules refer to them), then rules; one problem anywhere and nothing changes."""
+    """Retry policies, then webhooks (they name policies), then rules (they name webhooks); one problem
+    anywhere and nothing changes. A dry run does the whole import and rolls it back, so its report is
+    exactly what the import would do, cancelled runs included."""
     config_check_header(data)
     with transaction.atomic():
-        webhooks, problems = webhooks_import(data.get("webhooks"))
-        created, updated, rule_problems = entries_import("workflow_rules", data.get("workflow_rules"), _rule_import)
-        report = FullReport(webhooks=webhooks, rules_created=created, rules_updated=updated)
-        problems += rule_problems
+        policies, problems = retry_policies_import(data.get("retry_policies"))
+        by_code = {policy.code: policy for policy in RetryPolicy.objects.all()}
+        webhooks, webhook_problems = webhooks_import(data.get("webhooks"), by_code)
+        report = FullReport(retry_policies=policies, webhooks=webhooks, rules=ImportReport())
+        report.rules, rule_problems = entries_import(
+            "workflow_rules", data.get("workflow_rules"), lambda entry: _rule_import(entry, report))
+        problems += webhook_problems + rule_problems
         if problems:
             transaction.set_rollback(True)
             raise ConfigError(problems)
@@ -86,10 +99,10 @@ def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
     return report
 
 
-def _rule_import(entry: Any) -> bool:
+def _rule_import(entry: Any, report: FullReport) -> str:
     organization, module = entry_scope(entry, allowed=RULE_KEYS, what="rule")
     rule = WorkflowRule.objects.filter(organization=organization, name=entry["name"]).first()
-    created = rule is None
+    before = None if rule is None else _rule_export(_rule_loaded(rule.pk))
     rule = rule or WorkflowRule(organization=organization, name=entry["name"])
     rule.module = module
     for key, attribute in [("description", "description"), ("active", "is_active"),
@@ -103,8 +116,21 @@ def _rule_import(entry: Any) -> bool:
     rule.date_time = _parse_time(entry.get("date_time"), "date_time")
     conditions = [_condition(module, item, i) for i, item in enumerate(entry.get("conditions") or [])]
     actions = [_action(organization, module, item, i) for i, item in enumerate(entry.get("actions") or [])]
-    services.rule_save(rule=rule, conditions=conditions, actions=actions)
-    return created
+    saved = services.rule_save(rule=rule, conditions=conditions, actions=actions)
+    outcome = outcome_of(before, _rule_export(_rule_loaded(rule.pk)))
+    report.actions_removed += saved.actions_removed
+    report.runs_cancelled += saved.runs_cancelled
+    return outcome
+
+
+def _rules() -> Any:
+    return WorkflowRule.objects.select_related("organization", "module", "trigger_field").prefetch_related(
+        "conditions__field", "conditions__lookup", "actions__webhook", "actions__relative_field",
+    )
+
+
+def _rule_loaded(pk: int) -> WorkflowRule:
+    return _rules().get(pk=pk)
 
 
 def _field(module: Module, api_name: Any, where: str) -> Field | None:

@@ -17,7 +17,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from crm import events
-from crm.models import Record
+from crm.models import FieldType, Record
 from dispatcher.delivery import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
 from dispatcher.models import DeliverySource, Webhook
 from workflows.conditions import CompiledCondition
@@ -183,7 +183,10 @@ def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
                 run.status, run.reason = RunStatus.SKIPPED, "The record was deleted; time-based actions cannot run."
             else:
                 run.due_at = action_due_at(action, record, now, rule.organization.time_zone)
-                if run.due_at is None or run.due_at <= now:
+                if run.due_at is not None and run.due_at <= now and _due_today(action, run.due_at, now,
+                                                                               rule.organization.time_zone):
+                    run.due_at = now  # a reminder for a date that is today still goes out today (seed 003, 2)
+                if run.due_at is None or run.due_at < now:
                     run.status = RunStatus.SKIPPED
                     run.reason = "The due time is already past." if run.due_at else "The date field is empty."
             runs.append(run)
@@ -200,6 +203,14 @@ def action_due_at(action: Action, record: Record, now: datetime.datetime, time_z
         return now + datetime.timedelta(seconds=action.delay_amount * UNITS[action.delay_unit])
     return date_occurrence(record.values.get(action.relative_field.api_name), action.relative_offset_days,
                            action.relative_time, time_zone)
+
+
+def _due_today(action: Action, due: datetime.datetime, now: datetime.datetime, time_zone: str) -> bool:
+    """Relative to a date (not a date/time) field whose day, in the organization's zone, is today."""
+    if action.relative_field is None or action.relative_field.field_type != FieldType.DATE:
+        return False
+    zone = zoneinfo.ZoneInfo(time_zone)
+    return due.astimezone(zone).date() == now.astimezone(zone).date()
 
 
 def date_occurrence(value: Any, offset_days: int, at: datetime.time | None, time_zone: str,
@@ -288,7 +299,7 @@ def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
     elif not compiled.matches(run.record, run.record.values, None, now):
         reason = "The record no longer meets the rule's criteria."
     if reason is not None:
-        _cancel(run, reason)
+        run_cancel(run, reason)
         return
     if run.action is None:  # a date rule's moment has come
         rule_fire(compiled, run.record, "date", now)
@@ -299,7 +310,7 @@ def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
                 ActionRun.objects.create(rule=rule, record=run.record, record_ref=run.record_ref, event="date",
                                          due_at=due)
     elif not run.action.webhook.is_active:
-        _cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
+        run_cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
         return
     else:
         run.delivery = delivery_enqueue(webhook=run.action.webhook, record=run.record,
@@ -308,7 +319,7 @@ def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
     run.save(update_fields=["status", "delivery"])
 
 
-def _cancel(run: ActionRun, reason: str) -> None:
+def run_cancel(run: ActionRun, reason: str) -> None:
     """Cancelled with its reason, on the run and, for webhook actions, in the delivery log."""
     run.status, run.reason = RunStatus.CANCELLED, reason
     if run.action is not None:

@@ -152,7 +152,8 @@ class ActionRun(models.Model):
     """One firing of a rule's action for a record (or, with no action, a date rule due to fire)."""
 
     rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="runs")
-    action = models.ForeignKey(Action, on_delete=models.CASCADE, null=True, blank=True, related_name="runs")
+    # SET_NULL: an action removed from its rule keeps its firing history (actions_remove cancels what was due).
+    action = models.ForeignKey(Action, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
     record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     record_ref = models.CharField("record", max_length=150)
     event = models.CharField("event", max_length=20)

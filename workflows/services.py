@@ -1,6 +1,6 @@
 """Workflow rules: the checks that span a rule, its conditions and actions; saving; running on existing records."""
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -9,8 +9,8 @@ from django.utils import timezone
 from crm.models import Field, FieldType, Record
 from dispatcher import quotas
 from workflows.conditions import condition_value_error
-from workflows.engine import date_rule_schedule, rule_compile, rule_fire
-from workflows.models import Action, ActionKind, Condition, Operator, Trigger, WorkflowRule
+from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_cancel
+from workflows.models import Action, ActionKind, ActionRun, Condition, Operator, RunStatus, Trigger, WorkflowRule
 from workflows.pattern import PatternError, pattern_compile
 
 DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
@@ -107,9 +107,27 @@ def _action_problem(rule: WorkflowRule, action: Action) -> str | None:
     return None
 
 
+@dataclass
+class RuleSaved:
+    """What saving a rule did to what was there: the rule, the actions it removed and the runs that cancelled."""
+
+    rule: WorkflowRule
+    actions_removed: list[str] = field(default_factory=list)
+    runs_cancelled: int = 0
+
+
+CONDITION_FIELDS = ("lookup", "field", "operator", "value", "value_to")
+ACTION_FIELDS = ("kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days", "relative_time",
+                 "position")
+
+
 @transaction.atomic
-def rule_save(*, rule: WorkflowRule, conditions: list[Condition], actions: list[Action]) -> WorkflowRule:
-    """Validate and store a rule with its conditions and actions (the import path; the admin uses inlines)."""
+def rule_save(*, rule: WorkflowRule, conditions: list[Condition], actions: list[Action]) -> RuleSaved:
+    """Validate and store a rule with its conditions and actions (the import path; the admin uses inlines).
+
+    What is there is updated in place, as the admin's inlines do, so that scheduled runs and firing history
+    survive: conditions are matched by number, actions by webhook (the n-th action of a webhook in the file is
+    the n-th one stored). Actions left over are removed with ``actions_remove``, which cancels their runs."""
     errors: dict[str, list[str]] = defaultdict(list)
     try:
         rule.full_clean()
@@ -122,15 +140,75 @@ def rule_save(*, rule: WorkflowRule, conditions: list[Condition], actions: list[
     if errors:
         raise ValidationError(dict(errors))
     rule.save()
-    rule.conditions.all().delete()
-    rule.actions.all().delete()
+    _conditions_sync(rule, conditions)
+    removed = _actions_sync(rule, actions)
+    names = [action_describe(action) for action in removed]
+    return RuleSaved(rule=rule, actions_removed=names, runs_cancelled=actions_remove(actions=removed))
+
+
+def _conditions_sync(rule: WorkflowRule, conditions: list[Condition]) -> None:
+    stored = {c.number: c for c in rule.conditions.all()}
     for condition in conditions:
-        condition.rule = rule
+        kept = stored.pop(condition.number, None)
+        if kept is None:
+            condition.rule = rule
+            condition.save()
+        elif _copy(condition, kept, CONDITION_FIELDS):
+            kept.save()
+    Condition.objects.filter(pk__in=[c.pk for c in stored.values()]).delete()
+
+
+def _actions_sync(rule: WorkflowRule, actions: list[Action]) -> list[Action]:
+    """Update the stored actions from the wanted ones; returns the stored actions that no wanted one matched."""
+    by_webhook: dict[int, list[Action]] = defaultdict(list)
+    for action in rule.actions.select_related("webhook").order_by("position", "id"):
+        by_webhook[action.webhook_id].append(action)
     for position, action in enumerate(actions):
-        action.rule, action.position = rule, position
-    Condition.objects.bulk_create(conditions)
-    Action.objects.bulk_create(actions)
-    return rule
+        action.position = position
+        queue = by_webhook.get(action.webhook_id)
+        if not queue:
+            action.rule = rule
+            action.save()
+        elif _copy(action, kept := queue.pop(0), ACTION_FIELDS):
+            kept.save()
+    return [action for queue in by_webhook.values() for action in queue]
+
+
+def _copy(source: Condition | Action, target: Condition | Action, names: tuple[str, ...]) -> bool:
+    """Copy fields onto the stored row; True when one differed (only then is it saved)."""
+    changed = False
+    for name in names:
+        value = getattr(source, name)
+        if getattr(target, name) != value:
+            setattr(target, name, value)
+            changed = True
+    return changed
+
+
+def action_describe(action: Action) -> str:
+    """How the log and the import report name an action: its rule, kind, webhook and timing."""
+    if action.kind == ActionKind.INSTANT:
+        timing = "instant"
+    elif action.relative_field_id:
+        timing = f"{action.relative_offset_days:+d} days from {action.relative_field.label}"
+    else:
+        timing = f"after {action.delay_amount} {action.delay_unit}"
+    return f"“{action.rule.name}”: {action.webhook.name} ({timing})"
+
+
+def actions_remove(*, actions: list[Action]) -> int:
+    """Delete actions; their scheduled runs are cancelled first, each with its reason in the run and the log,
+    and their past runs stay as firing history. Returns how many runs were cancelled."""
+    cancelled = 0
+    for action in actions:
+        runs = ActionRun.objects.filter(action=action, status=RunStatus.SCHEDULED).select_related(
+            "rule", "record", "action__webhook")
+        reason = f"The action {action_describe(action)} was removed from the rule."
+        for run in runs:
+            run_cancel(run, reason[:300])
+            cancelled += 1
+        action.delete()
+    return cancelled
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 
 from dispatcher import health
-from dispatcher.notifications import notify_later
+from dispatcher.notifications import delivery_failed_notify
 from dispatcher.capture import response_capture
 from dispatcher.cleaning import clean_json
 from dispatcher.delivery import counters
@@ -36,7 +36,7 @@ def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTal
             _guarded(health.endpoint_outcome, endpoint=delivery.endpoint, now=outcome.now,
                      success=attempt.outcome == DeliveryStatus.SUCCESS)
         if attempt.outcome == DeliveryStatus.FAILED:
-            notify_later("dispatcher.notify_delivery_failed", delivery.pk)
+            _guarded(delivery_failed_notify, delivery)
 
 
 def _capture(outcome: Outcome) -> None:

@@ -1,11 +1,11 @@
 """Dispatcher models: webhook definitions, deliveries and their attempts, retry policies, quota counters."""
 from dispatcher.models.captures import Capture, CaptureWhen
 from dispatcher.models.channels import Channel
-from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus
+from dispatcher.models.deliveries import Attempt, Delivery, DeliverySource, DeliveryStatus, FailureDigest
 from dispatcher.models.endpoints import Endpoint
 from dispatcher.models.engine import EngineCounter, SenderProcess
 from dispatcher.models.quotas import DailyUsage
-from dispatcher.models.retry_policies import RetryPolicy
+from dispatcher.models.retry_policies import FailureEmails, RetryPolicy
 from dispatcher.models.usage import UsageCounter
 from dispatcher.models.webhooks import (
     AuthType, CaptureType, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
@@ -13,5 +13,6 @@ from dispatcher.models.webhooks import (
 
 __all__ = [
     "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "Channel", "ContentType", "CustomParameter",
-    "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EngineCounter", "EntityParameter", "Method", "RetryPolicy", "SenderProcess", "UsageCounter", "Webhook", "signing_secret_generate",
+    "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EngineCounter", "EntityParameter",
+    "FailureDigest", "FailureEmails", "Method", "RetryPolicy", "SenderProcess", "UsageCounter", "Webhook", "signing_secret_generate",
 ]

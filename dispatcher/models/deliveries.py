@@ -171,9 +171,28 @@ class Attempt(models.Model):
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
 
     def __str__(self) -> str:
-        return f"attempt {self.number} of {self.delivery_id}"
+        return f"Attempt {self.number} (delivery #{self.delivery_id})"
 
     @property
     def meaning(self) -> str:
         """What the error class means to an admin (seed 003's error table)."""
         return errors.meaning(self.error_class)
+
+
+class FailureDigest(models.Model):
+    """One hourly e-mail listing a webhook's (or a channel's) failed deliveries; the row makes it once only."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    sender = models.CharField("webhook or channel", max_length=40,
+                              help_text="webhook:<id> or channel:<id>, whose failures the e-mail lists.")
+    hour = models.DateTimeField("hour (UTC)", help_text="The failures that ended in this hour.")
+    failures = models.PositiveIntegerField("failures listed", default=0)
+    sent_at = models.DateTimeField("sent", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "failure digest"
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["sender", "hour"], name="failure_digest_once")]
+
+    def __str__(self) -> str:
+        return f"{self.sender} {self.hour:%Y-%m-%d %H}:00"

@@ -14,6 +14,12 @@ def validate_delays(value) -> None:
         raise ValidationError(f"Each delay must be between 1 second and {MAX_DELAY_SECONDS} seconds (7 days).")
 
 
+class FailureEmails(models.TextChoices):
+    NONE = "none", "None (Zoho: no e-mail when a webhook stops because of the third party)"
+    EACH = "each", "One e-mail per failed delivery, to the record owner and the admins"
+    DIGEST = "digest", "One e-mail per webhook and hour listing its failures (Vtiger)"
+
+
 class RetryPolicy(models.Model):
     """When a failed delivery is tried again: a list of delays after the first attempt."""
 
@@ -30,6 +36,12 @@ class RetryPolicy(models.Model):
     max_retry_after = models.PositiveIntegerField(
         "longest Retry-After honoured (seconds)", default=6 * 3600,
         help_text="A 429 or 503 with Retry-After waits that long (at most this) instead of the policy's delay.",
+    )
+
+    failure_emails = models.CharField(
+        "e-mails on failure", max_length=10, choices=FailureEmails.choices, default=FailureEmails.NONE,
+        help_text="Who hears of deliveries that failed for good. Zoho sends none; Vtiger notifies the record owner "
+        "and the admins (here as an hourly digest per webhook). The daily-limit notice goes to admins in any case.",
     )
 
     class Meta:

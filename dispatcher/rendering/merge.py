@@ -115,6 +115,9 @@ class Schema:
 
     def _field_binding(self, module: Module, label: str, make) -> Binding:
         candidates = [f for f in self.fields(module) if f.label == label]
+        for spelling in [] if candidates else self._label_aliases(module, label):
+            if candidates := [f for f in self.fields(module) if f.label == spelling]:
+                break
         live = [f for f in candidates if not f.is_deleted]
         if not candidates:
             return Unsupported(f"{module.api_name} has no field “{label}”")
@@ -123,6 +126,16 @@ class Schema:
         if live[0].is_disabled:
             return Unsupported(f"the field “{module.api_name}.{label}” is disabled")
         return make(live[0])
+
+    def _label_aliases(self, module: Module, label: str) -> list[str]:
+        """Zoho's older spellings, which people copy from its documentation (seed 003): a label that starts with
+        a module alias (``Potential Name``, ``Potential Owner`` for a Deal's) and ``Name`` for the field that
+        names a record (``${Account.Name}``). Used only when no field has the label as written."""
+        spellings = [module.singular_label + label[len(alias):] for alias in sorted(module.merge_names)
+                     if alias != module.singular_label and label.startswith(alias + " ")]
+        if label == "Name":
+            spellings += [f.label for f in self.fields(module) if f.api_name == module.name_field]
+        return spellings
 
 
 _SCHEMAS: dict[tuple[int, uuid.UUID, int], Schema] = {}

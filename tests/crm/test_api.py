@@ -33,7 +33,7 @@ def create_rule(modules):
     hook = webhook_create(module=modules["Deals"], name="Books", entity=[("deal", "${Deals.Deal Name}")])
     rule = WorkflowRule(organization=modules["Deals"].organization, module=modules["Deals"], name="On any change",
                         trigger="create_or_edit", match_all_records=True)
-    return rule_save(rule=rule, conditions=[], actions=[Action(webhook=hook, kind="instant")])
+    return rule_save(rule=rule, conditions=[], actions=[Action(webhook=hook, kind="instant")]).rule
 
 
 def test_create_read_update_delete_a_record(api, owner, create_rule):

@@ -77,7 +77,7 @@ def test_export_then_import_into_an_empty_installation_gives_the_same_configurat
     before = config_export(include_secrets=True)
     Webhook.objects.all().delete()
     out, _ = run("import_config", str(path))
-    assert out.startswith("Created 6 webhook(s): ")
+    assert "Created 6 webhook(s): " in out
     assert config_export(include_secrets=True) == before
 
 
@@ -88,7 +88,7 @@ def test_import_updates_by_name_and_keeps_secrets_the_file_leaves_out(hook_and_d
     path = tmp_path / "webhooks.json"
     path.write_text(json.dumps(data))
     out, _ = run("import_config", str(path))
-    assert "Updated 1 webhook(s): Books" in out
+    assert "Changed 1 webhook(s): Books" in out
     hook.refresh_from_db()
     assert (hook.description, hook.auth_password) == ("from git", "hunter2!")
     assert hook.custom_parameters.get().value == "tok-abcdef"
@@ -127,7 +127,7 @@ def test_dry_run_reports_and_changes_nothing(hook_and_deal, tmp_path):
     path = tmp_path / "webhooks.json"
     path.write_text(json.dumps(data))
     out, _ = run("import_config", str(path), "--dry-run")
-    assert "Would update 1 webhook(s): Books" in out
+    assert "Would change 1 webhook(s): Books" in out
     hook_and_deal[0].refresh_from_db()
     assert hook_and_deal[0].description == ""
 

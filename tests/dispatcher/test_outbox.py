@@ -15,8 +15,8 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition
-from dispatcher import delivery as delivery_engine
-from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
+from dispatcher import delivery as delivery_engine, notifications
+from dispatcher.models import Attempt, Delivery, DeliveryStatus, FailureEmails, RetryPolicy
 from dispatcher.rendering.request import webhook_render_unsigned
 from tests.factories import webhook_create
 
@@ -65,25 +65,60 @@ def test_a_delivery_is_sent_signed_and_logged(receiver, hook, deal):
     assert run_due(timezone.now() + datetime.timedelta(days=2)) == []  # nothing is sent twice
 
 
-def test_zoho_profile_retries_once_after_15_minutes_then_fails_and_tells_owner_and_admins(receiver, hook, deal):
+def test_zoho_profile_retries_once_after_15_minutes_then_fails_and_emails_nobody(receiver, hook, deal):
+    """Seed 003: Zoho sends no e-mail when a webhook stops because of a problem at the third party."""
     receiver.expect_request("/hook").respond_with_data("down", status=503)
     delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert delivery.status == DeliveryStatus.RETRY
     assert delivery.due_at - timezone.now() > 14 * MINUTE
     assert delivery.due_at - timezone.now() <= 15 * MINUTE
+    assert delivery.status_reason.endswith(f"; retry 1 of 1 at {delivery.due_at:%Y-%m-%d %H:%M:%S} UTC.")
     assert run_due(timezone.now() + 14 * MINUTE) == []
     [delivery] = run_due(delivery.due_at + datetime.timedelta(seconds=1))
     assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.status_reason == "Server error: something went wrong in the third-party app; no retry left " \
+                                     "(Zoho: one retry after 15 minutes: 1 retry)."
     assert [(a.number, a.status_code, a.error_class, a.outcome) for a in delivery.attempts.all()] == [
         (1, 503, "http_503", "retry"), (2, 503, "http_503", "failed")]
     ids = {request.headers["webhook-id"] for request, _ in receiver.log}
     assert ids == {delivery.message_id} and len(receiver.log) == 2
+    assert mail.outbox == []
+
+
+def test_a_policy_on_each_emails_the_owner_and_admins_per_failed_delivery(receiver, hook, deal):
+    hook.retry_policy = RetryPolicy.objects.create(code="mail-each", name="Mail each", delays=[],
+                                                   failure_emails=FailureEmails.EACH)
+    hook.save()
+    receiver.expect_request("/hook").respond_with_data("down", status=503)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [delivery] = run_due()
+    assert delivery.status == DeliveryStatus.FAILED
     [message] = mail.outbox
     assert message.subject == f"Webhook “Books” failed for Deals #{deal.pk}"
     assert sorted(message.to) == ["admin@zylker.example", "ted@zylker.example"]
-    assert "Server error: something went wrong in the third-party app" in message.body
+    assert "Server error: something went wrong in the third-party app; no retry left" in message.body
     assert "tok-secret-1" not in message.body and f"/admin/dispatcher/delivery/{delivery.pk}/" in message.body
+
+
+def test_the_vtiger_digest_sends_one_email_per_webhook_and_hour_listing_its_failures(receiver, hook, deal, settings):
+    settings.SITE_URL = "http://crm.example:8123"
+    hook.retry_policy = RetryPolicy.objects.get(code="vtiger")
+    hook.save()
+    receiver.expect_request("/hook").respond_with_data("nope", status=404)
+    made = [delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(4)]
+    assert len(run_due()) == 4 and mail.outbox == []  # final failures, nothing sent yet
+    finished = Delivery.objects.get(pk=made[0].pk).finished_at
+    assert notifications.failure_digests_send(now=finished) == 0  # the hour has not ended
+    next_hour = finished.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=1, minutes=1)
+    assert notifications.failure_digests_send(now=next_hour) == 1
+    assert notifications.failure_digests_send(now=next_hour) == 0  # once per hour, whoever runs it
+    [message] = mail.outbox
+    assert message.subject == "Webhook “Books”: 4 failed deliveries"
+    assert sorted(message.to) == ["admin@zylker.example", "ted@zylker.example"]
+    assert message.body.count(f"Deals #{deal.pk}: 404 Not found: the requested item does not exist; "
+                              "not retried: 404.") == 4
+    assert f"http://crm.example:8123/admin/dispatcher/delivery/{made[0].pk}/" in message.body
 
 
 def test_vtiger_profile_retries_after_1_2_and_4_hours(receiver, hook, deal):
@@ -98,6 +133,10 @@ def test_vtiger_profile_retries_after_1_2_and_4_hours(receiver, hook, deal):
         [delivery] = run_due(delivery.due_at + datetime.timedelta(seconds=1))
     assert gaps == [1, 2, 4]
     assert delivery.status == DeliveryStatus.FAILED and delivery.attempts.count() == 4
+    assert delivery.status_reason == "Server error: something went wrong in the third-party app; no retry left " \
+                                     "(Vtiger: retries after 1 h, 2 h and 4 h: 3 retries)."
+    retried = delivery.attempts.get(number=1)
+    assert str(retried) == f"Attempt 1 (delivery #{delivery.pk})"
 
 
 @pytest.mark.parametrize(("status", "error_class", "meaning"), [
@@ -111,7 +150,7 @@ def test_other_4xx_and_redirects_are_final_at_once(receiver, hook, deal, status,
     delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     [delivery] = run_due()
     assert (delivery.status, delivery.last_error_class) == (DeliveryStatus.FAILED, error_class)
-    assert delivery.status_reason == meaning
+    assert delivery.status_reason == meaning.rstrip(".") + f"; not retried: {status}."
     assert len(receiver.log) == 1
 
 

@@ -207,6 +207,22 @@ def test_aliases_reach_the_same_module(modules, deal):
     assert json.loads(render(hook, deal).body) == {"a": "12500.50", "b": HOSTILE}
 
 
+def test_zoho_legacy_labels_resolve_as_seed_003_spells_them(modules, deal, owner):
+    """Seed 003 writes ${Potentials.Potential Name}, ${Potentials.Potential Owner} and ${Account.Name}."""
+    hook = webhook_create(module=modules["Deals"], entity=[
+        ("name", "${Potentials.Potential Name}"), ("owner", "${Potentials.Potential Owner}"),
+        ("account", "${Account.Name}"), ("amount", "${Potential.Amount}"), ("contact", "${Contact.Last Name}"),
+        ("nowhere", "${Potentials.Potential Colour}"), ("not_a_name", "${Account.Nickname}"),
+    ])
+    assert json.loads(render(hook, deal).body) == {
+        "name": HOSTILE, "owner": f"{owner.first_name} {owner.last_name}",
+        "account": NAME_WITH_CONTROL.replace("\x01", ""), "amount": "12500.50", "contact": "O'Neil",
+        "nowhere": "${Unsupported_Field}", "not_a_name": "${Unsupported_Field}",
+    }
+    assert [name for name, _ in services.webhook_unsupported_merge_fields(webhook=hook)] == [
+        "${Account.Nickname}", "${Potentials.Potential Colour}"]
+
+
 @pytest.mark.parametrize(("date_format", "datetime_format", "time_zone", "date", "stamp"), [
     ("", "", "", "2026-11-30", "2026-07-01T16:30:00+02:00"),  # organization defaults: Europe/Amsterdam, ISO
     ("dd/MM/yyyy", "yyyy-MM-dd HH:mm:ss", "America/New_York", "30/11/2026", "2026-07-01 10:30:00"),

@@ -13,7 +13,7 @@ from werkzeug import Response
 from crm import services as crm_services
 from crm.models import CrmUser, Edition
 from dispatcher import delivery as delivery_engine
-from dispatcher.models import Delivery, DeliveryStatus
+from dispatcher.models import Delivery, DeliveryStatus, FailureEmails, RetryPolicy
 from dispatcher.rendering.request import webhook_render_unsigned
 from tests.e2e.conftest import wait_for
 from tests.factories import webhook_create
@@ -62,6 +62,9 @@ def test_an_enqueued_delivery_reaches_the_receiver_signed_and_exactly_as_rendere
 
 
 def test_a_failing_receiver_gets_the_retry_schedule_then_failed_and_emails(start_worker, receiver, hook, deal):
+    hook.retry_policy = RetryPolicy.objects.create(code="zoho-mail", name="Zoho timing, e-mail each", delays=[900],
+                                                   failure_emails=FailureEmails.EACH)
+    hook.save()
     receiver.expect_request("/hook").respond_with_data("maintenance", status=503)
     worker = start_worker()
     with transaction.atomic():

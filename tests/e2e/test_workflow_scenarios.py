@@ -37,12 +37,11 @@ def test_scenario_1_won_new_business_deal_records_the_commission_in_creator(star
     organization, api_key = demo
     start_worker()
     account = Record.objects.get(module__organization=organization, values__Account_Name="Zylker Systems")
+    # Seed 003, scenario 1, step 4: add a test deal with Type New Business and Stage Closed Won.
     deal = api(client, api_key, "post", "Deals/", {
         "Deal_Name": "Intranet & <portal>", "Amount": "48000", "Closing_Date": "2026-12-01", "Type": "New Business",
-        "Stage": "Negotiation/Review", "Account_Name": account.pk,
+        "Stage": "Closed Won", "Account_Name": account.pk,
     })
-    assert receiver.log == []  # not won yet
-    api(client, api_key, "patch", f"Deals/{deal['id']}/", {"Stage": "Closed Won"})
     delivery = Delivery.objects.get(webhook__name="Creator sales commission")
     wait_for(lambda: Delivery.objects.get(pk=delivery.pk).status == "success", what="the commission webhook")
     [(request, _)] = receiver.log
@@ -52,6 +51,8 @@ def test_scenario_1_won_new_business_deal_records_the_commission_in_creator(star
     assert fields == {"Name": "Intranet & <portal>", "Closed_Amount": "48000.00", "Closing_Date": "2026-12-01",
                       "Customer_Name": "Zylker Systems", "Type_of_Business": "New Business",
                       "Sales_Rep": "Patricia Boyle"}
+    api(client, api_key, "patch", f"Deals/{deal['id']}/", {"Amount": "49000"})  # edited again: no second commission
+    assert Delivery.objects.filter(webhook__name="Creator sales commission").count() == 1
 
 
 def test_scenario_2_time_based_sms_on_the_payment_due_date(start_worker, receiver, client, demo):

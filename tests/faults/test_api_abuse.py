@@ -27,7 +27,7 @@ def rule(modules):
     hook = webhook_create(module=modules["Deals"], name="Books", entity=[("deal", "${Deals.Deal Name}")])
     rule = WorkflowRule(organization=modules["Deals"].organization, module=modules["Deals"], name="Any change",
                         trigger="create_or_edit", match_all_records=True)
-    return rule_save(rule=rule, conditions=[], actions=[Action(webhook=hook, kind="instant")])
+    return rule_save(rule=rule, conditions=[], actions=[Action(webhook=hook, kind="instant")]).rule
 
 
 def state() -> tuple:

@@ -73,7 +73,7 @@ def test_a_whole_setup_round_trips_through_a_file(db, tmp_path):
     assert [r["name"] for r in before["workflow_rules"]] == ["Commission on won deals", "Payment due reminder"]
     WorkflowRule.objects.all().delete()
     out = run("import_config", str(path))
-    assert "Updated 6 webhook(s)" in out and "Created 2 workflow rule(s): Commission on won deals, Payment due reminder" in out
+    assert "Unchanged 6 webhook(s)" in out and "Created 2 workflow rule(s): Commission on won deals, Payment due reminder" in out
     assert config_export_all(include_secrets=True) == before
 
 

@@ -33,7 +33,7 @@ def make_rule(modules, hook, *, conditions=(), actions=None, module="Deals", **a
     rule = WorkflowRule(organization=modules[module].organization, module=modules[module], **attributes)
     built = [Condition(number=i + 1, **c) for i, c in enumerate(conditions)]
     return services.rule_save(rule=rule, conditions=built, actions=actions if actions is not None else
-                              [Action(webhook=hook, kind="instant")])
+                              [Action(webhook=hook, kind="instant")]).rule
 
 
 def deal_create(owner, modules, **values):
