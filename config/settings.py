@@ -102,7 +102,8 @@ vars().update(EMAIL_CONFIG)
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhooks@localhost")
 # Base address of this installation, for links in e-mails.
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Links in e-mails and notifications; command 1 passes its PORT, so the default follows it.
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
 
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -198,7 +199,7 @@ CHANNEL_DEFAULT_EXPIRY_HOURS = env.float("CHANNEL_DEFAULT_EXPIRY_HOURS", default
 CHANNEL_MAX_EXPIRY_DAYS = env.float("CHANNEL_MAX_EXPIRY_DAYS", default=7.0)
 CHANNEL_EXPIRY_NOTICE_HOURS = env.float("CHANNEL_EXPIRY_NOTICE_HOURS", default=2.0)
 # Base address of the records API in notifications' resource_uri.
-API_BASE_URL = env.str("API_BASE_URL", default=SITE_URL.rstrip("/") + "/api/v1")
+API_BASE_URL = env.str("API_BASE_URL", default="")  # empty: SITE_URL + /api/v1 (dispatcher/links.py)
 # /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" (or a staff user who may view
 # the delivery log); with no token set only such staff users get it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -2,24 +2,25 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from config.admin_fields import ServerCheckedLengthsMixin
 from crm import services
 from crm.models import ApiKey, CrmUser, Edition, Field, Module, Organization, Record
 
 
 @admin.register(Edition)
-class EditionAdmin(admin.ModelAdmin):
+class EditionAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["name", "code", "webhooks_enabled", "daily_call_limit", "calls_per_licence", "webhooks_per_rule"]
     search_fields = ["name", "code"]
 
 
-class CrmUserInline(admin.TabularInline):
+class CrmUserInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = CrmUser
     fields = ["first_name", "last_name", "email", "mobile", "role", "is_admin", "is_active"]
     extra = 0
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["name", "edition", "user_licences", "time_zone", "date_format"]
     list_filter = ["edition"]
     search_fields = ["name"]
@@ -33,7 +34,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(CrmUser)
-class CrmUserAdmin(admin.ModelAdmin):
+class CrmUserAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["full_name", "email", "organization", "role", "is_admin", "is_active", "user"]
     list_filter = ["organization", "is_admin", "is_active"]
     search_fields = ["first_name", "last_name", "email", "mobile"]
@@ -41,7 +42,7 @@ class CrmUserAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
 
 
-class FieldInline(admin.TabularInline):
+class FieldInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = Field
     fk_name = "module"
     fields = [
@@ -54,7 +55,7 @@ class FieldInline(admin.TabularInline):
 
 
 @admin.register(Module)
-class ModuleAdmin(admin.ModelAdmin):
+class ModuleAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["api_name", "singular_label", "organization", "is_custom", "supports_webhooks"]
     list_filter = ["organization", "is_custom", "supports_webhooks"]
     search_fields = ["api_name", "singular_label", "aliases"]
@@ -63,7 +64,7 @@ class ModuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Field)
-class FieldAdmin(admin.ModelAdmin):
+class FieldAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["label", "api_name", "module", "field_type", "lookup_module", "is_deleted", "is_disabled"]
     list_filter = ["module__organization", "module", "field_type", "is_deleted", "is_disabled"]
     search_fields = ["label", "api_name"]
@@ -95,7 +96,7 @@ class RecordForm(forms.ModelForm):
 
 
 @admin.register(Record)
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     form = RecordForm
     list_display = ["id", "display_name", "module", "owner", "modified_at"]
     list_filter = ["module__organization", "module"]
@@ -121,7 +122,7 @@ class RecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["organization", "revoked_at"]
     search_fields = ["name", "prefix", "user__email"]

@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from config.admin_fields import ServerCheckedLengthsMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
@@ -76,7 +77,7 @@ class EntityParameterFormSet(SiblingAwareFormSet):
             raise ValidationError([message for messages in problems.values() for message in messages])
 
 
-class EntityParameterInline(admin.TabularInline):
+class EntityParameterInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = EntityParameter
     formset = EntityParameterFormSet
     fields = ["name", "value", "position"]
@@ -96,7 +97,7 @@ class CaptureFormSet(SiblingAwareFormSet):
             raise ValidationError(problems)
 
 
-class CaptureInline(admin.TabularInline):
+class CaptureInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = Capture
     formset = CaptureFormSet
     fields = ["when", "expression", "field", "position"]
@@ -131,7 +132,7 @@ class CustomParameterForm(forms.ModelForm):
         return value
 
 
-class CustomParameterInline(admin.TabularInline):
+class CustomParameterInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = CustomParameter
     form = CustomParameterForm
     formset = SiblingAwareFormSet
@@ -151,7 +152,7 @@ class CustomParameterInline(admin.TabularInline):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
+class WebhookAdmin(ServerCheckedLengthsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
     inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link",
@@ -277,7 +278,8 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
             record = records[0]
         if record is not None:
             try:
-                context["rendered"] = services.webhook_preview(webhook=webhook, record=record).as_text()
+                context["rendered"] = services.webhook_preview(webhook=webhook, record=record,
+                                                               show_signature=context["can_send"]).as_text()
             except ValidationError as error:
                 context["error"] = " ".join(error.messages)
             else:
@@ -294,12 +296,12 @@ class WebhookAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(admin.ModelAdmin):
+class RetryPolicyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     list_display = ["name", "code", "delays", "max_retry_after"]
     search_fields = ["name", "code"]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
     """Logs are facts: nobody adds or edits them in the admin."""
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -309,7 +311,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
               "outcome", "response_headers", "response_excerpt", "captured"]
@@ -396,9 +398,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resend selected deliveries (failed, limit reached or cancelled)", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset) -> None:
-        count = deliveries_resend(ids=list(queryset.values_list("pk", flat=True)),
-                                         by=request.user.get_username())
-        skipped = queryset.count() - count
+        # Counted before: a list filtered on status (?status__exact=failed) no longer holds what was resent.
+        selected = list(queryset.values_list("pk", flat=True))
+        count = deliveries_resend(ids=selected, by=request.user.get_username())
+        skipped = len(selected) - count
         note = f"; {skipped} not resent (still under way, successful, or their webhook was deleted)" if skipped else ""
         self.message_user(request, f"{count} deliveries queued again with their delivery id{note}.",
                           messages.SUCCESS if count else messages.WARNING)

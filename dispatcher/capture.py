@@ -4,6 +4,7 @@ Never a crash and never a retry by itself: a body that cannot be read, an expres
 a value the field refuses is recorded on the attempt as such, and the delivery goes on as it would.
 """
 import base64
+import json
 import logging
 from typing import Any
 
@@ -123,8 +124,15 @@ def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, su
 def _value_for(field_type: str, matches: list[Any]) -> Any:
     """Several matches: joined for text fields; a single-value field takes the first."""
     if field_type in TEXT_TYPES:
-        return ", ".join(str(m) for m in matches)
+        return ", ".join(_text(m) for m in matches)
     return matches[0]
+
+
+def _text(value: Any) -> str:
+    """A match as text, JSON's scalars spelled as JSON spells them (true, not Python's True)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
 
 
 def _write(record: Record, values: dict[str, Any], found: dict[str, Any], captures: list[Capture]) -> None:

@@ -10,6 +10,7 @@ Protocol: one JSON line per request on the child's stdin, one JSON line per answ
 import base64
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -29,6 +30,11 @@ class CaptureTimeout(Exception):
     """The expressions did not finish within the time bound."""
 
 
+DTD_REFUSED = "The response declares a DTD, which is refused, so nothing was captured."
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+DOCTYPE_WINDOW = 4096  # a DOCTYPE comes before the root element, so near the start
+
+
 class CaptureUnreadable(ValueError):
     """The body is not a document of the capture's type."""
 
@@ -42,10 +48,12 @@ def document_parse(body: bytes, capture_type: str) -> Any:
     try:
         root = etree.fromstring(body, parser=safe_parser())
     except (etree.XMLSyntaxError, ValueError):
-        raise CaptureUnreadable("The response is not well-formed XML, so nothing was captured.") from None
+        # An entity the refused DTD would define makes the rest unreadable: say it was the DTD.
+        raise CaptureUnreadable(DTD_REFUSED if _DOCTYPE.search(body[:DOCTYPE_WINDOW]) else
+                                "The response is not well-formed XML, so nothing was captured.") from None
     if root is None or root.getroottree().docinfo.internalDTD is not None:
         # Entity tricks (XXE, billion laughs) live in DTDs; a response needs none.
-        raise CaptureUnreadable("The response declares a DTD, which is refused, so nothing was captured.")
+        raise CaptureUnreadable(DTD_REFUSED)
     return root
 
 

@@ -2,9 +2,9 @@
 notifications of seed 002's shape through the same outbox, quota, guarded client, signing, retries
 and logs as workflow webhooks.
 
-Event names: ``<Module>.create``, ``<Module>.edit``, ``<Module>.delete``, ``<Module>.all`` (the three)
-and ``<Module>.<Field>.change`` (an edit that changed that field). Module and field are API names (or a
-module's alias, such as Potentials), matched without regard to case.
+Event names: ``<Module>.create``, ``<Module>.edit`` (or ``update``, as seed 002 writes it), ``<Module>.delete``,
+``<Module>.all`` (the three) and ``<Module>.<Field>.change`` (an edit that changed that field). Module and
+field are API names (or a module's alias, such as Potentials), matched without regard to case.
 """
 import datetime
 import json
@@ -23,6 +23,7 @@ from crm import events as crm_events
 from crm.models import CrmUser, Field, Module, Organization, Record
 from dispatcher import errors, notifications
 from dispatcher.http_client import request_send
+from dispatcher.links import api_link
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
 from dispatcher.delivery import deliveries_insert
@@ -31,6 +32,7 @@ from dispatcher.rendering.request import RenderedRequest, request_sign
 logger = logging.getLogger(__name__)
 
 OPERATIONS = (crm_events.CREATE, crm_events.EDIT, crm_events.DELETE)
+OPERATION_SYNONYMS = {"update": crm_events.EDIT}  # seed 002 writes Leads.update
 EVENTS_MAX = 20
 CHANNEL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _EVENT_RE = re.compile(r"^(?P<module>[A-Za-z0-9_]+)\.(?:(?P<field>[A-Za-z0-9_]+)\.change|(?P<operation>[A-Za-z]+))$",
@@ -67,8 +69,9 @@ def channel_events_clean(*, organization: Organization, events: Any) -> list[str
             clean.append(f"{module.api_name}.{field.api_name}.change")
             continue
         operation = match["operation"].lower()
+        operation = OPERATION_SYNONYMS.get(operation, operation)
         if operation not in (*OPERATIONS, "all"):
-            problems.append(f"“{name}”: the operation must be create, edit, delete or all.")
+            problems.append(f"“{name}”: the operation must be create, edit (or update), delete or all.")
             continue
         clean.append(f"{module.api_name}.{operation}")
     if problems:
@@ -283,7 +286,7 @@ def notification_payload(*, channel: Channel, event: crm_events.RecordEvent, eve
         "module": module,
         "operation": event.operation,
         "ids": [str(record.pk)],
-        "resource_uri": f"{settings.API_BASE_URL.rstrip('/')}/records/{module}/{record.pk}/",
+        "resource_uri": api_link(f"records/{module}/{record.pk}/"),
         "token": channel.token or None,
         "channel": {"id": channel.public_id, "expiry_time": channel.expires_at.isoformat()},
         "events": events,

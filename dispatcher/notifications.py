@@ -8,7 +8,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from crm.models import CrmUser, Organization
@@ -16,6 +15,7 @@ from dispatcher import errors, quotas
 from dispatcher.models import (
     Channel, Delivery, DeliveryStatus, Endpoint, FailureDigest, FailureEmails, Webhook,
 )
+from dispatcher.links import admin_link, api_link
 from dispatcher.models.endpoints import destination_of
 
 logger = logging.getLogger(__name__)
@@ -67,15 +67,12 @@ def _target(delivery: Delivery) -> str:
     return urlunsplit(urlsplit(url)._replace(query="")) if url else "(deleted webhook or channel)"
 
 
-def admin_link(name: str, *args) -> str:
-    """An absolute admin address for e-mails, under SITE_URL."""
-    return settings.SITE_URL.rstrip("/") + reverse(name, args=args)
-
-
-def delivery_failed_notify(delivery: Delivery) -> None:
+def delivery_failed_notify(delivery: Delivery, error_class: str) -> None:
     """After a delivery failed for good: an e-mail now if its retry policy says "each"; "digest" is sent by
-    the hourly ``failure_digests_send``, "none" (Zoho's) never."""
-    if delivery.retry_policy.failure_emails == FailureEmails.EACH:
+    the hourly ``failure_digests_send``. "none" (Zoho's) is silent about problems at the third party, but not
+    about ours: a webhook that cannot be prepared or signed here is told at once, whatever the policy."""
+    policy = delivery.retry_policy.failure_emails
+    if policy == FailureEmails.EACH or (policy == FailureEmails.NONE and error_class == errors.INTERNAL_ERROR):
         notify_later("dispatcher.notify_delivery_failed", delivery.pk)
 
 
@@ -196,7 +193,7 @@ def channel_expiring(*, channel: Channel) -> None:
         f"{channel.expires_at:%Y-%m-%d %H:%M} UTC.",
         "",
         "After that its notify URL receives no more notifications. Renew it before then with",
-        f"POST {settings.API_BASE_URL.rstrip('/')}/channels/{channel.public_id}/renew/",
+        f"POST {api_link(f'channels/{channel.public_id}/renew/')}",
     ])
     recipients = [channel.owner.email] if channel.owner and channel.owner.is_active else _admins(channel.organization)
     _send(f"Event subscription {channel.public_id} expires soon", body, recipients)

@@ -179,10 +179,12 @@ def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str
     return sorted(found.items())
 
 
-def webhook_preview(*, webhook: Webhook, record: Record) -> RenderedRequest:
-    """The request for this record with secrets masked: what admins and the CLI may see."""
+def webhook_preview(*, webhook: Webhook, record: Record, show_signature: bool = False) -> RenderedRequest:
+    """The request for this record with secrets masked: what admins and the CLI may see. The signature is
+    shown only to people who may change the webhook (show_signature)."""
     _check_record(webhook, record)
-    return webhook_render_request(webhook=webhook, record=record, message_id=f"msg_preview_{record.pk}").masked()
+    request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_preview_{record.pk}")
+    return request.masked(keep_signature=show_signature)
 
 
 def webhook_send_test(*, webhook: Webhook, record: Record) -> tuple[RenderedRequest, HttpResult]:

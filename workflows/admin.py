@@ -4,12 +4,13 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from config.admin_fields import ServerCheckedLengthsMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from workflows import services
 from workflows.models import Action, ActionRun, Condition, WorkflowRule
 
 
-class ConditionInline(admin.TabularInline):
+class ConditionInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = Condition
     formset = SiblingAwareFormSet
     fields = ["number", "lookup", "field", "operator", "value", "value_to"]
@@ -45,7 +46,7 @@ class ActionFormSet(SiblingAwareFormSet):
             services.actions_remove(actions=[obj])
 
 
-class ActionInline(admin.TabularInline):
+class ActionInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = Action
     formset = ActionFormSet
     fields = ["webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
@@ -54,7 +55,7 @@ class ActionInline(admin.TabularInline):
     autocomplete_fields = ["webhook", "relative_field"]
 
 
-class RunInline(admin.TabularInline):
+class RunInline(ServerCheckedLengthsMixin, admin.TabularInline):
     model = ActionRun
     fields = ["created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link"]
     readonly_fields = fields
@@ -75,7 +76,7 @@ class RunInline(admin.TabularInline):
 
 
 @admin.register(WorkflowRule)
-class WorkflowRuleAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
+class WorkflowRuleAdmin(ServerCheckedLengthsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "module", "trigger", "is_active", "execution_order", "log_link"]
     list_filter = ["is_active", "trigger", "module__api_name", "organization"]
     search_fields = ["name", "description"]
@@ -116,11 +117,13 @@ class WorkflowRuleAdmin(SiblingFormSetsMixin, admin.ModelAdmin):
             self.message_user(
                 request, f"“{rule.name}”: {report.matching} record(s) match now; running it would make "
                 f"{report.deliveries} instant deliveries, which {verdict} today's remaining quota of "
-                f"{report.quota_left}.", messages.INFO if report.fits_quota else messages.WARNING)
+                f"{report.quota_left}, and schedule {report.scheduled} time-based one(s) for when they fall due.",
+                messages.INFO if report.fits_quota else messages.WARNING)
 
     @admin.action(description="Run on existing records (fires the rule now)", permissions=["change"])
     def run_on_existing(self, request, queryset) -> None:
         for rule in queryset:
             report = services.rule_run_on_existing(rule=rule, dry_run=False)
             self.message_user(request, f"“{rule.name}” fired for {report.matching} record(s): "
-                              f"{report.deliveries} deliveries queued.", messages.SUCCESS)
+                              f"{report.deliveries} deliveries queued, {report.scheduled} time-based one(s) "
+                              "scheduled.", messages.SUCCESS)

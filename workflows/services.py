@@ -214,7 +214,8 @@ def actions_remove(*, actions: list[Action]) -> int:
 @dataclass(frozen=True)
 class ExistingRunReport:
     matching: int
-    deliveries: int
+    deliveries: int  # instant: sent now, charged to today's quota
+    scheduled: int  # time-based actions and date-rule occurrences: sent later, when due
     quota_left: int
     fired: bool
 
@@ -234,6 +235,7 @@ def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> Existin
     is_date_rule = rule.trigger == Trigger.DATE
     # A date rule is not fired now: its next occurrence is scheduled for each record, like on an edit.
     deliveries = 0 if is_date_rule else len(matching) * len(compiled.instant)
+    scheduled = len(matching) if is_date_rule else len(matching) * len(compiled.timed)
     quota_left = quotas.quota_remaining(organization=rule.organization, now=now)
     if not dry_run:
         with transaction.atomic():
@@ -242,4 +244,4 @@ def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> Existin
                     date_rule_schedule(compiled.rule, record, now)
                 else:
                     rule_fire(compiled, record, "manual", now)  # one record at a time: each is its own firing
-    return ExistingRunReport(len(matching), deliveries, quota_left, fired=not dry_run)
+    return ExistingRunReport(len(matching), deliveries, scheduled, quota_left, fired=not dry_run)

@@ -36,7 +36,7 @@ def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTal
             _guarded(health.endpoint_outcome, endpoint=delivery.endpoint, now=outcome.now,
                      success=attempt.outcome == DeliveryStatus.SUCCESS)
         if attempt.outcome == DeliveryStatus.FAILED:
-            _guarded(delivery_failed_notify, delivery)
+            _guarded(delivery_failed_notify, delivery, attempt.error_class)
 
 
 def _capture(outcome: Outcome) -> None:

@@ -43,11 +43,16 @@ class RenderedRequest:
     body: bytes
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
-    def masked(self) -> "RenderedRequest":
-        """The same request with Basic auth and custom-parameter values replaced by a mask, for display."""
+    def masked(self, *, keep_signature: bool = False) -> "RenderedRequest":
+        """The same request with Basic auth and custom-parameter values replaced by a mask, for display. The
+        signature is masked too unless asked for: a fresh one can be replayed for minutes, so only people who
+        may change the webhook (and see its secret anyway) are shown it."""
         headers = dict(self.headers)
         if "Authorization" in headers:
             headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " " + MASK
+        if not keep_signature and "webhook-signature" in headers:
+            headers["webhook-signature"] = " ".join(
+                f"{part.split(',', 1)[0]},{MASK}" for part in headers["webhook-signature"].split())
         return RenderedRequest(self.method, self.mask(self.url), headers,
                                self.mask(self.body.decode("utf-8", "replace")).encode())
 

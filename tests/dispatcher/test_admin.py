@@ -66,12 +66,26 @@ def test_an_admin_creates_a_webhook_with_parameters_and_secrets_are_encrypted(ad
     ({"method": "GET", "body": "{}"}, "A GET request has no body: choose POST or PUT, or leave the body empty."),
     ({"auth_type": "basic", "auth_username": "crm"}, "Enter the password for Basic authentication."),
     ({"body": '{"a": ${Deals.Amount'}, "The body is not valid JSON"),
+    # The browser no longer cuts pasted text at maxlength: the server says what the limit is.
+    ({"url": "https://books.example.com/" + "a" * 184}, "Ensure this value has at most 200 characters (it has 210)."),
+    ({"name": "B" * 101}, "Ensure this value has at most 100 characters (it has 101)."),
+    ({"description": "d" * 201}, "Ensure this value has at most 200 characters (it has 201)."),
 ])
 def test_the_form_shows_what_is_wrong_and_saves_nothing(admin_client, organization, modules, overrides, message):
     response = admin_client.post(ADD_URL, form_data(organization, modules["Deals"], **overrides))
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Webhook.objects.exists()
+
+
+def test_no_admin_form_lets_the_browser_cut_text_silently(admin_client, organization, modules):
+    webhook = webhook_create(module=modules["Deals"], name="Books")
+    for name, args in [("dispatcher_webhook_add", []), ("dispatcher_webhook_change", [webhook.pk]),
+                       ("workflows_workflowrule_add", []), ("crm_organization_change", [organization.pk]),
+                       ("dispatcher_retrypolicy_add", []), ("crm_field_add", [])]:
+        page = admin_client.get(reverse(f"admin:{name}", args=args)).content.decode()
+        assert 'name="name"' in page or 'name="label"' in page, name
+        assert "maxlength" not in page, name
 
 
 def test_notes_are_not_offered_as_a_module(admin_client, organization, modules):
@@ -178,6 +192,7 @@ def test_staff_with_view_permission_only_cannot_send(client, django_user_model, 
     url = reverse("admin:dispatcher_webhook_preview", args=[webhook.pk])
     page = client.get(url, {"record": deal.pk}).content.decode()
     assert "Send test request" not in page and "POST https://receiver.example.com/hook" in page
+    assert "webhook-signature: v1,********" in page  # a fresh signature could be replayed; view-only users get none
     assert client.post(url, {"record": deal.pk}).status_code == 403
 
 

@@ -71,6 +71,16 @@ def test_failure_captures_run_on_a_failed_answer_and_do_not_change_the_retry(rec
     assert deal.values.get("Sync_Status") == "quota exceeded" and "Invoice_Number" not in deal.values
 
 
+def test_json_true_false_and_null_are_written_as_json_spells_them(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_json({"synced": True, "flags": [True, False, None], "ref": None})
+    hook = hook_with(receiver, modules, fields, captures=[
+        ("success", "$.synced", "Sync Status"), ("success", "$.flags[*]", "Invoice Number")])
+    delivery = send(hook, deal)
+    deal.refresh_from_db()
+    assert (deal.values["Sync_Status"], deal.values["Invoice_Number"]) == ("true", "true, false, null")
+    assert delivery.attempts.get().captured["Sync Status"]["written"] == "true"
+
+
 def test_xpath_with_namespaces_and_a_missing_match(receiver, modules, fields, deal):
     receiver.expect_request("/hook").respond_with_data(
         '<z:response xmlns:z="http://www.zoho.com/crm"><z:status code="ok">Synced</z:status></z:response>',
@@ -95,6 +105,9 @@ def test_xpath_with_namespaces_and_a_missing_match(receiver, modules, fields, de
     ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">'
      '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;"><!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;">]>'
      '<lolz>&lol4;</lolz>', "XPATH", "The response declares a DTD, which is refused, so nothing was captured."),
+    # An external DTD whose entity is used: unparseable without it, and still reported as the DTD.
+    ('<?xml version="1.0"?><!DOCTYPE r SYSTEM "http://evil.example/r.dtd"><r>&ext;</r>', "XPATH",
+     "The response declares a DTD, which is refused, so nothing was captured."),
 ])
 def test_unreadable_and_hostile_bodies_are_a_capture_error_not_a_crash(receiver, modules, fields, deal, body,
                                                                        capture_type, error):

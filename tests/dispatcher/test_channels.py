@@ -76,7 +76,7 @@ def test_create_list_read_update_renew_delete(api, subscribe, owner):
 
 
 @pytest.mark.parametrize(("body", "field", "message"), [
-    ({"events": ["Deals.explode"]}, "events", "the operation must be create, edit, delete or all"),
+    ({"events": ["Deals.explode"]}, "events", "the operation must be create, edit (or update), delete or all"),
     ({"events": ["Invoices.create"]}, "events", "there is no module “Invoices”"),
     ({"events": ["Deals.Colour.change"]}, "events", "Deals has no field “Colour”"),
     ({"events": "Deals.create"}, "events", "Give a list of event names"),
@@ -122,6 +122,21 @@ def test_verification_needs_the_challenge_echoed(api, receiver):
                                      "verify": True})
     assert status == 400 and "did not contain the challenge" in body["error"]["fields"]["notify_url"][0]
     assert Channel.objects.count() == 1  # the failed one was not kept
+
+
+def test_seed_002s_event_names_are_accepted_in_any_case_and_update_means_edit(receiver, subscribe, owner, modules,
+                                                                             settings):
+    settings.SITE_URL = "http://crm.example:9000/"
+    created = subscribe(["Leads.update", "LEADS.Create", "leads.DELETE"])
+    assert created["events"] == ["Leads.edit", "Leads.create", "Leads.delete"]
+    receiver.expect_request("/notify").respond_with_data("OK")
+    lead = crm_services.record_create(module=modules["Leads"], owner=owner, values={"Last_Name": "Jansen"})
+    crm_services.record_update(record=lead, values={"Company": "Bakkerij"})
+    for _ in range(2):
+        run_due()
+    create, edit = received(receiver)
+    assert (create["operation"], edit["operation"], edit["events"]) == ("create", "edit", ["Leads.edit"])
+    assert edit["resource_uri"] == f"http://crm.example:9000/api/v1/records/Leads/{lead.pk}/"
 
 
 def test_notifications_have_seed_002s_shape_and_are_signed(receiver, subscribe, owner, modules):

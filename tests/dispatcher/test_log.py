@@ -54,8 +54,17 @@ def test_csv_export_follows_the_filters_and_holds_no_secret(admin_client, log):
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][:3] == ["created", "delivery id", "organization"]
     assert [row[1] for row in rows[1:]] == [failed.message_id]
-    assert rows[1][7:11] == ["Failed", "404 Not found: the requested item does not exist.", "404", "http_404"]
+    assert rows[1][7:11] == ["Failed", "404 Not found: the requested item does not exist; not retried: 404.", "404",
+                            "http_404"]
     assert "tok-secret-9" not in text
+
+
+def test_resend_from_a_list_filtered_on_failed_counts_what_was_resent(admin_client, log):
+    _, failed = log
+    changelist = reverse("admin:dispatcher_delivery_changelist") + "?status__exact=failed"
+    response = admin_client.post(changelist, {"action": "resend", "_selected_action": [failed.pk]}, follow=True)
+    page = response.content.decode()
+    assert "1 deliveries queued again with their delivery id." in page and "not resent" not in page
 
 
 def test_resend_uses_the_same_id_and_starts_the_retry_policy_again(admin_client, log, receiver):

@@ -46,7 +46,7 @@ def run(receiver, owner, modules, settings, caplog):
     CrmUser.objects.create(organization=owner.organization, last_name="Admin", email="admin@zylker.example",
                            is_admin=True)
     receiver.expect_request("/hook").respond_with_handler(echo)
-    no_retry = RetryPolicy.objects.create(code="none", name="No retry", delays=[])
+    no_retry = RetryPolicy.objects.create(code="none", name="No retry", delays=[], failure_emails="each")
     hook = webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"), retry_policy=no_retry,
                           auth_type="basic", auth_username="crm", auth_password=PASSWORD,
                           entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", TOKEN)])

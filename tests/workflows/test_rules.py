@@ -1,8 +1,10 @@
 """Workflow rules on record events: triggers, criteria, instant and time-based actions, limits."""
 import datetime
+import html
 import zoneinfo
 
 import pytest
+from django.urls import reverse
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -324,13 +326,30 @@ def test_run_on_existing_records_counts_first_then_fires(owner, modules, hook):
     assert [t for _, t in deliveries()] == ["Rule “Rule” on manual"] * 2
 
 
+def test_the_dry_run_counts_time_based_actions_too(owner, modules, hook, client, django_user_model):
+    rule = make_rule(modules, hook, trigger="edit", match_all_records=True, actions=[
+        Action(webhook=hook, kind="instant"), Action(webhook=hook, kind="time_based", delay_amount=2,
+                                                     delay_unit="days")])
+    for name in ("a", "b", "c"):
+        deal_create(owner, modules, Deal_Name=name)
+    report = services.rule_run_on_existing(rule=rule, dry_run=True)
+    assert (report.matching, report.deliveries, report.scheduled) == (3, 3, 3)
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "pw"))
+    page = client.post(reverse("admin:workflows_workflowrule_changelist"), {
+        "action": "run_on_existing_dry_run", "_selected_action": [rule.pk]}, follow=True).content.decode()
+    page = html.unescape(page)
+    assert "3 record(s) match now; running it would make 3 instant deliveries, which fits in today's remaining " \
+           "quota of 5000, and schedule 3 time-based one(s) for when they fall due." in page
+    assert not ActionRun.objects.exists()
+
+
 def test_run_on_existing_records_schedules_a_date_rule_instead_of_firing_it(owner, modules, hook):
     deal = deal_create(owner, modules, Closing_Date="2031-05-20")
     rule = make_rule(modules, hook, trigger="date", trigger_field=field(modules, "Deals", "Closing_Date"),
                      date_time=datetime.time(9, 0), match_all_records=True)
     assert not ActionRun.objects.exists()  # the deal existed before the rule
     report = services.rule_run_on_existing(rule=rule, dry_run=False)
-    assert (report.matching, report.deliveries) == (1, 0) and deliveries() == []
+    assert (report.matching, report.deliveries, report.scheduled) == (1, 0, 1) and deliveries() == []
     [run] = ActionRun.objects.filter(status="scheduled")
     assert (run.record_id, run.due_at.astimezone(zoneinfo.ZoneInfo("Europe/Amsterdam")).date()) == (
         deal.pk, datetime.date(2031, 5, 20))
