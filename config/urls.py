@@ -4,10 +4,6 @@ from django.views.generic import RedirectView
 
 from dispatcher import ops
 
-admin.site.site_header = "CRM webhooks"
-admin.site.site_title = "CRM webhooks"
-admin.site.index_title = "Configuration and delivery logs"
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from config.admin_fields import ServerCheckedLengthsMixin
+from config.admin_fields import AdminFormFieldsMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
@@ -77,7 +77,7 @@ class EntityParameterFormSet(SiblingAwareFormSet):
             raise ValidationError([message for messages in problems.values() for message in messages])
 
 
-class EntityParameterInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class EntityParameterInline(AdminFormFieldsMixin, admin.TabularInline):
     model = EntityParameter
     formset = EntityParameterFormSet
     fields = ["name", "value", "position"]
@@ -97,7 +97,7 @@ class CaptureFormSet(SiblingAwareFormSet):
             raise ValidationError(problems)
 
 
-class CaptureInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class CaptureInline(AdminFormFieldsMixin, admin.TabularInline):
     model = Capture
     formset = CaptureFormSet
     fields = ["when", "expression", "field", "position"]
@@ -132,7 +132,7 @@ class CustomParameterForm(forms.ModelForm):
         return value
 
 
-class CustomParameterInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class CustomParameterInline(AdminFormFieldsMixin, admin.TabularInline):
     model = CustomParameter
     form = CustomParameterForm
     formset = SiblingAwareFormSet
@@ -152,7 +152,7 @@ class CustomParameterInline(ServerCheckedLengthsMixin, admin.TabularInline):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(ServerCheckedLengthsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
+class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
     inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link",
@@ -288,20 +288,22 @@ class WebhookAdmin(ServerCheckedLengthsMixin, SiblingFormSetsMixin, admin.ModelA
         if request.method == "POST" and record is not None and "error" not in context:
             if not context["can_send"]:
                 raise PermissionDenied
-            sent, result = services.webhook_send_test(webhook=webhook, record=record)
+            sent, result, logged = services.webhook_send_test(webhook=webhook, record=record,
+                                                              by=request.user.get_username())
             context["sent"] = sent.as_text()
+            context["logged_url"] = reverse("admin:dispatcher_delivery_change", args=[logged.pk])
             context["result"] = result
             context["response_text"] = result.body.decode("utf-8", "replace")[:RESPONSE_DISPLAY_LIMIT]
         return TemplateResponse(request, "admin/dispatcher/webhook/preview.html", context)
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
+class RetryPolicyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
     list_display = ["name", "code", "delays", "max_retry_after"]
     search_fields = ["name", "code"]
 
 
-class ReadOnlyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
     """Logs are facts: nobody adds or edits them in the admin."""
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -311,7 +313,7 @@ class ReadOnlyAdmin(ServerCheckedLengthsMixin, admin.ModelAdmin):
         return False
 
 
-class AttemptInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class AttemptInline(AdminFormFieldsMixin, admin.TabularInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
               "outcome", "response_headers", "response_excerpt", "captured"]

@@ -12,9 +12,11 @@ from lxml import etree
 
 from crm.models import Record
 from dispatcher.capture import captures_check
+from dispatcher.delivery import delivery_log_test
 from dispatcher.http_client import HttpResult, request_send
 from dispatcher.models import (
-    Capture, ContentType, DeliverySource, DeliveryStatus, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
+    Capture, ContentType, CustomParameter, Delivery, DeliverySource, EntityParameter, Method, Webhook,
+    signing_secret_generate,
 )
 from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
 from dispatcher.rendering.request import RenderedRequest, webhook_render_request
@@ -187,17 +189,22 @@ def webhook_preview(*, webhook: Webhook, record: Record, show_signature: bool = 
     return request.masked(keep_signature=show_signature)
 
 
-def webhook_send_test(*, webhook: Webhook, record: Record) -> tuple[RenderedRequest, HttpResult]:
-    """Send the real request once through the guarded client; returns what was sent and the result, both
-    with the secrets masked (a receiver may echo the request)."""
+def webhook_send_test(*, webhook: Webhook, record: Record, by: str = "") -> tuple[RenderedRequest, HttpResult, Delivery]:
+    """Send the real request once through the guarded client, and log it as a delivery of source "Test";
+    returns what was sent and the result, both with the secrets masked (a receiver may echo the request),
+    and the logged delivery."""
     _check_record(webhook, record)
-    request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_test_{uuid.uuid4().hex}")
+    public_id = uuid.uuid4()
+    request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_{public_id.hex}")
+    started = timezone.now()
     result = request_send(request)
+    logged = delivery_log_test(webhook=webhook, record=record, request=request, result=result, started_at=started,
+                               by=by, public_id=public_id)
     usage_count(organization=webhook.organization, now=timezone.now(), source=DeliverySource.TEST,
-                outcome=DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED)
+                outcome=logged.status, duration_ms=result.duration_ms if result.status_code is not None else None)
     shown = dataclasses.replace(result, body=request.mask(result.body.decode("utf-8", "replace")).encode(),
                                 headers={name: request.mask(value) for name, value in result.headers.items()})
-    return request.masked(), shown
+    return request.masked(keep_signature=True), shown, logged
 
 
 def _check_record(webhook: Webhook, record: Record) -> None:

@@ -4,13 +4,13 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_fields import ServerCheckedLengthsMixin
+from config.admin_fields import AdminFormFieldsMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from workflows import services
 from workflows.models import Action, ActionRun, Condition, WorkflowRule
 
 
-class ConditionInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class ConditionInline(AdminFormFieldsMixin, admin.TabularInline):
     model = Condition
     formset = SiblingAwareFormSet
     fields = ["number", "lookup", "field", "operator", "value", "value_to"]
@@ -46,7 +46,7 @@ class ActionFormSet(SiblingAwareFormSet):
             services.actions_remove(actions=[obj])
 
 
-class ActionInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class ActionInline(AdminFormFieldsMixin, admin.TabularInline):
     model = Action
     formset = ActionFormSet
     fields = ["webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
@@ -55,7 +55,7 @@ class ActionInline(ServerCheckedLengthsMixin, admin.TabularInline):
     autocomplete_fields = ["webhook", "relative_field"]
 
 
-class RunInline(ServerCheckedLengthsMixin, admin.TabularInline):
+class RunInline(AdminFormFieldsMixin, admin.TabularInline):
     model = ActionRun
     fields = ["created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link"]
     readonly_fields = fields
@@ -76,7 +76,7 @@ class RunInline(ServerCheckedLengthsMixin, admin.TabularInline):
 
 
 @admin.register(WorkflowRule)
-class WorkflowRuleAdmin(ServerCheckedLengthsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
+class WorkflowRuleAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "module", "trigger", "is_active", "execution_order", "log_link"]
     list_filter = ["is_active", "trigger", "module__api_name", "organization"]
     search_fields = ["name", "description"]

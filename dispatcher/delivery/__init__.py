@@ -17,6 +17,7 @@ The retry rule (dispatcher/retry.py), quotas (dispatcher/quotas.py) and endpoint
 from dispatcher.delivery.claims import deliveries_claim, deliveries_pump, deliveries_wake, delivery_wake_at
 from dispatcher.delivery.enqueue import (
     Enqueue, deliveries_enqueue, deliveries_insert, deliveries_resend, delivery_enqueue, delivery_log_cancelled,
+    delivery_log_test,
 )
 from dispatcher.delivery.purge import deliveries_purge
 from dispatcher.delivery.run import deliveries_attempt, deliveries_drain, delivery_attempt, delivery_run
@@ -25,5 +26,6 @@ from dispatcher.delivery.states import RESENDABLE
 __all__ = [
     "Enqueue", "RESENDABLE", "deliveries_attempt", "deliveries_claim", "deliveries_drain", "deliveries_enqueue",
     "deliveries_insert", "deliveries_pump", "deliveries_purge", "deliveries_resend", "deliveries_wake",
-    "delivery_attempt", "delivery_enqueue", "delivery_log_cancelled", "delivery_run", "delivery_wake_at",
+    "delivery_attempt", "delivery_enqueue", "delivery_log_cancelled", "delivery_log_test", "delivery_run",
+    "delivery_wake_at",
 ]

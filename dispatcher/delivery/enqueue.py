@@ -1,5 +1,6 @@
 """Enqueue: delivery rows written in the caller's transaction (the outbox), resends, and deliveries that
-are logged as cancelled without ever being sent. Workers are woken when the transaction commits."""
+only enter the log: cancelled without ever being sent, or test sends made at once from the admin.
+Workers are woken when the transaction commits."""
 import datetime
 import logging
 from dataclasses import dataclass
@@ -12,8 +13,11 @@ from django.utils import timezone
 from crm.models import Record
 from dispatcher.delivery import states
 from dispatcher.delivery.claims import deliveries_wake
-from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
-from dispatcher.rendering.request import webhook_render_unsigned
+from dispatcher import errors
+from dispatcher.cleaning import clean_headers, clean_text
+from dispatcher.http_client import HttpResult
+from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
+from dispatcher.rendering.request import RenderedRequest, webhook_render_unsigned
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +104,38 @@ def delivery_log_cancelled(
         retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
         status_reason=reason[:300], finished_at=now,
     )
+
+
+TEST_EXCERPT_CHARS = 64 * 1024  # of a test send's response kept on its attempt, as for any attempt
+
+
+def delivery_log_test(*, webhook: Webhook, record: Record, request: RenderedRequest, result: HttpResult,
+                      started_at: datetime.datetime, by: str, public_id) -> Delivery:
+    """A test send from the admin, in the log as a delivery of source "Test" with its one attempt (masked
+    as every attempt is). It went out at once through the guarded client, outside the engine: it is not
+    retried and not charged to the daily quota, but it is shown and counted in the usage."""
+    now = timezone.now()
+    error_class = errors.error_class_of(result)
+    status = DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED
+    reason = "" if result.is_success else (
+        errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
+    ).rstrip(". ") + "; a test send is not retried."
+    headers, _ = clean_headers({name: request.mask(value) for name, value in result.headers.items()})
+    body, _ = clean_text(request.mask(result.body.decode("utf-8", "replace")[:TEST_EXCERPT_CHARS]))
+    with transaction.atomic():
+        delivery = Delivery.objects.create(
+            public_id=public_id, organization_id=webhook.organization_id, webhook=webhook,
+            webhook_name=webhook.name, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
+            source=DeliverySource.TEST, trigger=f"Test send by {by}"[:200],
+            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=status,
+            status_reason=clean_text(reason)[0][:300], attempt_count=1,
+            request_display=clean_text(request.masked().as_text())[0], last_status_code=result.status_code,
+            last_error_class=error_class, last_duration_ms=result.duration_ms, finished_at=now,
+        )
+        Attempt.objects.create(
+            delivery=delivery, number=1, started_at=started_at, duration_ms=result.duration_ms,
+            status_code=result.status_code, error_class=error_class,
+            error_message=clean_text(result.error_message)[0][:500], response_truncated=result.truncated,
+            outcome=status, response_headers=headers, response_body=body,
+        )
+    return delivery

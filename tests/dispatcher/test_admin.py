@@ -4,7 +4,7 @@ from django.db import connection
 from django.urls import reverse
 
 from crm import services as crm_services
-from dispatcher.models import CustomParameter, Webhook
+from dispatcher.models import CustomParameter, DailyUsage, Delivery, Webhook
 from tests.factories import webhook_create
 
 ADD_URL = reverse("admin:dispatcher_webhook_add")
@@ -172,6 +172,17 @@ def test_send_test_goes_to_the_receiver_and_shows_its_answer(admin_client, modul
     receiver.check_assertions()
     assert "HTTP 201 in" in page
     assert "{&quot;status&quot;: &quot;created&quot;, &quot;id&quot;: 42}" in page
+    # In the log as a delivery of source "Test", with its attempt, masked; not charged to the daily quota.
+    logged = Delivery.objects.get()
+    assert (logged.source, logged.status, logged.trigger, logged.attempt_count) == ("test", "success",
+                                                                                    "Test send by boss", 1)
+    [(request, _)] = receiver.log
+    assert request.headers["webhook-id"] == logged.message_id
+    assert "tok-1" not in logged.request_display and logged.attempts.get().status_code == 201
+    assert reverse("admin:dispatcher_delivery_change", args=[logged.pk]) in page
+    assert not DailyUsage.objects.filter(calls__gt=0).exists()
+    log_page = admin_client.get(reverse("admin:dispatcher_delivery_changelist"), {"source__exact": "test"})
+    assert log_page.context["cl"].result_count == 1
 
 
 def test_send_test_shows_a_refused_address(admin_client, modules, deal, settings):

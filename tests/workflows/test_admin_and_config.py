@@ -10,7 +10,7 @@ from crm.models import Field
 from workflows.config_io import config_export_all
 from workflows.demo import demo_load
 from workflows.models import WorkflowRule
-from tests.factories import webhook_create
+from tests.factories import OrganizationFactory, webhook_create
 
 ADD_URL = reverse("admin:workflows_workflowrule_add")
 
@@ -57,6 +57,17 @@ def test_an_admin_creates_a_rule_and_a_bad_pattern_is_refused(admin_client, orga
     assert rule.conditions.count() == 2 and rule.actions.get().webhook == hook
     page = admin_client.get(reverse("admin:workflows_workflowrule_change", args=[rule.pk])).content.decode()
     assert "recent firings" in page.lower()
+
+
+def test_pickers_name_the_organization_when_there_are_several(admin_client, organization, modules):
+    other = OrganizationFactory(name="Acme Corp")
+    page = admin_client.get(ADD_URL).content.decode()
+    assert f">Deals ({organization.name})</option>" in page and ">Deals (Acme Corp)</option>" in page
+    found = admin_client.get(reverse("admin:autocomplete"), {
+        "app_label": "workflows", "model_name": "condition", "field_name": "field", "term": "Stage"}).json()
+    assert sorted(r["text"] for r in found["results"]) == sorted([
+        f"Deals.Stage ({organization.name})", "Deals.Stage (Acme Corp)"])
+    assert other.modules.filter(api_name="Deals").exists()
 
 
 def run(*args) -> str:

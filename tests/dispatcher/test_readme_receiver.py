@@ -1,0 +1,57 @@
+"""The README's receiver code, run as printed against real deliveries of every content type and method."""
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+from lxml import etree
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from crm import services as crm_services
+from dispatcher import delivery as delivery_engine
+from dispatcher.models import Delivery, DeliveryStatus
+from dispatcher.xml import safe_parser
+from tests.factories import webhook_create
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def receiver_snippets() -> dict:
+    """The Python blocks of the README's "Signatures, for receivers" section, executed."""
+    section = README.read_text().split("## Signatures, for receivers", 1)[1].split("\n## ", 1)[0]
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL):
+        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own documentation
+    assert {"receive", "verify"} <= set(namespace), "the README's receiver functions"
+    return namespace
+
+
+@pytest.mark.parametrize(("method", "content_type", "parse"), [
+    ("POST", "JSON", lambda payload, request: payload),
+    ("PUT", "JSONARRAY", lambda payload, request: payload[0]),
+    ("POST", "XML", lambda payload, request: {e.tag: e.text for e in etree.fromstring(payload, safe_parser())}),
+    ("POST", "FORM", lambda payload, request: dict(parse_qsl(payload.decode()))),
+    ("GET", "JSON", lambda payload, request: {k: v for k, v in request.args.items()}),
+])
+def test_the_readme_receiver_verifies_every_content_type(receiver, owner, modules, method, content_type, parse):
+    snippets = receiver_snippets()
+    receiver.expect_request("/hook").respond_with_data("ok")
+    hook = webhook_create(module=modules["Deals"], name=f"Books {method} {content_type}", url=receiver.url_for("/hook"),
+                          method=method, content_type=content_type,
+                          entity=[("deal", "${Deals.Deal Name}"), ("amount", "${Deals.Amount}")])
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner,
+                                      values={"Deal_Name": "Café & <Co>", "Amount": "12.5"})
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
+    assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SUCCESS
+    [(request, _)] = receiver.log
+    headers, body = dict(request.headers), request.get_data()
+
+    payload = snippets["receive"](hook.signing_secret, headers, body)
+    assert parse(payload, request) == {"deal": "Café & <Co>", "amount": "12.50"}
+    assert snippets["verify"](hook.signing_secret, {k.lower(): v for k, v in headers.items()}, body)
+
+    tampered = body + b" " if body else b"x"
+    with pytest.raises(WebhookVerificationError):
+        snippets["receive"](hook.signing_secret, headers, tampered)
+    assert not snippets["verify"](hook.signing_secret, {k.lower(): v for k, v in headers.items()}, tampered)
