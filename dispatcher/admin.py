@@ -299,7 +299,8 @@ class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin)
 
 @admin.register(RetryPolicy)
 class RetryPolicyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
-    list_display = ["name", "code", "delays", "max_retry_after"]
+    list_display = ["name", "code", "delays", "max_retry_after", "failure_emails"]
+    list_filter = ["failure_emails"]
     search_fields = ["name", "code"]
 
 

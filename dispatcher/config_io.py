@@ -156,6 +156,8 @@ def entries_import(
 def _retry_policy_import(entry: Any) -> str:
     if not isinstance(entry, dict) or set(entry) - RETRY_POLICY_KEYS or not {"code", "delays"} <= set(entry):
         raise ValidationError("expected an object with code, name, delays, max_retry_after and failure_emails.")
+    if not isinstance(entry["code"], str):
+        raise ValidationError("“code” must be text, e.g. \"vtiger\".")
     policy = RetryPolicy.objects.filter(code=entry["code"]).first()
     before = retry_policy_export(policy) if policy else None
     policy = policy or RetryPolicy(code=entry["code"], name=entry["code"])

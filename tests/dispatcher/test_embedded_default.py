@@ -4,19 +4,7 @@ and links in e-mails and notifications follow the port it was started on.
 These run in CI too (against PostgreSQL the suite itself does not touch SQLite): each starts Python processes
 on a SQLite file of its own, configured by config/settings.py exactly as command 1 is.
 """
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-SETTINGS = """
-import django, os
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-django.setup()
-from django.db import connection, transaction
-"""
+from tests.processes import SETTINGS, python
 
 WRITER = SETTINGS + """
 import sys
@@ -29,14 +17,6 @@ for _ in range(int(sys.argv[1])):
         cursor.execute("INSERT INTO counter (n) VALUES (%s)", [count])
 print("done")
 """
-
-
-def python(code: str, *args: str, database: Path, **extra_env: str) -> subprocess.Popen:
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER", "SITE_URL", "API_BASE_URL", "PORT"}}
-    env.update(DATABASE_URL=f"sqlite:///{database}", **extra_env)
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_the_sqlite_connection_waits_for_locks_in_wal_mode(tmp_path):

@@ -13,6 +13,8 @@ class CuttableProxy:
         self.open.set()
         self.lock = threading.Lock()
         self.sockets: set[socket.socket] = set()
+        self.upstream_ports: dict[socket.socket, int] = {}  # our port of each open connection to the target
+        self.dropped_ports: set[int] = set()  # … of those the last cut dropped
         self.refused = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -20,6 +22,8 @@ class CuttableProxy:
         """Drop every connection through the proxy and refuse new ones."""
         self.open.clear()
         with self.lock:
+            self.dropped_ports = set(self.upstream_ports.values())
+            self.upstream_ports.clear()
             for sock in self.sockets:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -52,6 +56,7 @@ class CuttableProxy:
             server.settimeout(None)
             with self.lock:
                 self.sockets |= {client, server}
+                self.upstream_ports[server] = server.getsockname()[1]
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
@@ -69,3 +74,5 @@ class CuttableProxy:
                     pass
             with self.lock:
                 self.sockets -= {source, sink}
+                for sock in (source, sink):
+                    self.upstream_ports.pop(sock, None)

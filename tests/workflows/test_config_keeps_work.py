@@ -14,6 +14,7 @@ from crm.models import CrmUser
 from dispatcher.models import Delivery, DeliveryStatus, RetryPolicy, Webhook
 from workflows.config_io import config_export_all
 from workflows.demo import demo_load
+from tests.processes import SETTINGS, python
 from workflows.models import Action, ActionRun, RunStatus, WorkflowRule
 
 
@@ -163,6 +164,32 @@ def test_retry_policies_travel_with_the_file_and_an_unknown_one_is_refused(insta
     assert Webhook.objects.get(name="Invoice to accounting").retry_policy is None  # nothing half-imported
 
 
+FRESH_INSTALL = SETTINGS + """
+import sys
+from django.core.management import call_command
+from crm import services
+from crm.models import Edition
+call_command("migrate", verbosity=0)
+services.organization_create(name="Zylker Inc", edition=Edition.objects.get(code="enterprise"), user_licences=25,
+                             time_zone="Europe/Amsterdam", date_format="yyyy-MM-dd")
+call_command("import_config", sys.argv[1])
+call_command("export_config", "--include-secrets", "--output", sys.argv[2])
+"""
+
+
+def test_a_round_trip_through_a_new_empty_database_gives_the_same_file(installation, tmp_path):
+    """Export, import into a new installation (its own database, migrated from nothing, with only the
+    organization made), export there: the two files are identical, retry policies and secrets included."""
+    first = tmp_path / "first.json"
+    run("export_config", "--include-secrets", "--output", str(first))
+    second = tmp_path / "second.json"
+    fresh = python(FRESH_INSTALL, str(first), str(second), database=tmp_path / "fresh.sqlite3")
+    out, err = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, err[-3000:]
+    assert "Created 6 webhook(s)" in out and "Created 2 workflow rule(s)" in out
+    assert second.read_text() == first.read_text()
+
+
 def test_a_round_trip_through_an_empty_installation_gives_the_same_file_and_reimporting_it_changes_nothing(
         installation, tmp_path):
     first = config_export_all(include_secrets=True)
@@ -176,4 +203,22 @@ def test_a_round_trip_through_an_empty_installation_gives_the_same_file_and_reim
     assert json.dumps(second, indent=2) == json.dumps(first, indent=2)
     before = snapshot()
     assert "Nothing to change" in run("import_config", path)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("policies", "message"), [
+    ([{"code": ["x"], "delays": []}], "retry_policies[0] “['x']”: “code” must be text"),
+    ([{"code": "slow", "delays": [0]}], "retry_policies[0] “slow”: delays: Each delay must be between 1 second"),
+    ([{"code": "odd", "delays": [], "failure_emails": "sometimes"}],
+     "retry_policies[0] “odd”: failure_emails: Value 'sometimes' is not a valid choice."),
+    ([{"code": "nodelays"}], "retry_policies[0] “nodelays”: expected an object with code, name, delays"),
+    ("zoho", "\"retry_policies\" must be a list."),
+])
+def test_a_bad_retry_policy_is_refused_with_its_location(installation, tmp_path, policies, message):
+    data = config_export_all(include_secrets=True)
+    data["retry_policies"] = policies
+    before = snapshot()
+    with pytest.raises(CommandError) as caught:
+        run("import_config", write(tmp_path, data))
+    assert message in str(caught.value)
     assert snapshot() == before

@@ -1,0 +1,22 @@
+"""Python processes on a SQLite file of their own, configured by config/settings.py as command 1 is."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETTINGS = """
+import django, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+django.setup()
+from django.db import connection, transaction
+"""
+
+
+def python(code: str, *args: str, database: Path, **extra_env: str) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER", "SITE_URL", "API_BASE_URL", "PORT"}}
+    env.update(DATABASE_URL=f"sqlite:///{database}", **extra_env)
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
