@@ -2,25 +2,25 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from config.admin_fields import AdminFormFieldsMixin
+from config.admin_base import CrmAdminMixin
 from crm import services
 from crm.models import ApiKey, CrmUser, Edition, Field, Module, Organization, Record
 
 
 @admin.register(Edition)
-class EditionAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class EditionAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["name", "code", "webhooks_enabled", "daily_call_limit", "calls_per_licence", "webhooks_per_rule"]
     search_fields = ["name", "code"]
 
 
-class CrmUserInline(AdminFormFieldsMixin, admin.TabularInline):
+class CrmUserInline(CrmAdminMixin, admin.TabularInline):
     model = CrmUser
     fields = ["first_name", "last_name", "email", "mobile", "role", "is_admin", "is_active"]
     extra = 0
 
 
 @admin.register(Organization)
-class OrganizationAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class OrganizationAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["name", "edition", "user_licences", "time_zone", "date_format"]
     list_filter = ["edition"]
     search_fields = ["name"]
@@ -34,7 +34,7 @@ class OrganizationAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
 
 
 @admin.register(CrmUser)
-class CrmUserAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class CrmUserAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["full_name", "email", "organization", "role", "is_admin", "is_active", "user"]
     list_filter = ["organization", "is_admin", "is_active"]
     search_fields = ["first_name", "last_name", "email", "mobile"]
@@ -42,7 +42,7 @@ class CrmUserAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
     autocomplete_fields = ["user"]
 
 
-class FieldInline(AdminFormFieldsMixin, admin.TabularInline):
+class FieldInline(CrmAdminMixin, admin.TabularInline):
     model = Field
     fk_name = "module"
     fields = [
@@ -55,7 +55,7 @@ class FieldInline(AdminFormFieldsMixin, admin.TabularInline):
 
 
 @admin.register(Module)
-class ModuleAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class ModuleAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["api_name", "singular_label", "organization", "is_custom", "supports_webhooks"]
     list_filter = ["organization", "is_custom", "supports_webhooks"]
     search_fields = ["api_name", "singular_label", "aliases"]
@@ -64,7 +64,7 @@ class ModuleAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
 
 
 @admin.register(Field)
-class FieldAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class FieldAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["label", "api_name", "module", "field_type", "lookup_module", "is_deleted", "is_disabled"]
     list_filter = ["module__organization", "module", "field_type", "is_deleted", "is_disabled"]
     search_fields = ["label", "api_name"]
@@ -96,7 +96,7 @@ class RecordForm(forms.ModelForm):
 
 
 @admin.register(Record)
-class RecordAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class RecordAdmin(CrmAdminMixin, admin.ModelAdmin):
     form = RecordForm
     list_display = ["id", "display_name", "module", "owner", "modified_at"]
     list_filter = ["module__organization", "module"]
@@ -122,7 +122,7 @@ class RecordAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class ApiKeyAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["organization", "revoked_at"]
     search_fields = ["name", "prefix", "user__email"]

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from config.admin_fields import AdminFormFieldsMixin
+from config.admin_base import CrmAdminMixin, scoped
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
@@ -42,9 +42,6 @@ class WebhookForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if "module" in self.fields:
-            self.fields["module"].queryset = Module.objects.webhook_capable().select_related("organization")
-            self.fields["module"].label_from_instance = lambda m: f"{m.api_name} ({m.organization.name})"
         if self.instance.pk and self.instance.auth_password:
             self.fields["auth_password"].widget.attrs["placeholder"] = MASK
 
@@ -77,7 +74,7 @@ class EntityParameterFormSet(SiblingAwareFormSet):
             raise ValidationError([message for messages in problems.values() for message in messages])
 
 
-class EntityParameterInline(AdminFormFieldsMixin, admin.TabularInline):
+class EntityParameterInline(CrmAdminMixin, admin.TabularInline):
     model = EntityParameter
     formset = EntityParameterFormSet
     fields = ["name", "value", "position"]
@@ -97,7 +94,7 @@ class CaptureFormSet(SiblingAwareFormSet):
             raise ValidationError(problems)
 
 
-class CaptureInline(AdminFormFieldsMixin, admin.TabularInline):
+class CaptureInline(CrmAdminMixin, admin.TabularInline):
     model = Capture
     formset = CaptureFormSet
     fields = ["when", "expression", "field", "position"]
@@ -132,7 +129,7 @@ class CustomParameterForm(forms.ModelForm):
         return value
 
 
-class CustomParameterInline(AdminFormFieldsMixin, admin.TabularInline):
+class CustomParameterInline(CrmAdminMixin, admin.TabularInline):
     model = CustomParameter
     form = CustomParameterForm
     formset = SiblingAwareFormSet
@@ -152,7 +149,7 @@ class CustomParameterInline(AdminFormFieldsMixin, admin.TabularInline):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
+class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
     inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link",
@@ -172,6 +169,11 @@ class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin)
         ("Available merge fields", {"fields": ["merge_fields_display"], "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "modified_at"]}),
     ]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "module":  # Call logs and Notes cannot have webhooks (seed 003)
+            kwargs["queryset"] = Module.objects.webhook_capable()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
         """View-only users (auditors) get the password as a mask, not a readonly copy of the real thing."""
@@ -259,7 +261,7 @@ class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin)
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The rendered request for a chosen record (GET) and a test send through the guarded client (POST)."""
-        webhook = get_object_or_404(Webhook.objects.select_related("organization", "module"), pk=pk)
+        webhook = get_object_or_404(self.get_queryset(request).select_related("organization", "module"), pk=pk)
         if not self.has_view_permission(request, webhook):
             raise PermissionDenied
         records = selectors.records_for_preview(webhook=webhook)
@@ -271,7 +273,8 @@ class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin)
             "can_send": self.has_change_permission(request, webhook),
         }
         if record_id:
-            record = Record.objects.select_related("module", "owner").filter(pk=record_id).first()
+            record = Record.objects.select_related("module", "owner").filter(pk=record_id, module=webhook.module) \
+                .first() if str(record_id).isdecimal() and str(record_id).isascii() else None
             if record is None:
                 context["error"] = f"There is no record with id {record_id}."
         elif records:
@@ -298,13 +301,13 @@ class WebhookAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin)
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class RetryPolicyAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_display = ["name", "code", "delays", "max_retry_after", "failure_emails"]
     list_filter = ["failure_emails"]
     search_fields = ["name", "code"]
 
 
-class ReadOnlyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(CrmAdminMixin, admin.ModelAdmin):
     """Logs are facts: nobody adds or edits them in the admin."""
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -314,7 +317,7 @@ class ReadOnlyAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
         return False
 
 
-class AttemptInline(AdminFormFieldsMixin, admin.TabularInline):
+class AttemptInline(CrmAdminMixin, admin.TabularInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
               "outcome", "response_headers", "response_excerpt", "captured"]
@@ -464,7 +467,7 @@ class DailyUsageAdmin(ReadOnlyAdmin):
         """Seed 003's usage chart: the last 7 days (or weeks) by source and by outcome, with the quota line."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        organizations = list(Organization.objects.order_by("name"))
+        organizations = list(scoped(Organization.objects.order_by("name"), request.user))
         chosen = next((o for o in organizations if str(o.pk) == request.GET.get("organization")),
                       organizations[0] if organizations else None)
         weekly = request.GET.get("by") == "week"

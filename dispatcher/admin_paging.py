@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
+from config.admin_base import scoped
 from crm.models import Module
 
 COUNT_CAP = 10_000  # rows counted at most; beyond it the page says "10000" and filters narrow it down
@@ -52,7 +53,8 @@ class ModuleFilter(admin.SimpleListFilter):
     parameter_name = "module"
 
     def lookups(self, request, model_admin):
-        names = Module.objects.filter(supports_webhooks=True).order_by("api_name").values_list("api_name", flat=True)
+        modules = scoped(Module.objects.filter(supports_webhooks=True), request.user)  # only the login's own
+        names = modules.order_by("api_name").values_list("api_name", flat=True)
         return [(name, name) for name in dict.fromkeys(names)]
 
     def queryset(self, request, queryset):

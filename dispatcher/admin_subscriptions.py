@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.admin_fields import AdminFormFieldsMixin
+from config.admin_base import CrmAdminMixin
 from dispatcher import channels, health
 from dispatcher.models import Channel, DeliveryStatus, Endpoint
 
@@ -17,7 +17,7 @@ def _log_link(label: str, **filters) -> str:
 
 
 @admin.register(Channel)
-class ChannelAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class ChannelAdmin(CrmAdminMixin, admin.ModelAdmin):
     """Channels are made through the API; here they are watched, switched off or deleted."""
 
     list_display = ["public_id", "organization", "event_names", "notify_url", "status", "expires_at", "owner",
@@ -50,7 +50,7 @@ class ChannelAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(AdminFormFieldsMixin, admin.ModelAdmin):
+class EndpointAdmin(CrmAdminMixin, admin.ModelAdmin):
     """Health per destination; an admin sets a rate limit here and enables a disabled destination again."""
 
     list_display = ["destination", "organization", "health", "consecutive_failures", "last_success_at",

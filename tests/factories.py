@@ -44,3 +44,19 @@ def webhook_create(*, entity=(), custom=(), **attributes) -> Webhook:
         entity_parameters=[services.Parameter(n, v) for n, v in entity],
         custom_parameters=[services.Parameter(n, v) for n, v in custom],
     )
+
+
+def staff_login(organization: Organization, username: str, *, group: str | None = None,
+                permissions: tuple[str, ...] = ()):
+    """A staff login of an organization: a Django user linked to a CRM user, which is how the admin knows
+    which organization's objects it may see."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
+    CrmUserFactory(organization=organization, user=user, last_name=username.title(),
+                   email=f"{username}@{organization.pk}.example")
+    return user

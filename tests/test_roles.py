@@ -1,21 +1,18 @@
 """The Auditor and Integration admin groups: auditors read everything and change nothing, see no secret."""
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery
-from tests.factories import webhook_create
+from tests.factories import staff_login, webhook_create
 
 SECRETS = ("hunter2!", "tok-abcdef")
 
 
 @pytest.fixture
-def auditor(client, django_user_model):
-    user = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditor"))
-    client.force_login(user)
+def auditor(client, organization):
+    client.force_login(staff_login(organization, "auditor", group="Auditor"))
     return client
 
 
@@ -68,10 +65,8 @@ def test_an_auditor_changes_nothing(auditor, setup):
     assert (webhook.name, delivery.status) == ("Books", "retry")
 
 
-def test_an_integration_admin_manages_webhooks_and_resends(client, django_user_model, setup):
-    user = django_user_model.objects.create_user("integrator", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Integration admin"))
-    client.force_login(user)
+def test_an_integration_admin_manages_webhooks_and_resends(client, organization, setup):
+    client.force_login(staff_login(organization, "integrator", group="Integration admin"))
     webhook, deal, delivery = setup
     Delivery.objects.filter(pk=delivery.pk).update(status="failed")
     client.post(reverse("admin:dispatcher_delivery_changelist"), {"action": "resend", "_selected_action": [delivery.pk]})

@@ -4,13 +4,13 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_fields import AdminFormFieldsMixin
+from config.admin_base import CrmAdminMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
 from workflows import services
 from workflows.models import Action, ActionRun, Condition, WorkflowRule
 
 
-class ConditionInline(AdminFormFieldsMixin, admin.TabularInline):
+class ConditionInline(CrmAdminMixin, admin.TabularInline):
     model = Condition
     formset = SiblingAwareFormSet
     fields = ["number", "lookup", "field", "operator", "value", "value_to"]
@@ -46,7 +46,7 @@ class ActionFormSet(SiblingAwareFormSet):
             services.actions_remove(actions=[obj])
 
 
-class ActionInline(AdminFormFieldsMixin, admin.TabularInline):
+class ActionInline(CrmAdminMixin, admin.TabularInline):
     model = Action
     formset = ActionFormSet
     fields = ["webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
@@ -55,7 +55,7 @@ class ActionInline(AdminFormFieldsMixin, admin.TabularInline):
     autocomplete_fields = ["webhook", "relative_field"]
 
 
-class RunInline(AdminFormFieldsMixin, admin.TabularInline):
+class RunInline(CrmAdminMixin, admin.TabularInline):
     model = ActionRun
     fields = ["created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link"]
     readonly_fields = fields
@@ -76,7 +76,7 @@ class RunInline(AdminFormFieldsMixin, admin.TabularInline):
 
 
 @admin.register(WorkflowRule)
-class WorkflowRuleAdmin(AdminFormFieldsMixin, SiblingFormSetsMixin, admin.ModelAdmin):
+class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "module", "trigger", "is_active", "execution_order", "log_link"]
     list_filter = ["is_active", "trigger", "module__api_name", "organization"]
     search_fields = ["name", "description"]

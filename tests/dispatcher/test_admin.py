@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from crm import services as crm_services
 from dispatcher.models import CustomParameter, DailyUsage, Delivery, Webhook
-from tests.factories import webhook_create
+from tests.factories import staff_login, webhook_create
 
 ADD_URL = reverse("admin:dispatcher_webhook_add")
 
@@ -193,12 +193,8 @@ def test_send_test_shows_a_refused_address(admin_client, modules, deal, settings
     assert "blocked_address: The address 127.0.0.1 is not a public address." in page.content.decode()
 
 
-def test_staff_with_view_permission_only_cannot_send(client, django_user_model, modules, deal):
-    from django.contrib.auth.models import Permission
-
-    viewer = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_webhook"))
-    client.force_login(viewer)
+def test_staff_with_view_permission_only_cannot_send(client, organization, modules, deal):
+    client.force_login(staff_login(organization, "auditor", permissions=("view_webhook",)))
     webhook = webhook_create(module=modules["Deals"], name="Books")
     url = reverse("admin:dispatcher_webhook_preview", args=[webhook.pk])
     page = client.get(url, {"record": deal.pk}).content.decode()

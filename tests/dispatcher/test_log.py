@@ -11,7 +11,7 @@ from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.delivery import purge
 from dispatcher.models import Delivery
-from tests.factories import webhook_create
+from tests.factories import staff_login, webhook_create
 
 
 @pytest.fixture
@@ -88,11 +88,7 @@ def test_resend_uses_the_same_id_and_starts_the_retry_policy_again(admin_client,
 
 
 def test_an_auditor_without_the_resend_permission_cannot_resend(client, django_user_model, log):
-    from django.contrib.auth.models import Permission
-
-    viewer = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
-    client.force_login(viewer)
+    client.force_login(staff_login(log[0].organization, "auditor", permissions=("view_delivery",)))
     ok, failed = log
     changelist = reverse("admin:dispatcher_delivery_changelist")
     assert "resend" not in client.get(changelist).context["cl"].model_admin.get_actions(

@@ -8,7 +8,6 @@ import logging
 from urllib.parse import quote_plus
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
@@ -19,7 +18,7 @@ from crm import services as crm_services
 from crm.models import CrmUser
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
-from tests.factories import webhook_create
+from tests.factories import staff_login, webhook_create
 
 PASSWORD = "pa&ss<wörd> \"hunter2\""  # characters that every encoding escapes differently
 TOKEN = "tok/+=&é secret"
@@ -75,9 +74,7 @@ def test_no_output_of_a_run_contains_a_secret(run, client, django_user_model, ca
     outputs["stored attempt"] = json.dumps([attempt.response_body, attempt.response_headers, attempt.error_message])
     outputs["stored request display"] = delivery.request_display
 
-    auditor = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
-    auditor.groups.add(Group.objects.get(name="Auditor"))
-    client.force_login(auditor)
+    client.force_login(staff_login(hook.organization, "auditor", group="Auditor"))
     for url in [reverse("admin:dispatcher_delivery_changelist"),
                 reverse("admin:dispatcher_delivery_change", args=[delivery.pk]),
                 reverse("admin:dispatcher_attempt_changelist"),
