@@ -25,3 +25,14 @@ class SiblingFormSetsMixin:
         if issubclass(inline.formset, SiblingAwareFormSet):
             kwargs["siblings"] = request.__dict__.setdefault("_sibling_formsets", {})
         return kwargs
+
+
+def formset_rows(formsets: list) -> dict:
+    """The kept rows of each inline by model, in their position order, for a service that saves an object
+    with its inlines (the formsets themselves are then not saved: nothing is recorded as changed by them)."""
+    rows = {}
+    for formset in formsets:
+        if isinstance(formset, SiblingAwareFormSet):  # read-only inlines (a rule's firings) have no rows
+            rows[formset.model] = sorted(formset.kept_rows(), key=lambda row: row.get("position") or 0)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    return rows

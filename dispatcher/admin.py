@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_base import CrmAdminMixin, scoped
-from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
+from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from crm.models import Module, Organization, Record
 from dispatcher import selectors, services
 from dispatcher import capture
@@ -223,8 +223,19 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     def preview_link(self, obj: Webhook) -> str:
         return format_html('<a href="{}">Preview</a>', reverse("admin:dispatcher_webhook_preview", args=[obj.pk]))
 
+    def save_model(self, request, obj, form, change) -> None:
+        """Nothing yet: the webhook is stored with its inlines by webhook_save, in save_related."""
+
     def save_related(self, request, form, formsets, change) -> None:
-        super().save_related(request, form, formsets, change)
+        """Through webhook_save, the service import_config uses, so that its checks apply to both."""
+        rows = formset_rows(formsets)
+        services.webhook_save(
+            webhook=form.instance,
+            entity_parameters=[services.Parameter(r["name"], r["value"]) for r in rows.get(EntityParameter, [])],
+            custom_parameters=[services.Parameter(r["name"], r["value"]) for r in rows.get(CustomParameter, [])],
+            captures=[Capture(when=r["when"], expression=r["expression"], field=r["field"])
+                      for r in rows[Capture]] if Capture in rows else None,
+        )
         for token, reason in services.webhook_unsupported_merge_fields(webhook=form.instance):
             self.message_user(
                 request, f"{token} will be sent as ${{Unsupported_Field}}: {reason}.", level=messages.WARNING

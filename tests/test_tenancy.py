@@ -4,6 +4,7 @@ Every registered admin is walked: the other organization's objects are not liste
 missing id), not offered as choices or autocomplete results, not touched by actions, and never change.
 """
 import datetime
+import html
 import re
 
 import pytest
@@ -235,3 +236,20 @@ def test_a_staff_login_without_an_organization_sees_nothing(client, two, django_
     assert client.get(reverse("admin:dispatcher_webhook_change", args=[two[0]["webhook"].pk])).status_code == 404
     assert datetime.timedelta(0) <= timezone.now() - two[0]["webhook"].created_at  # the data is there
     assert DailyUsage.objects.exists() and Attempt.objects.exists()
+
+
+def test_run_on_existing_records_does_not_let_captures_write_what_the_user_may_not_change(client, two):
+    a, _ = two
+    Webhook.objects.filter(pk=a["webhook"].pk).update(capture_response=True)
+    rule = a["rule"]
+    before = Delivery.objects.count(), ActionRun.objects.count()
+    client.force_login(staff_login(a["organization"], "integrator-a", group="Integration admin"))
+    page = client.post(reverse("admin:workflows_workflowrule_changelist"),
+                       {"action": "run_on_existing", "_selected_action": [rule.pk]}, follow=True).content.decode()
+    assert f"“{rule.name}” was not run: its webhooks write Ref alpha into the records" in html.unescape(page)
+    assert (Delivery.objects.count(), ActionRun.objects.count()) == before
+    client.force_login(staff_login(a["organization"], "records-a", group="Integration admin",
+                                   permissions=("change_record",)))
+    client.post(reverse("admin:workflows_workflowrule_changelist"),
+                {"action": "run_on_existing", "_selected_action": [rule.pk]})
+    assert ActionRun.objects.count() == before[1] + 1  # the time-based action scheduled for the one record

@@ -5,9 +5,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from config.admin_base import CrmAdminMixin
-from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin
+from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from workflows import services
 from workflows.models import Action, ActionRun, Condition, WorkflowRule
+
+
+CONDITION_KEYS = ("number", "lookup", "field", "operator", "value", "value_to")
+ACTION_KEYS = ("webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
+               "relative_time")
 
 
 class ConditionInline(CrmAdminMixin, admin.TabularInline):
@@ -29,21 +34,13 @@ class ActionFormSet(SiblingAwareFormSet):
             return
         problems = services.rule_check(
             rule=rule,
-            conditions=[Condition(rule=rule, **{k: v for k, v in row.items() if k in {
-                "number", "lookup", "field", "operator", "value", "value_to"}}) for row in conditions.kept_rows()],
-            actions=[Action(rule=rule, **{k: v for k, v in row.items() if k in {
-                "webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
-                "relative_time"}}) for row in self.kept_rows()],
+            conditions=[Condition(rule=rule, **{k: row[k] for k in CONDITION_KEYS}) for row in conditions.kept_rows()],
+            actions=[Action(rule=rule, **{k: row[k] for k in ACTION_KEYS}) for row in self.kept_rows()],
         )
         labels = {"conditions": "", "actions": "", "criteria_pattern": "Criteria pattern: ",
                   "trigger_field": "Field: ", "trigger_value": "Changed to: ", "module": "Module: "}
         if problems:
             raise ValidationError([labels.get(key, "") + m for key, found in problems.items() for m in found])
-
-    def delete_existing(self, obj: Action, commit: bool = True) -> None:
-        """A removed action's scheduled runs are cancelled with their reason, as an import removing it would."""
-        if commit:
-            services.actions_remove(actions=[obj])
 
 
 class ActionInline(CrmAdminMixin, admin.TabularInline):
@@ -90,6 +87,22 @@ class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
         ("Criteria", {"fields": ["match_all_records", "criteria_pattern"]}),
     ]
 
+    def save_model(self, request, obj, form, change) -> None:
+        """Nothing yet: the rule is stored with its conditions and actions by rule_save, in save_related."""
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Through rule_save, the service import_config uses: the same checks, and a removed action's
+        scheduled runs are cancelled with their reason."""
+        rows = formset_rows(formsets)
+        saved = services.rule_save(
+            rule=form.instance,
+            conditions=[Condition(**{k: row[k] for k in CONDITION_KEYS}) for row in rows.get(Condition, [])],
+            actions=[Action(**{k: row[k] for k in ACTION_KEYS}) for row in rows.get(Action, [])],
+        )
+        if saved.actions_removed:
+            self.message_user(request, f"Removed {'; '.join(saved.actions_removed)}: {saved.runs_cancelled} "
+                              "scheduled run(s) cancelled, each logged with its reason.", messages.WARNING)
+
     @admin.display(description="webhook log")
     def log_link(self, obj: WorkflowRule) -> str:
         url = reverse("admin:dispatcher_delivery_changelist") + f"?trigger__startswith=Rule “{obj.name}”"
@@ -123,6 +136,13 @@ class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     @admin.action(description="Run on existing records (fires the rule now)", permissions=["change"])
     def run_on_existing(self, request, queryset) -> None:
         for rule in queryset:
+            writes = services.rule_capture_fields(rule=rule)
+            if writes and not request.user.has_perm("crm.change_record"):
+                # Firing it would write record fields through response capture, on behalf of someone who may not.
+                self.message_user(request, f"“{rule.name}” was not run: its webhooks write {', '.join(writes)} "
+                                  "into the records from the receivers' answers, and you may not change records.",
+                                  messages.ERROR)
+                continue
             report = services.rule_run_on_existing(rule=rule, dry_run=False)
             self.message_user(request, f"“{rule.name}” fired for {report.matching} record(s): "
                               f"{report.deliveries} deliveries queued, {report.scheduled} time-based one(s) "

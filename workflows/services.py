@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from crm.models import Field, FieldType, Record
 from dispatcher import quotas
+from dispatcher.models import Capture
 from workflows.conditions import condition_value_error
 from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_cancel
 from workflows.models import Action, ActionKind, ActionRun, Condition, Operator, RunStatus, Trigger, WorkflowRule
@@ -222,6 +223,12 @@ class ExistingRunReport:
     @property
     def fits_quota(self) -> bool:
         return self.deliveries <= self.quota_left
+
+
+def rule_capture_fields(*, rule: WorkflowRule) -> list[str]:
+    """Labels of the record fields the rule's webhooks write from their receivers' answers (response capture)."""
+    return sorted(set(Capture.objects.filter(
+        webhook__workflow_actions__rule=rule, webhook__capture_response=True).values_list("field__label", flat=True)))
 
 
 def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> ExistingRunReport:

@@ -117,7 +117,7 @@ def test_saved_secrets_are_never_shown_and_kept_when_left_empty(admin_client, or
     assert b"was changed successfully" in response.content
     webhook.refresh_from_db()
     assert (webhook.description, webhook.auth_password) == ("changed", "hunter2!")
-    assert CustomParameter.objects.get(pk=parameter.pk).value == "tok-abcdef"
+    assert webhook.custom_parameters.get(name="authtoken").value == "tok-abcdef"
 
 
 def test_switching_authorization_off_forgets_the_password(admin_client, organization, modules):
