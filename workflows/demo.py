@@ -3,10 +3,11 @@ import datetime
 
 from django.db import transaction
 
-from crm.models import ApiKey, CrmUser, Field, Organization
 from crm import services as crm_services
+from crm.models import ApiKey, CrmUser, Edition, Field, Organization, Record
+from dispatcher import services as webhook_services
 from dispatcher.demo import demo_load as webhooks_demo_load
-from dispatcher.models import Webhook
+from dispatcher.models import RetryPolicy, Webhook
 from workflows import services
 from workflows.models import Action, Condition, WorkflowRule
 
@@ -53,3 +54,42 @@ def demo_load() -> tuple[Organization, str | None]:
         owner = CrmUser.objects.filter(organization=organization, is_admin=True).order_by("pk").first()
         raw = crm_services.api_key_create(user=owner, name="Demo")[1]
     return organization, raw
+
+
+SECOND_ORGANIZATION = "Acme Corp"
+
+
+@transaction.atomic
+def demo_second_organization_load() -> Organization:
+    """A second, smaller organization on Vtiger's edition and retry policy, so that a staff login of each
+    shows what per-organization scoping means. Safe to load twice."""
+    organization = Organization.objects.filter(name=SECOND_ORGANIZATION).first()
+    if organization is None:
+        organization = crm_services.organization_create(
+            name=SECOND_ORGANIZATION, edition=Edition.objects.get(code="vtiger-one-professional"), user_licences=5,
+            time_zone="America/New_York", date_format="MM/dd/yyyy", city="Boston", country="USA", currency_code="USD",
+        )
+    owner, _ = CrmUser.objects.get_or_create(organization=organization, email="alex.morgan@acme.example", defaults={
+        "first_name": "Alex", "last_name": "Morgan", "role": "Operations", "is_admin": True})
+    deals = organization.modules.get(api_name="Deals")
+    if not Webhook.objects.filter(organization=organization, name="Order to ERP").exists():
+        webhook_services.webhook_save(
+            webhook=Webhook(organization=organization, module=deals, name="Order to ERP",
+                            description="Vtiger: a new deal becomes an order in the ERP.",
+                            url="https://erp.acme.example/orders", method="POST", content_type="JSON",
+                            retry_policy=RetryPolicy.objects.get(code=RetryPolicy.VTIGER)),
+            entity_parameters=[webhook_services.Parameter("deal", "${Deals.Deal Name}"),
+                               webhook_services.Parameter("amount", "${Deals.Amount}")],
+            custom_parameters=[webhook_services.Parameter("api_key", "demo-acme-erp-key")],
+        )
+    if not WorkflowRule.objects.filter(organization=organization, name="New deal to ERP").exists():
+        services.rule_save(
+            rule=WorkflowRule(organization=organization, module=deals, name="New deal to ERP", trigger="create",
+                              match_all_records=True),
+            conditions=[], actions=[Action(webhook=Webhook.objects.get(organization=organization, name="Order to ERP"),
+                                           kind="instant")],
+        )
+    if not Record.objects.filter(module=deals).exists():
+        crm_services.record_create(module=deals, owner=owner, values={"Deal_Name": "Warehouse scanners",
+                                                                      "Amount": "18000"})
+    return organization

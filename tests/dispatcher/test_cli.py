@@ -150,10 +150,20 @@ def test_demo_load_is_idempotent_and_prints_the_logins(db, monkeypatch, settings
     out, _ = run("demo_load")
     counts = (Record.objects.count(), Webhook.objects.count())
     out_again, _ = run("demo_load")
-    assert (Record.objects.count(), Webhook.objects.count()) == counts == (9, 6)
+    assert (Record.objects.count(), Webhook.objects.count()) == counts == (10, 7)
     assert "user: admin  password: letmein-123" in out and out == out_again
+    assert "user: zylker  password: letmein-123  (Integration admin of Zylker Inc only)" in out
+    assert "user: acme  password: letmein-123  (Integration admin of Acme Corp only)" in out
     key = (tmp_path / "api-key").read_text()
     assert f"REST API key (X-API-Key): {key}" in out
     from django.contrib.auth import authenticate
 
     assert authenticate(username="admin", password="letmein-123") is not None
+    from django.test import Client
+
+    for username, mine, theirs in [("zylker", "Creator sales commission", "Order to ERP"),
+                                   ("acme", "Order to ERP", "Creator sales commission")]:
+        browser = Client()
+        assert browser.login(username=username, password="letmein-123")
+        names = [w.name for w in browser.get("/admin/dispatcher/webhook/").context["cl"].result_list]
+        assert mine in names and theirs not in names, username

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from crm.models import CrmUser
 from dispatcher.demo import admin_password_file
-from workflows.demo import demo_load
+from workflows.demo import demo_load, demo_second_organization_load
 
 
 class Command(BaseCommand):
@@ -26,8 +26,14 @@ class Command(BaseCommand):
             admin.set_password(password)
             admin.save()
         CrmUser.objects.filter(organization=organization, email=admin.email, user__isnull=True).update(user=admin)
-        self.stdout.write(self.style.SUCCESS(f"Demo data ready for {organization.name}."))
-        self.stdout.write(f"Admin: {url}  user: admin  password: {password}")
+        second = demo_second_organization_load()
+        staff = [self._staff_login("zylker", organization, "ted.watson@zylker.example", password),
+                 self._staff_login("acme", second, "alex.morgan@acme.example", password)]
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready for {organization.name} and {second.name}."))
+        self.stdout.write(f"Admin: {url}  user: admin  password: {password}  (superuser: every organization)")
+        for username, org in staff:
+            self.stdout.write(f"       {url}  user: {username}  password: {password}  (Integration admin of "
+                              f"{org.name} only)")
         key_file = admin_password_file().with_name("api-key")
         if api_key:
             key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +41,18 @@ class Command(BaseCommand):
             key_file.chmod(0o600)
         if key_file.exists():
             self.stdout.write(f"REST API key (X-API-Key): {key_file.read_text().strip()}")
+
+    def _staff_login(self, username: str, organization, email: str, password: str) -> tuple[str, object]:
+        """A staff login in the Integration admin group, working in one organization through its CRM user."""
+        from django.contrib.auth.models import Group
+
+        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": email, "is_staff": True})
+        if not user.check_password(password):
+            user.set_password(password)
+            user.save()
+        user.groups.add(Group.objects.get(name="Integration admin"))
+        CrmUser.objects.filter(organization=organization, email=email).update(user=user)
+        return username, organization
 
     def _admin_password(self) -> str:
         """DEMO_ADMIN_PASSWORD if set; else one generated on the first run and kept in var/admin-password."""
