@@ -6,6 +6,7 @@ a value the field refuses is recorded on the attempt as such, and the delivery g
 import base64
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -75,13 +76,16 @@ def captures_check(*, webhook: Webhook, captures: list[Capture]) -> list[str]:
     return problems
 
 
-def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, success: bool) -> dict[str, Any]:
+def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, success: bool,
+                     mask: Callable[[str], str] = str) -> dict[str, Any]:
     """Evaluate the webhook's captures for this outcome on body and write the values to the record.
 
     Runs after the attempt is stored. The expressions run in a child process with a time bound of their
     own (dispatcher/capture_sandbox.py). Returns what to store on the attempt: per field label the
     expression, the matches and the value written (or the reason it was not); or {"error": …} when the
-    body cannot be read or the expressions took too long.
+    body cannot be read or the expressions took too long. Matches are masked with ``mask`` (the request's
+    secrets): a receiver that echoes the request must not get its tokens written into the record, where
+    auditors and API keys read them.
     """
     when = "success" if success else "failure"
     captures = [c for c in webhook.captures.all() if c.when == when]
@@ -107,6 +111,7 @@ def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, su
     for capture, matches in zip(captures, answer["matches"], strict=True):
         # A value with NUL or a lone surrogate could be stored neither in the record nor in the log.
         matches, cleaned = clean_json(matches)
+        matches = [mask(m) if isinstance(m, str) else m for m in matches]
         entry: dict[str, Any] = {"expression": capture.expression, "matches": matches}
         if cleaned:
             entry["cleaned"] = "NUL bytes or invalid text replaced"

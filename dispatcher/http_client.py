@@ -209,6 +209,9 @@ def request_refusal(request) -> HttpResult | None:
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
     if parts.scheme not in ("http", "https") or not parts.hostname or "%" in parts.hostname:
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
+    if "@" in parts.netloc:  # user:password@host would be sent as Basic credentials by either client
+        return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL,
+                          error_message="A URL with a user name or password is not sent; use Basic authentication.")
     if port == 0 or not port_allowed(port):
         return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_PORT, error_message=f"Port {port} is not allowed.")
     # An address spelled in the URL is checked before anything is sent, in every spelling a resolver accepts.

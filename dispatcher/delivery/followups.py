@@ -47,7 +47,8 @@ def _capture(outcome: Outcome) -> None:
         return
     try:
         captured = response_capture(webhook=delivery.webhook, record=delivery.record, body=result.body,
-                                    success=result.is_success)
+                                    success=result.is_success,
+                                    mask=outcome.request.mask if outcome.request is not None else str)
     except SoftTimeLimitExceeded:
         raise
     except Exception:

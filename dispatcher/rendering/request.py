@@ -10,11 +10,12 @@ Where parameters go (README "Rendering"):
 import base64
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -57,10 +58,9 @@ class RenderedRequest:
                                self.mask(self.body.decode("utf-8", "replace")).encode())
 
     def mask(self, text: str) -> str:
-        """text with this request's secrets masked, in every spelling they can take: as typed, URL-, JSON- and
-        XML-escaped, and the Basic credentials as sent (a receiver that echoes the request shows them)."""
-        forms = {form for secret in self.secrets
-                 for form in (secret, quote_plus(secret), in_json_string(secret), xml_text(secret))}
+        """text with this request's secrets masked, in every spelling they can take (``secret_spellings``),
+        and the Basic credentials as sent (a receiver that echoes the request shows them)."""
+        forms = {form for secret in self.secrets for form in secret_spellings(secret)}
         if (authorization := self.headers.get("Authorization", "")).startswith("Basic "):
             forms.add(authorization.split(" ", 1)[1])
         for form in sorted(filter(None, forms), key=len, reverse=True):
@@ -83,6 +83,20 @@ class RenderedRequest:
     def as_text(self) -> str:
         lines = [f"{self.method} {self.url}", *(f"{name}: {value}" for name, value in self.headers.items())]
         return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
+
+
+def secret_spellings(secret: str) -> set[str]:
+    """The ways a secret comes back in an echoed request or a log: as typed; percent-encoded with upper- and
+    lower-case hex, with + or %20 for spaces; JSON-escaped with and without \\u escapes (and \\/ for /);
+    XML-escaped."""
+    percent = {encode(secret, safe=safe) for encode in (quote_plus, quote) for safe in ("", "/")}
+    percent |= {_LOWER_HEX.sub(lambda m: m.group(0).lower(), form) for form in percent}
+    json_forms = {in_json_string(secret), json.dumps(secret)[1:-1]}
+    json_forms |= {form.replace("/", "\\/") for form in json_forms}
+    return {secret, xml_text(secret), *percent, *json_forms}
+
+
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,9 @@
 """Response capture: JSONPath and XPath on success and on failure, into the record, never re-firing rules."""
+import json
+
 import pytest
 from django.urls import reverse
+from werkzeug import Response
 
 from crm import services as crm_services
 from crm.models import Field, FieldType
@@ -69,6 +72,23 @@ def test_failure_captures_run_on_a_failed_answer_and_do_not_change_the_retry(rec
     assert delivery.status == "retry"
     deal.refresh_from_db()
     assert deal.values.get("Sync_Status") == "quota exceeded" and "Invoice_Number" not in deal.values
+
+
+def test_a_receiver_that_echoes_the_request_gets_no_secret_written_into_the_record(receiver, modules, fields, deal):
+    receiver.expect_request("/hook").respond_with_handler(
+        lambda request: Response(request.get_data(), content_type="application/json"))
+    hook = webhook_create(module=modules["Deals"], name="Echo", url=receiver.url_for("/hook"),
+                          entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-echo/é 1")])
+    hook.capture_response = True
+    hook.save()
+    Capture.objects.create(webhook=hook, when="success", expression="$.authtoken", field=fields["Sync Status"])
+    Capture.objects.create(webhook=hook, when="success", expression="$.deal", field=fields["Invoice Number"])
+    delivery = send(hook, deal)
+    deal.refresh_from_db()
+    assert (deal.values["Sync_Status"], deal.values["Invoice_Number"]) == ("********", "Website")
+    captured = delivery.attempts.get().captured
+    assert captured["Sync Status"] == {"expression": "$.authtoken", "matches": ["********"], "written": "********"}
+    assert "tok-echo" not in json.dumps(captured)
 
 
 def test_json_true_false_and_null_are_written_as_json_spells_them(receiver, modules, fields, deal):

@@ -4,8 +4,9 @@ logs (text and JSON), e-mails, auditor pages, the log export, the config export,
 import base64
 import io
 import json
+import re
 import logging
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 from django.core import mail
@@ -24,17 +25,25 @@ PASSWORD = "pa&ss<wörd> \"hunter2\""  # characters that every encoding escapes 
 TOKEN = "tok/+=&é secret"
 
 
+def lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
 def spellings(*secrets: str) -> set[str]:
     forms = set()
     for secret in secrets:
-        forms |= {secret, quote_plus(secret), json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+        encoded = {quote_plus(secret), quote_plus(secret, safe=""), quote(secret, safe="")}
+        forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                  *encoded, *map(lower_hex, encoded)}
     forms.add(base64.b64encode(f"crm:{PASSWORD}".encode()).decode())
     return forms
 
 
 def echo(request) -> Response:
-    """A receiver that answers 500 with everything it was sent: headers and body."""
+    """A receiver that answers 500 with everything it was sent, headers and body, and again re-encoded:
+    percent-encoded in lower-case hex, with + for spaces, and as JSON with \\u escapes."""
     text = "\n".join(f"{k}: {v}" for k, v in request.headers.items()) + "\n\n" + request.get_data(as_text=True)
+    text += "\n" + lower_hex(quote(text, safe="")) + "\n" + quote_plus(text) + "\n" + json.dumps(text)
     return Response(text, status=500, headers={"X-Echo-Authorization": request.headers.get("Authorization", "")})
 
 

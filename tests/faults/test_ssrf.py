@@ -37,6 +37,8 @@ HOSTILE = [
     ("http://127.0.0.1./", False), ("HTTP://LOCALHOST/", False), ("http://user:secret@127.0.0.1/", True),
     ("http://example.com%40127.0.0.1/", True), ("http://127.0.0.1:8080/", True), ("http://example.com:0/", True),
     ("http://example.com:65536/", True), ("https://10.1.1.1:443/", True),
+    # credentials in the URL to a public host: refused by the client itself, not only when saved
+    ("https://user:secret@example.com/", True), ("https://token@example.com/hook", True),
 ]
 REFUSED = {ErrorClass.BLOCKED_ADDRESS, ErrorClass.BLOCKED_PORT, ErrorClass.INVALID_URL}
 
@@ -70,6 +72,13 @@ def test_hostile_urls_are_refused_without_a_connection(request_send, no_connecti
     if refused_on_save:
         with pytest.raises(ValidationError):
             validate_webhook_url(url)
+
+
+def test_credentials_in_a_url_are_refused_by_the_client_with_a_reason(request_send, no_connections):
+    result = request_send(RenderedRequest("POST", "https://crm:hunter2@books.example.com/", {}, b"{}"))
+    assert result.error_class == ErrorClass.INVALID_URL and "hunter2" not in result.error_message
+    assert result.error_message == "A URL with a user name or password is not sent; use Basic authentication."
+    assert no_connections == []
 
 
 def resolving(monkeypatch, *answers: str) -> list[str]:
