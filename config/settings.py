@@ -11,7 +11,8 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"  # local state: SQLite file, file-system broker, beat schedule, demo logins
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, exist_ok=True)
+VAR_DIR.chmod(0o700)  # the SQLite file, the broker's messages, keys and logins: the owner's only
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)

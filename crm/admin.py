@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from config.admin_base import CrmAdminMixin
 from crm import services
@@ -143,8 +145,16 @@ class ApiKeyAdmin(CrmAdminMixin, admin.ModelAdmin):
         key, raw = services.api_key_create(user=obj.user, name=obj.name)
         obj.pk = key.pk
         obj.refresh_from_db()
-        self.message_user(request, f"The new API key is {raw} — copy it now: it is stored only as a hash and "
-                          "cannot be shown again.", messages.WARNING)
+        request.new_api_key = raw  # for response_add only: never in a message, whose cookie would carry it
+
+    def response_add(self, request, obj: ApiKey, post_url_continue=None):
+        """The new key, once, on a page of its own that is not cached."""
+        response = TemplateResponse(request, "admin/crm/apikey/created.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "New API key", "key": obj,
+            "raw": request.new_api_key,
+        })
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset) -> None:

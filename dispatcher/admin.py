@@ -50,7 +50,11 @@ class WebhookForm(forms.ModelForm):
         if cleaned.get("auth_type") == AuthType.NONE:
             cleaned["auth_username"], cleaned["auth_password"] = "", ""
         elif not cleaned.get("auth_password") and self.instance.pk:
-            cleaned["auth_password"] = Webhook.objects.get(pk=self.instance.pk).auth_password
+            stored = Webhook.objects.get(pk=self.instance.pk)
+            cleaned["auth_password"] = stored.auth_password
+            if stored.auth_password and (problem := services.webhook_retarget_problem(
+                    stored_url=stored.url, url=cleaned.get("url") or "", kept=["the Basic password"])):
+                self.add_error("auth_password", problem)
         if self.errors:
             return cleaned
         candidate = Webhook(**{k: v for k, v in cleaned.items() if k in {f.name for f in Webhook._meta.fields}})
@@ -120,19 +124,35 @@ class CustomParameterForm(forms.ModelForm):
 
     def clean_value(self) -> str:
         value = self.cleaned_data["value"]
+        self.kept_stored_value = False
         if value:
             return value
         if self.instance.pk:
+            self.kept_stored_value = True
             return CustomParameter.objects.get(pk=self.instance.pk).value
         if self.has_changed():
             raise ValidationError("Enter a value for this custom parameter.")
         return value
 
 
+class CustomParameterFormSet(SiblingAwareFormSet):
+    def clean(self) -> None:
+        """A value kept from before is not sent to a new host: it must be entered again (see WebhookForm)."""
+        super().clean()
+        webhook = self.instance
+        if any(self.errors) or not webhook.pk:
+            return
+        kept = [f"the value of “{form.cleaned_data['name']}”" for form in self.kept_forms()
+                if getattr(form, "kept_stored_value", False)]
+        stored_url = Webhook.objects.values_list("url", flat=True).get(pk=webhook.pk)
+        if problem := services.webhook_retarget_problem(stored_url=stored_url, url=webhook.url, kept=kept):
+            raise ValidationError(problem)
+
+
 class CustomParameterInline(CrmAdminMixin, admin.TabularInline):
     model = CustomParameter
     form = CustomParameterForm
-    formset = SiblingAwareFormSet
+    formset = CustomParameterFormSet
     extra = 1
     verbose_name_plural = "custom parameters (literal values such as tokens; masked)"
     readonly_fields = ["masked_value"]

@@ -235,6 +235,14 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
         if parameter["value"] is None:
             parameter["value"] = stored_custom.get(parameter["name"], "")
         custom.append(services.Parameter(**parameter))
+    if not created:  # a secret the file leaves out is not sent to a host it was not entered for
+        kept = (["auth.password"] if webhook.auth_type == AuthType.BASIC and auth.get("password") is None
+                and webhook.auth_password else [])
+        kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
+                 if isinstance(item, dict) and item.get("value") is None and stored_custom.get(item.get("name"))]
+        if problem := services.webhook_retarget_problem(stored_url=Webhook.objects.values_list("url", flat=True)
+                                                        .get(pk=webhook.pk), url=webhook.url, kept=kept):
+            raise ValidationError(problem)
     captures = _captures_import(webhook, module, entry.get("capture"))
     services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures)
     stored = Webhook.objects.select_related("organization", "module", "retry_policy").get(pk=webhook.pk)

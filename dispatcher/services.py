@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import uuid
+from urllib.parse import urlsplit
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -179,6 +180,26 @@ def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str
             if isinstance(part, Slot) and isinstance(binding := schema.bind(part.field), Unsupported):
                 found.setdefault(str(part.field), binding.reason)
     return sorted(found.items())
+
+
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: what a secret is entered for."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return "", url, None
+    return parts.scheme, (parts.hostname or "").rstrip(".").lower(), port
+
+
+def webhook_retarget_problem(*, stored_url: str, url: str, kept: list[str]) -> str | None:
+    """Secrets go only to the origin they were entered for: a URL moved to another scheme, host or port
+    needs every secret it keeps entered again (the admin form and import_config both ask)."""
+    if not kept or url_origin(stored_url) == url_origin(url):
+        return None
+    before, after = url_origin(stored_url), url_origin(url)
+    return (f"The URL now goes to {after[0]}://{after[1]}:{after[2]} instead of {before[0]}://{before[1]}:{before[2]}: "
+            f"enter {', '.join(kept)} again. Secrets are only sent to the host they were entered for.")
 
 
 def webhook_preview(*, webhook: Webhook, record: Record, show_signature: bool = False) -> RenderedRequest:

@@ -1,5 +1,6 @@
 # Sourced by dev.sh and test.sh: a virtual environment in .venv with the pinned requirements.
 # Re-installs only when requirements.txt changed, so the second run starts at once.
+umask 077  # what the product writes (var/: SQLite, broker messages, keys, logins) is the owner's only
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11." >&2

@@ -4,8 +4,8 @@ logs (text and JSON), e-mails, auditor pages, the log export, the config export,
 import base64
 import io
 import json
-import re
 import logging
+import re
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -102,3 +102,32 @@ def test_no_output_of_a_run_contains_a_secret(run, client, django_user_model, ca
     for name, text in outputs.items():
         for form in spellings(PASSWORD, TOKEN, hook.signing_secret):
             assert form not in text, f"{form!r} in {name}"
+
+
+@pytest.mark.django_db
+def test_a_new_api_key_is_shown_once_on_an_uncached_page_and_never_in_a_cookie(client, django_user_model, owner):
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    response = client.post(reverse("admin:crm_apikey_add"), {"user": owner.pk, "name": "CI"})
+    page = response.content.decode()
+    [raw] = re.findall(r'id="new-api-key"[^>]*>(crm_[^<]+)<', page)
+    assert "no-store" in response["Cache-Control"]
+    assert all(raw not in morsel.value for morsel in response.cookies.values())
+    assert all(raw not in morsel.value for morsel in client.cookies.values())
+    listing = client.get(reverse("admin:crm_apikey_changelist")).content.decode()
+    assert raw not in listing and "CI" in listing
+    assert client.get("/api/v1/channels/", headers={"X-API-Key": raw}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_files_with_secrets_are_the_owners_only(tmp_path, settings, owner, modules):
+    import stat
+
+    webhook_create(module=modules["Deals"], name="Books", auth_type="basic", auth_username="crm",
+                   auth_password=PASSWORD)
+    path = tmp_path / "with-secrets.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    call_command("export_config", "--include-secrets", "-o", str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["webhooks"][0]["auth"]["password"] == PASSWORD
+    assert stat.S_IMODE(settings.VAR_DIR.stat().st_mode) == 0o700  # the SQLite file, broker, keys and logins

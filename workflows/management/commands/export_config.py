@@ -1,4 +1,5 @@
 import json
+import os
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,7 +27,10 @@ class Command(BaseCommand):
         text = json.dumps(config_export_all(organization=org, include_secrets=include_secrets), indent=2,
                           ensure_ascii=False) + "\n"
         if output:
-            with open(output, "w", encoding="utf-8") as handle:
+            # Owner-only from the first byte (a file with secrets must never be readable by others, even briefly).
+            descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT: set it
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(text)
         else:
             self.stdout.write(text, ending="")
