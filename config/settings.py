@@ -19,9 +19,29 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # --- Security ---------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production-0123456789")
+
+
+def _kept(name: str) -> str:
+    """A key command 1 generated and keeps in var/ (scripts/bootstrap.sh), or empty."""
+    path = VAR_DIR / name
+    return path.read_text().strip() if path.exists() else ""
+
+
+# The shipped default only lets a development checkout start (DJANGO_DEBUG on); without debug the processes
+# refuse it (dispatcher/checks.py), as they refuse to run without WEBHOOK_SECRETS_KEYS.
+INSECURE_SECRET_KEY = "insecure-dev-key-change-me-in-production-0123456789"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_kept("secret-key") or INSECURE_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Behind TLS (README, "Deploying"): `check --deploy` is clean once these are set.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):  # the proxy sets X-Forwarded-Proto; trust it only then
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
@@ -205,8 +225,10 @@ API_BASE_URL = env.str("API_BASE_URL", default="")  # empty: SITE_URL + /api/v1 
 # the delivery log); with no token set only such staff users get it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets).
-# The first key encrypts; the others still decrypt, which allows rotation. Default: derived from SECRET_KEY.
-WEBHOOK_SECRETS_KEYS = env.list("WEBHOOK_SECRETS_KEYS", default=[])
+# The first key encrypts; the others still decrypt, which allows rotation. Default: the keys command 1 keeps in
+# var/secrets-keys; with none (debug only), one derived from SECRET_KEY.
+WEBHOOK_SECRETS_KEYS = [key for key in env.list("WEBHOOK_SECRETS_KEYS", default=_kept("secrets-keys").split())
+                        if key]
 
 # --- Logging --------------------------------------------------------------------
 # LOG_FORMAT=json writes every log line as a JSON object (one per delivery attempt from

@@ -6,6 +6,6 @@ class DispatcherConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self) -> None:
-        from dispatcher import signals
+        from dispatcher import checks, signals  # noqa: F401 - checks registers the system checks
 
         signals.connect()

@@ -40,3 +40,8 @@ class EncryptedTextField(models.TextField):
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
         return encrypt(value) if value else value
+
+
+def reencrypted(token: str) -> str:
+    """A stored token encrypted again with the first key (after a key was added in front)."""
+    return fernet().rotate(token.encode()).decode()

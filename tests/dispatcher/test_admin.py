@@ -111,7 +111,7 @@ def test_saved_secrets_are_never_shown_and_kept_when_left_empty(admin_client, or
     assert "hunter2" not in page and "tok-abcdef" not in page
     parameter = webhook.custom_parameters.get()
     data = form_data(organization, modules["Deals"], auth_type="basic", auth_username="crm", description="changed",
-                     custom=[{"id": parameter.pk, "webhook": webhook.pk, "name": "authtoken", "value": "", "position": 0}],
+                     url=webhook.url, custom=[{"id": parameter.pk, "webhook": webhook.pk, "name": "authtoken", "value": "", "position": 0}],
                      initial=(0, 1))
     response = admin_client.post(url, data, follow=True)
     assert b"was changed successfully" in response.content

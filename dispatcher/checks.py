@@ -1,0 +1,34 @@
+"""System checks of our own: no process runs, without debug, on keys anyone with the source knows.
+
+They run with every management command (`migrate`, `check`, `check --deploy`) and when the web and Celery
+processes start (config/wsgi.py, config/celery.py), which refuse to start on an error."""
+from django.conf import settings
+from django.core import checks
+
+
+@checks.register(checks.Tags.security)
+def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    if settings.DEBUG:
+        return []
+    problems = []
+    if settings.SECRET_KEY == settings.INSECURE_SECRET_KEY:
+        problems.append(checks.Error(
+            "DJANGO_SECRET_KEY is the default shipped with the source.",
+            hint="Set DJANGO_SECRET_KEY to a long random value (scripts/bootstrap.sh keeps one in var/secret-key).",
+            id="dispatcher.E001"))
+    if not settings.WEBHOOK_SECRETS_KEYS:
+        problems.append(checks.Error(
+            "WEBHOOK_SECRETS_KEYS is empty: stored passwords and tokens would be encrypted with a key derived "
+            "from DJANGO_SECRET_KEY.",
+            hint='Set WEBHOOK_SECRETS_KEYS to a Fernet key: python -c "from cryptography.fernet import Fernet; '
+                 'print(Fernet.generate_key().decode())" (scripts/bootstrap.sh keeps one in var/secrets-keys).',
+            id="dispatcher.E002"))
+    return problems
+
+
+def insecure_start_reason(process: str) -> str | None:
+    """Why a process must not start (the checks above), or None."""
+    errors = [message for message in keys_check() if message.is_serious()]
+    if not errors:
+        return None
+    return f"The {process} refuses to start: " + "; ".join(f"{e.msg} {e.hint}" for e in errors)
