@@ -67,11 +67,10 @@ def _module(key: ApiKey, name: str) -> Module:
 
 
 def _record(key: ApiKey, module: Module, pk: int) -> Record:
-    record = Record.objects.select_related("module__organization", "owner").filter(pk=pk).first()
-    if record is None or record.module.api_name != module.api_name:
+    # Another organization's record is not found, exactly like a missing one: a 403 would tell which ids exist.
+    record = Record.objects.select_related("module__organization", "owner").filter(pk=pk, module=module).first()
+    if record is None:
         raise ApiError(404, "not_found", f"There is no {module.singular_label} record with id {pk}.")
-    if record.module.organization_id != key.organization_id:
-        raise ApiError(403, "forbidden", f"Record {pk} belongs to another organization.")
     return record
 
 

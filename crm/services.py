@@ -1,6 +1,7 @@
 """Writes to CRM data. Every record change goes through here, so values are always valid."""
 import datetime
 import hashlib
+import re
 import secrets
 import zoneinfo
 from decimal import Decimal, InvalidOperation
@@ -125,6 +126,8 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
             raise ValidationError(f"at most {limit} characters (this has {len(raw)}).")
         if "\x00" in raw:
             raise ValidationError("must not contain the NUL character (\\u0000).")
+        if _SURROGATE.search(raw):
+            raise ValidationError("must be valid Unicode text (it holds a lone surrogate such as \\ud800).")
         if kind == FieldType.EMAIL:
             EmailValidator(message="not a valid e-mail address.")(raw)
         if kind == FieldType.URL:
@@ -165,7 +168,10 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
             raise ValidationError("expected a date/time in ISO 8601, e.g. 2026-05-01T14:30:00+02:00.") from None
         if value.tzinfo is None:
             value = value.replace(tzinfo=zoneinfo.ZoneInfo(organization.time_zone))
-        return value.astimezone(datetime.UTC).isoformat()
+        try:
+            return value.astimezone(datetime.UTC).isoformat()
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last date/time there is, in UTC
+            raise ValidationError("this date/time is outside the years 1 to 9999 once converted to UTC.") from None
     if kind == FieldType.BOOLEAN:
         if isinstance(raw, bool):
             return raw
@@ -177,18 +183,33 @@ def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
             raise ValidationError(f"“{raw}” is not one of {', '.join(map(str, field.picklist_values))}.")
         return raw
     if kind == FieldType.LOOKUP:
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).isdigit():
+        if (pk := _id_of(raw)) is None:
             raise ValidationError(f"expected the id of a {field.lookup_module.singular_label} record.")
-        if not Record.objects.filter(pk=int(raw), module=field.lookup_module).exists():
-            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {raw}.")
-        return int(raw)
+        if not Record.objects.filter(pk=pk, module=field.lookup_module).exists():
+            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {pk}.")
+        return pk
     if kind == FieldType.USER:
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).isdigit():
+        if (pk := _id_of(raw)) is None:
             raise ValidationError("expected the id of a CRM user.")
-        if not CrmUser.objects.filter(pk=int(raw), organization=organization).exists():
-            raise ValidationError(f"no user with id {raw} in this organization.")
-        return int(raw)
+        if not CrmUser.objects.filter(pk=pk, organization=organization).exists():
+            raise ValidationError(f"no user with id {pk} in this organization.")
+        return pk
     raise ValidationError(f"unsupported field type {kind}.")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+ID_MAX_DIGITS = 18  # a database id (bigint) has at most 19 digits; 18 always fits
+
+
+def _id_of(raw: Any) -> int | None:
+    """A record or user id given as a number or as ASCII digits ("²" is a digit to str.isdigit, not to int)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if 0 < raw < 10 ** ID_MAX_DIGITS else None
+    if isinstance(raw, str) and raw.isascii() and raw.isdecimal() and len(raw) <= ID_MAX_DIGITS:
+        return int(raw) or None
+    return None
 
 
 def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:

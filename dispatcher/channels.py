@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 OPERATIONS = (crm_events.CREATE, crm_events.EDIT, crm_events.DELETE)
 OPERATION_SYNONYMS = {"update": crm_events.EDIT}  # seed 002 writes Leads.update
 EVENTS_MAX = 20
-CHANNEL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+CHANNEL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")  # fullmatch: "$" would let a trailing newline through
 _EVENT_RE = re.compile(r"^(?P<module>[A-Za-z0-9_]+)\.(?:(?P<field>[A-Za-z0-9_]+)\.change|(?P<operation>[A-Za-z]+))$",
                        re.IGNORECASE)
 
@@ -136,7 +136,7 @@ def channel_create(
     channel = Channel(organization=organization, owner=owner, notify_url=str(notify_url or "").strip(),
                       token=str(token or ""), expires_at=channel_expiry_clean(expiry_time=expiry_time, now=now))
     if channel_id is not None:
-        if not isinstance(channel_id, str | int) or not CHANNEL_ID_RE.match(str(channel_id)):
+        if not isinstance(channel_id, str | int) or not CHANNEL_ID_RE.fullmatch(str(channel_id)):
             raise ValidationError({"channel_id": "Letters, digits, hyphens and underscores; at most 40 characters."})
         channel.public_id = str(channel_id)
         if Channel.objects.filter(organization=organization, public_id=channel.public_id).exists():

@@ -44,6 +44,8 @@ def validate_webhook_url(value: str) -> None:
     """
     if any(char.isspace() for char in value):
         raise ValidationError("The URL must not contain spaces; encode them as %20.", code="invalid_url")
+    if any(ord(char) < 32 or ord(char) == 127 or 0xD800 <= ord(char) <= 0xDFFF for char in value):
+        raise ValidationError("The URL must not contain control characters (such as NUL).", code="invalid_url")
     try:
         parts = urlsplit(value)
         port = parts.port

@@ -79,13 +79,15 @@ def test_keys_are_stored_hashed(key):
     assert key not in (stored.key_hash, stored.prefix) and key.startswith(stored.prefix)
 
 
-def test_another_organization_record_is_403(api, owner):
+def test_another_organizations_record_is_404_like_a_missing_one(api, owner):
     other = OrganizationFactory()
     stranger = services.record_create(module=other.modules.get(api_name="Leads"),
                                       owner=CrmUserFactory(organization=other), values={"Last_Name": "Theirs"})
+    missing = api("GET", "Leads/999999999/")
+    assert missing == (404, {"error": {"code": "not_found", "message": "There is no Lead record with id 999999999."}})
     assert api("GET", f"Leads/{stranger.pk}/") == (
-        403, {"error": {"code": "forbidden", "message": f"Record {stranger.pk} belongs to another organization."}})
-    assert api("PATCH", f"Leads/{stranger.pk}/", {"Last_Name": "Mine"})[0] == 403
+        404, {"error": {"code": "not_found", "message": f"There is no Lead record with id {stranger.pk}."}})
+    assert api("PATCH", f"Leads/{stranger.pk}/", {"Last_Name": "Mine"})[0] == 404
     stranger.refresh_from_db()
     assert stranger.values == {"Last_Name": "Theirs"}
 

@@ -85,6 +85,11 @@ def test_create_list_read_update_renew_delete(api, subscribe, owner):
     ({"events": ["Deals.create"], "fields": ["Nope"]}, "fields", "Not a field of Deals: Nope"),
     ({"events": ["Deals.create"], "notify_url": "http://169.254.169.254/latest"}, "notify_url", "address"),
     ({"events": ["Deals.create"], "token": "x" * 51}, "token", "at most 50 characters"),
+    ({"events": ["Deals.create"], "notify_url": "https://hooks.example.com/\u0000x"}, "notify_url",
+     "control characters"),
+    ({"events": ["Deals.create"], "notify_url": "https://hooks.example.com/\u0007"}, "notify_url",
+     "control characters"),
+    ({"events": ["Deals.create"], "channel_id": "1000000006800\n"}, "channel_id", "Letters, digits"),
 ])
 def test_invalid_subscriptions_are_400_and_nothing_is_saved(api, receiver, body, field, message):
     status, answer = api("POST", body={"notify_url": receiver.url_for("/notify"), **body})

@@ -57,6 +57,18 @@ RECORD_CALLS = [
     ("POST", "Deals/", '{"Deal_Name": "x\\u0000y"}', "application/json", 400, "invalid_fields"),
     ("POST", "Deals/", '{"Deal_Name": "x", "Owner": 1}', "application/json", 400, "invalid_fields"),
     ("POST", "Deals/", '{"Deal_Name": "x", "Account_Name": "1 OR 1=1"}', "application/json", 400, "invalid_fields"),
+    # a digit to str.isdigit() that int() refuses, and ids beyond what a database id holds
+    ("POST", "Deals/", '{"Deal_Name": "x", "Account_Name": "²"}', "application/json", 400, "invalid_fields"),
+    ("POST", "Deals/", '{"Deal_Name": "x", "Account_Name": 99999999999999999999999}', "application/json", 400,
+     "invalid_fields"),
+    ("POST", "Deals/", '{"Deal_Name": "x", "Owner": "٣"}', "application/json", 400, "invalid_fields"),
+    # date/times that overflow once converted to UTC (the organization is in Europe/Amsterdam)
+    ("POST", "Events/", '{"Event_Title": "x", "Start_DateTime": "9999-12-31T23:59:59-23:59"}', "application/json",
+     400, "invalid_fields"),
+    ("POST", "Events/", '{"Event_Title": "x", "Start_DateTime": "0001-01-01T00:00:00+23:59"}', "application/json",
+     400, "invalid_fields"),
+    ("POST", "Events/", '{"Event_Title": "x", "Start_DateTime": "0001-01-01T00:00:00"}', "application/json", 400,
+     "invalid_fields"),
     ("POST", "Deals/", '"just a string"', "application/json", 400, "invalid_body"),
     ("POST", "Deals/", "null", "application/json", 400, "invalid_body"),
     ("POST", "Deals/", "", "application/json", 415, "unsupported_media_type"),  # no body: no content type either
@@ -127,7 +139,7 @@ def test_another_organizations_ids_are_refused_and_nothing_changes(client, key, 
                                ("GET", f"Deals/{theirs.pk}/", None)]:
         response = client.generic(method, f"/api/v1/records/{path}", data=json.dumps(body) if body else "",
                                   content_type="application/json", headers={"X-API-Key": key})
-        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"  # as if missing
     response = client.post("/api/v1/records/Deals/", data={"Deal_Name": "x", "Owner": stranger.pk},
                            content_type="application/json", headers={"X-API-Key": key})
     assert response.status_code == 400
