@@ -219,6 +219,9 @@ WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=1
 CHANNEL_DEFAULT_EXPIRY_HOURS = env.float("CHANNEL_DEFAULT_EXPIRY_HOURS", default=24.0)
 CHANNEL_MAX_EXPIRY_DAYS = env.float("CHANNEL_MAX_EXPIRY_DAYS", default=7.0)
 CHANNEL_EXPIRY_NOTICE_HOURS = env.float("CHANNEL_EXPIRY_NOTICE_HOURS", default=2.0)
+CHANNEL_VERIFY_TIMEOUT = env.float("CHANNEL_VERIFY_TIMEOUT", default=5.0)  # seconds a verification may take
+CHANNEL_MAX_PER_ORGANIZATION = env.int("CHANNEL_MAX_PER_ORGANIZATION", default=20)  # active channels
+CHANNEL_MAX_PER_EVENT = env.int("CHANNEL_MAX_PER_EVENT", default=5)  # active channels one record event notifies
 # Base address of the records API in notifications' resource_uri.
 API_BASE_URL = env.str("API_BASE_URL", default="")  # empty: SITE_URL + /api/v1 (dispatcher/links.py)
 # /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" (or a staff user who may view

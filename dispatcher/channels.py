@@ -16,12 +16,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from crm import events as crm_events
 from crm.models import CrmUser, Field, Module, Organization, Record
-from dispatcher import errors, notifications
+from dispatcher import errors, notifications, quotas
 from dispatcher.http_client import request_send
 from dispatcher.links import api_link
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
@@ -117,6 +117,31 @@ def _fields_clean(*, organization: Organization, events: list[str], fields: Any)
     return list(dict.fromkeys(known[f.lower()] for f in fields))
 
 
+def _fan_out_check(channel: Channel) -> None:
+    """One record event reaches at most CHANNEL_MAX_PER_EVENT channels, and an organization has at most
+    CHANNEL_MAX_PER_ORGANIZATION: without them, one key could fan a single change out into hundreds of
+    deliveries and spend the organization's daily quota."""
+    others = [c for c in Channel.objects.filter(organization_id=channel.organization_id, is_active=True)
+              if c.pk != channel.pk]
+    limit = settings.CHANNEL_MAX_PER_ORGANIZATION
+    if channel.pk is None and len(others) >= limit:
+        raise ValidationError(f"{channel.organization.name} has {len(others)} active channels, the most it may have "
+                              f"(CHANNEL_MAX_PER_ORGANIZATION={limit}); delete or deactivate one first.")
+    per_event = settings.CHANNEL_MAX_PER_EVENT
+    crowded = [name for name in channel.events
+               if sum(1 for c in others if _watches(c.events, name)) >= per_event]
+    if crowded:
+        raise ValidationError({"events": f"{', '.join(crowded)}: already watched by {per_event} channels, the most "
+                                         f"one event may notify (CHANNEL_MAX_PER_EVENT={per_event})."})
+
+
+def _watches(events: list[str], name: str) -> bool:
+    """Whether a channel's events include name, counting Module.all for the module's three operations."""
+    module = name.split(".", 1)[0]
+    return name in events or (f"{module}.all" in events and not name.endswith(".change")) or (
+        name.endswith(".all") and any(e.startswith(module + ".") and not e.endswith(".change") for e in events))
+
+
 def _channel_check(channel: Channel) -> None:
     """Field checks of the model (URL rules as for webhooks) and the token's length."""
     if len(channel.token) > TOKEN_MAX_LENGTH:
@@ -124,7 +149,6 @@ def _channel_check(channel: Channel) -> None:
     channel.full_clean(exclude=["organization", "owner", "signing_secret", "token"])
 
 
-@transaction.atomic
 def channel_create(
     *, organization: Organization, owner: CrmUser | None, events: Any, notify_url: Any, token: Any = "",
     fields: Any = None, expiry_time: Any = None, channel_id: Any = None, verify: bool = False,
@@ -144,17 +168,20 @@ def channel_create(
     channel.events = channel_events_clean(organization=organization, events=events)
     channel.fields = _fields_clean(organization=organization, events=channel.events, fields=fields)
     _channel_check(channel)
+    _fan_out_check(channel)
     if verify:
         if (problem := channel_verify(channel=channel)) is not None:
             raise ValidationError({"notify_url": f"Verification failed: {problem}"})
         channel.verified_at = timezone.now()
-    channel.save()
+    try:
+        channel.save()
+    except IntegrityError:  # the same id, made meanwhile by a parallel call
+        raise ValidationError({"channel_id": f"There is already a channel “{channel.public_id}”."}) from None
     logger.info("channel.created channel=%s organization=%s events=%s", channel.public_id, organization.pk,
                 ",".join(channel.events))
     return channel
 
 
-@transaction.atomic
 def channel_update(*, channel: Channel, data: dict[str, Any]) -> Channel:
     """Change events, notify URL, token, field filter or active flag. A verified channel whose URL changes is
     verified again."""
@@ -173,6 +200,8 @@ def channel_update(*, channel: Channel, data: dict[str, Any]) -> Channel:
     if url_changed:
         channel.notify_url = str(data["notify_url"] or "").strip()
     _channel_check(channel)
+    if "events" in data or data.get("active"):
+        _fan_out_check(channel)
     if url_changed and (channel.verified_at or data.get("verify")):
         if (problem := channel_verify(channel=channel)) is not None:
             raise ValidationError({"notify_url": f"Verification failed: {problem}"})
@@ -205,7 +234,10 @@ def channel_status(channel: Channel, now: datetime.datetime | None = None) -> st
 
 
 def channel_verify(*, channel: Channel) -> str | None:
-    """Send a signed challenge to the notify URL; None when it was echoed, else what went wrong."""
+    """Send a signed challenge to the notify URL; None when it was echoed, else what went wrong.
+
+    Called outside any database transaction (a hanging URL must hold no lock and no connection in a
+    transaction), within CHANNEL_VERIFY_TIMEOUT, and charged to the daily quota like any call."""
     challenge = secrets.token_urlsafe(24)
     payload = {"type": "verification", "challenge": challenge,
                "channel": {"id": channel.public_id, "expiry_time": channel.expires_at.isoformat()}}
@@ -213,7 +245,9 @@ def channel_verify(*, channel: Channel) -> str | None:
         payload["token"] = channel.token
     request = request_sign(_json_request(channel, payload), secret=channel.signing_secret,
                            message_id=f"msg_{uuid.uuid4().hex}")
-    result = request_send(request)
+    if not quotas.quota_consume(organization=channel.organization, now=timezone.now()):
+        return "the organization's daily limit of webhook calls is reached; verify again tomorrow."
+    result = request_send(request, total_seconds=settings.CHANNEL_VERIFY_TIMEOUT)
     if result.error_class is not None and result.status_code is None:
         return errors.meaning(errors.error_class_of(result)) or result.error_message
     if not result.is_success:

@@ -221,32 +221,35 @@ def request_refusal(request) -> HttpResult | None:
     return None
 
 
-def request_send(request) -> HttpResult:
-    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer."""
+def request_send(request, *, total_seconds: float | None = None) -> HttpResult:
+    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer, within total_seconds
+    in all (default WEBHOOK_TOTAL_TIMEOUT; shorter for a call someone waits on, such as a verification)."""
     started = time.monotonic()
+    total = settings.WEBHOOK_TOTAL_TIMEOUT if total_seconds is None else min(total_seconds,
+                                                                             settings.WEBHOOK_TOTAL_TIMEOUT)
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
     if (refused := request_refusal(request)) is not None:
         return refused
-    deadline = _current.deadline = _Deadline(started + settings.WEBHOOK_TOTAL_TIMEOUT)
+    deadline = _current.deadline = _Deadline(started + total)
     _watchdog.watch(deadline)
     try:
         try:
             response = session().request(
                 request.method, request.url, headers=request.headers, data=request.body or None,
                 stream=True, allow_redirects=False,
-                timeout=(settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT),
+                timeout=(min(settings.WEBHOOK_CONNECT_TIMEOUT, total), min(settings.WEBHOOK_READ_TIMEOUT, total)),
             )
         except InvalidIPAddress as error:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The host resolves to a forbidden address ({error}).")
         except requests.RequestException as error:
-            error_class, message = total_timeout() if deadline.expired else classify(error)
+            error_class, message = total_timeout(total) if deadline.expired else classify(error)
             return HttpResult(None, elapsed_ms(), error_class=error_class, error_message=message)
         with response:
-            body, truncated, error_class, message = _read_capped(response, deadline)
+            body, truncated, error_class, message = _read_capped(response, deadline, total)
     finally:
         deadline.done = True
         _current.deadline = None
@@ -256,7 +259,8 @@ def request_send(request) -> HttpResult:
     )
 
 
-def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[bytes, bool, ErrorClass | None, str]:
+def _read_capped(response: requests.Response, deadline: _Deadline,
+                 total: float) -> tuple[bytes, bool, ErrorClass | None, str]:
     cap = settings.WEBHOOK_MAX_RESPONSE_BYTES
     chunks: list[bytes] = []
     size = 0
@@ -267,17 +271,18 @@ def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[byte
             if size > cap:
                 return b"".join(chunks)[:cap], True, None, ""
             if deadline.expired or time.monotonic() > deadline.at:
-                return (b"".join(chunks), True, *total_timeout())
+                return (b"".join(chunks), True, *total_timeout(total))
     except Exception as error:  # urllib3 raises its own errors mid-body (reset, timeout, bad chunking)
-        error_class, message = total_timeout() if deadline.expired else classify(error)
+        error_class, message = total_timeout(total) if deadline.expired else classify(error)
         return b"".join(chunks), True, error_class, message
     if deadline.expired:  # cut while reading: what arrived is not the whole answer
-        return b"".join(chunks), True, *total_timeout()
+        return b"".join(chunks), True, *total_timeout(total)
     return b"".join(chunks), False, None, ""
 
 
-def total_timeout() -> tuple[ErrorClass, str]:
-    return ErrorClass.TIMEOUT, f"The receiver took longer than {settings.WEBHOOK_TOTAL_TIMEOUT:g} s in all."
+def total_timeout(seconds: float | None = None) -> tuple[ErrorClass, str]:
+    seconds = settings.WEBHOOK_TOTAL_TIMEOUT if seconds is None else seconds
+    return ErrorClass.TIMEOUT, f"The receiver took longer than {seconds:g} s in all."
 
 
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'\"\)]*")

@@ -2,16 +2,19 @@
 expiry and renewal. Notifications go to a real local HTTP server."""
 import datetime
 import json
+import threading
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from werkzeug import Response
 
 from crm import services as crm_services
 from dispatcher import channels
 from dispatcher import delivery as delivery_engine
-from dispatcher.models import Channel, Delivery, DeliverySource, DeliveryStatus
+from dispatcher.models import Channel, DailyUsage, Delivery, DeliverySource, DeliveryStatus
 from tests.factories import CrmUserFactory, OrganizationFactory
 
 HOUR = datetime.timedelta(hours=1)
@@ -127,6 +130,63 @@ def test_verification_needs_the_challenge_echoed(api, receiver):
                                      "verify": True})
     assert status == 400 and "did not contain the challenge" in body["error"]["fields"]["notify_url"][0]
     assert Channel.objects.count() == 1  # the failed one was not kept
+
+
+def test_a_hanging_notify_url_fails_verification_at_the_short_deadline(api, receiver, settings):
+    settings.CHANNEL_VERIFY_TIMEOUT = 0.5
+    released = threading.Event()
+
+    def hang(request):
+        released.wait(60)
+        return Response("late")
+
+    receiver.expect_request("/hang").respond_with_handler(hang)
+    try:
+        status, body = api("POST", body={"events": ["Leads.create"], "notify_url": receiver.url_for("/hang"),
+                                         "verify": True})
+    finally:
+        released.set()
+    assert status == 400
+    assert body["error"]["fields"]["notify_url"] == [
+        "Verification failed: Error code 1: the receiver did not answer in time."]
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verification_runs_outside_any_transaction_and_is_charged_to_the_quota(api, receiver, monkeypatch,
+                                                                                 organization):
+    seen = []
+    real = channels.request_send
+
+    def probe(request, **kwargs):  # the real client, watched: was a transaction open while it waited?
+        seen.append(connection.in_atomic_block)
+        return real(request, **kwargs)
+
+    monkeypatch.setattr(channels, "request_send", probe)
+    receiver.expect_request("/verify").respond_with_handler(
+        lambda request: Response(json.loads(request.get_data())["challenge"]))
+    status, _ = api("POST", body={"events": ["Leads.create"], "notify_url": receiver.url_for("/verify"),
+                                  "verify": True})
+    assert status == 201 and seen == [False]
+    assert DailyUsage.objects.get(organization=organization).calls == 1
+    DailyUsage.objects.update(calls=10 ** 6)  # the day's quota used up
+    status, body = api("POST", body={"events": ["Leads.create"], "notify_url": receiver.url_for("/verify"),
+                                     "verify": True})
+    assert status == 400 and "daily limit of webhook calls is reached" in body["error"]["fields"]["notify_url"][0]
+    assert len(receiver.log) == 1
+
+
+def test_channels_per_event_and_per_organization_are_limited(subscribe, api, receiver, settings):
+    settings.CHANNEL_MAX_PER_EVENT, settings.CHANNEL_MAX_PER_ORGANIZATION = 2, 3
+    subscribe(["Deals.create"])
+    subscribe(["Deals.all"])  # all: create, edit and delete
+    status, body = api("POST", body={"events": ["Deals.create"], "notify_url": receiver.url_for("/notify")})
+    assert status == 400 and "Deals.create: already watched by 2 channels" in body["error"]["fields"]["events"][0]
+    subscribe(["Leads.create"])
+    status, body = api("POST", body={"events": ["Contacts.create"], "notify_url": receiver.url_for("/notify")})
+    assert status == 400 and "has 3 active channels, the most it may have" in body["error"]["message"] + json.dumps(
+        body["error"].get("fields", {}))
+    assert Channel.objects.count() == 3
 
 
 def test_seed_002s_event_names_are_accepted_in_any_case_and_update_means_edit(receiver, subscribe, owner, modules,
