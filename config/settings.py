@@ -4,6 +4,7 @@ Defaults give a product that runs on a fresh machine with nothing installed:
 SQLite in ./var and a file-system Celery broker. Production sets DATABASE_URL
 (PostgreSQL) and CELERY_BROKER_URL (Redis or RabbitMQ).
 """
+import datetime
 import os
 from pathlib import Path
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "crm",
     "dispatcher",
     "workflows",
@@ -66,7 +68,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into its answer
 ]
+# Admin logins: after AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair is
+# locked out for AXES_COOLOFF_MINUTES (django-axes; the API authenticates by key and has its own throttle).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)  # proxies whose X-Forwarded-For counts
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -158,6 +169,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- REST API -------------------------------------------------------------------
 # Largest request body the records API reads (a bulk request of 100 records fits easily).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)  # calls per key; then 429
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Outbound webhooks --------------------------------------------------------------

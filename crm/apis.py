@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from crm import services
@@ -47,6 +48,12 @@ def api_view(methods: set[str]) -> Callable:
             if key is None:
                 return error_response(401, "unauthorized", "Send a valid API key in the X-API-Key header or the "
                                       "zapikey query parameter." if not raw else "This API key is not valid or was revoked.")
+            if (wait := services.api_rate_take(key=key, now=timezone.now())) is not None:
+                response = error_response(429, "rate_limited", f"This key made {settings.API_RATE_LIMIT_PER_MINUTE} "
+                                          f"calls this minute, the most it may; try again in {wait} s.",
+                                          retry_after=wait)
+                response["Retry-After"] = str(wait)
+                return response
             try:
                 return view(request, key, *args, **kwargs)
             except ApiError as error:

@@ -336,3 +336,15 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ApiKeyWindow(models.Model):
+    """Calls of one API key in one minute, for its rate limit (API_RATE_LIMIT_PER_MINUTE)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField("minute (UTC)")
+    calls = models.PositiveIntegerField("calls", default=0)
+
+    class Meta:
+        verbose_name = "API key window"
+        constraints = [models.UniqueConstraint(fields=["key", "minute"], name="api_key_window_once")]

@@ -7,13 +7,15 @@ import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from crm import events
-from crm.models import ApiKey, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
+from crm.counters import counter_increment
+from crm.models import ApiKey, ApiKeyWindow, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
 from crm.standard_modules import STANDARD_MODULES
 
 TEXT_MAX_LENGTH = 255
@@ -282,6 +284,20 @@ def api_key_authenticate(*, raw: str) -> ApiKey | None:
     if key is not None and (key.last_used_at is None or now - key.last_used_at >= API_KEY_USE_RESOLUTION):
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
+
+
+def api_rate_take(*, key: ApiKey, now: datetime.datetime) -> int | None:
+    """Count one call of the key in the current minute: None when it may go, else the seconds until the next
+    minute, when it may call again (the 429's Retry-After). One conditional UPDATE decides, whatever the number
+    of web processes. Old windows are dropped by ``api_rate_windows_purge`` (hourly, with the log purge)."""
+    minute = now.replace(second=0, microsecond=0)
+    if counter_increment(ApiKeyWindow, {"key": key, "minute": minute}, below=settings.API_RATE_LIMIT_PER_MINUTE):
+        return None
+    return max(1, 60 - now.second)
+
+
+def api_rate_windows_purge(*, now: datetime.datetime) -> int:
+    return ApiKeyWindow.objects.filter(minute__lt=now - datetime.timedelta(hours=1)).delete()[0]
 
 
 def api_key_revoke(*, key: ApiKey) -> None:

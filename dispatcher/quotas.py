@@ -2,9 +2,9 @@
 import datetime
 import zoneinfo
 
-from django.db import models
 from django.db.models import F
 
+from crm.counters import counter_increment
 from crm.models import Organization
 from dispatcher.models import DailyUsage
 
@@ -56,21 +56,6 @@ def quota_refund(*, organization: Organization, day: datetime.date, count: int) 
     if count > 0:
         DailyUsage.objects.filter(organization=organization, day=day, calls__gte=count).update(
             calls=F("calls") - count)
-
-
-def counter_increment(model: type[models.Model], keys: dict, *, below: int | None = None,
-                      extra: dict[str, int] | None = None, amount: int = 1) -> bool:
-    """Add amount to the ``calls`` of the row keys select (and the extra amounts to their columns), creating
-    the row on first use; with below, only while calls stay under it. One conditional UPDATE decides,
-    so concurrent workers never overshoot."""
-    counter = model.objects.filter(**keys)
-    target = counter if below is None else counter.filter(calls__lt=below)
-    changes = {"calls": F("calls") + amount, **{column: F(column) + amount for column, amount in (extra or {}).items()}}
-    if target.update(**changes):
-        return True
-    # No row yet (the first call of the day) or the limit is reached: make sure it exists, then decide.
-    model.objects.get_or_create(**keys)
-    return target.update(**changes) == 1
 
 
 def quota_limit_notice_claim(*, organization: Organization, now: datetime.datetime) -> bool:

@@ -4,6 +4,7 @@ from collections import Counter
 
 from django.db.models import Sum
 
+from crm.counters import counter_increment
 from crm.models import Organization
 from dispatcher import quotas
 from dispatcher.models import DeliverySource, DeliveryStatus, UsageCounter
@@ -39,7 +40,7 @@ class UsageTally:
     def flush(self) -> None:
         for (organization_id, day, source, outcome), counts in self.rows.items():
             calls = counts.pop("calls")
-            quotas.counter_increment(UsageCounter, {"organization": self.organizations[organization_id], "day": day,
+            counter_increment(UsageCounter, {"organization": self.organizations[organization_id], "day": day,
                                                     "source": source, "outcome": outcome},
                                      amount=calls, extra=dict(counts))
         self.rows.clear()

@@ -152,7 +152,7 @@ def test_a_hanging_notify_url_fails_verification_at_the_short_deadline(api, rece
     assert not Channel.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # as every transactional test here
 def test_verification_runs_outside_any_transaction_and_is_charged_to_the_quota(api, receiver, monkeypatch,
                                                                                  organization):
     seen = []
