@@ -259,3 +259,5 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# Celery logs through the configuration above (LOG_FORMAT included) instead of replacing it with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

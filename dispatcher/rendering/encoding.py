@@ -46,6 +46,15 @@ def in_json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
+def xml_comment_text(text: str) -> str:
+    """Text inside an XML comment, which may not hold "--" nor end with "-" (the comment would end there, or
+    the document stop being well-formed)."""
+    text = XML_ILLEGAL_RE.sub("", text)
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return text + " " if text.endswith("-") else text
+
+
 def xml_text(text: str) -> str:
     """Escaped for both element text and attribute values, so the template author needs no care."""
     return XML_ILLEGAL_RE.sub("", text).translate(XML_ESCAPES)

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from crm.models import Field, Record
 from dispatcher.models import AuthType, ContentType, Method, Webhook
-from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_text
+from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_comment_text, xml_text
 from dispatcher.rendering.merge import MergeContext, OnRelated, Schema, schema_for
 from dispatcher.rendering.template import Slot, Template, template_compile
 from dispatcher.signing import signature_compute
@@ -208,9 +208,11 @@ def _body_render(context: MergeContext, text: str, content_type: str) -> str:
             else as_json_value(context.value(part.field))
             for part in template.parts
         )
-    template = template_compile(text)
+    template = template_compile(text, xml_context=True)
     return "".join(
-        part if isinstance(part, str) else xml_text(as_text(context.value(part.field))) for part in template.parts
+        part if isinstance(part, str)
+        else (xml_comment_text if part.in_xml_comment else xml_text)(as_text(context.value(part.field)))
+        for part in template.parts
     )
 
 

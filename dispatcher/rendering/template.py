@@ -27,6 +27,7 @@ class MergeField(NamedTuple):
 class Slot:
     field: MergeField
     in_json_string: bool = False  # only meaningful for JSON bodies: inside "..." or a bare JSON value
+    in_xml_comment: bool = False  # only meaningful for XML bodies: inside <!-- … -->
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,11 @@ def merge_fields_in(text: str) -> list[MergeField]:
 
 
 @lru_cache(maxsize=4096)
-def template_compile(text: str, *, json_context: bool = False) -> Template:
-    """Split text into literals and slots; with json_context, note whether each slot sits in a JSON string."""
+def template_compile(text: str, *, json_context: bool = False, xml_context: bool = False) -> Template:
+    """Split text into literals and slots; with json_context, note whether each slot sits in a JSON string,
+    with xml_context whether it sits in an XML comment."""
     parts: list[str | Slot] = []
-    in_string = escaped = False
+    in_string = escaped = in_comment = False
     position = 0
     for match in MERGE_FIELD_RE.finditer(text):
         literal = text[position:match.start()]
@@ -55,12 +57,26 @@ def template_compile(text: str, *, json_context: bool = False) -> Template:
             parts.append(literal)
             if json_context:
                 in_string, escaped = _scan_json_strings(literal, in_string, escaped)
-        parts.append(Slot(MergeField(match.group(1), match.group(2)), in_json_string=in_string))
+            if xml_context:
+                in_comment = _scan_xml_comments(literal, in_comment)
+        parts.append(Slot(MergeField(match.group(1), match.group(2)), in_json_string=in_string,
+                          in_xml_comment=in_comment))
         position = match.end()
     if position < len(text):
         parts.append(text[position:])
     single = parts[0].field if len(parts) == 1 and isinstance(parts[0], Slot) else None
     return Template(tuple(parts), single)
+
+
+def _scan_xml_comments(literal: str, in_comment: bool) -> bool:
+    """Whether the text after literal is inside <!-- … -->, given whether it started inside one."""
+    position = 0
+    while True:
+        marker = "-->" if in_comment else "<!--"
+        found = literal.find(marker, position)
+        if found < 0:
+            return in_comment
+        in_comment, position = not in_comment, found + len(marker)
 
 
 def _scan_json_strings(literal: str, in_string: bool, escaped: bool) -> tuple[bool, bool]:

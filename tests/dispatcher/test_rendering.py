@@ -207,6 +207,17 @@ def test_aliases_reach_the_same_module(modules, deal):
     assert json.loads(render(hook, deal).body) == {"a": "12500.50", "b": HOSTILE}
 
 
+@pytest.mark.parametrize("name", ["a--b", "ends with -", "--->", "<!-- -->", "x---y"])
+def test_a_merge_field_inside_an_xml_comment_keeps_the_document_well_formed(modules, owner, name):
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": name})
+    hook = webhook_create(module=modules["Deals"], content_type=ContentType.XML,
+                          body="<deal><!-- for ${Deals.Deal Name} --><name>${Deals.Deal Name}</name></deal>")
+    root = etree.fromstring(render(hook, deal).body, parser=safe_parser())
+    assert root.findtext("name") == name  # element text keeps the value exactly
+    [comment] = [node for node in root.iter() if isinstance(node, etree._Comment)]
+    assert "--" not in comment.text and comment.text.replace(" ", "").startswith("for")
+
+
 def test_zoho_legacy_labels_resolve_as_seed_003_spells_them(modules, deal, owner):
     """Seed 003 writes ${Potentials.Potential Name}, ${Potentials.Potential Owner} and ${Account.Name}."""
     hook = webhook_create(module=modules["Deals"], entity=[
