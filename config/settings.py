@@ -145,7 +145,9 @@ if (_xdist := env.str("PYTEST_XDIST_WORKER", default="")).startswith("gw") and C
     CELERY_BROKER_URL = f"{CELERY_BROKER_URL.rpartition('/')[0]}/{1 + int(_xdist[2:]) % 15}"
     os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL  # Celery reads the variable itself, before these settings
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # The serverless default: processes exchange messages through files in ./var/broker.
+    # The serverless default: processes exchange messages through files in ./var/broker, each written
+    # atomically (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     _broker_dir = VAR_DIR / "broker"
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -1,0 +1,41 @@
+"""The embedded broker (config/broker.py): a consumer never takes a message that is still being written."""
+import threading
+
+from kombu import Connection
+
+MESSAGES = 1500
+
+
+def test_a_consumer_reading_while_messages_are_written_gets_each_whole_and_once(tmp_path):
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "processed_folder": str(tmp_path / "processed")}
+    (tmp_path / "processed").mkdir()
+    payload = {"body": "x" * 20_000}  # large enough that a write is not one instant
+    received, errors = [], []
+    done = threading.Event()
+
+    def consume() -> None:
+        with Connection(transport="config.broker:Transport", transport_options=options) as connection:
+            queue = connection.SimpleQueue("race")
+            while len(received) < MESSAGES and not done.is_set():
+                try:
+                    message = queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                except Exception as error:  # a half-written file: what used to stop the worker
+                    errors.append(error)
+                    return
+                received.append(message.payload)
+                message.ack()
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    with Connection(transport="config.broker:Transport", transport_options=options) as connection:
+        queue = connection.SimpleQueue("race")
+        for number in range(MESSAGES):
+            queue.put({**payload, "n": number})
+    consumer.join(timeout=120)  # it stops once it has every message (or on an error)
+    done.set()
+    assert errors == []
+    assert sorted(m["n"] for m in received) == list(range(MESSAGES))
+    assert all(m["body"] == payload["body"] for m in received)
