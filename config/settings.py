@@ -11,7 +11,8 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"  # local state: SQLite file, file-system broker, beat schedule, demo logins
+# Local state: SQLite file, file-system broker, beat schedule, keys, demo logins (VAR_DIR moves it: bench runs).
+VAR_DIR = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 VAR_DIR.chmod(0o700)  # the SQLite file, the broker's messages, keys and logins: the owner's only
 

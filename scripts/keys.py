@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-VAR = Path(__file__).resolve().parents[1] / "var"
+VAR = Path(os.environ.get("VAR_DIR") or Path(__file__).resolve().parents[1] / "var")
 SHIPPED = "insecure-dev-key-change-me-in-production-0123456789"  # config/settings.py INSECURE_SECRET_KEY
 
 
@@ -25,7 +25,7 @@ def keep(name: str, value: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(value + "\n")
-    print(f"Generated {path.relative_to(VAR.parent)}", file=sys.stderr)
+    print(f"Generated {path}", file=sys.stderr)
 
 
 def main() -> None:
