@@ -10,7 +10,7 @@
 """
 from typing import Any
 
-from django.contrib.admin import AdminSite, AllValuesFieldListFilter, RelatedOnlyFieldListFilter
+from django.contrib.admin import AdminSite, AllValuesFieldListFilter, RelatedFieldListFilter
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.db.models import QuerySet
@@ -90,8 +90,8 @@ class CrmAdminMixin:
         return scoped(super().get_queryset(request), request.user)
 
     def get_list_filter(self, request):
-        """Filters on a related object list only those the login's rows point to (by default a filter on
-        "webhook" would list every organization's webhooks)."""
+        """Filters on a related object list only the login's own (by default a filter on "webhook" would list
+        every organization's webhooks, and one on a related field's values every organization's values)."""
         return [_scoped_filter(self.model, item) for item in super().get_list_filter(request)]
 
     def get_object(self, request, object_id, from_field=None):
@@ -151,6 +151,15 @@ class ScopedAllValuesFieldListFilter(AllValuesFieldListFilter):
                                .values_list(field_path, flat=True))
 
 
+class ScopedRelatedFieldListFilter(RelatedFieldListFilter):
+    """Choices from the related table as the login may see it (its own webhooks, channels, organization):
+    small tables, so a log of millions is never scanned for them (RelatedOnlyFieldListFilter would)."""
+
+    def field_choices(self, field, request, model_admin):
+        related = scoped(field.related_model._default_manager.all(), request.user)
+        return [(obj.pk, str(obj)) for obj in related]
+
+
 def _scoped_filter(model: Any, item: Any) -> Any:
     if not isinstance(item, str):
         return item
@@ -159,7 +168,7 @@ def _scoped_filter(model: Any, item: Any) -> Any:
     except Exception:  # a custom filter's parameter name, not a field path
         return item
     if getattr(field, "is_relation", False) and getattr(field, "many_to_one", False):
-        return item, RelatedOnlyFieldListFilter
+        return item, ScopedRelatedFieldListFilter
     return (item, ScopedAllValuesFieldListFilter) if "__" in item else item
 
 

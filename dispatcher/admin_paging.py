@@ -27,7 +27,9 @@ class RecentValuesFilter(admin.SimpleListFilter):
     field_name = ""
 
     def lookups(self, request, model_admin):
-        newest = model_admin.model.objects.order_by("-pk").values_list(self.field_name, flat=True)[:RECENT_ROWS]
+        # The login's own rows only (a trigger names a workflow rule): the admin's queryset is scoped.
+        newest = model_admin.get_queryset(request).order_by("-pk").values_list(self.field_name,
+                                                                               flat=True)[:RECENT_ROWS]
         return [(value, value) for value in sorted(set(newest)) if value]
 
     def queryset(self, request, queryset):

@@ -43,7 +43,7 @@ def world(receiver, name: str) -> dict:
                      actions=[Action(webhook=webhook, kind="time_based", delay_amount=2, delay_unit="days")]).rule
     record = crm_services.record_create(module=deals, owner=owner, values={"Deal_Name": f"Deal {name}"})
     crm_services.record_update(record=record, values={f"Ref_{name}": "x"})  # fires the rule: a scheduled run
-    delivery = delivery_engine.delivery_enqueue(webhook=webhook, record=record)
+    delivery = delivery_engine.delivery_enqueue(webhook=webhook, record=record, trigger=f"Rule “Rule {name}” on edit")
     delivery_engine.delivery_run(delivery_id=delivery.pk)
     channel = channels.channel_create(organization=organization, owner=owner, events=["Deals.create"],
                                       notify_url=receiver.url_for(f"/{name}/notify"), token=f"chan-{name}")
@@ -207,6 +207,7 @@ def test_an_auditor_of_each_organization_sees_none_of_the_others_secrets(client,
                 assert secret not in text, (url, secret)
             assert f"Hook {name}" not in text and f"Deal {name}" not in text, url
             assert f"Projects_{name}" not in text and f"Ref {name}" not in text, url
+            assert f"Rule {name}" not in text, url  # rule names, in the log's trigger filter too
 
 
 def test_superusers_see_every_organization_and_shared_data_is_theirs_to_change(client, two, django_user_model):
