@@ -14,7 +14,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state: SQLite file, file-system broker, beat schedule, keys, demo logins (VAR_DIR moves it: bench runs).
 VAR_DIR = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(mode=0o700, exist_ok=True)
-VAR_DIR.chmod(0o700)  # the SQLite file, the broker's messages, keys and logins: the owner's only
+try:
+    VAR_DIR.chmod(0o700)  # the SQLite file, the broker's messages, keys and logins: the owner's only
+except PermissionError:  # a folder the process may write but does not own (a mounted volume): keep its mode
+    pass
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
