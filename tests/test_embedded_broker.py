@@ -8,7 +8,8 @@ MESSAGES = 1500
 
 def test_a_consumer_reading_while_messages_are_written_gets_each_whole_and_once(tmp_path):
     options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-               "processed_folder": str(tmp_path / "processed")}
+               "processed_folder": str(tmp_path / "processed"),
+               "control_folder": str(tmp_path / "control")}  # kombu's default is ./control, in the checkout
     (tmp_path / "processed").mkdir()
     payload = {"body": "x" * 20_000}  # large enough that a write is not one instant
     received, errors = [], []
