@@ -10,9 +10,11 @@ from pathlib import Path
 
 import environ
 
+from config.keys import INSECURE_SECRET_KEY, var_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state: SQLite file, file-system broker, beat schedule, keys, demo logins (VAR_DIR moves it: bench runs).
-VAR_DIR = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")
+VAR_DIR = var_dir()
 VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 try:
     VAR_DIR.chmod(0o700)  # the SQLite file, the broker's messages, keys and logins: the owner's only
@@ -27,14 +29,13 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 
 def _kept(name: str) -> str:
-    """A key command 1 generated and keeps in var/ (scripts/bootstrap.sh), or empty."""
+    """A key command 1 generated and keeps in var/ (config/keys.py), or empty."""
     path = VAR_DIR / name
     return path.read_text().strip() if path.exists() else ""
 
 
-# The shipped default only lets a development checkout start (DJANGO_DEBUG on); without debug the processes
-# refuse it (dispatcher/checks.py), as they refuse to run without WEBHOOK_SECRETS_KEYS.
-INSECURE_SECRET_KEY = "insecure-dev-key-change-me-in-production-0123456789"
+# INSECURE_SECRET_KEY (config/keys.py) only lets a development checkout start (DJANGO_DEBUG on); without debug
+# the processes refuse it (dispatcher/checks.py), as they refuse to run without WEBHOOK_SECRETS_KEYS.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_kept("secret-key") or INSECURE_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

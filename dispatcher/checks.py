@@ -5,13 +5,15 @@ processes start (config/wsgi.py, config/celery.py), which refuse to start on an 
 from django.conf import settings
 from django.core import checks
 
+from config.keys import INSECURE_SECRET_KEY
+
 
 @checks.register(checks.Tags.security)
 def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     if settings.DEBUG:
         return []
     problems = []
-    if settings.SECRET_KEY == settings.INSECURE_SECRET_KEY:
+    if settings.SECRET_KEY == INSECURE_SECRET_KEY:
         problems.append(checks.Error(
             "DJANGO_SECRET_KEY is the default shipped with the source.",
             hint="Set DJANGO_SECRET_KEY to a long random value (scripts/bootstrap.sh keeps one in var/secret-key).",

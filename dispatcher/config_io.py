@@ -240,8 +240,7 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
                 and webhook.auth_password else [])
         kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
                  if isinstance(item, dict) and item.get("value") is None and stored_custom.get(item.get("name"))]
-        if problem := services.webhook_retarget_problem(stored_url=Webhook.objects.values_list("url", flat=True)
-                                                        .get(pk=webhook.pk), url=webhook.url, kept=kept):
+        if problem := services.webhook_retarget_problem(stored_url=before["url"], url=webhook.url, kept=kept):
             raise ValidationError(problem)
     captures = _captures_import(webhook, module, entry.get("capture"))
     services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures)

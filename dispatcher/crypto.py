@@ -1,18 +1,18 @@
 """Secrets at rest: a model field that stores Fernet tokens and hands out plain text."""
-import base64
-import hashlib
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import models
 
+from config.keys import derived_key
+
 
 @cache
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
     if not keys:
         # Derived from SECRET_KEY so a fresh install works; production sets WEBHOOK_SECRETS_KEYS.
-        keys = (base64.urlsafe_b64encode(hashlib.sha256(b"webhook-secrets:" + secret_key.encode()).digest()).decode(),)
+        keys = (derived_key(secret_key),)
     return MultiFernet([Fernet(key) for key in keys])
 
 

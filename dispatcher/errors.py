@@ -43,6 +43,13 @@ def error_class_of(result: HttpResult) -> str:
     return f"http_{result.status_code}"
 
 
+def failure_reason(error_class: str, error_message: str, what_next: str) -> str:
+    """The reason a failed attempt shows in the log and the e-mail: the error's meaning, its detail, and what
+    happens next ("retry 1 of 3 at …", "no retry left …", "not retried: 404.")."""
+    text = meaning(error_class) + (f" {error_message}" if error_message else "")
+    return f"{text.rstrip('. ')}; {what_next}"
+
+
 def meaning(error_class: str) -> str:
     if not error_class:
         return ""

@@ -195,9 +195,9 @@ def url_origin(url: str) -> tuple[str, str, int | None]:
 def webhook_retarget_problem(*, stored_url: str, url: str, kept: list[str]) -> str | None:
     """Secrets go only to the origin they were entered for: a URL moved to another scheme, host or port
     needs every secret it keeps entered again (the admin form and import_config both ask)."""
-    if not kept or url_origin(stored_url) == url_origin(url):
-        return None
     before, after = url_origin(stored_url), url_origin(url)
+    if not kept or before == after:
+        return None
     return (f"The URL now goes to {after[0]}://{after[1]}:{after[2]} instead of {before[0]}://{before[1]}:{before[2]}: "
             f"enter {', '.join(kept)} again. Secrets are only sent to the host they were entered for.")
 

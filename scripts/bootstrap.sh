@@ -19,4 +19,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 # Keys of the embedded default, generated once and kept in var/ (env variables, when set, win).
-python scripts/keys.py
+python -m config.keys

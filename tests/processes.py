@@ -14,9 +14,17 @@ from django.db import connection, transaction
 """
 
 
-def python(code: str, *args: str, database: Path, **extra_env: str) -> subprocess.Popen:
+def process_env(database: Path, **extra_env: str) -> dict[str, str]:
+    """This environment for a process of the product's own: a SQLite file of its own, none of the test
+    process's per-worker or link settings, and the virtual environment's commands (gunicorn, celery) first."""
     env = {key: value for key, value in os.environ.items()
            if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER", "SITE_URL", "API_BASE_URL", "PORT"}}
-    env.update(DATABASE_URL=f"sqlite:///{database}", **extra_env)
+    env.update(DATABASE_URL=f"sqlite:///{database}",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra_env)
+    return env
+
+
+def python(code: str, *args: str, database: Path, **extra_env: str) -> subprocess.Popen:
+    env = process_env(database, **extra_env)
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

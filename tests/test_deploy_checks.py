@@ -1,15 +1,15 @@
 """No process runs without debug on keys that ship with the source, and `check --deploy` is clean with the
 production settings the README documents (issue 16). Each runs the real commands in processes of their own."""
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = "insecure-dev-key-change-me-in-production-0123456789"
+from config.keys import INSECURE_SECRET_KEY
+from tests.processes import ROOT, process_env
+
+SHIPPED = INSECURE_SECRET_KEY
 PRODUCTION = {
     "DJANGO_SECRET_KEY": "a-long-random-production-key-" + "x9Kq2" * 10, "WEBHOOK_SECRETS_KEYS": "",
     "DJANGO_ALLOWED_HOSTS": "crm.example.com", "DJANGO_CSRF_TRUSTED_ORIGINS": "https://crm.example.com",
@@ -20,10 +20,8 @@ PRODUCTION = {
 
 
 def run(command: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key not in {"PYTEST_XDIST_WORKER"}}
-    environment.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-                       PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env)
-    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, cwd=ROOT, env=process_env(tmp_path / "db.sqlite3", **env), capture_output=True,
+                          text=True, timeout=180)
 
 
 @pytest.mark.parametrize(("env", "refused"), [

@@ -1,19 +1,15 @@
 """The web process as the Procfile starts it (gunicorn with config/gunicorn.py), attacked from outside (issue 16):
 slow clients do not stall it, and its access log never holds an API key."""
-import os
 import shlex
 import socket
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.e2e.conftest import wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, process_env
 
 
 def procfile_command(name: str) -> list[str]:
@@ -33,9 +29,7 @@ def free_port() -> int:
 def web(tmp_path):
     """gunicorn on a port of its own and a SQLite file of its own; its output collected line by line."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER"}}
-    env.update(PORT=str(port), BIND="127.0.0.1", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env = process_env(tmp_path / "db.sqlite3", PORT=str(port), BIND="127.0.0.1")
     process = subprocess.Popen(procfile_command("web"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -1,20 +1,14 @@
 """LOG_FORMAT=json reaches the Celery worker too (issue 16): its lines are JSON objects like the web's."""
 import json
-import os
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 from tests.e2e.conftest import wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, process_env
 
 
 def test_the_celery_worker_logs_json_lines_with_log_format_json(tmp_path):
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PYTEST_XDIST_WORKER"}}
-    env.update(LOG_FORMAT="json", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env = process_env(tmp_path / "db.sqlite3", LOG_FORMAT="json")
     # A queue nobody sends to: the worker starts, says so, and takes nobody's tasks.
     worker = subprocess.Popen(["celery", "-A", "config", "worker", "--pool", "solo", "-Q", "log-format-probe",
                                "--loglevel", "INFO", "--without-mingle", "--without-gossip", "-n", "probe@%h"],

@@ -151,9 +151,8 @@ def outcome_of_result(send: Send, result: HttpResult) -> Outcome:
         due_at = retry.next_attempt_at(policy=delivery.retry_policy, attempt_number=delivery.cycle_attempts,
                                        result=result, now=finished)
         status = DeliveryStatus.RETRY if due_at else DeliveryStatus.FAILED
-        reason = errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
-        reason = f"{reason.rstrip('. ')}; " + retry.verdict(
-            policy=delivery.retry_policy, attempt_number=delivery.cycle_attempts, result=result, due_at=due_at)
+        reason = errors.failure_reason(error_class, result.error_message, retry.verdict(
+            policy=delivery.retry_policy, attempt_number=delivery.cycle_attempts, result=result, due_at=due_at))
     attempt = Attempt(
         delivery=delivery, number=delivery.attempt_count, started_at=send.started_at,
         duration_ms=result.duration_ms, status_code=result.status_code, error_class=error_class,

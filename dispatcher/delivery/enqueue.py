@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from crm.models import Record
 from dispatcher.delivery import states
+from dispatcher.delivery.attempt import RESPONSE_EXCERPT_CHARS
 from dispatcher.delivery.claims import deliveries_wake
 from dispatcher import errors
 from dispatcher.cleaning import clean_headers, clean_text
@@ -106,9 +107,6 @@ def delivery_log_cancelled(
     )
 
 
-TEST_EXCERPT_CHARS = 64 * 1024  # of a test send's response kept on its attempt, as for any attempt
-
-
 def delivery_log_test(*, webhook: Webhook, record: Record, request: RenderedRequest, result: HttpResult,
                       started_at: datetime.datetime, by: str, public_id) -> Delivery:
     """A test send from the admin, in the log as a delivery of source "Test" with its one attempt (masked
@@ -117,11 +115,10 @@ def delivery_log_test(*, webhook: Webhook, record: Record, request: RenderedRequ
     now = timezone.now()
     error_class = errors.error_class_of(result)
     status = DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED
-    reason = "" if result.is_success else (
-        errors.meaning(error_class) + (f" {result.error_message}" if result.error_message else "")
-    ).rstrip(". ") + "; a test send is not retried."
+    reason = "" if result.is_success else errors.failure_reason(error_class, result.error_message,
+                                                                "a test send is not retried.")
     headers, _ = clean_headers({name: request.mask(value) for name, value in result.headers.items()})
-    body, _ = clean_text(request.mask(result.body.decode("utf-8", "replace")[:TEST_EXCERPT_CHARS]))
+    body, _ = clean_text(request.mask(result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]))
     with transaction.atomic():
         delivery = Delivery.objects.create(
             public_id=public_id, organization_id=webhook.organization_id, webhook=webhook,

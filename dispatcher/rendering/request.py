@@ -9,6 +9,7 @@ Where parameters go (README "Rendering"):
 """
 import base64
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -85,15 +86,16 @@ class RenderedRequest:
         return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
 
 
-def secret_spellings(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def secret_spellings(secret: str) -> frozenset[str]:
     """The ways a secret comes back in an echoed request or a log: as typed; percent-encoded with upper- and
     lower-case hex, with + or %20 for spaces; JSON-escaped with and without \\u escapes (and \\/ for /);
-    XML-escaped."""
+    XML-escaped. Kept per secret: every attempt masks each response header and the body with them."""
     percent = {encode(secret, safe=safe) for encode in (quote_plus, quote) for safe in ("", "/")}
     percent |= {_LOWER_HEX.sub(lambda m: m.group(0).lower(), form) for form in percent}
     json_forms = {in_json_string(secret), json.dumps(secret)[1:-1]}
     json_forms |= {form.replace("/", "\\/") for form in json_forms}
-    return {secret, xml_text(secret), *percent, *json_forms}
+    return frozenset({secret, xml_text(secret), *percent, *json_forms})
 
 
 _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")

@@ -4,7 +4,7 @@ from django.db import connection
 from django.urls import reverse
 
 from crm import services as crm_services
-from dispatcher.models import CustomParameter, DailyUsage, Delivery, Webhook
+from dispatcher.models import DailyUsage, Delivery, Webhook
 from tests.factories import staff_login, webhook_create
 
 ADD_URL = reverse("admin:dispatcher_webhook_add")
