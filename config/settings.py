@@ -221,6 +221,15 @@ WEBHOOK_MAX_STORED_HEADER_BYTES = env.int("WEBHOOK_MAX_STORED_HEADER_BYTES", def
 # A response capture (JSONPath or XPath over the answer) is stopped after this many seconds and recorded as
 # a capture error: an expression that backtracks cannot hold a worker.
 WEBHOOK_CAPTURE_TIMEOUT = env.float("WEBHOOK_CAPTURE_TIMEOUT", default=2.0)
+# Retry delays are moved at random by up to this fraction of themselves (0.1: ±10 %), so that deliveries failed
+# together by an outage come back spread out; 0 keeps them exact.
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)
+# After "Rotate signing secret", deliveries are signed with the new and the previous secret for this many
+# hours, so that receivers can switch over without rejecting a delivery (Standard Webhooks).
+WEBHOOK_SECRET_GRACE_HOURS = env.float("WEBHOOK_SECRET_GRACE_HOURS", default=24.0)
+# Optional HTTP proxy all webhook traffic goes through (CONNECT to the checked address), e.g.
+# http://egress.internal:3128 or http://user:password@egress.internal:3128; receivers then see its IPs.
+WEBHOOK_EGRESS_PROXY = env.str("WEBHOOK_EGRESS_PROXY", default="")
 # Ended deliveries (and their attempts) older than this many days are purged, in batches, every hour.
 WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE = {

@@ -3,6 +3,7 @@ import csv
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
@@ -15,12 +16,14 @@ from django.utils.html import format_html, format_html_join
 from config.admin_base import CrmAdminMixin, scoped
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from crm.models import Module, Organization, Record
-from dispatcher import selectors, services
+from dispatcher import retry, selectors, services
+from dispatcher.admin_secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
 from dispatcher import capture
 from dispatcher.delivery import deliveries_resend
 from dispatcher.admin_paging import CappedCountPaginator, ErrorClassFilter, ModuleFilter, TriggerFilter
 from dispatcher.models import (
-    Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, RetryPolicy, Webhook,
+    Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, OAuthClientAuth, RetryPolicy,
+    Webhook, WebhookHeader,
 )
 from dispatcher.rendering.request import MASK
 from dispatcher.usage import usage_last_days
@@ -28,33 +31,59 @@ from dispatcher.usage import usage_last_days
 RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the page
 
 
+def _secret_input(label: str, help_text: str, *, multiline: bool = False) -> forms.CharField:
+    widget = (forms.Textarea(attrs={"rows": 4, "cols": 64, "autocomplete": "off", "style": "font-family: monospace"})
+              if multiline else forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+    return forms.CharField(label=label, required=False, strip=False, widget=widget,
+                           help_text=help_text + " Stored encrypted and never shown; leave empty to keep the saved one.")
+
+
 class WebhookForm(forms.ModelForm):
-    auth_password = forms.CharField(
-        label="Password", required=False, strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="For Basic authentication. Stored encrypted and never shown; leave empty to keep the saved one.",
-    )
+    """Secrets are write-only: an empty field keeps the stored value, but only for the host it was entered
+    for (services.webhook_retarget_problem); fields of another authorization type are cleared."""
+
+    auth_password = _secret_input("Password", "For Basic authentication.")
+    auth_token = _secret_input("Bearer token", "Sent as Authorization: Bearer <token>.")
+    oauth_client_secret = _secret_input("Client secret", "OAuth 2.0 client secret.")
+    tls_client_key = _secret_input("Client key (PEM)", "The client certificate's private key, unencrypted PEM.",
+                                   multiline=True)
 
     class Meta:
         model = Webhook
         fields = "__all__"
-        widgets = {"body": forms.Textarea(attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"})}
+        widgets = {"body": forms.Textarea(attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"}),
+                   "tls_client_certificate": forms.Textarea(attrs={"rows": 4, "cols": 64,
+                                                                   "style": "font-family: monospace"}),
+                   "tls_ca_bundle": forms.Textarea(attrs={"rows": 4, "cols": 64, "style": "font-family: monospace"})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance.pk and self.instance.auth_password:
-            self.fields["auth_password"].widget.attrs["placeholder"] = MASK
+        if "oauth_client_auth" in self.fields:  # only asked for with OAuth 2.0; the default otherwise
+            self.fields["oauth_client_auth"].required = False
+        for name in services.WEBHOOK_SECRETS:
+            self.initial[name] = ""
+            if self.instance.pk and getattr(self.instance, name):
+                self.fields[name].widget.attrs["placeholder"] = MASK
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if cleaned.get("auth_type") == AuthType.NONE:
-            cleaned["auth_username"], cleaned["auth_password"] = "", ""
-        elif not cleaned.get("auth_password") and self.instance.pk:
-            stored = Webhook.objects.get(pk=self.instance.pk)
-            cleaned["auth_password"] = stored.auth_password
-            if stored.auth_password and (problem := services.webhook_retarget_problem(
-                    stored_url=stored.url, url=cleaned.get("url") or "", kept=["the Basic password"])):
-                self.add_error("auth_password", problem)
+        stored = Webhook.objects.get(pk=self.instance.pk) if self.instance.pk else None
+        for name in services.webhook_unused_secrets(auth_type=cleaned.get("auth_type"),
+                                                   certificate=cleaned.get("tls_client_certificate", "")):
+            cleaned[name] = ""
+        if cleaned.get("auth_type") != AuthType.BASIC:
+            cleaned["auth_username"] = ""
+        if cleaned.get("auth_type") != AuthType.OAUTH2:
+            cleaned["oauth_token_url"] = cleaned["oauth_client_id"] = cleaned["oauth_scope"] = ""
+        cleaned["oauth_client_auth"] = cleaned.get("oauth_client_auth") or OAuthClientAuth.BASIC
+        for name, (what, origin_field) in services.WEBHOOK_SECRETS.items():
+            if cleaned.get(name) or stored is None or name in services.webhook_unused_secrets(
+                    auth_type=cleaned.get("auth_type"), certificate=cleaned.get("tls_client_certificate", "")):
+                continue
+            cleaned[name] = getattr(stored, name)
+            if cleaned[name] and (problem := services.webhook_retarget_problem(
+                    stored_url=getattr(stored, origin_field), url=cleaned.get(origin_field) or "", kept=[what])):
+                self.add_error(name, problem)
         if self.errors:
             return cleaned
         candidate = Webhook(**{k: v for k, v in cleaned.items() if k in {f.name for f in Webhook._meta.fields}})
@@ -168,21 +197,90 @@ class CustomParameterInline(CrmAdminMixin, admin.TabularInline):
         return MASK
 
 
+class WebhookHeaderForm(forms.ModelForm):
+    """A secret value is never shown again: an empty field keeps it (for the same host, see the formset)."""
+
+    value = forms.CharField(required=False, strip=False, widget=forms.TextInput(attrs={"size": 50}),
+                            help_text="Text with merge fields, or a secret sent as typed (tick “secret”).")
+
+    class Meta:
+        model = WebhookHeader
+        fields = ["name", "value", "is_secret", "position"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.is_secret:
+            self.initial["value"] = ""
+            self.fields["value"].widget = forms.PasswordInput(render_value=False, attrs={"placeholder": MASK,
+                                                                                         "autocomplete": "off"})
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data["value"]
+        self.kept_stored_value = False
+        if not value and self.instance.pk and self.instance.is_secret:
+            self.kept_stored_value = True
+            return WebhookHeader.objects.get(pk=self.instance.pk).value
+        return value
+
+
+class WebhookHeaderFormSet(SiblingAwareFormSet):
+    def clean(self) -> None:
+        super().clean()
+        webhook = self.instance
+        if any(self.errors):
+            return
+        rows = self.kept_rows()
+        problems = services.webhook_check_headers(
+            webhook=webhook, headers=[services.Header(r["name"], r["value"], r["is_secret"]) for r in rows])
+        kept = [f"the value of header “{form.cleaned_data['name']}”" for form in self.kept_forms()
+                if getattr(form, "kept_stored_value", False) and form.cleaned_data.get("is_secret")]
+        if webhook.pk and kept:
+            stored_url = Webhook.objects.values_list("url", flat=True).get(pk=webhook.pk)
+            if problem := services.webhook_retarget_problem(stored_url=stored_url, url=webhook.url, kept=kept):
+                problems.append(problem)
+        if problems:
+            raise ValidationError(problems)
+
+
+class WebhookHeaderInline(CrmAdminMixin, admin.TabularInline):
+    model = WebhookHeader
+    form = WebhookHeaderForm
+    formset = WebhookHeaderFormSet
+    extra = 0
+    verbose_name_plural = "custom headers (text with merge fields, or secrets such as API keys; secrets masked)"
+    readonly_fields = ["shown_value"]
+
+    def get_fields(self, request, obj=None):
+        """Whoever may only look sees secret values as a mask."""
+        if not self.has_change_permission(request, obj):
+            return ["name", "shown_value", "is_secret", "position"]
+        return super().get_fields(request, obj)
+
+    @admin.display(description="value")
+    def shown_value(self, obj: WebhookHeader) -> str:
+        return MASK if obj.is_secret else obj.value
+
+
 @admin.register(Webhook)
 class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     form = WebhookForm
-    inlines = [EntityParameterInline, CustomParameterInline, CaptureInline]
+    inlines = [EntityParameterInline, CustomParameterInline, WebhookHeaderInline, CaptureInline]
     list_display = ["name", "organization", "module", "method", "content_type", "url", "is_active", "preview_link",
                     "log_link"]
     list_filter = ["is_active", "method", "content_type", "module__api_name", "organization"]
     search_fields = ["name", "description", "url"]
     list_select_related = ["organization", "module"]
     readonly_fields = ["signing_secret_display", "merge_fields_display", "created_at", "modified_at"]
-    actions = ["activate", "deactivate", "rotate_signing_secret", "send_test"]
+    actions = ["activate", "deactivate", "rotate_signing_secret", "expire_previous_signing_secret", "send_test"]
     fieldsets = [
         (None, {"fields": ["organization", "module", "name", "description", "is_active"]}),
         ("Request", {"fields": ["url", "method", "content_type", "body", "retry_policy"]}),
-        ("Authorization", {"fields": ["auth_type", "auth_username", "auth_password"]}),
+        ("Authorization", {"fields": ["auth_type", "auth_username", "auth_password", "auth_token"],
+                           "description": "Custom headers (e.g. an API key) are set below."}),
+        ("OAuth 2.0 client credentials", {"fields": ["oauth_token_url", "oauth_client_id", "oauth_client_secret",
+                                                     "oauth_scope", "oauth_client_auth"], "classes": ["collapse"]}),
+        ("Mutual TLS", {"fields": ["tls_client_certificate", "tls_client_key", "tls_ca_bundle"],
+                        "classes": ["collapse"]}),
         ("Dates and times", {"fields": ["date_format", "datetime_format", "time_zone"]}),
         ("Response capture", {"fields": ["capture_response", "capture_type", "capture_namespaces"]}),
         ("Signing", {"fields": ["signing_secret_display"]}),
@@ -199,17 +297,31 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
         """View-only users (auditors) get the password as a mask, not a readonly copy of the real thing."""
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and not self.has_change_permission(request, obj):
-            masked = {"auth_password": "auth_password_masked", "signing_secret_display": "signing_secret_masked"}
+            masked = {name: f"{name}_masked" for name in services.WEBHOOK_SECRETS}
+            masked["signing_secret_display"] = "signing_secret_masked"
             fieldsets = [(title, {**options, "fields": [masked.get(f, f) for f in options["fields"]]})
                          for title, options in fieldsets]
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "auth_password_masked", "signing_secret_masked"]
+        return [*super().get_readonly_fields(request, obj), *(f"{name}_masked" for name in services.WEBHOOK_SECRETS),
+                "signing_secret_masked"]
 
     @admin.display(description="password")
     def auth_password_masked(self, obj: Webhook) -> str:
         return MASK if obj.auth_password else "-"
+
+    @admin.display(description="bearer token")
+    def auth_token_masked(self, obj: Webhook) -> str:
+        return MASK if obj.auth_token else "-"
+
+    @admin.display(description="client secret")
+    def oauth_client_secret_masked(self, obj: Webhook) -> str:
+        return MASK if obj.oauth_client_secret else "-"
+
+    @admin.display(description="client key")
+    def tls_client_key_masked(self, obj: Webhook) -> str:
+        return MASK if obj.tls_client_key else "-"
 
     @admin.display(description="signing secret")
     def signing_secret_masked(self, obj: Webhook) -> str:
@@ -219,10 +331,7 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     def signing_secret_display(self, obj: Webhook) -> str:
         if not obj.pk:
             return "Generated when the webhook is saved."
-        return format_html(
-            "<code>{}</code><br><span class='help'>Receivers verify the webhook-signature header with it; "
-            "use the “Rotate signing secret” action to replace it.</span>", obj.signing_secret,
-        )
+        return signing_secrets_html(obj)
 
     @admin.display(description="merge fields")
     def merge_fields_display(self, obj: Webhook) -> str:
@@ -255,6 +364,8 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
             custom_parameters=[services.Parameter(r["name"], r["value"]) for r in rows.get(CustomParameter, [])],
             captures=[Capture(when=r["when"], expression=r["expression"], field=r["field"])
                       for r in rows[Capture]] if Capture in rows else None,
+            headers=[services.Header(r["name"], r["value"], r["is_secret"])
+                     for r in rows[WebhookHeader]] if WebhookHeader in rows else None,
         )
         for token, reason in services.webhook_unsupported_merge_fields(webhook=form.instance):
             self.message_user(
@@ -271,13 +382,14 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
         count = queryset.update(is_active=False, modified_at=timezone.now())  # modified: workers reload it
         self.message_user(request, f"{count} webhook(s) deactivated.", messages.SUCCESS)
 
-    @admin.action(description="Rotate signing secret", permissions=["change"])
+    @admin.action(description="Rotate signing secret (the old one keeps signing for a grace period)",
+                  permissions=["change"])
     def rotate_signing_secret(self, request: HttpRequest, queryset) -> None:
-        for webhook in queryset:
-            services.webhook_signing_secret_rotate(webhook=webhook)
-        self.message_user(
-            request, f"New signing secrets for {queryset.count()} webhook(s); update the receivers.", messages.WARNING
-        )
+        rotate_signing_secrets(self, request, queryset, "webhook")
+
+    @admin.action(description="Expire the old signing secret now", permissions=["change"])
+    def expire_previous_signing_secret(self, request: HttpRequest, queryset) -> None:
+        expire_previous_signing_secrets(self, request, queryset, "webhook")
 
     @admin.action(description="Preview and send a test request", permissions=["change"])
     def send_test(self, request: HttpRequest, queryset) -> HttpResponse | None:
@@ -333,9 +445,30 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
 
 @admin.register(RetryPolicy)
 class RetryPolicyAdmin(CrmAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "code", "delays", "max_retry_after", "failure_emails"]
+    list_display = ["name", "code", "schedule", "max_retry_after", "failure_emails"]
     list_filter = ["failure_emails"]
     search_fields = ["name", "code"]
+    fields = ["code", "name", "delays", "schedule_table", "max_retry_after", "failure_emails"]
+    readonly_fields = ["schedule_table"]
+
+    @admin.display(description="attempts (from the first)")
+    def schedule(self, obj: RetryPolicy) -> str:
+        return retry.schedule_text(obj)
+
+    @admin.display(description="when each retry happens")
+    def schedule_table(self, obj: RetryPolicy) -> str:
+        if not obj.pk:
+            return "Shown once the policy is saved."
+        jitter = round(settings.WEBHOOK_RETRY_JITTER * 100)
+        rows = [("first attempt", "at once", "0 s")] + [
+            (f"retry {n}", f"{retry.duration_text(delay)} after the failed attempt", retry.duration_text(total))
+            for n, (delay, total) in enumerate(retry.schedule(obj), start=1)]
+        return format_html(
+            "<table><tr><th>attempt</th><th>waits</th><th>after the first attempt</th></tr>{}</table>"
+            "<p class='help'>Each delay is moved at random by up to ±{}% (WEBHOOK_RETRY_JITTER); a 429 or 503 "
+            "with Retry-After waits as asked, up to the longest Retry-After honoured. 410 Gone is never retried "
+            "and disables the destination.</p>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows), jitter)
 
 
 class ReadOnlyAdmin(CrmAdminMixin, admin.ModelAdmin):

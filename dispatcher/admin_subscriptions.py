@@ -8,6 +8,7 @@ from django.utils.html import format_html
 
 from config.admin_base import CrmAdminMixin
 from dispatcher import channels, health
+from dispatcher.admin_secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
 from dispatcher.models import Channel, DeliveryStatus, Endpoint
 
 
@@ -26,8 +27,28 @@ class ChannelAdmin(CrmAdminMixin, admin.ModelAdmin):
     search_fields = ["public_id", "notify_url"]
     list_select_related = ["organization", "owner"]
     fields = ["public_id", "organization", "owner", "events", "fields", "notify_url", "token_set", "expires_at",
-              "verified_at", "is_active", "expiry_notice_sent_at", "created_at", "modified_at", "deliveries"]
+              "verified_at", "is_active", "expiry_notice_sent_at", "created_at", "modified_at", "deliveries",
+              "signing_secrets"]
     readonly_fields = [f for f in fields if f != "is_active"]
+    actions = ["rotate_signing_secret", "expire_previous_signing_secret"]
+
+    def get_fields(self, request, obj=None):
+        """The signing secrets only for those who may change the channel (auditors see neither)."""
+        fields = super().get_fields(request, obj)
+        return fields if self.has_change_permission(request, obj) else [f for f in fields if f != "signing_secrets"]
+
+    @admin.display(description="signing secret")
+    def signing_secrets(self, obj: Channel) -> str:
+        return signing_secrets_html(obj)
+
+    @admin.action(description="Rotate signing secret (the old one keeps signing for a grace period)",
+                  permissions=["change"])
+    def rotate_signing_secret(self, request: HttpRequest, queryset) -> None:
+        rotate_signing_secrets(self, request, queryset, "channel")
+
+    @admin.action(description="Expire the old signing secret now", permissions=["change"])
+    def expire_previous_signing_secret(self, request: HttpRequest, queryset) -> None:
+        expire_previous_signing_secrets(self, request, queryset, "channel")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 
 from crm.apis import ApiError, api_view, invalid_fields, json_body
 from crm.models import ApiKey
-from dispatcher import channels
+from dispatcher import channels, secret_rotation
 from dispatcher.models import Channel
 from dispatcher.models.endpoints import Endpoint, destination_of
 
@@ -31,10 +31,12 @@ def channel_data(channel: Channel, *, with_secret: bool = False) -> dict[str, An
             "disabled_reason": endpoint.disabled_reason if endpoint else "",
             "consecutive_failures": endpoint.consecutive_failures if endpoint else 0,
         },
+        "previous_secret_expiry_time": (channel.previous_secret_expires_at.isoformat()
+                                        if channel.previous_signing_secret else None),
         "created_time": channel.created_at.isoformat(),
         "modified_time": channel.modified_at.isoformat(),
     }
-    if with_secret:  # shown once, when the channel is made: receivers verify signatures with it
+    if with_secret:  # shown once, when the channel is made or rotated: receivers verify signatures with it
         data["signing_secret"] = channel.signing_secret
     return data
 
@@ -100,4 +102,22 @@ def channel_renew(request: HttpRequest, key: ApiKey, channel_id: str) -> JsonRes
         if not hasattr(error, "error_dict"):
             raise ApiError(409, "channel_expired", error.messages[0]) from None
         raise invalid_fields(error) from None
+    return JsonResponse({"data": channel_data(channel)})
+
+
+@api_view({"POST"})
+def channel_secret_rotate(request: HttpRequest, key: ApiKey, channel_id: str) -> JsonResponse:
+    """A new signing secret, shown once; the old one keeps signing until previous_secret_expiry_time."""
+    channel = _channel(key, channel_id)
+    _object(json_body(request) if request.body else {}, set())
+    secret_rotation.signing_secret_rotate(sender=channel)
+    return JsonResponse({"data": channel_data(channel, with_secret=True)})
+
+
+@api_view({"DELETE"})
+def channel_previous_secret(request: HttpRequest, key: ApiKey, channel_id: str) -> JsonResponse:
+    """Stop signing with the old secret now, once the receiver has the new one."""
+    channel = _channel(key, channel_id)
+    if not secret_rotation.signing_secret_expire_previous(sender=channel):
+        raise ApiError(404, "not_found", "This channel has no previous signing secret.")
     return JsonResponse({"data": channel_data(channel)})

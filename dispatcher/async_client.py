@@ -1,7 +1,8 @@
-"""The guarded HTTP client of the delivery engine's sender pool: asyncio and aiohttp, with the same
-guarantees as dispatcher/http_client.py (which serves one-off sends: test sends, channel verification).
+"""The guarded HTTP client: the only way this project sends a request to a URL someone typed. asyncio and
+aiohttp; the delivery engine's sender pool keeps one session per process, one-off sends (test sends,
+channel verification, through dispatcher/sending.py) make a short-lived one.
 
-- The URL is checked as there before any connection (request_refusal: scheme, port, address literals).
+- The URL is checked before any connection (http_client.request_refusal: scheme, port, address literals).
 - The host is resolved by _GuardedResolver, which refuses the request if any address is not public
   (private, loopback, link-local, reserved, metadata) and hands aiohttp exactly the checked addresses:
   the address checked is the address connected to. No DNS cache: each new connection resolves again.
@@ -10,6 +11,10 @@ guarantees as dispatcher/http_client.py (which serves one-off sends: test sends,
 - Connect and read timeouts, and a total deadline held by the event loop (a receiver that trickles a
   byte at a time is cut at WEBHOOK_TOTAL_TIMEOUT); the body is read up to WEBHOOK_MAX_RESPONSE_BYTES.
 - Keep-alive connections are pooled per destination and reused.
+- With WEBHOOK_EGRESS_PROXY set, every connection is an HTTP CONNECT tunnel through that proxy to the
+  address the resolver checked (never to the host name: the proxy's own DNS answer is not trusted), and
+  TLS runs end to end inside it, verified for the URL's host name. The proxy's address is the operator's
+  and is not checked.
 - Never raises for a network problem: the result says what happened, the caller decides.
 
 Why aiohttp rather than the threaded requests client: measured against a receiver answering in 100 ms
@@ -17,10 +22,15 @@ Why aiohttp rather than the threaded requests client: measured against a receive
 request, aiohttp at ~940/s (100 in flight) using 0.3 ms, which leaves the CPU to the database work.
 """
 import asyncio
+import base64
 import ipaddress
 import socket
+import ssl
 import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
+import aiohappyeyeballs
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
@@ -31,6 +41,7 @@ from dispatcher.http_client import (
 from dispatcher.validators import address_forbidden
 
 MAX_HEADER_BYTES = 64 * 1024  # one response header line, as http.client allows; longer is a protocol error
+MAX_PROXY_HEAD_BYTES = 16 * 1024  # the egress proxy's answer to CONNECT
 
 
 class BlockedAddress(Exception):
@@ -56,20 +67,107 @@ class _GuardedResolver(AbstractResolver):
         return None
 
 
+class EgressRefused(Exception):
+    """The egress proxy could not be used or did not open the tunnel."""
+
+
+@dataclass(frozen=True)
+class EgressProxy:
+    """WEBHOOK_EGRESS_PROXY: http://[user:password@]host:port."""
+
+    host: str
+    port: int
+    authorization: str  # Proxy-Authorization value, or ""
+
+    @classmethod
+    def from_url(cls, url: str) -> "EgressProxy":
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            raise ValueError("WEBHOOK_EGRESS_PROXY must look like http://proxy.internal:3128 "
+                             "(optionally http://user:password@proxy.internal:3128).")
+        authorization = ""
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode()
+        return cls(parts.hostname, parts.port or 80, authorization)
+
+    async def tunnel(self, loop: asyncio.AbstractEventLoop, address: str, port: int) -> socket.socket:
+        """A socket connected through the proxy to address:port (an address the resolver checked)."""
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        try:
+            sock = await aiohappyeyeballs.start_connection(infos, loop=loop)
+        except OSError as error:
+            raise EgressRefused(f"The egress proxy {self.host}:{self.port} cannot be reached ({error.strerror or error}).") from error
+        target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if self.authorization:
+            head += f"Proxy-Authorization: {self.authorization}\r\n"
+        try:
+            await loop.sock_sendall(sock, (head + "\r\n").encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:  # nothing follows before we speak: neither HTTP nor TLS servers talk first
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk or len(answer) > MAX_PROXY_HEAD_BYTES:
+                    raise EgressRefused("The egress proxy closed the connection before opening the tunnel.")
+                answer += chunk
+            status = answer.split(b"\r\n", 1)[0].decode("latin-1")
+            if status.split(" ")[1:2] != ["200"]:
+                raise EgressRefused(f"The egress proxy refused the tunnel ({status[:100]}).")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class _GuardedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, whose connections go through the egress proxy when one is set.
+
+    Overrides TCPConnector._wrap_create_connection (aiohttp 3.14, pinned): it receives the addresses our
+    resolver checked, so the tunnel goes to exactly those, and aiohttp's TLS (hostname verification,
+    client certificates) then runs over it unchanged."""
+
+    def __init__(self, *args, egress: EgressProxy | None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._egress = egress
+
+    async def _wrap_create_connection(self, *args, addr_infos, req, timeout, client_error=aiohttp.ClientConnectorError,
+                                      **kwargs):
+        if self._egress is None:
+            return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, timeout=timeout,
+                                                         client_error=client_error, **kwargs)
+        sockaddr = addr_infos[0][4]
+        async with asyncio.timeout(timeout.sock_connect or timeout.connect):
+            sock = await self._egress.tunnel(self._loop, str(sockaddr[0]), int(sockaddr[1]))
+        try:
+            return await self._loop.create_connection(*args, **kwargs, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def egress_proxy() -> EgressProxy | None:
+    return EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY) if settings.WEBHOOK_EGRESS_PROXY else None
+
+
 def session_create(*, max_in_flight: int) -> aiohttp.ClientSession:
-    """The session of one sender pool (created in, and used only by, the pool's event loop)."""
+    """A session of the guarded client, used only by the event loop it was created in."""
     # No per-host limit here: aiohttp counts host and port, while a destination is also its path (two
     # webhooks on one host, one of them hanging, must not share slots); the sender pool caps each destination.
     # Waiting for a pooled connection would also count against the connect timeout.
-    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
-                                     use_dns_cache=False, enable_cleanup_closed=True)
+    connector = _GuardedConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
+                                  use_dns_cache=False, enable_cleanup_closed=True, egress=egress_proxy())
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
 
 
-async def request_send(session: aiohttp.ClientSession, request) -> HttpResult:
-    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer."""
+async def request_send(session: aiohttp.ClientSession, request, *, total_seconds: float | None = None,
+                       tls: ssl.SSLContext | None = None) -> HttpResult:
+    """Send a RenderedRequest and read at most WEBHOOK_MAX_RESPONSE_BYTES of the answer, within total_seconds
+    in all (default and at most WEBHOOK_TOTAL_TIMEOUT); tls: the webhook's own context (client certificate,
+    CA bundle)."""
     started = time.monotonic()
+    total = settings.WEBHOOK_TOTAL_TIMEOUT if total_seconds is None else min(total_seconds,
+                                                                             settings.WEBHOOK_TOTAL_TIMEOUT)
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
@@ -80,9 +178,10 @@ async def request_send(session: aiohttp.ClientSession, request) -> HttpResult:
                                     sock_read=settings.WEBHOOK_READ_TIMEOUT)
     status, headers, chunks = None, {}, []
     try:
-        async with asyncio.timeout(settings.WEBHOOK_TOTAL_TIMEOUT):
+        async with asyncio.timeout(max(total, 0.001)):
             async with session.request(request.method, request.url, headers=request.headers,
-                                       data=request.body or None, allow_redirects=False, timeout=timeout) as response:
+                                       data=request.body or None, allow_redirects=False, timeout=timeout,
+                                       ssl=tls if tls is not None else True) as response:
                 status = response.status
                 headers = _headers_as_sent(response.raw_headers)
                 cap, size = settings.WEBHOOK_MAX_RESPONSE_BYTES, 0
@@ -92,13 +191,15 @@ async def request_send(session: aiohttp.ClientSession, request) -> HttpResult:
                     if size > cap:
                         return HttpResult(status, elapsed_ms(), headers, b"".join(chunks)[:cap], truncated=True)
     except TimeoutError:
-        error_class, message = total_timeout() if time.monotonic() - started >= settings.WEBHOOK_TOTAL_TIMEOUT \
+        error_class, message = total_timeout(total) if time.monotonic() - started >= total \
             else (ErrorClass.TIMEOUT, "Timed out (connecting, or waiting for the next part of the answer).")
         return _failed(status, elapsed_ms(), headers, chunks, error_class, message)
     except Exception as error:  # aiohttp's own errors, OSError, and BlockedAddress from the resolver
         if (blocked := _blocked(error)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The host resolves to a forbidden address ({blocked}).")
+        if (refused := next((e for e in exception_chain(error) if isinstance(e, EgressRefused)), None)) is not None:
+            return HttpResult(None, elapsed_ms(), error_class=ErrorClass.CONNECTION_ERROR, error_message=str(refused))
         error_class, message = classify(error)
         return _failed(status, elapsed_ms(), headers, chunks, error_class, message)
     return HttpResult(status, elapsed_ms(), headers, b"".join(chunks))

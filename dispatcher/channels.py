@@ -22,7 +22,7 @@ from django.utils import timezone
 from crm import events as crm_events
 from crm.models import CrmUser, Field, Module, Organization, Record
 from dispatcher import errors, notifications, quotas
-from dispatcher.http_client import request_send
+from dispatcher.sending import send_now
 from dispatcher.links import api_link
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
@@ -243,11 +243,11 @@ def channel_verify(*, channel: Channel) -> str | None:
                "channel": {"id": channel.public_id, "expiry_time": channel.expires_at.isoformat()}}
     if channel.token:
         payload["token"] = channel.token
-    request = request_sign(_json_request(channel, payload), secret=channel.signing_secret,
+    request = request_sign(_json_request(channel, payload), secrets=channel.signing_secrets(timezone.now()),
                            message_id=f"msg_{uuid.uuid4().hex}")
     if not quotas.quota_consume(organization=channel.organization, now=timezone.now()):
         return "the organization's daily limit of webhook calls is reached; verify again tomorrow."
-    result = request_send(request, total_seconds=settings.CHANNEL_VERIFY_TIMEOUT)
+    result, _ = send_now(request, total_seconds=settings.CHANNEL_VERIFY_TIMEOUT)
     if result.error_class is not None and result.status_code is None:
         return errors.meaning(errors.error_class_of(result)) or result.error_message
     if not result.is_success:

@@ -5,12 +5,15 @@ workflows.config_io reads and writes the whole file (webhooks and rules) with th
 The format is documented in the README ("Configuration files"). Secrets are left out of exports
 unless asked for; on import, a missing secret keeps the value already stored.
 """
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from crm.models import Field, Module, Organization
 from dispatcher import services
@@ -21,8 +24,11 @@ VERSION = 1
 WEBHOOK_KEYS = {
     "organization", "module", "name", "description", "url", "method", "content_type", "active", "body",
     "date_format", "datetime_format", "time_zone", "auth", "entity_parameters", "custom_parameters", "signing_secret",
-    "capture", "retry_policy",
+    "capture", "retry_policy", "headers", "tls", "previous_signing_secret",
 }
+AUTH_KEYS = {"type", "username", "password", "token", "token_url", "client_id", "client_secret", "scope",
+             "client_auth"}
+TLS_KEYS = {"client_certificate", "client_key", "ca_bundle"}
 RETRY_POLICY_KEYS = {"code", "name", "delays", "max_retry_after", "failure_emails"}
 REQUIRED_KEYS = {"organization", "module", "name", "url"}
 
@@ -49,7 +55,7 @@ class ImportReport:
 
 def config_export(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
     webhooks = Webhook.objects.select_related("organization", "module", "retry_policy").prefetch_related(
-        "entity_parameters", "custom_parameters", "captures__field"
+        "entity_parameters", "custom_parameters", "headers", "captures__field"
     ).order_by("organization__name", "name")
     if organization is not None:
         webhooks = webhooks.filter(organization=organization)
@@ -83,10 +89,11 @@ def webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
         "datetime_format": webhook.datetime_format,
         "time_zone": webhook.time_zone,
         "retry_policy": webhook.retry_policy.code if webhook.retry_policy_id else None,
-        "auth": {"type": webhook.auth_type, "username": webhook.auth_username,
-                 "password": secret(webhook.auth_password) if webhook.auth_type == AuthType.BASIC else None},
+        "auth": _auth_export(webhook, secret),
         "entity_parameters": [{"name": p.name, "value": p.value} for p in webhook.entity_parameters.all()],
         "custom_parameters": [{"name": p.name, "value": secret(p.value)} for p in webhook.custom_parameters.all()],
+        "headers": [{"name": h.name, "value": secret(h.value) if h.is_secret else h.value, "secret": h.is_secret}
+                    for h in webhook.headers.all()],
         "capture": {
             "enabled": webhook.capture_response, "type": webhook.capture_type,
             "namespaces": webhook.capture_namespaces,
@@ -94,9 +101,29 @@ def webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
                          for c in webhook.captures.all()],
         },
     }
+    if webhook.tls_client_certificate or webhook.tls_ca_bundle:
+        data["tls"] = {"client_certificate": webhook.tls_client_certificate,
+                       "client_key": secret(webhook.tls_client_key) if webhook.tls_client_key else None,
+                       "ca_bundle": webhook.tls_ca_bundle}
     if include_secrets:
         data["signing_secret"] = webhook.signing_secret
+        if webhook.previous_signing_secret and webhook.previous_secret_expires_at:
+            data["previous_signing_secret"] = {"secret": webhook.previous_signing_secret,
+                                               "expires": webhook.previous_secret_expires_at.isoformat()}
     return data
+
+
+def _auth_export(webhook: Webhook, secret: Callable[[str], str | None]) -> dict[str, Any]:
+    """type, username and password always (as before); the keys of bearer and OAuth 2.0 when used."""
+    auth: dict[str, Any] = {"type": webhook.auth_type, "username": webhook.auth_username,
+                            "password": secret(webhook.auth_password) if webhook.auth_type == AuthType.BASIC else None}
+    if webhook.auth_type == AuthType.BEARER:
+        auth["token"] = secret(webhook.auth_token)
+    elif webhook.auth_type == AuthType.OAUTH2:
+        auth |= {"token_url": webhook.oauth_token_url, "client_id": webhook.oauth_client_id,
+                 "client_secret": secret(webhook.oauth_client_secret), "scope": webhook.oauth_scope,
+                 "client_auth": webhook.oauth_client_auth}
+    return auth
 
 
 def config_check_header(data: Any) -> None:
@@ -197,12 +224,13 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
     if missing := REQUIRED_KEYS - set(entry):
         raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
-    for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters", "capture"}):
+    for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters", "capture", "headers",
+                                      "tls", "previous_signing_secret"}):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise ValidationError(f"“{key}” must be text.")
     if not isinstance(entry.get("active", True), bool):
         raise ValidationError("“active” must be true or false.")
-    for key in ("entity_parameters", "custom_parameters"):
+    for key in ("entity_parameters", "custom_parameters", "headers"):
         if not isinstance(entry.get(key) or [], list):
             raise ValidationError(f"“{key}” must be a list.")
     webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
@@ -212,6 +240,8 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     if "retry_policy" in entry:
         webhook.retry_policy = _retry_policy(entry["retry_policy"], policies)
     stored_custom = {p.name: p.value for p in webhook.custom_parameters.all()} if not created else {}
+    stored_headers = {h.name: h.value for h in webhook.headers.all() if h.is_secret} if not created else {}
+    stored_token_url = webhook.oauth_token_url
     webhook.module = module
     for key, attribute in [("description", "description"), ("url", "url"), ("method", "method"),
                            ("content_type", "content_type"), ("active", "is_active"), ("body", "body"),
@@ -220,14 +250,34 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
         if entry.get(key) is not None:
             setattr(webhook, attribute, entry[key])
     auth = entry.get("auth") or {"type": AuthType.NONE}
-    if not isinstance(auth, dict):
-        raise ValidationError("“auth” must be an object with type, username and password.")
+    if not isinstance(auth, dict) or set(auth) - AUTH_KEYS or any(
+            value is not None and not isinstance(value, str) for value in auth.values()):
+        raise ValidationError(f"“auth” must be an object with text values for {', '.join(sorted(AUTH_KEYS))}.")
     webhook.auth_type = auth.get("type", AuthType.NONE)
     webhook.auth_username = auth.get("username") or ""
-    if auth.get("password") is not None:
-        webhook.auth_password = auth["password"]
+    webhook.oauth_token_url = auth.get("token_url") or ""
+    webhook.oauth_client_id = auth.get("client_id") or ""
+    webhook.oauth_scope = auth.get("scope") or ""
+    webhook.oauth_client_auth = auth.get("client_auth") or webhook.oauth_client_auth
+    for key, attribute in (("password", "auth_password"), ("token", "auth_token"),
+                           ("client_secret", "oauth_client_secret")):
+        if auth.get(key) is not None:
+            setattr(webhook, attribute, auth[key])
+    tls = entry.get("tls") or {}
+    if not isinstance(tls, dict) or set(tls) - TLS_KEYS or any(
+            value is not None and not isinstance(value, str) for value in tls.values()):
+        raise ValidationError("“tls” must be an object with client_certificate, client_key and ca_bundle (PEM text).")
+    webhook.tls_client_certificate = tls.get("client_certificate") or ""
+    webhook.tls_ca_bundle = tls.get("ca_bundle") or ""
+    if tls.get("client_key") is not None:
+        webhook.tls_client_key = tls["client_key"]
+    for name in services.webhook_unused_secrets(auth_type=webhook.auth_type, certificate=webhook.tls_client_certificate):
+        setattr(webhook, name, "")
     if webhook.auth_type != AuthType.BASIC:
-        webhook.auth_username = webhook.auth_password = ""
+        webhook.auth_username = ""
+    if webhook.auth_type != AuthType.OAUTH2:
+        webhook.oauth_token_url = webhook.oauth_client_id = webhook.oauth_scope = ""
+    _previous_secret_import(webhook, entry.get("previous_signing_secret"))
     entity = [services.Parameter(**_parameter(p, "entity_parameters")) for p in entry.get("entity_parameters") or []]
     custom = []
     for item in entry.get("custom_parameters") or []:
@@ -235,17 +285,49 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
         if parameter["value"] is None:
             parameter["value"] = stored_custom.get(parameter["name"], "")
         custom.append(services.Parameter(**parameter))
+    headers = []
+    for item in entry.get("headers") or []:
+        if not isinstance(item, dict) or set(item) - {"name", "value", "secret"} or not isinstance(item.get("name"), str) \
+                or not isinstance(item.get("value", ""), (str, type(None))) or not isinstance(item.get("secret", False), bool):
+            raise ValidationError("each of “headers” must be an object with a name, a value (text) and secret "
+                                  "(true or false).")
+        value = item.get("value")
+        if value is None and item.get("secret"):
+            value = stored_headers.get(item["name"], "")
+        headers.append(services.Header(item["name"], value or "", item.get("secret", False)))
     if not created:  # a secret the file leaves out is not sent to a host it was not entered for
-        kept = (["auth.password"] if webhook.auth_type == AuthType.BASIC and auth.get("password") is None
-                and webhook.auth_password else [])
+        given = {"auth.password": ("auth_password", auth.get("password")), "auth.token": ("auth_token", auth.get("token")),
+                 "tls.client_key": ("tls_client_key", tls.get("client_key"))}
+        kept = [label for label, (name, value) in given.items() if value is None and getattr(webhook, name)]
         kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
                  if isinstance(item, dict) and item.get("value") is None and stored_custom.get(item.get("name"))]
+        kept += [f"the value of header “{item['name']}”" for item in entry.get("headers") or []
+                 if item.get("value") is None and stored_headers.get(item["name"])]
         if problem := services.webhook_retarget_problem(stored_url=before["url"], url=webhook.url, kept=kept):
             raise ValidationError(problem)
+        if webhook.oauth_client_secret and auth.get("client_secret") is None and (
+                problem := services.webhook_retarget_problem(stored_url=stored_token_url, url=webhook.oauth_token_url,
+                                                             kept=["auth.client_secret"])):
+            raise ValidationError(problem)
     captures = _captures_import(webhook, module, entry.get("capture"))
-    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures)
+    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures,
+                          headers=headers if "headers" in entry else None)
     stored = Webhook.objects.select_related("organization", "module", "retry_policy").get(pk=webhook.pk)
     return outcome_of(before, webhook_export(stored, include_secrets=True))
+
+
+def _previous_secret_import(webhook: Webhook, data: Any) -> None:
+    """A rotation's previous secret and its expiry, as exported with --include-secrets."""
+    if data is None:
+        return
+    expires = parse_datetime(data.get("expires") or "") if isinstance(data, dict) and isinstance(
+        data.get("expires"), str) else None
+    if expires is not None and timezone.is_naive(expires):
+        expires = timezone.make_aware(expires, datetime.UTC)
+    if expires is None or not isinstance(data.get("secret"), str) or set(data) != {"secret", "expires"}:
+        raise ValidationError("“previous_signing_secret” must be an object with secret and expires "
+                              "(an ISO 8601 date and time).")
+    webhook.previous_signing_secret, webhook.previous_secret_expires_at = data["secret"], expires
 
 
 def _retry_policy(code: Any, policies: dict[str, RetryPolicy]) -> RetryPolicy | None:

@@ -23,6 +23,8 @@ MEANINGS: dict[str, str] = {
     ErrorClass.DNS_FAILURE: "Error code 1: the host name of the URL could not be resolved.",
     ErrorClass.TLS_ERROR: "Error code 1: the secure connection failed (certificate or TLS version).",
     ErrorClass.PROTOCOL_ERROR: "The receiver's answer was not valid HTTP.",
+    ErrorClass.TOKEN_ERROR: "OAuth token error: no access token could be obtained from the token URL, so the "
+                            "request was not sent.",
     URL_REFUSED: "URL refused: vulnerable to SSRF or invalid.",
     LIMIT_REACHED: "Daily limit reached: the organization made its maximum number of webhook calls today.",
     INTERNAL_ERROR: "Internal processing error: the webhook could not be prepared or sent.",

@@ -3,7 +3,7 @@
 - Every delivery that ends for good counts: a success resets the run of failures, a final failure
   extends it. A run of WEBHOOK_DISABLE_AFTER_FAILURES failures lasting WEBHOOK_DISABLE_AFTER_HOURS
   disables the destination: its deliveries are then put on hold (kept, not sent), the admins are told,
-  and enabling it again replays what was held.
+  and enabling it again replays what was held. A 410 Gone disables it at once.
 - A rate limit hands out send slots one interval apart with conditional updates, so workers on any
   number of machines share it; a delivery over the limit reserves the next slot and waits for it.
 """
@@ -55,15 +55,29 @@ def endpoint_outcome(*, endpoint: Endpoint, success: bool, now: datetime.datetim
         return
     if now - endpoint.failing_since < datetime.timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS):
         return
-    reason = (f"{endpoint.consecutive_failures} deliveries in a row failed for good since "
-              f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC.")
+    endpoint_disable(endpoint=endpoint, now=now, reason=(
+        f"{endpoint.consecutive_failures} deliveries in a row failed for good since "
+        f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC."))
+
+
+def endpoint_gone(*, endpoint: Endpoint, now: datetime.datetime) -> None:
+    """The receiver answered 410 Gone: the endpoint no longer exists, so the destination is disabled at once
+    (Standard Webhooks); what is still due for it is held, not sent, until someone enables it again."""
+    endpoint_disable(endpoint=endpoint, now=now, reason=(
+        f"The receiver answered 410 Gone at {now:%Y-%m-%d %H:%M} UTC: it says this endpoint no longer exists."))
+
+
+def endpoint_disable(*, endpoint: Endpoint, now: datetime.datetime, reason: str) -> bool:
+    """Disable a destination and tell the admins; True if this call disabled it."""
     # Whoever flips disabled_at tells the admins; a concurrent worker finds it set and stays quiet.
-    if Endpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(disabled_at=now,
-                                                                                  disabled_reason=reason):
-        endpoint.disabled_at, endpoint.disabled_reason = now, reason
-        logger.warning("endpoint.disabled endpoint=%s organization=%s failures=%s", endpoint.destination,
-                       endpoint.organization_id, endpoint.consecutive_failures)
-        notifications.notify_later("dispatcher.notify_endpoint_disabled", endpoint.pk)
+    if not Endpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(disabled_at=now,
+                                                                                      disabled_reason=reason):
+        return False
+    endpoint.disabled_at, endpoint.disabled_reason = now, reason
+    logger.warning("endpoint.disabled endpoint=%s organization=%s failures=%s", endpoint.destination,
+                   endpoint.organization_id, endpoint.consecutive_failures)
+    notifications.notify_later("dispatcher.notify_endpoint_disabled", endpoint.pk)
+    return True
 
 
 def endpoint_enable(*, endpoint: Endpoint, by: str = "") -> int:

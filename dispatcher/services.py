@@ -14,16 +14,18 @@ from lxml import etree
 from crm.models import Record
 from dispatcher.capture import captures_check
 from dispatcher.delivery import delivery_log_test
-from dispatcher.http_client import HttpResult, request_send
+from dispatcher.http_client import HttpResult
 from dispatcher.models import (
-    Capture, ContentType, CustomParameter, Delivery, DeliverySource, EntityParameter, Method, Webhook,
-    signing_secret_generate,
+    AuthType, Capture, ContentType, CustomParameter, Delivery, DeliverySource, EntityParameter, Method, Webhook,
+    WebhookHeader,
 )
 from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
-from dispatcher.rendering.request import RenderedRequest, webhook_render_request
+from dispatcher.rendering.request import MASK, RenderedRequest, webhook_render_request
+from dispatcher.sending import send_auth_for, send_now, tls_problem
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
 from dispatcher.usage import usage_count
-from dispatcher.validators import validate_parameter_name
+from dispatcher.models.webhooks import HEADERS_MAX
+from dispatcher.validators import validate_header_name, validate_header_value, validate_parameter_name
 from dispatcher.xml import safe_parser
 
 ENTITY_FIELDS_MAX = 10  # seed 003: data of at most 10 CRM fields per webhook
@@ -62,11 +64,21 @@ def webhook_check_definition(*, webhook: Webhook) -> dict[str, list[str]]:
         errors["organization"].append(
             f"The {organization.edition.name} of {organization.name} does not include webhooks; upgrade the edition."
         )
-    if webhook.auth_type == "basic":
+    if webhook.auth_type == AuthType.BASIC:
         if not webhook.auth_username:
             errors["auth_username"].append("Enter the user name for Basic authentication.")
         if not webhook.auth_password:
             errors["auth_password"].append("Enter the password for Basic authentication.")
+    elif webhook.auth_type == AuthType.BEARER and not webhook.auth_token:
+        errors["auth_token"].append("Enter the bearer token.")
+    elif webhook.auth_type == AuthType.OAUTH2:
+        for key, what in (("oauth_token_url", "token URL"), ("oauth_client_id", "client id"),
+                          ("oauth_client_secret", "client secret")):
+            if not getattr(webhook, key):
+                errors[key].append(f"Enter the {what} for OAuth 2.0 client credentials.")
+    if problem := tls_problem(certificate=webhook.tls_client_certificate, key=webhook.tls_client_key,
+                              ca_bundle=webhook.tls_ca_bundle):
+        errors[problem[0]].append(problem[1])
     if webhook.body:
         if webhook.method == Method.GET:
             errors["body"].append("A GET request has no body: choose POST or PUT, or leave the body empty.")
@@ -170,16 +182,63 @@ def body_syntax_error(body: str, content_type: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Header:
+    name: str
+    value: str
+    secret: bool = False
+
+
+def webhook_check_headers(*, webhook: Webhook, headers: list[Header]) -> list[str]:
+    """Custom headers seen together: how many, no name twice, and no Authorization beside the webhook's own."""
+    problems = []
+    if len(headers) > HEADERS_MAX:
+        problems.append(f"A webhook can send at most {HEADERS_MAX} custom headers; these are {len(headers)}.")
+    names = [h.name.lower() for h in headers]
+    for header in headers:
+        try:
+            validate_header_name(header.name)
+            validate_header_value(header.value)
+        except ValidationError as error:
+            problems.extend(f"{header.name}: {message}" for message in error.messages)
+        if not header.value:
+            problems.append(f"The header {header.name} needs a value.")
+        if header.name.lower() == "authorization" and webhook.auth_type != AuthType.NONE:
+            problems.append("The Authorization header comes from the webhook's authorization; remove the custom one "
+                            "or choose “No authentication”.")
+    problems.extend(f"The header {name} is given more than once." for name in sorted({n for n in names
+                                                                                     if names.count(n) > 1}))
+    return problems
+
+
 def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str]]:
     """Merge fields that will render as ${Unsupported_Field}, with the reason, for the admin's warning."""
     schema = schema_for(webhook.module)
-    texts = [p.value for p in webhook.entity_parameters.all()] + [webhook.body]
+    texts = [p.value for p in webhook.entity_parameters.all()] + [webhook.body] + [
+        h.value for h in webhook.headers.all() if not h.is_secret]
     found: dict[str, str] = {}
     for text in texts:
         for part in template_compile(text).parts:
             if isinstance(part, Slot) and isinstance(binding := schema.bind(part.field), Unsupported):
                 found.setdefault(str(part.field), binding.reason)
     return sorted(found.items())
+
+
+# Secret fields of a webhook: how they are named to a person, and the URL field whose host they belong to.
+WEBHOOK_SECRETS = {
+    "auth_password": ("the Basic password", "url"),
+    "auth_token": ("the bearer token", "url"),
+    "oauth_client_secret": ("the OAuth client secret", "oauth_token_url"),
+    "tls_client_key": ("the client certificate's key", "url"),
+}
+
+
+def webhook_unused_secrets(*, auth_type: str | None, certificate: str) -> set[str]:
+    """Secret fields the configuration does not use: they are cleared rather than kept unseen."""
+    used = {AuthType.BASIC: "auth_password", AuthType.BEARER: "auth_token",
+            AuthType.OAUTH2: "oauth_client_secret"}.get(auth_type or "")
+    unused = {"auth_password", "auth_token", "oauth_client_secret"} - {used}
+    return unused | ({"tls_client_key"} if not certificate else set())
 
 
 def url_origin(url: str) -> tuple[str, str, int | None]:
@@ -207,6 +266,8 @@ def webhook_preview(*, webhook: Webhook, record: Record, show_signature: bool = 
     shown only to people who may change the webhook (show_signature)."""
     _check_record(webhook, record)
     request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_preview_{record.pk}")
+    if webhook.auth_type == AuthType.OAUTH2:  # the token is fetched at send time
+        request = dataclasses.replace(request, headers={**request.headers, "Authorization": f"Bearer {MASK}"})
     return request.masked(keep_signature=show_signature)
 
 
@@ -218,7 +279,7 @@ def webhook_send_test(*, webhook: Webhook, record: Record, by: str = "") -> tupl
     public_id = uuid.uuid4()
     request = webhook_render_request(webhook=webhook, record=record, message_id=f"msg_{public_id.hex}")
     started = timezone.now()
-    result = request_send(request)
+    result, request = send_now(request, send_auth_for(webhook))
     logged = delivery_log_test(webhook=webhook, record=record, request=request, result=result, started_at=started,
                                by=by, public_id=public_id)
     usage_count(organization=webhook.organization, now=timezone.now(), source=DeliverySource.TEST,
@@ -235,19 +296,13 @@ def _check_record(webhook: Webhook, record: Record) -> None:
         )
 
 
-def webhook_signing_secret_rotate(*, webhook: Webhook) -> Webhook:
-    webhook.signing_secret = signing_secret_generate()
-    webhook.save(update_fields=["signing_secret", "modified_at"])
-    return webhook
-
-
 @transaction.atomic
 def webhook_save(
     *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
-    captures: list[Capture] | None = None,
+    captures: list[Capture] | None = None, headers: list[Header] | None = None,
 ) -> Webhook:
-    """Validate and store a webhook with its parameters and response captures (the import path; the admin
-    uses inline forms). captures=None leaves the stored captures as they are."""
+    """Validate and store a webhook with its parameters, response captures and custom headers (the admin and
+    the import both save through here). captures=None and headers=None leave the stored ones as they are."""
     errors: dict[str, list[str]] = defaultdict(list)
     try:
         webhook.full_clean(validate_unique=True)
@@ -271,9 +326,17 @@ def webhook_save(
     if captures is not None and "module" not in errors and (problems := captures_check(webhook=webhook,
                                                                                       captures=captures)):
         errors["captures"] = problems
+    if headers is not None and "auth_type" not in errors and (problems := webhook_check_headers(webhook=webhook,
+                                                                                             headers=headers)):
+        errors["headers"] = problems
     if errors:
         raise ValidationError(dict(errors))
     webhook.save()
+    if headers is not None:
+        webhook.headers.all().delete()
+        for position, header in enumerate(headers):
+            WebhookHeader.objects.create(webhook=webhook, name=header.name, value=header.value,
+                                         is_secret=header.secret, position=position)
     if captures is not None:
         webhook.captures.all().delete()
         for position, capture in enumerate(captures):

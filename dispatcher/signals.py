@@ -6,9 +6,9 @@ from crm.events import RecordEvent, record_changed
 
 def _on_setting_changed(*, setting: str, **kwargs) -> None:
     if setting.startswith("WEBHOOK_"):
-        from dispatcher.http_client import session_reset
+        from dispatcher.sending import caches_clear
 
-        session_reset()
+        caches_clear()
 
 
 def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:
@@ -30,11 +30,11 @@ def _on_webhook_part_changed(sender, instance, **kwargs) -> None:
 def connect() -> None:
     from django.db.models.signals import post_delete, post_save
 
-    from dispatcher.models import Capture, CustomParameter, EntityParameter
+    from dispatcher.models import Capture, CustomParameter, EntityParameter, WebhookHeader
 
     setting_changed.connect(_on_setting_changed, dispatch_uid="dispatcher.setting_changed")
     record_changed.connect(_on_record_changed, dispatch_uid="dispatcher.record_changed")
-    for model in (Capture, CustomParameter, EntityParameter):
+    for model in (Capture, CustomParameter, EntityParameter, WebhookHeader):
         for signal in (post_save, post_delete):
             signal.connect(_on_webhook_part_changed, sender=model,
                            dispatch_uid=f"dispatcher.{model.__name__}.{signal is post_save}")

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import Organization
-from dispatcher import channels, delivery, notifications
+from dispatcher import channels, delivery, notifications, secret_rotation
 from dispatcher.models import Delivery, Endpoint
 
 TASK_OPTIONS = {"acks_late": True, "ignore_result": True}
@@ -33,6 +33,7 @@ def pump() -> int:
 @shared_task(name="dispatcher.purge_logs", soft_time_limit=600, time_limit=660, **TASK_OPTIONS)
 def purge_logs() -> int:
     crm_services.api_rate_windows_purge(now=timezone.now())  # the API's per-key minutes, kept an hour
+    secret_rotation.previous_secrets_purge(now=timezone.now())
     return delivery.deliveries_purge(older_than_days=settings.WEBHOOK_LOG_RETENTION_DAYS)
 
 

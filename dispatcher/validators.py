@@ -33,6 +33,29 @@ def validate_parameter_name(value: str) -> None:
 EMBEDDED_IPV4_RANGES = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
 
 
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an RFC 9110 token
+# Headers a webhook may not set: the connection's own (hop-by-hop), the ones the client computes, and ours.
+RESERVED_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "content-length", "webhook-id", "webhook-timestamp",
+    "webhook-signature",
+})
+HEADER_VALUE_FORBIDDEN_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF and other controls (tab is allowed)
+
+
+def validate_header_name(value: str) -> None:
+    if not HEADER_NAME_RE.match(value):
+        raise ValidationError(f"“{value}” is not a valid header name: use letters, digits and - (e.g. X-Api-Key).")
+    if value.lower() in RESERVED_HEADERS:
+        raise ValidationError(f"The header {value} is set by the connection or by the signature and cannot be "
+                              "configured.")
+
+
+def validate_header_value(value: str) -> None:
+    if HEADER_VALUE_FORBIDDEN_RE.search(value):
+        raise ValidationError("A header value cannot contain line breaks or other control characters.")
+
+
 def port_allowed(port: int) -> bool:
     return settings.WEBHOOK_ALLOW_ANY_PORT or port in settings.WEBHOOK_ALLOWED_PORTS
 

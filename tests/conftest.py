@@ -90,7 +90,8 @@ def _send_through_the_engine(request):
 
 @pytest.fixture(params=["one-off client", "engine client"])
 def request_send(request):
-    """Both guarded clients: the one-off sender (test sends, channel verification) and the engine's."""
-    from dispatcher.http_client import request_send as one_off
+    """Both ways through the guarded client: one-off sends (test sends, channel verification) and the engine's
+    sender pool."""
+    from dispatcher.sending import send_now
 
-    return one_off if request.param == "one-off client" else _send_through_the_engine
+    return (lambda rendered: send_now(rendered)[0]) if request.param == "one-off client" else _send_through_the_engine

@@ -33,8 +33,8 @@ class CrmUserFactory(factory.django.DjangoModelFactory):
     mobile = "+31 6 1234 5678"
 
 
-def webhook_create(*, entity=(), custom=(), **attributes) -> Webhook:
-    """A saved, validated webhook: entity and custom are (name, value) pairs."""
+def webhook_create(*, entity=(), custom=(), headers=None, **attributes) -> Webhook:
+    """A saved, validated webhook: entity and custom are (name, value) pairs, headers (name, value, secret)."""
     attributes.setdefault("name", "Test hook")
     attributes.setdefault("url", "https://receiver.example.com/hook")
     if "organization" not in attributes:
@@ -43,6 +43,7 @@ def webhook_create(*, entity=(), custom=(), **attributes) -> Webhook:
         webhook=Webhook(**attributes),
         entity_parameters=[services.Parameter(n, v) for n, v in entity],
         custom_parameters=[services.Parameter(n, v) for n, v in custom],
+        headers=None if headers is None else [services.Header(*header) for header in headers],
     )
 
 

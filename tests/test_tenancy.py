@@ -173,7 +173,7 @@ def test_forged_posts_and_actions_against_another_organization_change_nothing(cl
     response = client.post(reverse("admin:dispatcher_webhook_add"), {
         "organization": a["organization"].pk, "module": b["module"].pk, "name": "Sneaky",
         "url": "https://sneaky.example.com/", "method": "POST", "content_type": "JSON", "auth_type": "none",
-        **{f"{p}-{k}": v for p in ("entity_parameters", "custom_parameters", "captures")
+        **{f"{p}-{k}": v for p in ("entity_parameters", "custom_parameters", "captures", "headers")
            for k, v in (("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0), ("MIN_NUM_FORMS", 0), ("MAX_NUM_FORMS", 1000))},
     })
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()

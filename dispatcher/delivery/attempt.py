@@ -8,6 +8,7 @@ A delivery that cannot be rendered or signed fails alone, with its reason.
 import binascii
 import datetime
 import logging
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +24,7 @@ from dispatcher.http_client import HttpResult
 from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Endpoint
 from dispatcher.models.deliveries import TERMINAL_STATUSES
 from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
+from dispatcher.sending import SendAuth, send_auth_for
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Send:
     request: RenderedRequest
     destination: int  # the endpoint's id
     started_at: datetime.datetime
+    auth: SendAuth | None = None  # added at send time (OAuth token, client certificate)
 
 
 def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Send | Outcome | None:
@@ -92,19 +95,25 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
     # Signed before the quota is taken: a delivery that cannot be signed is not charged.
     sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
     try:
-        signed = request_sign(request, secret=sender.signing_secret, message_id=delivery.message_id)
+        signed = request_sign(request, secrets=sender.signing_secrets(now), message_id=delivery.message_id)
     except (binascii.Error, ValueError, TypeError):
         counters.count("sign_failed")
         logger.warning("deliver.sign_failed delivery=%s", delivery.public_id)
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
             "The signing secret is not valid (it must be whsec_ followed by base64); rotate it and resend.")
+    try:
+        auth = send_auth_for(delivery.webhook) if delivery.source != DeliverySource.SUBSCRIPTION else None
+    except (ssl.SSLError, ValueError, OSError):
+        return outcome_without_request(
+            delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
+            "The webhook's client certificate or CA bundle cannot be loaded; enter them again and resend.")
     if not engine.quota_take(delivery, now):
         engine.limit_reached(delivery, now)
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
             f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
-    return Send(delivery, token, signed, endpoint.pk, now)
+    return Send(delivery, token, signed, endpoint.pk, now, auth)
 
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
@@ -140,9 +149,10 @@ def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Out
     return None
 
 
-def outcome_of_result(send: Send, result: HttpResult) -> Outcome:
-    """What the receiver's answer means: Success, or Retry at the policy's next time, or Failed."""
-    delivery, request = send.delivery, send.request
+def outcome_of_result(send: Send, result: HttpResult, sent: RenderedRequest | None = None) -> Outcome:
+    """What the receiver's answer means: Success, or Retry at the policy's next time, or Failed. sent: the
+    request as it went out (with a token added at send time), whose secrets are masked in the answer."""
+    delivery, request = send.delivery, sent or send.request
     finished = timezone.now()
     error_class = errors.error_class_of(result)
     if result.is_success:

@@ -7,7 +7,7 @@ import logging
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 
-from dispatcher import health
+from dispatcher import health, retry
 from dispatcher.notifications import delivery_failed_notify
 from dispatcher.capture import response_capture
 from dispatcher.cleaning import clean_json
@@ -35,6 +35,8 @@ def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTal
                                                                                    DeliveryStatus.FAILED):
             _guarded(health.endpoint_outcome, endpoint=delivery.endpoint, now=outcome.now,
                      success=attempt.outcome == DeliveryStatus.SUCCESS)
+            if outcome.result is not None and retry.is_gone(outcome.result):
+                _guarded(health.endpoint_gone, endpoint=delivery.endpoint, now=outcome.now)
         if attempt.outcome == DeliveryStatus.FAILED:
             _guarded(delivery_failed_notify, delivery, attempt.error_class)
 

@@ -20,18 +20,20 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from dispatcher import async_client
+from dispatcher import async_client, sending
 from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.rendering.request import RenderedRequest
 
 
 @dataclass
 class Sent:
-    """A finished request: which job it was, what came back, when it started (monotonic)."""
+    """A finished request: which job it was, what came back, when it started (monotonic), and the request
+    as sent (with the authentication added at send time, whose secrets mask the answer)."""
 
     key: Hashable
     result: HttpResult
     started: float
+    request: RenderedRequest
 
 
 class SenderPool:
@@ -40,6 +42,7 @@ class SenderPool:
     def __init__(self, max_in_flight: int, per_destination: int) -> None:
         self.max_in_flight = max_in_flight
         self.per_destination = per_destination
+        self.egress = settings.WEBHOOK_EGRESS_PROXY  # the session's proxy: a new setting needs a new pool
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="webhook-send", daemon=True)
         self.thread.start()
@@ -61,14 +64,20 @@ class SenderPool:
         starts = self.starts.get(destination)
         return time.monotonic() - min(starts) if starts else 0.0
 
-    def submit(self, key: Hashable, destination: Hashable, request: RenderedRequest) -> None:
+    def submit(self, key: Hashable, destination: Hashable, request: RenderedRequest,
+               auth: sending.SendAuth | None = None) -> None:
         started = time.monotonic()
         self.in_flight += 1
         self.by_destination[destination] += 1
         self.starts.setdefault(destination, []).append(started)
         self.destination_of[key] = (destination, started)
-        future = asyncio.run_coroutine_threadsafe(async_client.request_send(self.session, request), self.loop)
-        future.add_done_callback(lambda f: self.finished.put(Sent(key, _result_of(f, started), started)))
+        future = asyncio.run_coroutine_threadsafe(sending.send(self.session, request, auth), self.loop)
+
+        def done(f: Future) -> None:
+            result, sent = _result_of(f, started, request)
+            self.finished.put(Sent(key, result, started, sent))
+
+        future.add_done_callback(done)
 
     def collect(self, timeout: float) -> list[Sent]:
         """Finished requests: waits up to timeout for the first, then takes whatever else is done."""
@@ -106,13 +115,13 @@ class SenderPool:
         self.thread.join(5)
 
 
-def _result_of(future: Future, started: float) -> HttpResult:
+def _result_of(future: Future, started: float, request: RenderedRequest) -> tuple[HttpResult, RenderedRequest]:
     """The client never raises for a network problem; anything else is this request's error alone."""
     try:
         return future.result()
     except BaseException as error:  # noqa: BLE001 - one request's bug must not stop the others
         return HttpResult(None, int((time.monotonic() - started) * 1000), error_class=ErrorClass.PROTOCOL_ERROR,
-                          error_message=f"The request could not be sent ({type(error).__name__}).")
+                          error_message=f"The request could not be sent ({type(error).__name__})."), request
 
 
 _pool: SenderPool | None = None
@@ -125,7 +134,8 @@ def sender_pool() -> SenderPool:
     global _pool, _pool_pid
     with _pool_lock:
         wanted = (settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION)
-        if _pool is None or _pool_pid != os.getpid() or (_pool.max_in_flight, _pool.per_destination) != wanted:
+        if _pool is None or _pool_pid != os.getpid() or (_pool.max_in_flight, _pool.per_destination) != wanted \
+                or _pool.egress != settings.WEBHOOK_EGRESS_PROXY:
             if _pool is not None and _pool_pid == os.getpid():
                 _pool.close()
             _pool, _pool_pid = SenderPool(*wanted), os.getpid()

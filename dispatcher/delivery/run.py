@@ -98,7 +98,7 @@ def _webhooks(ids: set[int]) -> dict[int, Webhook]:
         if len(_webhook_cache) + len(stale) > WEBHOOKS_KEPT:
             _webhook_cache.clear()
         _webhook_cache.update(Webhook.objects.select_related("organization", "module").prefetch_related(
-            "entity_parameters", "custom_parameters",
+            "entity_parameters", "custom_parameters", "headers",
             Prefetch("captures", queryset=Capture.objects.select_related("field")),
         ).in_bulk(stale))
     return {pk: _webhook_cache[pk] for pk in current}
@@ -274,7 +274,7 @@ class DrainLoop:
             delivery.lease_expires_at = until
         send.started_at = now
         self.sending[(self.run_id, delivery.pk)] = send
-        self.pool.submit((self.run_id, delivery.pk), send.destination, send.request)
+        self.pool.submit((self.run_id, delivery.pk), send.destination, send.request, send.auth)
 
     def hand_back(self, send: Send) -> None:
         """Its destination is busy: due again after as long as the destination's oldest request has waited."""
@@ -294,7 +294,7 @@ class DrainLoop:
         for sent in self.pool.collect(timeout=wait):
             send = self.sending.pop(sent.key, None)
             if send is not None:  # not a leftover of an earlier loop of this process
-                self.record(outcome_of_result(send, sent.result))
+                self.record(outcome_of_result(send, sent.result, sent.request))
         for destination in list(self.waiting):
             queue = self.waiting[destination]
             while queue and self.pool.has_room_for(destination):

@@ -8,11 +8,13 @@ from dispatcher.models.quotas import DailyUsage
 from dispatcher.models.retry_policies import FailureEmails, RetryPolicy
 from dispatcher.models.usage import UsageCounter
 from dispatcher.models.webhooks import (
-    AuthType, CaptureType, ContentType, CustomParameter, EntityParameter, Method, Webhook, signing_secret_generate,
+    AuthType, CaptureType, ContentType, CustomParameter, EntityParameter, Method, OAuthClientAuth, Webhook,
+    WebhookHeader, signing_secret_generate,
 )
 
 __all__ = [
     "Attempt", "AuthType", "Capture", "CaptureType", "CaptureWhen", "Channel", "ContentType", "CustomParameter",
     "DailyUsage", "Delivery", "DeliverySource", "DeliveryStatus", "Endpoint", "EngineCounter", "EntityParameter",
-    "FailureDigest", "FailureEmails", "Method", "RetryPolicy", "SenderProcess", "UsageCounter", "Webhook", "signing_secret_generate",
+    "FailureDigest", "FailureEmails", "Method", "OAuthClientAuth", "RetryPolicy", "SenderProcess", "UsageCounter",
+    "Webhook", "WebhookHeader", "signing_secret_generate",
 ]

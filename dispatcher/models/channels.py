@@ -4,7 +4,9 @@ from django.db import models
 
 from crm.models import CrmUser, Organization
 from dispatcher.crypto import EncryptedTextField
-from dispatcher.models.webhooks import URL_MAX_LENGTH, signing_secret_generate
+from dispatcher.models.webhooks import (
+    URL_MAX_LENGTH, SignsDeliveries, previous_secret_fields, signing_secret_generate,
+)
 from dispatcher.validators import validate_webhook_url
 
 TOKEN_MAX_LENGTH = 50  # as Zoho's notification token
@@ -19,7 +21,7 @@ class ChannelQuerySet(models.QuerySet):
         return self.filter(is_active=True, expires_at__gt=now)
 
 
-class Channel(models.Model):
+class Channel(SignsDeliveries, models.Model):
     """An event subscription made through the API: which record events to send where, until when.
 
     Unlike a webhook, nothing is configured per field: the notification has a fixed shape (seed 002),
@@ -39,7 +41,9 @@ class Channel(models.Model):
     notify_url = models.CharField("notify URL", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url])
     token = EncryptedTextField("token", blank=True,
                                help_text="Echoed in every notification so the receiver can recognise it.")
-    signing_secret = EncryptedTextField("signing secret", default=signing_secret_generate, editable=False)
+    signing_secret = EncryptedTextField("signing secret", default=signing_secret_generate, editable=False,
+                                        help_text="Receivers verify the webhook-signature header with it.")
+    previous_signing_secret, previous_secret_expires_at = previous_secret_fields()
     expires_at = models.DateTimeField("expires")
     verified_at = models.DateTimeField("verified", null=True, blank=True,
                                        help_text="When the notify URL echoed the challenge, if asked to.")

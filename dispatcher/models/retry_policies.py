@@ -25,13 +25,15 @@ class RetryPolicy(models.Model):
 
     ZOHO = "zoho"
     VTIGER = "vtiger"
+    STANDARD = "standard"  # Standard Webhooks / Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 
     code = models.SlugField("code", max_length=50, unique=True, help_text="Stable identifier, e.g. 'zoho'.")
     name = models.CharField("name", max_length=100)
     delays = models.JSONField(
         "retry delays (seconds)", default=list, validators=[validate_delays],
         help_text="Seconds to wait before each retry, counted from the failed attempt. "
-        "Zoho: [900] (one retry after 15 minutes). Vtiger: [3600, 7200, 14400].",
+        "Zoho: [900] (one retry after 15 minutes). Vtiger: [3600, 7200, 14400]. Standard Webhooks: "
+        "[5, 300, 1800, 7200, 18000, 36000, 36000] (about 3 days). Each is moved by up to ±WEBHOOK_RETRY_JITTER.",
     )
     max_retry_after = models.PositiveIntegerField(
         "longest Retry-After honoured (seconds)", default=6 * 3600,

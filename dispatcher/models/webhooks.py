@@ -1,5 +1,6 @@
 """Webhook definitions: where to send, how to authenticate, and what to send (parameters and body)."""
 import base64
+import datetime
 import secrets
 
 from django.core.validators import MaxLengthValidator
@@ -8,7 +9,9 @@ from django.db import models
 from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_time_zone
 from crm.models import Module, Organization
 from dispatcher.crypto import EncryptedTextField
-from dispatcher.validators import validate_parameter_name, validate_webhook_name, validate_webhook_url
+from dispatcher.validators import (
+    validate_header_name, validate_header_value, validate_parameter_name, validate_webhook_name, validate_webhook_url,
+)
 
 NAME_MAX_LENGTH = 100
 DESCRIPTION_MAX_LENGTH = 200
@@ -38,6 +41,16 @@ class CaptureType(models.TextChoices):
 class AuthType(models.TextChoices):
     NONE = "none", "No authentication"
     BASIC = "basic", "Basic authentication"
+    BEARER = "bearer", "Bearer token"
+    OAUTH2 = "oauth2", "OAuth 2.0 client credentials"
+
+
+class OAuthClientAuth(models.TextChoices):
+    BASIC = "basic", "Client id and secret as Basic authentication (client_secret_basic)"
+    BODY = "body", "Client id and secret in the form body (client_secret_post)"
+
+
+HEADERS_MAX = 20
 
 
 def signing_secret_generate() -> str:
@@ -45,7 +58,33 @@ def signing_secret_generate() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-class Webhook(models.Model):
+class SignsDeliveries:
+    """A sender with a signing secret, and for a grace period after a rotation the previous one too: both
+    sign every delivery until then (Standard Webhooks allows several signatures), so receivers switch over
+    without rejecting one. Webhooks and channels."""
+
+    signing_secret: str
+    previous_signing_secret: str
+    previous_secret_expires_at: "datetime.datetime | None"
+
+    def signing_secrets(self, now: datetime.datetime) -> list[str]:
+        """The secrets to sign with now: the current one first, then the previous one while it is valid."""
+        if self.previous_signing_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            return [self.signing_secret, self.previous_signing_secret]
+        return [self.signing_secret]
+
+
+def previous_secret_fields() -> tuple[models.Field, models.Field]:
+    return (
+        EncryptedTextField("previous signing secret", blank=True, editable=False,
+                           help_text="The secret before the last rotation; deliveries are signed with it too "
+                           "until it expires."),
+        models.DateTimeField("previous secret expires", null=True, blank=True, editable=False,
+                             help_text="When the previous signing secret stops signing deliveries."),
+    )
+
+
+class Webhook(SignsDeliveries, models.Model):
     """An outbound HTTP call an admin configures once and workflow rules trigger for records of one module."""
 
     organization = models.ForeignKey(
@@ -77,6 +116,30 @@ class Webhook(models.Model):
     auth_password = EncryptedTextField(
         "password", blank=True, help_text="For Basic authentication. Stored encrypted and never shown again."
     )
+    auth_token = EncryptedTextField(
+        "bearer token", blank=True,
+        help_text="Sent as Authorization: Bearer <token>. Stored encrypted and never shown again.")
+    oauth_token_url = models.CharField(
+        "token URL", max_length=URL_MAX_LENGTH, blank=True, validators=[validate_webhook_url],
+        help_text="OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as "
+        "the webhook URL apply.")
+    oauth_client_id = models.CharField("client id", max_length=200, blank=True, help_text="OAuth 2.0 client id.")
+    oauth_client_secret = EncryptedTextField(
+        "client secret", blank=True, help_text="OAuth 2.0 client secret. Stored encrypted and never shown again.")
+    oauth_scope = models.CharField("scope", max_length=500, blank=True,
+                                   help_text="Space-separated scopes to ask for; empty asks for none.")
+    oauth_client_auth = models.CharField(
+        "client authentication", max_length=10, choices=OAuthClientAuth.choices, default=OAuthClientAuth.BASIC,
+        help_text="How the client id and secret are sent to the token URL (RFC 6749, section 2.3.1).")
+    tls_client_certificate = models.TextField(
+        "client certificate (PEM)", blank=True,
+        help_text="For receivers that require mutual TLS: the certificate (and any intermediates) in PEM.")
+    tls_client_key = EncryptedTextField(
+        "client key (PEM)", blank=True,
+        help_text="The certificate's private key in PEM, unencrypted. Stored encrypted and never shown again.")
+    tls_ca_bundle = models.TextField(
+        "receiver CA bundle (PEM)", blank=True,
+        help_text="Trust only these CA certificates for the receiver (a private CA); empty uses the system's.")
     body = models.TextField(
         "user-defined body", blank=True,
         validators=[MaxLengthValidator(BODY_MAX_LENGTH, "The body may have at most %(limit_value)d characters (it has %(show_value)d).")],
@@ -115,6 +178,7 @@ class Webhook(models.Model):
         "signing secret", default=signing_secret_generate, editable=False,
         help_text="Receivers verify the webhook-signature header with it (Standard Webhooks).",
     )
+    previous_signing_secret, previous_secret_expires_at = previous_secret_fields()
     created_at = models.DateTimeField("created", auto_now_add=True)
     modified_at = models.DateTimeField("modified", auto_now=True)
 
@@ -182,6 +246,30 @@ class CustomParameter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["webhook", "name"], name="custom_parameter_unique_name"),
         ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookHeader(models.Model):
+    """A request header of the receiver's choosing: literal text or merge fields; secret values (API keys)
+    are literal, stored encrypted and masked wherever they are shown, like custom parameters."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="headers", verbose_name="webhook")
+    name = models.CharField("header", max_length=100, validators=[validate_header_name],
+                            help_text="E.g. X-Api-Key. Not Host, Content-Length, hop-by-hop or webhook-* headers.")
+    value = EncryptedTextField(
+        "value", validators=[validate_header_value, MaxLengthValidator(2000)],
+        help_text="Text, with merge fields such as ${Deals.Deal Name} unless secret; at most 2,000 characters.")
+    is_secret = models.BooleanField(
+        "secret", default=False,
+        help_text="Sent as typed (no merge fields), masked wherever it is shown, and kept only for this URL's host.")
+    position = models.PositiveIntegerField("position", default=0, help_text="Order in which headers are sent.")
+
+    class Meta:
+        verbose_name = "header"
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["webhook", "name"], name="webhook_header_unique_name")]
 
     def __str__(self) -> str:
         return self.name

@@ -9,11 +9,12 @@ Where parameters go (README "Rendering"):
 """
 import base64
 import dataclasses
+import datetime
 import functools
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
@@ -26,6 +27,7 @@ from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string
 from dispatcher.rendering.merge import MergeContext, OnRelated, Schema, schema_for
 from dispatcher.rendering.template import Slot, Template, template_compile
 from dispatcher.signing import signature_compute
+from dispatcher.validators import HEADER_VALUE_FORBIDDEN_RE
 
 MASK = "********"
 XML_ROOT = "request"
@@ -46,10 +48,10 @@ class RenderedRequest:
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def masked(self, *, keep_signature: bool = False) -> "RenderedRequest":
-        """The same request with Basic auth and custom-parameter values replaced by a mask, for display. The
+        """The same request with its credentials and secret values replaced by a mask, for display. The
         signature is masked too unless asked for: a fresh one can be replayed for minutes, so only people who
         may change the webhook (and see its secret anyway) are shown it."""
-        headers = dict(self.headers)
+        headers = {name: self.mask(value) for name, value in self.headers.items()}
         if "Authorization" in headers:
             headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " " + MASK
         if not keep_signature and "webhook-signature" in headers:
@@ -124,9 +126,10 @@ def webhook_render_request(
     *, webhook: Webhook, record: Record, message_id: str, timestamp: int | None = None
 ) -> RenderedRequest:
     """The request exactly as it will be sent, signed for message_id (the delivery id)."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
     return request_sign(
-        webhook_render_unsigned(webhook=webhook, record=record),
-        secret=webhook.signing_secret, message_id=message_id, timestamp=timestamp,
+        webhook_render_unsigned(webhook=webhook, record=record), message_id=message_id, timestamp=timestamp,
+        secrets=webhook.signing_secrets(datetime.datetime.fromtimestamp(timestamp, datetime.UTC)),
     )
 
 
@@ -147,25 +150,38 @@ def webhook_render_unsigned(*, webhook: Webhook, record: Record) -> RenderedRequ
     if webhook.method != Method.GET:
         headers["Content-Type"] = CONTENT_TYPE_HEADERS[webhook.content_type]
     secrets = [value for _, value in custom if value]
+    for header in webhook.headers.all():
+        if header.is_secret:
+            headers[header.name] = header.value
+            secrets.append(header.value)
+        else:  # a record value with a line break must not start another header
+            headers[header.name] = HEADER_VALUE_FORBIDDEN_RE.sub(" ", _render(context, template_compile(header.value)))
     if webhook.auth_type == AuthType.BASIC:
         credentials = f"{webhook.auth_username}:{webhook.auth_password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
         if webhook.auth_password:
             secrets.append(webhook.auth_password)
+    elif webhook.auth_type == AuthType.BEARER:
+        headers["Authorization"] = f"Bearer {webhook.auth_token}"
+        secrets.append(webhook.auth_token)
+    # OAuth 2.0 tokens and client certificates are added at send time (dispatcher/sending.py).
     return RenderedRequest(
         method=webhook.method, url=_url_with_query(webhook.url, query), headers=headers,
         body=body.encode("utf-8", "replace"), secrets=tuple(sorted(secrets, key=len, reverse=True)),
     )
 
 
-def request_sign(request: RenderedRequest, *, secret: str, message_id: str, timestamp: int | None = None) -> RenderedRequest:
-    """Add the Standard Webhooks headers for this moment (a retry gets a new timestamp, the same id)."""
+def request_sign(request: RenderedRequest, *, secrets: Sequence[str], message_id: str,
+                 timestamp: int | None = None) -> RenderedRequest:
+    """Add the Standard Webhooks headers for this moment (a retry gets a new timestamp, the same id): one
+    signature per secret (the current one, and the previous one during a rotation's grace period)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     signed = {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_compute(
-            secret=secret, message_id=message_id, timestamp=timestamp, body=request.body
+        "webhook-signature": " ".join(
+            signature_compute(secret=secret, message_id=message_id, timestamp=timestamp, body=request.body)
+            for secret in secrets
         ),
     }
     return dataclasses.replace(request, headers={**request.headers, **signed})

@@ -23,7 +23,7 @@ def deal(owner, modules):
                                       values={"Deal_Name": "Website <redesign>", "Amount": "100"})
 
 
-def form_data(organization, module, *, entity=(), custom=(), initial=(0, 0), **overrides) -> dict:
+def form_data(organization, module, *, entity=(), custom=(), headers=(), initial=(0, 0), **overrides) -> dict:
     data = {
         "organization": organization.pk, "module": module.pk, "name": "Books", "description": "",
         "url": "https://books.example.com/hook", "method": "POST", "content_type": "JSON", "body": "",
@@ -31,7 +31,8 @@ def form_data(organization, module, *, entity=(), custom=(), initial=(0, 0), **o
         "time_zone": "", "is_active": "on", "capture_type": "JSONPATH", "capture_namespaces": "",
     }
     for prefix, rows, initial_count in (("entity_parameters", entity, initial[0]),
-                                        ("custom_parameters", custom, initial[1]), ("captures", (), 0)):
+                                        ("custom_parameters", custom, initial[1]), ("captures", (), 0),
+                                        ("headers", headers, initial[2] if len(initial) > 2 else 0)):
         data.update({f"{prefix}-TOTAL_FORMS": len(rows), f"{prefix}-INITIAL_FORMS": initial_count,
                      f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000})
         for index, row in enumerate(rows):

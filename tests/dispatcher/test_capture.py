@@ -188,6 +188,7 @@ def test_the_admin_shows_the_parser_message(client, django_user_model, organizat
         "capture_response": "on", "capture_type": "JSONPATH", "capture_namespaces": "",
         "entity_parameters-TOTAL_FORMS": 0, "entity_parameters-INITIAL_FORMS": 0,
         "custom_parameters-TOTAL_FORMS": 0, "custom_parameters-INITIAL_FORMS": 0,
+        "headers-TOTAL_FORMS": 0, "headers-INITIAL_FORMS": 0,
         "captures-TOTAL_FORMS": 1, "captures-INITIAL_FORMS": 0, "captures-0-when": "success",
         "captures-0-expression": "$.invoice[", "captures-0-field": fields["Invoice Number"].pk,
         "captures-0-position": 0,

@@ -15,7 +15,7 @@ from crm import services as crm_services
 from dispatcher import channels
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Channel, DailyUsage, Delivery, DeliverySource, DeliveryStatus
-from tests.factories import CrmUserFactory, OrganizationFactory
+from tests.factories import staff_login, CrmUserFactory, OrganizationFactory
 
 HOUR = datetime.timedelta(hours=1)
 
@@ -156,13 +156,13 @@ def test_a_hanging_notify_url_fails_verification_at_the_short_deadline(api, rece
 def test_verification_runs_outside_any_transaction_and_is_charged_to_the_quota(api, receiver, monkeypatch,
                                                                                  organization):
     seen = []
-    real = channels.request_send
+    real = channels.send_now
 
     def probe(request, **kwargs):  # the real client, watched: was a transaction open while it waited?
         seen.append(connection.in_atomic_block)
         return real(request, **kwargs)
 
-    monkeypatch.setattr(channels, "request_send", probe)
+    monkeypatch.setattr(channels, "send_now", probe)
     receiver.expect_request("/verify").respond_with_handler(
         lambda request: Response(json.loads(request.get_data())["challenge"]))
     status, _ = api("POST", body={"events": ["Leads.create"], "notify_url": receiver.url_for("/verify"),
@@ -318,5 +318,11 @@ def test_channels_admin_lists_channels_for_auditors_without_tokens(admin_client,
     created = subscribe(["Leads.create"])
     page = admin_client.get("/admin/dispatcher/channel/").content.decode()
     assert created["id"] in page and "Leads.create" in page
-    detail = admin_client.get(f"/admin/dispatcher/channel/{Channel.objects.get().pk}/change/").content.decode()
+    url = f"/admin/dispatcher/channel/{Channel.objects.get().pk}/change/"
+    detail = admin_client.get(url).content.decode()
+    # Whoever may change the channel sees its signing secret (to rotate it); nobody sees the token.
+    assert "tok-channel-7" not in detail and created["signing_secret"] in detail
+    admin_client.force_login(staff_login(Channel.objects.get().organization, "auditor", group="Auditor"))
+    detail = admin_client.get(url).content.decode()
+    assert created["id"] in detail
     assert "tok-channel-7" not in detail and created["signing_secret"] not in detail

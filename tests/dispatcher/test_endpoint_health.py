@@ -140,3 +140,22 @@ def test_endpoint_admin_shows_health_and_enables(admin_client, receiver, hook, d
                                  follow=True)
     assert "1 deliveries on hold queued again" in response.content.decode()
     assert Delivery.objects.filter(status=DeliveryStatus.QUEUED).count() == 1
+
+
+def test_410_gone_is_final_and_disables_the_destination_at_once(receiver, hook, deal, settings):
+    settings.WEBHOOK_DISABLE_AFTER_FAILURES = 10  # one failure is far from the usual threshold
+    receiver.expect_request("/hook").respond_with_data("no such subscription", status=410)
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [gone] = run_due()
+    assert gone.status == DeliveryStatus.FAILED and gone.last_error_class == "http_410"
+    assert gone.status_reason.endswith("not retried: 410 Gone, the receiver says this endpoint no longer exists; "
+                                       "the destination is disabled.")
+    endpoint = Endpoint.objects.get()
+    assert endpoint.is_disabled and "answered 410 Gone" in endpoint.disabled_reason
+    [message] = mail.outbox
+    assert "410 Gone" in message.body and "admin@zylker.example" in message.to
+    # What comes next for the destination is kept, not sent, until someone enables it again.
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [held] = run_due()
+    assert held.status == DeliveryStatus.HELD and len(receiver.log) == 1
+    assert health.endpoint_enable(endpoint=endpoint) == 1

@@ -109,7 +109,8 @@ def test_retry_after_as_an_http_date_is_honoured_and_capped(db):
     in_two_days = result(429, headers={"retry-after": str(48 * 3600)})
     assert retry.next_attempt_at(policy=policy, attempt_number=1, result=in_two_days, now=now) == at("2026-05-01T18:00:00")
     nonsense = result(429, headers={"Retry-After": "soon"})
-    assert retry.next_attempt_at(policy=policy, attempt_number=1, result=nonsense, now=now) == at("2026-05-01T12:15:00")
+    assert at("2026-05-01T12:13:30") <= retry.next_attempt_at(policy=policy, attempt_number=1, result=nonsense,
+                                                              now=now) <= at("2026-05-01T12:16:30")
     assert retry.next_attempt_at(policy=policy, attempt_number=2, result=nonsense, now=now) is None
 
 
@@ -120,3 +121,35 @@ def test_retry_policy_delays_are_validated(db):
                             ([60] * 21, "At most 20 retries.")]:
         with pytest.raises(ValidationError, match=message):
             RetryPolicy(code="x", name="x", delays=delays).full_clean()
+
+
+def test_retry_delays_are_spread_by_the_jitter_and_never_earlier_than_retry_after(db, settings):
+    policy = RetryPolicy.objects.get(code="vtiger")  # 1 h, 2 h, 4 h
+    now = at("2026-05-01T12:00:00")
+    settings.WEBHOOK_RETRY_JITTER = 0.1
+    waits = [(retry.next_attempt_at(policy=policy, attempt_number=1, result=result(500), now=now) - now).total_seconds()
+             for _ in range(200)]
+    assert all(3240 <= wait <= 3960 for wait in waits)  # 1 h ± 10 %
+    assert len(set(waits)) > 100  # spread, not one second for everybody
+    asked = result(503, headers={"Retry-After": "5400"})  # 1.5 h: never earlier than the receiver asked
+    assert all(retry.next_attempt_at(policy=policy, attempt_number=1, result=asked, now=now) >= at("2026-05-01T13:30:00")
+               for _ in range(50))
+    settings.WEBHOOK_RETRY_JITTER = 0
+    assert retry.next_attempt_at(policy=policy, attempt_number=3, result=result(500), now=now) == at("2026-05-01T16:00:00")
+
+
+def test_the_standard_webhooks_policy_retries_as_the_spec_lists(db):
+    policy = RetryPolicy.objects.get(code="standard")
+    assert policy.delays == [5, 300, 1800, 7200, 18000, 36000, 36000]
+    assert retry.schedule_text(policy) == ("at once → +5 s → +5 min 5 s → +35 min 5 s → +2 h 35 min → +7 h 35 min → "
+                                           "+17 h 35 min → +1 d 3 h")
+    assert retry.schedule(policy)[-1][1] == 99_305  # seconds after the first attempt: 1 day 3 h 35 min 5 s
+
+
+def test_the_admin_shows_when_each_retry_of_a_policy_happens(admin_client, db):
+    policy = RetryPolicy.objects.get(code="standard")
+    listing = admin_client.get("/admin/dispatcher/retrypolicy/").content.decode()
+    assert "at once → +5 s → +5 min 5 s" in listing
+    page = admin_client.get(f"/admin/dispatcher/retrypolicy/{policy.pk}/change/").content.decode()
+    assert "<td>retry 7</td><td>10 h after the failed attempt</td><td>1 d 3 h</td>" in page
+    assert "±10%" in page and "410 Gone is never retried" in page
