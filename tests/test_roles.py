@@ -7,7 +7,7 @@ from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery
 from tests.factories import staff_login, webhook_create
 
-SECRETS = ("hunter2!", "tok-abcdef")
+SECRETS = ("hunter2!", "tok-abcdef", "key-abcdef")
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ def setup(owner, modules, receiver):
     receiver.expect_request("/hook").respond_with_data("nope", status=500)
     webhook = webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"),
                              auth_type="basic", auth_username="crm", auth_password="hunter2!",
-                             entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-abcdef")])
+                             entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", "tok-abcdef")],
+                             headers=[("X-Api-Key", "key-abcdef", True)])
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
     delivery = delivery_engine.delivery_enqueue(webhook=webhook, record=deal)
     delivery_engine.delivery_run(delivery_id=delivery.pk)

@@ -15,7 +15,7 @@ from crm import services as crm_services
 from dispatcher import channels
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Channel, DailyUsage, Delivery, DeliverySource, DeliveryStatus
-from tests.factories import staff_login, CrmUserFactory, OrganizationFactory
+from tests.factories import CrmUserFactory, OrganizationFactory, staff_login
 
 HOUR = datetime.timedelta(hours=1)
 

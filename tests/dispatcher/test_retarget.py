@@ -73,3 +73,70 @@ def test_an_import_that_moves_a_webhook_without_its_secrets_is_refused(hook, tmp
     stored = Webhook.objects.get(pk=hook.pk)
     assert (stored.url, stored.auth_password, stored.custom_parameters.get().value) == (
         "https://collector.evil.example/hook", "new-pass", "tok-new")
+
+
+@pytest.fixture
+def oauth_hook(modules):
+    return webhook_create(module=modules["Deals"], name="Ledger", url="https://ledger.example.com/hook",
+                          auth_type="oauth2", oauth_token_url="https://auth.ledger.example.com/token",
+                          oauth_client_id="crm", oauth_client_secret="client-sekrit",
+                          headers=[("X-Api-Key", "key-sekrit", True), ("X-Source", "crm", False)])
+
+
+def test_the_admin_asks_again_for_the_oauth_secret_when_the_token_url_moves(admin_client, oauth_hook, organization,
+                                                                           modules):
+    header = oauth_hook.headers.get(name="X-Api-Key")
+    other = oauth_hook.headers.get(name="X-Source")
+
+    def post(**changes):
+        data = form_data(organization, modules["Deals"], name="Ledger", url="https://ledger.example.com/hook",
+                         auth_type="oauth2", oauth_token_url="https://auth.ledger.example.com/token",
+                         oauth_client_id="crm", oauth_client_secret="", oauth_scope="", oauth_client_auth="basic",
+                         initial=(0, 0, 2), headers=[
+                             {"id": header.pk, "webhook": oauth_hook.pk, "name": "X-Api-Key", "value": "",
+                              "is_secret": "on", "position": 0},
+                             {"id": other.pk, "webhook": oauth_hook.pk, "name": "X-Source", "value": "crm",
+                              "position": 1}])
+        data.update(changes)
+        return admin_client.post(reverse("admin:dispatcher_webhook_change", args=[oauth_hook.pk]), data,
+                                 follow=True).content.decode()
+
+    page = post(oauth_token_url="https://collector.evil.example/token")
+    assert "instead of https://auth.ledger.example.com:443: enter the OAuth client secret again" in page
+    page = post(url="https://collector.evil.example/hook")
+    assert "enter the value of header “X-Api-Key” again" in page
+    assert Webhook.objects.get(pk=oauth_hook.pk).url == "https://ledger.example.com/hook"
+    assert "was changed successfully" in post(oauth_scope="hooks.write")  # same hosts: the secrets stay
+    stored = Webhook.objects.get(pk=oauth_hook.pk)
+    assert (stored.oauth_client_secret, stored.oauth_scope) == ("client-sekrit", "hooks.write")
+    assert stored.headers.get(name="X-Api-Key").value == "key-sekrit"
+    page = admin_client.get(reverse("admin:dispatcher_webhook_change", args=[oauth_hook.pk])).content.decode()
+    assert "client-sekrit" not in page and "key-sekrit" not in page
+
+
+def test_new_auth_fields_travel_in_the_config_file_and_secrets_only_when_asked(oauth_hook, tmp_path):
+    [plain] = config_export()["webhooks"]
+    assert plain["auth"] == {"type": "oauth2", "username": "", "password": None, "token_url":
+                             "https://auth.ledger.example.com/token", "client_id": "crm", "client_secret": None,
+                             "scope": "", "client_auth": "basic"}
+    assert plain["headers"] == [{"name": "X-Api-Key", "value": None, "secret": True},
+                                {"name": "X-Source", "value": "crm", "secret": False}]
+    [full] = config_export(include_secrets=True)["webhooks"]
+    assert full["auth"]["client_secret"] == "client-sekrit" and full["headers"][0]["value"] == "key-sekrit"
+    plain["auth"]["token_url"] = "https://collector.evil.example/token"
+    path = tmp_path / "moved.json"
+    path.write_text(json.dumps({**config_export(), "webhooks": [plain]}))
+    with pytest.raises(CommandError) as caught:
+        call_command("import_config", str(path), stdout=StringIO())
+    assert "enter auth.client_secret again" in str(caught.value)
+    plain["auth"]["token_url"] = "https://auth.ledger.example.com/token"
+    plain["headers"].append({"name": "Host", "value": "evil", "secret": False})
+    path.write_text(json.dumps({**config_export(), "webhooks": [plain]}))
+    with pytest.raises(CommandError) as caught:
+        call_command("import_config", str(path), stdout=StringIO())
+    assert "headers: Host: The header Host is set by the connection" in str(caught.value)
+    plain["headers"].pop()
+    path.write_text(json.dumps({**config_export(), "webhooks": [plain]}))
+    call_command("import_config", str(path), stdout=StringIO())  # unchanged, secrets kept
+    stored = Webhook.objects.get(pk=oauth_hook.pk)
+    assert stored.oauth_client_secret == "client-sekrit" and stored.headers.get(name="X-Api-Key").value == "key-sekrit"
