@@ -22,7 +22,7 @@ def receiver_snippets() -> dict:
     namespace: dict = {}
     for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL):
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own documentation
-    assert {"receive", "verify"} <= set(namespace), "the README's receiver functions"
+    assert {"receive", "verify", "receive_any"} <= set(namespace), "the README's receiver functions"
     return namespace
 
 
@@ -55,3 +55,24 @@ def test_the_readme_receiver_verifies_every_content_type(receiver, owner, module
     with pytest.raises(WebhookVerificationError):
         snippets["receive"](hook.signing_secret, headers, tampered)
     assert not snippets["verify"](hook.signing_secret, {k.lower(): v for k, v in headers.items()}, tampered)
+
+
+def test_the_readme_receiver_accepts_either_secret_during_a_rotation(receiver, owner, modules):
+    from dispatcher import secret_rotation
+
+    snippets = receiver_snippets()
+    receiver.expect_request("/hook").respond_with_data("ok")
+    hook = webhook_create(module=modules["Deals"], name="Rotating", url=receiver.url_for("/hook"),
+                          entity=[("deal", "${Deals.Deal Name}")])
+    old = hook.signing_secret
+    secret_rotation.signing_secret_rotate(sender=hook)
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
+    [(request, _)] = receiver.log
+    headers, body = dict(request.headers), request.get_data()
+    for secrets in ([old], [hook.signing_secret], [hook.signing_secret, old], ["whsec_" + "A" * 32, old]):
+        assert snippets["receive_any"](secrets, headers, body) == {"deal": "Website"}
+        assert any(snippets["verify"](secret, {k.lower(): v for k, v in headers.items()}, body) for secret in secrets)
+    with pytest.raises(WebhookVerificationError):
+        snippets["receive_any"](["whsec_" + "A" * 32], headers, body)

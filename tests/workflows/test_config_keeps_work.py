@@ -138,7 +138,7 @@ def test_retry_policies_travel_with_the_file_and_an_unknown_one_is_refused(insta
     Webhook.objects.filter(name="SMS payment reminder").update(retry_policy=RetryPolicy.objects.get(code="vtiger"))
     data = config_export_all(include_secrets=True)
     assert {p["code"]: p["failure_emails"] for p in data["retry_policies"]} == {
-        "patient": "each", "vtiger": "digest", "zoho": "none"}
+        "patient": "each", "standard": "none", "vtiger": "digest", "zoho": "none"}
     assert {w["name"]: w["retry_policy"] for w in data["webhooks"]}["SMS payment reminder"] == "vtiger"
 
     # Into an installation that has neither the custom policy nor these webhooks and rules:
@@ -160,7 +160,7 @@ def test_retry_policies_travel_with_the_file_and_an_unknown_one_is_refused(insta
     with pytest.raises(CommandError) as caught:
         run("import_config", write(tmp_path, broken, "broken.json"))
     assert "webhooks[2] “Invoice to accounting”: retry_policy: there is no retry policy “patient” here or in the " \
-           "file (known: vtiger, zoho)." in str(caught.value)
+           "file (known: standard, vtiger, zoho)." in str(caught.value)
     assert Webhook.objects.get(name="Invoice to accounting").retry_policy is None  # nothing half-imported
 
 
