@@ -1,4 +1,5 @@
-"""System checks of our own: no process runs, without debug, on keys anyone with the source knows.
+"""System checks of our own: no process runs, without debug, on keys anyone with the source knows, nor with
+an egress proxy it cannot use.
 
 They run with every management command (`migrate`, `check`, `check --deploy`) and when the web and Celery
 processes start (config/wsgi.py, config/celery.py), which refuse to start on an error."""
@@ -28,9 +29,23 @@ def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     return problems
 
 
+@checks.register(checks.Tags.security)
+def egress_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from dispatcher.async_client import EgressProxy
+
+    if not settings.WEBHOOK_EGRESS_PROXY:
+        return []
+    try:
+        EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY)
+    except ValueError as error:
+        return [checks.Error(f"WEBHOOK_EGRESS_PROXY is not usable: {error}", hint="Fix or unset it.",
+                             id="dispatcher.E003")]
+    return []
+
+
 def insecure_start_reason(process: str) -> str | None:
     """Why a process must not start (the checks above), or None."""
-    errors = [message for message in keys_check() if message.is_serious()]
+    errors = [message for message in keys_check() + egress_check() if message.is_serious()]
     if not errors:
         return None
     return f"The {process} refuses to start: " + "; ".join(f"{e.msg} {e.hint}" for e in errors)

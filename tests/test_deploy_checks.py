@@ -27,6 +27,7 @@ def run(command: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess
 @pytest.mark.parametrize(("env", "refused"), [
     ({"DJANGO_SECRET_KEY": SHIPPED}, "dispatcher.E001"),
     ({"WEBHOOK_SECRETS_KEYS": ""}, "dispatcher.E002"),
+    ({"WEBHOOK_EGRESS_PROXY": "socks5://proxy.internal:1080"}, "dispatcher.E003"),
 ])
 def test_management_commands_and_check_deploy_refuse_known_keys(tmp_path, env, refused):
     for command in (["check"], ["check", "--deploy"], ["migrate", "--no-input"]):
