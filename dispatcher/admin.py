@@ -178,19 +178,35 @@ class CustomParameterFormSet(SiblingAwareFormSet):
             raise ValidationError(problem)
 
 
-class CustomParameterInline(CrmAdminMixin, admin.TabularInline):
+def _masked_display(field: str, label: str):
+    """A readonly admin field showing whether a secret is set, never the secret."""
+    @admin.display(description=label)
+    def display(self, obj: Webhook) -> str:
+        return MASK if getattr(obj, field) else "-"
+
+    return display
+
+
+class SecretValuesInline(CrmAdminMixin, admin.TabularInline):
+    """An inline whose values may be secrets: whoever may only look (auditors) gets view_only_fields, where
+    the value is a readonly display that masks them."""
+
+    view_only_fields: list[str] = []
+
+    def get_fields(self, request, obj=None):
+        if not self.has_change_permission(request, obj):
+            return self.view_only_fields
+        return super().get_fields(request, obj)
+
+
+class CustomParameterInline(SecretValuesInline):
     model = CustomParameter
     form = CustomParameterForm
     formset = CustomParameterFormSet
     extra = 1
     verbose_name_plural = "custom parameters (literal values such as tokens; masked)"
     readonly_fields = ["masked_value"]
-
-    def get_fields(self, request, obj=None):
-        """Whoever may only look (auditors) sees the names, never the values."""
-        if not self.has_change_permission(request, obj):
-            return ["name", "masked_value", "position"]
-        return super().get_fields(request, obj)
+    view_only_fields = ["name", "masked_value", "position"]
 
     @admin.display(description="value")
     def masked_value(self, obj: CustomParameter) -> str:
@@ -242,19 +258,14 @@ class WebhookHeaderFormSet(SiblingAwareFormSet):
             raise ValidationError(problems)
 
 
-class WebhookHeaderInline(CrmAdminMixin, admin.TabularInline):
+class WebhookHeaderInline(SecretValuesInline):
     model = WebhookHeader
     form = WebhookHeaderForm
     formset = WebhookHeaderFormSet
     extra = 0
     verbose_name_plural = "custom headers (text with merge fields, or secrets such as API keys; secrets masked)"
     readonly_fields = ["shown_value"]
-
-    def get_fields(self, request, obj=None):
-        """Whoever may only look sees secret values as a mask."""
-        if not self.has_change_permission(request, obj):
-            return ["name", "shown_value", "is_secret", "position"]
-        return super().get_fields(request, obj)
+    view_only_fields = ["name", "shown_value", "is_secret", "position"]
 
     @admin.display(description="value")
     def shown_value(self, obj: WebhookHeader) -> str:
@@ -307,21 +318,10 @@ class WebhookAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
         return [*super().get_readonly_fields(request, obj), *(f"{name}_masked" for name in services.WEBHOOK_SECRETS),
                 "signing_secret_masked"]
 
-    @admin.display(description="password")
-    def auth_password_masked(self, obj: Webhook) -> str:
-        return MASK if obj.auth_password else "-"
-
-    @admin.display(description="bearer token")
-    def auth_token_masked(self, obj: Webhook) -> str:
-        return MASK if obj.auth_token else "-"
-
-    @admin.display(description="client secret")
-    def oauth_client_secret_masked(self, obj: Webhook) -> str:
-        return MASK if obj.oauth_client_secret else "-"
-
-    @admin.display(description="client key")
-    def tls_client_key_masked(self, obj: Webhook) -> str:
-        return MASK if obj.tls_client_key else "-"
+    auth_password_masked = _masked_display("auth_password", "password")
+    auth_token_masked = _masked_display("auth_token", "bearer token")
+    oauth_client_secret_masked = _masked_display("oauth_client_secret", "client secret")
+    tls_client_key_masked = _masked_display("tls_client_key", "client key")
 
     @admin.display(description="signing secret")
     def signing_secret_masked(self, obj: Webhook) -> str:

@@ -6,7 +6,6 @@ import base64
 import datetime
 import http.server
 import json
-import socket
 import ssl
 import threading
 
@@ -25,6 +24,7 @@ from dispatcher.models import Delivery, DeliveryStatus, RetryPolicy, Webhook
 from dispatcher.rendering.request import MASK
 from dispatcher.sending import caches_clear
 from tests.factories import webhook_create
+from tests.faults.proxy import ConnectProxy
 
 ENTITY = [("deal", "${Deals.Deal Name}")]
 
@@ -338,63 +338,6 @@ def test_a_client_key_that_does_not_load_is_refused_when_saving(tls_server, modu
 
 
 # --- egress proxy -----------------------------------------------------------------------------------------
-class ConnectProxy:
-    """An HTTP CONNECT proxy on loopback that records what it is asked for and tunnels (or refuses)."""
-
-    def __init__(self, *, refuse: bool = False) -> None:
-        self.asked: list[str] = []
-        self.refuse = refuse
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                client.close()
-                return
-            head += chunk
-        line = head.split(b"\r\n", 1)[0].decode()
-        self.asked.append(line)
-        method, target, _ = line.split(" ")
-        if self.refuse or method != "CONNECT":
-            client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-            client.close()
-            return
-        host, port = target.rsplit(":", 1)
-        upstream = socket.create_connection((host.strip("[]"), int(port)))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
 def proxy(settings):
     made = []
