@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from django.conf import settings
 
-from dispatcher import async_client
+from dispatcher import async_client, retry
 from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.models import AuthType, OAuthClientAuth, Webhook
 from dispatcher.rendering.request import RenderedRequest
@@ -167,8 +167,8 @@ def token_of(result: HttpResult, request: RenderedRequest) -> tuple[str, float] 
         return HttpResult(None, result.duration_ms, error_class=ErrorClass.TOKEN_ERROR,
                           error_message=request.mask(message)[:500], retryable=retryable)
 
-    if result.status_code is None:
-        return failed(f"The token URL could not be reached: {result.error_message}", True)
+    if result.status_code is None:  # a refused URL stays refused; a network failure may heal
+        return failed(f"The token URL could not be reached: {result.error_message}", retry.is_retryable(result))
     try:
         data = json.loads(result.body)
     except ValueError:

@@ -60,8 +60,42 @@ def test_an_admin_creates_a_webhook_with_parameters_and_secrets_are_encrypted(ad
     assert "hunter2" not in stored and "tok-abcdef" not in stored and webhook.signing_secret not in stored
 
 
+def test_an_admin_sets_a_bearer_token_and_headers_and_secrets_stay_encrypted_and_masked(admin_client, organization,
+                                                                                       modules):
+    page = admin_client.get(ADD_URL).content.decode()
+    assert "OAuth 2.0 client credentials" in page and "Mutual TLS" in page and "Custom headers" in page
+    data = form_data(organization, modules["Deals"], auth_type="bearer", auth_token="tok-bearer-9",
+                     headers=[{"name": "X-Api-Key", "value": "key-sekrit-9", "is_secret": "on", "position": 0},
+                              {"name": "X-Deal", "value": "${Deals.Deal Name}", "position": 1}])
+    response = admin_client.post(ADD_URL, data, follow=True)
+    assert b"was added successfully" in response.content, response.content.decode()[-2000:]
+    webhook = Webhook.objects.get(name="Books")
+    assert webhook.auth_token == "tok-bearer-9"
+    assert [(h.name, h.value, h.is_secret) for h in webhook.headers.all()] == [
+        ("X-Api-Key", "key-sekrit-9", True), ("X-Deal", "${Deals.Deal Name}", False)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT auth_token FROM dispatcher_webhook WHERE id = %s", [webhook.pk])
+        stored = cursor.fetchone()[0]
+        cursor.execute("SELECT value FROM dispatcher_webhookheader")
+        stored += " ".join(row[0] for row in cursor.fetchall())
+    assert "tok-bearer-9" not in stored and "key-sekrit-9" not in stored
+    page = admin_client.get(reverse("admin:dispatcher_webhook_change", args=[webhook.pk])).content.decode()
+    assert "tok-bearer-9" not in page and "key-sekrit-9" not in page and "${Deals.Deal Name}" in page
+    data = form_data(organization, modules["Deals"], auth_type="none", headers=[
+        {"name": "Host", "value": "evil.example", "position": 0}])
+    response = admin_client.post(reverse("admin:dispatcher_webhook_change", args=[webhook.pk]), data)
+    assert "The header Host is set by the connection" in response.content.decode()
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"url": "ftp://books.example.com"}, "The URL must start with http:// or https://."),
+    ({"auth_type": "bearer"}, "Enter the bearer token."),
+    ({"auth_type": "oauth2", "oauth_client_id": "crm"}, "Enter the token URL for OAuth 2.0 client credentials."),
+    ({"auth_type": "oauth2", "oauth_token_url": "http://10.0.0.5/token", "oauth_client_id": "c",
+      "oauth_client_secret": "s"}, "webhooks can only reach public addresses"),
+    ({"tls_client_certificate": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"},
+     "Give both the client certificate and its key, or neither."),
+    ({"tls_ca_bundle": "not pem"}, "The CA bundle is not valid PEM"),
     ({"url": "https://books.example.com:8080/"}, "Port 8080 is not allowed; webhooks may only use ports 80, 443."),
     ({"name": "Books!"}, "Use letters, digits, spaces, hyphens and underscores only in the name."),
     ({"method": "GET", "body": "{}"}, "A GET request has no body: choose POST or PUT, or leave the body empty."),

@@ -266,6 +266,7 @@ def test_the_token_url_obeys_the_address_rules(receiver, modules, deal, settings
     Webhook.objects.filter(pk=hook.pk).update(url=hook.url, modified_at=timezone.now())
     delivery = deliver(hook, deal)
     assert delivery.last_error_class == "token_error" and "not a public address" in delivery.status_reason
+    assert delivery.status == DeliveryStatus.FAILED  # a refused address does not heal: not retried
     assert not receiver.log
 
 
@@ -364,6 +365,18 @@ def test_all_webhook_traffic_goes_through_the_egress_proxy_to_the_checked_addres
     assert receiver.log[-1][0].headers["Host"] == f"localhost:{port}"
     _, result, _ = services.webhook_send_test(webhook=hook, record=deal)  # test sends too
     assert result.status_code == 200 and len(tunnel.asked) >= 2
+
+
+def test_tls_runs_end_to_end_through_the_proxy_with_the_client_certificate(tls_server, proxy, modules, deal):
+    tunnel = proxy()
+    port = tls_server["url"].split(":")[2].split("/")[0]
+    hook = webhook_create(module=modules["Deals"], url=tls_server["url"], entity=ENTITY,
+                          tls_client_certificate=tls_server["certificate"], tls_client_key=tls_server["key"],
+                          tls_ca_bundle=tls_server["ca"])
+    delivery = deliver(hook, deal)
+    assert delivery.status == DeliveryStatus.SUCCESS, delivery.status_reason
+    assert json.loads(delivery.attempts.get().response_body) == {"client": "crm-webhooks"}
+    assert tunnel.asked == [f"CONNECT 127.0.0.1:{port} HTTP/1.1"]
 
 
 def test_the_address_rules_apply_before_the_proxy_is_asked(receiver, proxy, modules, deal, settings):
