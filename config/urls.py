@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config.api import api
 from dispatcher import ops
 
 urlpatterns = [
@@ -9,6 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics, name="metrics"),
-    path("api/", include("dispatcher.urls")),
-    path("api/", include("crm.urls")),
+    path("api/v1/", api.urls),
+    path("api/", include("crm.urls")),  # anything else under /api/: a JSON 404
 ]

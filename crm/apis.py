@@ -1,70 +1,75 @@
-"""REST API for records: JSON in and out, API-key authentication, errors as JSON with a code.
+"""REST API for records: list, read, create, update, delete and bulk create, as a django-ninja router.
 
-Views stay thin: they authenticate, parse and answer; crm.services validates and writes, and
-announces each change, so workflow rules fire in the same transaction as the change.
+Views stay thin: they authenticate (crm/api/auth.py), parse and answer; crm.services validates and writes,
+and announces each change, so workflow rules fire in the same transaction as the change.
 """
-import json
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
+from django.utils.dateparse import parse_datetime
+from ninja import Body, Query, Router, Schema
 
 from crm import services
-from crm.models import ApiKey, Module, Record
+from crm.api.auth import key_auth
+from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
+from crm.api.idempotency import idempotent
+from crm.api.pagination import page
+from crm.models import ApiKey, ApiScope, Module, Record
 
 BULK_MAX = 100  # records per bulk request
+DATABASE_ID_MAX = 2**63 - 1
+
+router = Router(tags=["records"])
+READ, WRITE = key_auth(ApiScope.RECORDS_READ), key_auth(ApiScope.RECORDS_WRITE)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+class Owner(Schema):
+    id: int
+    name: str
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, **details}}, status=status)
+class RecordOut(Schema):
+    id: int
+    module: str
+    owner: Owner
+    created_time: str
+    modified_time: str
+    values: dict[str, Any]
 
 
-def api_view(methods: set[str]) -> Callable:
-    """Authenticate by X-API-Key or ?zapikey=, allow the given methods, turn ApiError into JSON."""
-
-    def decorate(view: Callable) -> Callable:
-        @csrf_exempt
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> JsonResponse:
-            if request.method not in methods:
-                response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.",
-                                          allowed=sorted(methods))
-                response["Allow"] = ", ".join(sorted(methods))
-                return response
-            raw = request.headers.get("X-API-Key") or request.GET.get("zapikey")
-            key = services.api_key_authenticate(raw=raw) if raw else None
-            if key is None:
-                return error_response(401, "unauthorized", "Send a valid API key in the X-API-Key header or the "
-                                      "zapikey query parameter." if not raw else "This API key is not valid or was revoked.")
-            if (wait := services.api_rate_take(key=key, now=timezone.now())) is not None:
-                response = error_response(429, "rate_limited", f"This key made {settings.API_RATE_LIMIT_PER_MINUTE} "
-                                          f"calls this minute, the most it may; try again in {wait} s.",
-                                          retry_after=wait)
-                response["Retry-After"] = str(wait)
-                return response
-            try:
-                return view(request, key, *args, **kwargs)
-            except ApiError as error:
-                return error_response(error.status, error.code, error.message, **error.details)
-
-        return wrapper
-
-    return decorate
+class RecordAnswer(Schema):
+    data: RecordOut
 
 
-def _module(key: ApiKey, name: str) -> Module:
+class RecordsAnswer(Schema):
+    data: list[RecordOut]
+
+
+class RecordPage(Schema):
+    data: list[RecordOut]
+    next_cursor: str | None
+
+
+class Deleted(Schema):
+    id: int
+    deleted: bool
+
+
+class DeletedAnswer(Schema):
+    data: Deleted
+
+
+class RecordFilters(Schema):
+    cursor: str | None = None
+    limit: int | None = None
+    modified_since: str | None = None
+    equals: list[str] = []
+
+
+def module_of(key: ApiKey, name: str) -> Module:
     # A NUL (%00 in the path) cannot even be sent to PostgreSQL in a query: no module has it in its name.
     module = None if "\x00" in name else Module.objects.filter(organization_id=key.organization_id,
                                                                api_name=name).first()
@@ -73,48 +78,13 @@ def _module(key: ApiKey, name: str) -> Module:
     return module
 
 
-def _record(key: ApiKey, module: Module, pk: int) -> Record:
+def _record(module: Module, pk: int) -> Record:
     # Another organization's record is not found, exactly like a missing one: a 403 would tell which ids exist.
-    record = Record.objects.select_related("module__organization", "owner").filter(pk=pk, module=module).first()
+    record = None if pk > DATABASE_ID_MAX else Record.objects.select_related(
+        "module__organization", "owner").filter(pk=pk, module=module).first()
     if record is None:
         raise ApiError(404, "not_found", f"There is no {module.singular_label} record with id {pk}.")
     return record
-
-
-def json_body(request: HttpRequest) -> Any:
-    content_type = request.content_type or ""
-    if content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > settings.API_MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"The body may have at most {settings.API_MAX_BODY_BYTES} bytes.")
-    try:
-        data = json.loads(request.body or b"null")
-        # Lone surrogates ("\ud800") are valid JSON escapes but not text: no database can store them.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except RequestDataTooBig:
-        raise ApiError(413, "too_large", f"The body may have at most {settings.API_MAX_BODY_BYTES} bytes.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}.") from None
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_json", "The body contains text that is not valid Unicode (a lone surrogate "
-                                            "escape such as \\ud800).") from None
-    except (RecursionError, ValueError) as error:  # nesting too deep; an integer with too many digits
-        reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise ApiError(400, "invalid_json", f"The body cannot be read as JSON: {reason}.") from None
-    return data
-
-
-def _values(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "Send a JSON object of field values keyed by API name.")
-    return data
-
-
-def invalid_fields(error: ValidationError, **extra: Any) -> ApiError:
-    fields = error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
-    names = ", ".join(sorted(fields))
-    return ApiError(400, "invalid_fields", f"Some values are not valid: {names}.", fields=fields, **extra)
 
 
 def record_data(record: Record) -> dict[str, Any]:
@@ -128,62 +98,107 @@ def record_data(record: Record) -> dict[str, Any]:
     }
 
 
-@api_view({"POST"})
-def records_create(request: HttpRequest, key: ApiKey, module: str) -> JsonResponse:
-    target = _module(key, module)
-    values = _values(json_body(request))
-    try:
-        record = services.record_create(module=target, owner=key.user, values=values)
-    except ValidationError as error:
-        raise invalid_fields(error) from None
-    return JsonResponse({"data": record_data(record)}, status=201)
+@router.get("/{module}/", response={200: RecordPage, **COMMON_ERRORS}, auth=READ, summary="List records")
+def records_list(request: HttpRequest, module: str, filters: Query[RecordFilters]):
+    """Newest first, ``limit`` (1–200, default 50) per page; pass ``next_cursor`` back as ``cursor`` for the
+    next page. ``modified_since`` (ISO 8601) and ``equals=API_name:value`` (repeatable; the value as the API
+    returns it, e.g. ``Amount:99.50``) narrow the list."""
+    target = module_of(request.auth, module)
+    records = Record.objects.filter(module=target).select_related("module", "owner")
+    if filters.modified_since is not None:
+        since = parse_datetime(filters.modified_since)
+        if since is None:
+            raise ApiError(400, "invalid_fields", "Some values are not valid: modified_since.",
+                           fields={"modified_since": ["Give an ISO 8601 date and time, e.g. 2026-12-01T09:00:00Z."]})
+        records = records.filter(modified_at__gte=since if timezone.is_aware(since)
+                                 else timezone.make_aware(since, timezone.get_default_timezone()))
+    fields = set(target.fields.values_list("api_name", flat=True))
+    for condition in filters.equals:
+        name, separator, value = condition.partition(":")
+        if not separator or name not in fields or "\x00" in value:
+            raise ApiError(400, "invalid_fields", "Some values are not valid: equals.", fields={"equals": [
+                f"“{condition}” is not API_name:value with a field of {target.api_name}."]})
+        records = records.filter(**{f"values__{name}": value})
+    return page(records, cursor=filters.cursor, limit=filters.limit, serialize=record_data)
 
 
-@api_view({"POST"})
-def records_bulk_create(request: HttpRequest, key: ApiKey, module: str) -> JsonResponse:
-    """Up to 100 records, all or none: one invalid record and nothing is created or fired."""
-    target = _module(key, module)
-    data = json_body(request)
-    if not isinstance(data, list) or not data:
+@router.post("/{module}/", response={201: RecordAnswer, **POST_ERRORS}, auth=WRITE,
+             summary="Create a record")
+def records_create(request: HttpRequest, module: str, values: Body[dict[str, Any]]):
+    """Creates the record and fires the workflow rules of the module, as the admin would."""
+    target = module_of(request.auth, module)
+
+    def create() -> tuple[int, dict]:
+        try:
+            record = services.record_create(module=target, owner=request.auth.user, values=values)
+        except ValidationError as error:
+            raise invalid_fields(error) from None
+        return 201, {"data": record_data(record)}
+
+    return idempotent(request, request.auth, create)
+
+
+@router.post("/{module}/bulk/", response={201: RecordsAnswer, **POST_ERRORS},
+             auth=WRITE, summary="Create up to 100 records")
+def records_bulk_create(request: HttpRequest, module: str, records: Body[list[Any]]):
+    """All or none: one invalid record and nothing is created or fired."""
+    target = module_of(request.auth, module)
+    if not records:
         raise ApiError(400, "invalid_body", "Send a JSON array of records (objects of field values).")
-    if len(data) > BULK_MAX:
-        raise ApiError(400, "too_many_records", f"At most {BULK_MAX} records per request; this has {len(data)}.")
-    errors: dict[str, Any] = {}
-    try:
-        with transaction.atomic():
-            records = []
-            for index, values in enumerate(data):
-                try:
-                    records.append(services.record_create(module=target, owner=key.user, values=_values(values)))
-                except ValidationError as error:
-                    errors[str(index)] = error.message_dict if hasattr(error, "error_dict") else error.messages
-                except ApiError as error:
-                    errors[str(index)] = {"__all__": [error.message]}
-            if errors:
-                raise ValidationError("invalid")
-    except ValidationError:
-        raise ApiError(400, "invalid_records", f"{len(errors)} of {len(data)} records are not valid; none was "
-                       "created.", records=errors) from None
-    return JsonResponse({"data": [record_data(r) for r in records]}, status=201)
+    if len(records) > BULK_MAX:
+        raise ApiError(400, "too_many_records", f"At most {BULK_MAX} records per request; this has {len(records)}.")
+
+    def create() -> tuple[int, dict]:
+        errors: dict[str, Any] = {}
+        try:
+            with transaction.atomic():
+                made = []
+                for index, values in enumerate(records):
+                    if not isinstance(values, dict):
+                        errors[str(index)] = {"__all__": ["Send a JSON object of field values keyed by API name."]}
+                        continue
+                    try:
+                        made.append(services.record_create(module=target, owner=request.auth.user, values=values))
+                    except ValidationError as error:
+                        errors[str(index)] = error.message_dict if hasattr(error, "error_dict") else error.messages
+                if errors:
+                    raise ValidationError("invalid")
+        except ValidationError:
+            raise ApiError(400, "invalid_records", f"{len(errors)} of {len(records)} records are not valid; none "
+                           "was created.", records=errors) from None
+        return 201, {"data": [record_data(r) for r in made]}
+
+    return idempotent(request, request.auth, create)
 
 
-@api_view({"GET", "PUT", "PATCH", "DELETE"})
-def record_detail(request: HttpRequest, key: ApiKey, module: str, pk: int) -> JsonResponse:
-    target = _module(key, module)
-    record = _record(key, target, pk)
-    if request.method == "GET":
-        return JsonResponse({"data": record_data(record)})
-    if request.method == "DELETE":
-        services.record_delete(record=record)
-        return JsonResponse({"data": {"id": pk, "deleted": True}})
-    values = _values(json_body(request))
+@router.get("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=READ, summary="Read a record")
+def record_read(request: HttpRequest, module: str, pk: int):
+    return {"data": record_data(_record(module_of(request.auth, module), pk))}
+
+
+def _update(request: HttpRequest, module: str, pk: int, values: dict[str, Any], *, replace: bool) -> dict:
+    record = _record(module_of(request.auth, module), pk)
     try:
-        record = services.record_update(record=record, values=values, replace=request.method == "PUT")
+        record = services.record_update(record=record, values=values, replace=replace)
     except ValidationError as error:
         raise invalid_fields(error) from None
-    return JsonResponse({"data": record_data(record)})
+    return {"data": record_data(record)}
 
 
-@csrf_exempt
-def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
-    return error_response(404, "not_found", f"There is no API endpoint {request.path}.")
+@router.patch("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
+              summary="Change some values of a record")
+def record_patch(request: HttpRequest, module: str, pk: int, values: Body[dict[str, Any]]):
+    return _update(request, module, pk, values, replace=False)
+
+
+@router.put("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
+            summary="Replace the values of a record")
+def record_put(request: HttpRequest, module: str, pk: int, values: Body[dict[str, Any]]):
+    return _update(request, module, pk, values, replace=True)
+
+
+@router.delete("/{module}/{int:pk}/", response={200: DeletedAnswer, **COMMON_ERRORS}, auth=WRITE,
+               summary="Delete a record")
+def record_delete(request: HttpRequest, module: str, pk: int):
+    services.record_delete(record=_record(module_of(request.auth, module), pk))
+    return {"data": {"id": pk, "deleted": True}}

@@ -308,6 +308,34 @@ class Record(models.Model):
         return str(name) if name not in (None, "") else f"#{self.pk}"
 
 
+class ApiScope(models.TextChoices):
+    """What an API key may do; each operation of the REST API needs one (README "REST API")."""
+
+    RECORDS_READ = "records:read", "read records"
+    RECORDS_WRITE = "records:write", "create, change and delete records (which fires workflow rules)"
+    DELIVERIES_READ = "deliveries:read", "read the delivery log, attempts and usage"
+    DELIVERIES_REPLAY = "deliveries:replay", "resend and recover deliveries"
+    CHANNELS = "channels", "manage event subscription channels"
+    CONFIG = "config", "read webhooks and rules, import and export the configuration"
+
+
+# What keys could do before scopes existed, and what a new key gets unless told otherwise.
+DEFAULT_API_SCOPES = [ApiScope.RECORDS_READ.value, ApiScope.RECORDS_WRITE.value, ApiScope.CHANNELS.value]
+
+
+def default_api_scopes() -> list[str]:
+    return list(DEFAULT_API_SCOPES)
+
+
+def validate_api_scopes(value) -> None:
+    from django.core.exceptions import ValidationError
+
+    if not isinstance(value, list) or not all(isinstance(scope, str) for scope in value):
+        raise ValidationError("Scopes are a list of names such as records:read.")
+    if unknown := sorted(set(value) - set(ApiScope.values)):
+        raise ValidationError(f"Unknown scopes: {', '.join(unknown)}. Known: {', '.join(ApiScope.values)}.")
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self) -> "ApiKeyQuerySet":
         return self.filter(revoked_at__isnull=True, user__is_active=True)
@@ -327,6 +355,9 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField("revoked", null=True, blank=True,
                                       help_text="A revoked key is refused from that moment on.")
+    scopes = models.JSONField(
+        "scopes", default=default_api_scopes, validators=[validate_api_scopes],
+        help_text="What the key may do: " + "; ".join(f"{c.value}: {c.label}" for c in ApiScope) + ".")
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -348,3 +379,22 @@ class ApiKeyWindow(models.Model):
     class Meta:
         verbose_name = "API key window"
         constraints = [models.UniqueConstraint(fields=["key", "minute"], name="api_key_window_once")]
+
+
+class IdempotentRequest(models.Model):
+    """A POST made with an Idempotency-Key, and its answer: the same key with the same request within
+    IDEMPOTENCY_KEY_HOURS gets this answer again, without doing anything (crm/api/idempotency.py)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", verbose_name="API key")
+    idempotency_key = models.CharField("Idempotency-Key", max_length=255)
+    fingerprint = models.CharField("request fingerprint", max_length=64,
+                                   help_text="SHA-256 of the method, path and body.")
+    status = models.PositiveSmallIntegerField("answer status", null=True, blank=True,
+                                              help_text="Empty while the first request is still being answered.")
+    response = models.JSONField("answer", null=True, blank=True)
+    created_at = models.DateTimeField("received", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "idempotent request"
+        constraints = [models.UniqueConstraint(fields=["key", "idempotency_key"], name="idempotency_key_once")]
+        indexes = [models.Index(fields=["created_at"], name="idempotent_request_age")]

@@ -1,10 +1,10 @@
-from django.urls import path, re_path
+from django.urls import re_path
 
-from crm import apis
+from crm.api.errors import problem_response
 
-urlpatterns = [
-    path("v1/records/<str:module>/", apis.records_create, name="api_records"),
-    path("v1/records/<str:module>/bulk/", apis.records_bulk_create, name="api_records_bulk"),
-    path("v1/records/<str:module>/<int:pk>/", apis.record_detail, name="api_record"),
-    re_path(r"^(?P<rest>.*)$", apis.not_found),
-]
+
+def not_found(request, rest: str = ""):
+    return problem_response(404, "not_found", f"There is no API endpoint {request.path}.")
+
+
+urlpatterns = [re_path(r"^(?P<rest>.*)$", not_found)]

@@ -28,8 +28,9 @@ def test_an_api_key_over_its_rate_gets_429_with_retry_after_and_the_others_go_on
     assert [get(busy).status_code for _ in range(3)] == [200, 200, 200]
     refused = get(busy)
     assert (refused.status_code, refused["Retry-After"]) == (429, "45")
-    assert refused.json() == {"error": {"code": "rate_limited", "retry_after": 45, "message":
-                                        "This key made 3 calls this minute, the most it may; try again in 45 s."}}
+    assert refused.json()["error"] == {"code": "rate_limited", "retry_after": 45, "message":
+                                       "This key made 3 calls this minute, the most it may; try again in 45 s."}
+    assert refused["Content-Type"] == "application/problem+json"
     assert get(calm).status_code == 200  # per key
     moment += datetime.timedelta(seconds=45)
     assert get(busy).status_code == 200  # the next minute

@@ -46,10 +46,10 @@ class FullReport:
 
 def config_export_all(*, organization: Organization | None = None, include_secrets: bool = False) -> dict[str, Any]:
     data = config_export(organization=organization, include_secrets=include_secrets)
-    rules = _rules().order_by("organization__name", "module__api_name", "execution_order", "name")
+    rules = rules_loaded().order_by("organization__name", "module__api_name", "execution_order", "name")
     if organization is not None:
         rules = rules.filter(organization=organization)
-    data["workflow_rules"] = [_rule_export(rule) for rule in rules]
+    data["workflow_rules"] = [rule_export(rule) for rule in rules]
     return data
 
 
@@ -57,7 +57,7 @@ def _time(value: datetime.time | None) -> str | None:
     return value.strftime("%H:%M") if value else None
 
 
-def _rule_export(rule: WorkflowRule) -> dict[str, Any]:
+def rule_export(rule: WorkflowRule) -> dict[str, Any]:
     return {
         "organization": rule.organization.name, "module": rule.module.api_name, "name": rule.name,
         "description": rule.description, "active": rule.is_active, "execution_order": rule.execution_order,
@@ -78,13 +78,22 @@ def _rule_export(rule: WorkflowRule) -> dict[str, Any]:
     }
 
 
-def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
+def config_import_all(*, data: Any, dry_run: bool = False, organization: Organization | None = None) -> FullReport:
     """Retry policies, then webhooks (they name policies), then rules (they name webhooks); one problem
     anywhere and nothing changes. A dry run does the whole import and rolls it back, so its report is
-    exactly what the import would do, cancelled runs included."""
+    exactly what the import would do, cancelled runs included.
+
+    organization (the REST API's: a key's own) limits the file to that organization's webhooks and rules,
+    and to the retry policies as they are (they are shared, changed by superusers only)."""
     config_check_header(data)
+    scope_problems = _outside(data, organization) if organization is not None else []
     with transaction.atomic():
         policies, problems = retry_policies_import(data.get("retry_policies"))
+        if organization is not None:
+            problems = scope_problems + problems + [
+                f"retry_policies “{code}”: retry policies are shared by every organization; the file would "
+                f"{verb} it, which only a superuser may (admin or import_config)."
+                for verb, codes in (("create", policies.created), ("change", policies.updated)) for code in codes]
         by_code = {policy.code: policy for policy in RetryPolicy.objects.all()}
         webhooks, webhook_problems = webhooks_import(data.get("webhooks"), by_code)
         report = FullReport(retry_policies=policies, webhooks=webhooks, rules=ImportReport())
@@ -99,10 +108,22 @@ def config_import_all(*, data: Any, dry_run: bool = False) -> FullReport:
     return report
 
 
+def _outside(data: dict, organization: Organization) -> list[str]:
+    """Entries of the file that name another organization than the importer's."""
+    problems = []
+    for section in ("webhooks", "workflow_rules"):
+        entries = data.get(section)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict) and entry.get("organization") != organization.name:
+                problems.append(f"{section}[{index}] “{entry.get('name')}”: organization: this key belongs to "
+                                f"{organization.name}; entries of other organizations are not imported.")
+    return problems
+
+
 def _rule_import(entry: Any, report: FullReport) -> str:
     organization, module = entry_scope(entry, allowed=RULE_KEYS, what="rule")
     rule = WorkflowRule.objects.filter(organization=organization, name=entry["name"]).first()
-    before = None if rule is None else _rule_export(_rule_loaded(rule.pk))
+    before = None if rule is None else rule_export(_rule_loaded(rule.pk))
     rule = rule or WorkflowRule(organization=organization, name=entry["name"])
     rule.module = module
     for key, attribute in [("description", "description"), ("active", "is_active"),
@@ -117,20 +138,20 @@ def _rule_import(entry: Any, report: FullReport) -> str:
     conditions = [_condition(module, item, i) for i, item in enumerate(entry.get("conditions") or [])]
     actions = [_action(organization, module, item, i) for i, item in enumerate(entry.get("actions") or [])]
     saved = services.rule_save(rule=rule, conditions=conditions, actions=actions)
-    outcome = outcome_of(before, _rule_export(_rule_loaded(rule.pk)))
+    outcome = outcome_of(before, rule_export(_rule_loaded(rule.pk)))
     report.actions_removed += saved.actions_removed
     report.runs_cancelled += saved.runs_cancelled
     return outcome
 
 
-def _rules() -> Any:
+def rules_loaded() -> Any:
     return WorkflowRule.objects.select_related("organization", "module", "trigger_field").prefetch_related(
         "conditions__field", "conditions__lookup", "actions__webhook", "actions__relative_field",
     )
 
 
 def _rule_loaded(pk: int) -> WorkflowRule:
-    return _rules().get(pk=pk)
+    return rules_loaded().get(pk=pk)
 
 
 def _field(module: Module, api_name: Any, where: str) -> Field | None:
@@ -175,3 +196,24 @@ def _action(organization: Organization, module: Module, item: Any, index: int) -
                   relative_field=_field(module, item.get("relative_field"), f"{where}.relative_field"),
                   relative_offset_days=item.get("relative_offset_days") or 0,
                   relative_time=_parse_time(item.get("relative_time"), f"{where}.relative_time"))
+
+
+def report_lines(report: FullReport, *, dry_run: bool) -> list[str]:
+    """What was (or would be) created, changed, deleted and cancelled, and what stays as it is."""
+    create, change, delete, cancel = ("Would create", "Would change", "Would delete", "Would cancel") if dry_run \
+        else ("Created", "Changed", "Deleted", "Cancelled")
+    lines = []
+    for kind, section in [("retry policy(ies)", report.retry_policies), ("webhook(s)", report.webhooks),
+                          ("workflow rule(s)", report.rules)]:
+        for verb, names in [(create, section.created), (change, section.updated)]:
+            if names:
+                lines.append(f"{verb} {len(names)} {kind}: {', '.join(names)}")
+        if section.unchanged:
+            lines.append(f"Unchanged {len(section.unchanged)} {kind}: {', '.join(section.unchanged)}")
+    if report.actions_removed:
+        lines.append(f"{delete} {len(report.actions_removed)} action(s): {'; '.join(report.actions_removed)}")
+    if report.runs_cancelled or report.actions_removed:
+        lines.append(f"{cancel} {report.runs_cancelled} scheduled run(s) of the deleted actions")
+    if not report.changes_anything:
+        lines.append("Nothing to change: the installation already matches the file.")
+    return lines

@@ -64,8 +64,11 @@ def test_the_query_parameter_zapikey_works_too(client, key, owner):
     ({"X-API-Key": "crm_wrong"}, "This API key is not valid or was revoked."),
 ])
 def test_a_missing_or_wrong_key_is_401(api, headers, message):
-    assert api("POST", "Leads/", {"Last_Name": "x"}, headers=headers) == (
-        401, {"error": {"code": "unauthorized", "message": message}})
+    status, body = api("POST", "Leads/", {"Last_Name": "x"}, headers=headers)
+    assert (status, body["error"]) == (401, {"code": "unauthorized", "message": message})
+    # RFC 9457, with the same code as an extension member
+    assert (body["status"], body["title"], body["detail"], body["code"]) == (401, "Unauthorized", message,
+                                                                             "unauthorized")
     assert not Record.objects.exists()
 
 
@@ -83,10 +86,12 @@ def test_another_organizations_record_is_404_like_a_missing_one(api, owner):
     other = OrganizationFactory()
     stranger = services.record_create(module=other.modules.get(api_name="Leads"),
                                       owner=CrmUserFactory(organization=other), values={"Last_Name": "Theirs"})
-    missing = api("GET", "Leads/999999999/")
-    assert missing == (404, {"error": {"code": "not_found", "message": "There is no Lead record with id 999999999."}})
-    assert api("GET", f"Leads/{stranger.pk}/") == (
-        404, {"error": {"code": "not_found", "message": f"There is no Lead record with id {stranger.pk}."}})
+    status, missing = api("GET", "Leads/999999999/")
+    assert (status, missing["error"]) == (404, {"code": "not_found", "message": "There is no Lead record with id "
+                                                                               "999999999."})
+    status, theirs = api("GET", f"Leads/{stranger.pk}/")
+    assert (status, theirs["error"]) == (
+        404, {"code": "not_found", "message": f"There is no Lead record with id {stranger.pk}."})
     assert api("PATCH", f"Leads/{stranger.pk}/", {"Last_Name": "Mine"})[0] == 404
     stranger.refresh_from_db()
     assert stranger.values == {"Last_Name": "Theirs"}
@@ -105,7 +110,7 @@ def test_invalid_fields_are_400_naming_each_and_nothing_changes_or_fires(api, cr
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
     ("POST", "Planets/", {"body": {}}, 404, "unknown_module"),
     ("GET", "Deals/999999/", {}, 404, "not_found"),
-    ("GET", "Deals/", {}, 405, "method_not_allowed"),
+    ("DELETE", "Deals/", {}, 405, "method_not_allowed"),
     ("POST", "Deals/", {"raw": "{not json"}, 400, "invalid_json"),
     ("POST", "Deals/", {"body": ["a list"]}, 400, "invalid_body"),
     ("POST", "Deals/", {"raw": "Deal_Name=x", "content_type": "application/x-www-form-urlencoded"}, 415,

@@ -98,7 +98,7 @@ def test_a_hostile_records_call_gets_a_json_error_and_changes_nothing(client, ke
     before = state()
     response = client.generic(method, f"/api/v1/records/{path.format(deal=deal.pk)}", data=raw,
                               content_type=content_type, headers={"X-API-Key": key})
-    assert response["Content-Type"] == "application/json"
+    assert response["Content-Type"] == "application/problem+json"  # RFC 9457
     body = response.json()
     assert (response.status_code, body["error"]["code"]) == (status, code), body
     assert body["error"]["message"]

@@ -4,7 +4,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from dispatcher.config_io import ConfigError
-from workflows.config_io import FullReport, config_import_all
+from workflows.config_io import config_import_all, report_lines
 
 
 class Command(BaseCommand):
@@ -31,24 +31,3 @@ class Command(BaseCommand):
             raise CommandError("Nothing was imported:\n  " + "\n  ".join(error.problems)) from None
         for line in report_lines(report, dry_run=dry_run):
             self.stdout.write(line)
-
-
-def report_lines(report: FullReport, *, dry_run: bool) -> list[str]:
-    """What was (or would be) created, changed, deleted and cancelled, and what stays as it is."""
-    create, change, delete, cancel = ("Would create", "Would change", "Would delete", "Would cancel") if dry_run \
-        else ("Created", "Changed", "Deleted", "Cancelled")
-    lines = []
-    for kind, section in [("retry policy(ies)", report.retry_policies), ("webhook(s)", report.webhooks),
-                          ("workflow rule(s)", report.rules)]:
-        for verb, names in [(create, section.created), (change, section.updated)]:
-            if names:
-                lines.append(f"{verb} {len(names)} {kind}: {', '.join(names)}")
-        if section.unchanged:
-            lines.append(f"Unchanged {len(section.unchanged)} {kind}: {', '.join(section.unchanged)}")
-    if report.actions_removed:
-        lines.append(f"{delete} {len(report.actions_removed)} action(s): {'; '.join(report.actions_removed)}")
-    if report.runs_cancelled or report.actions_removed:
-        lines.append(f"{cancel} {report.runs_cancelled} scheduled run(s) of the deleted actions")
-    if not report.changes_anything:
-        lines.append("Nothing to change: the installation already matches the file.")
-    return lines

@@ -1,0 +1,84 @@
+"""Idempotency-Key on POST (the IETF httpapi draft, as Stripe and Svix do it): a client that retries a
+POST with the same key and the same request within IDEMPOTENCY_KEY_HOURS gets the first answer again, and
+nothing is created or fired a second time. The same key with another request is refused (422); while the
+first is still being answered, a retry gets 409 and tries again.
+
+The key is claimed (a row, unique per API key) before the work starts and committed at once, so that two
+concurrent retries cannot both do it; the answer is stored when the work ends, successes and refusals
+alike. A request that fails with an unexpected error gives its key back."""
+import datetime
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from ninja import Status
+
+from crm.api.errors import PROBLEM_CONTENT_TYPE, ApiError, problem_document
+from crm.models import ApiKey, IdempotentRequest
+
+HEADER = "Idempotency-Key"
+MAX_LENGTH = 255
+
+
+def fingerprint(request: HttpRequest) -> str:
+    digest = hashlib.sha256(f"{request.method}\n{request.get_full_path()}\n".encode())
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
+def idempotent(request: HttpRequest, key: ApiKey, produce: Callable[[], tuple[int, Any]]) -> Status | JsonResponse:
+    """produce()'s (status, data) as the answer, or, for a retry of an answered request, that answer again."""
+    header = request.headers.get(HEADER)
+    if header is None:
+        return Status(*produce())
+    if not 1 <= len(header) <= MAX_LENGTH or not header.isascii() or not header.isprintable():
+        raise ApiError(400, "invalid_idempotency_key", f"{HEADER} must be 1 to {MAX_LENGTH} printable ASCII "
+                       "characters, e.g. a UUID.")
+    now = timezone.now()
+    IdempotentRequest.objects.filter(key=key, idempotency_key=header,
+                                     created_at__lt=now - datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+                                     ).delete()  # expired: the key may be used afresh
+    mine = fingerprint(request)
+    try:
+        with transaction.atomic():
+            claim = IdempotentRequest.objects.create(key=key, idempotency_key=header, fingerprint=mine)
+    except IntegrityError:
+        return _answered(IdempotentRequest.objects.get(key=key, idempotency_key=header), mine)
+    try:
+        status, data = produce()
+    except ApiError as error:
+        claim.status, claim.response = error.status, problem_document(error.status, error.code, error.message,
+                                                                      **error.details)
+        claim.save(update_fields=["status", "response"])
+        raise
+    except BaseException:
+        claim.delete()
+        raise
+    claim.status, claim.response = status, json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    claim.save(update_fields=["status", "response"])
+    return Status(status, data)
+
+
+def _answered(earlier: IdempotentRequest, mine: str) -> JsonResponse:
+    if earlier.fingerprint != mine:
+        raise ApiError(422, "idempotency_key_reused", f"This {HEADER} was used for a different request in the last "
+                       f"{settings.IDEMPOTENCY_KEY_HOURS:g} h; send a new key with a new request.")
+    if earlier.status is None:
+        raise ApiError(409, "idempotency_request_in_progress", f"The first request with this {HEADER} is still "
+                       "being answered; retry in a moment.", retry_after=1)
+    is_problem = earlier.status >= 400
+    response = JsonResponse(earlier.response, status=earlier.status, safe=False,
+                            content_type=PROBLEM_CONTENT_TYPE if is_problem else "application/json")
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent_requests_purge(*, now: datetime.datetime) -> int:
+    cutoff = now - datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+    return IdempotentRequest.objects.filter(created_at__lt=cutoff).delete()[0]
