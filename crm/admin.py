@@ -6,7 +6,7 @@ from django.utils.cache import add_never_cache_headers
 
 from config.admin_base import CrmAdminMixin
 from crm import services
-from crm.models import ApiKey, CrmUser, Edition, Field, Module, Organization, Record
+from crm.models import DEFAULT_API_SCOPES, ApiKey, ApiScope, CrmUser, Edition, Field, Module, Organization, Record
 
 
 @admin.register(Edition)
@@ -123,9 +123,22 @@ class RecordAdmin(CrmAdminMixin, admin.ModelAdmin):
             services.record_delete(record=record)
 
 
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, initial=DEFAULT_API_SCOPES,
+        error_messages={"required": "Choose at least one scope: a key without scopes can do nothing."},
+        help_text="What the key may do; each API operation needs one (an auditor's key: deliveries:read only).")
+
+    class Meta:
+        model = ApiKey
+        fields = ["user", "name", "scopes"]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(CrmAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "organization", "user", "scope_list", "created_at", "last_used_at",
+                    "revoked_at"]
     list_filter = ["organization", "revoked_at"]
     search_fields = ["name", "prefix", "user__email"]
     list_select_related = ["organization", "user"]
@@ -133,7 +146,11 @@ class ApiKeyAdmin(CrmAdminMixin, admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else ["name", *self.readonly_fields, "user"]
+        return ["user", "name", "scopes"] if obj is None else ["name", "scopes", *self.readonly_fields, "user"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes) or "none"
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else [*self.readonly_fields, "user"]
@@ -142,7 +159,7 @@ class ApiKeyAdmin(CrmAdminMixin, admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, raw = services.api_key_create(user=obj.user, name=obj.name)
+        key, raw = services.api_key_create(user=obj.user, name=obj.name, scopes=list(obj.scopes))
         obj.pk = key.pk
         obj.refresh_from_db()
         request.new_api_key = raw  # for response_add only: never in a message, whose cookie would carry it

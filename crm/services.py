@@ -15,7 +15,10 @@ from django.utils import timezone
 
 from crm import events
 from crm.counters import counter_increment
-from crm.models import ApiKey, ApiKeyWindow, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField, schema_changed
+from crm.models import (
+    DEFAULT_API_SCOPES, ApiKey, ApiKeyWindow, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField,
+    schema_changed, validate_api_scopes,
+)
 from crm.standard_modules import STANDARD_MODULES
 
 TEXT_MAX_LENGTH = 255
@@ -266,10 +269,13 @@ def _api_key_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def api_key_create(*, user: CrmUser, name: str) -> tuple[ApiKey, str]:
-    """A new key for user; the raw key is returned once and never stored."""
+def api_key_create(*, user: CrmUser, name: str, scopes: list[str] | None = None) -> tuple[ApiKey, str]:
+    """A new key for user, with scopes (default: records and channels, as keys had before scopes); the raw key
+    is returned once and never stored."""
     raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(organization_id=user.organization_id, user=user, name=name,
+    scopes = list(DEFAULT_API_SCOPES) if scopes is None else scopes
+    validate_api_scopes(scopes)
+    key = ApiKey.objects.create(organization_id=user.organization_id, user=user, name=name, scopes=scopes,
                                 prefix=raw[:12], key_hash=_api_key_hash(raw))
     return key, raw
 

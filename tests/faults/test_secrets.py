@@ -107,7 +107,10 @@ def test_no_output_of_a_run_contains_a_secret(run, client, django_user_model, ca
 @pytest.mark.django_db
 def test_a_new_api_key_is_shown_once_on_an_uncached_page_and_never_in_a_cookie(client, django_user_model, owner):
     client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
-    response = client.post(reverse("admin:crm_apikey_add"), {"user": owner.pk, "name": "CI"})
+    refused = client.post(reverse("admin:crm_apikey_add"), {"user": owner.pk, "name": "CI"})
+    assert "Choose at least one scope" in refused.content.decode()
+    response = client.post(reverse("admin:crm_apikey_add"), {"user": owner.pk, "name": "CI",
+                                                              "scopes": ["channels", "deliveries:read"]})
     page = response.content.decode()
     [raw] = re.findall(r'id="new-api-key"[^>]*>(crm_[^<]+)<', page)
     assert "no-store" in response["Cache-Control"]
@@ -116,6 +119,8 @@ def test_a_new_api_key_is_shown_once_on_an_uncached_page_and_never_in_a_cookie(c
     listing = client.get(reverse("admin:crm_apikey_changelist")).content.decode()
     assert raw not in listing and "CI" in listing
     assert client.get("/api/v1/channels/", headers={"X-API-Key": raw}).status_code == 200
+    assert client.get("/api/v1/records/Deals/", headers={"X-API-Key": raw}).status_code == 403  # not its scope
+    assert "channels, deliveries:read" in listing
 
 
 @pytest.mark.django_db
