@@ -7,7 +7,8 @@ throttle, crm.services.api_rate_take, kept in the database so it holds across we
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja.security import APIKeyHeader, APIKeyQuery
+from ninja.security import APIKeyHeader as NinjaKeyHeader
+from ninja.security import APIKeyQuery as NinjaKeyQuery
 
 from crm import services
 from crm.api.errors import ApiError
@@ -31,7 +32,7 @@ def authenticate(request: HttpRequest, scope: str) -> ApiKey:
     return key
 
 
-class _KeyHeader(APIKeyHeader):
+class ApiKeyHeader(NinjaKeyHeader):
     param_name = "X-API-Key"
 
     def __init__(self, scope: str) -> None:
@@ -45,7 +46,7 @@ class _KeyHeader(APIKeyHeader):
         return authenticate(request, self.scope)
 
 
-class _KeyQuery(APIKeyQuery):
+class ApiKeyQuery(NinjaKeyQuery):
     param_name = "zapikey"
 
     def __init__(self, scope: str) -> None:
@@ -59,4 +60,4 @@ class _KeyQuery(APIKeyQuery):
 def key_auth(scope: str) -> list:
     """The auth of an operation that needs scope: the header (which also reads ?zapikey=) and, for the
     OpenAPI document, the query parameter."""
-    return [_KeyHeader(scope), _KeyQuery(scope)]
+    return [ApiKeyHeader(scope), ApiKeyQuery(scope)]

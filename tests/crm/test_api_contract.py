@@ -61,9 +61,11 @@ def test_the_readme_documents_exactly_the_operations_of_the_schema(client):
     section = README.read_text().split("## REST API", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)` \|", section, re.MULTILINE))
     assert documented == served, (sorted(served - documented), sorted(documented - served))
-    for method, path in documented:  # and a curl example for each
-        example = re.sub(r"\{[^}]+\}", "[^ ]+", re.escape(path).replace(r"\{", "{").replace(r"\}", "}"))
-        assert re.search(rf"curl[^\n]*(-X {method} )?[^\n]*/api/v1{example}", section), (method, path)
+    curls = [line for line in re.findall(r"^curl .*$", README.read_text(), re.MULTILINE)]
+    for method, path in documented:  # and a curl example for each, in this section or Event subscriptions
+        url = r"[^\s/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", path))
+        assert any(re.search(rf"(\$API|/api/v1){url}(?=[\s\"?\\]|$)", line)
+                   and (f"-X {method} " in line) == (method != "GET") for line in curls), (method, path)
 
 
 @pytest.fixture

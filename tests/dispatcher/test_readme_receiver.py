@@ -76,3 +76,65 @@ def test_the_readme_receiver_accepts_either_secret_during_a_rotation(receiver, o
         assert any(snippets["verify"](secret, {k.lower(): v for k, v in headers.items()}, body) for secret in secrets)
     with pytest.raises(WebhookVerificationError):
         snippets["receive_any"](["whsec_" + "A" * 32], headers, body)
+
+
+def _section_blocks(language: str) -> list[str]:
+    section = README.read_text().split("## Signatures, for receivers", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+
+
+@pytest.fixture
+def signed(receiver, owner, modules):
+    """A real delivery the product signed, as the receiver got it: (secret, headers, body)."""
+    receiver.expect_request("/hook").respond_with_data("ok")
+    hook = webhook_create(module=modules["Deals"], name="Signed", url=receiver.url_for("/hook"), content_type="XML",
+                          entity=[("deal", "${Deals.Deal Name}")])
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Café & <Co>"})
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    delivery_engine.delivery_run(delivery_id=delivery.pk)
+    [(request, _)] = receiver.log
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    return hook.signing_secret, headers, request.get_data()
+
+
+def test_the_readme_node_receiver_verifies_a_real_delivery(signed, tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    assert node, "Node.js is needed to check the README's Node.js receiver"
+    [block] = _section_blocks("javascript")
+    (tmp_path / "verify.js").write_text(block)
+    secret, headers, body = signed
+    (tmp_path / "body.bin").write_bytes(body)
+    script = ("const {verify} = require('./verify.js'); const fs = require('fs');"
+              "const [secret, headers] = JSON.parse(process.argv[1]); const body = fs.readFileSync(process.argv[2]);"
+              "const tampered = Buffer.concat([body, Buffer.from(' ')]);"
+              "console.log(JSON.stringify([verify(secret, headers, body), verify(secret, headers, tampered),"
+              " verify('whsec_' + Buffer.alloc(24).toString('base64'), headers, body)]));")
+    done = subprocess.run([node, "-e", script, json.dumps([secret, headers]), str(tmp_path / "body.bin")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [True, False, False]
+
+
+def test_the_readme_openssl_receiver_verifies_a_real_delivery(signed, tmp_path):
+    import os
+    import subprocess
+
+    [block] = _section_blocks("sh")
+    secret, headers, body = signed
+    (tmp_path / "body.bin").write_bytes(body)
+
+    def run(secret_used: str, payload: bytes) -> subprocess.CompletedProcess:
+        (tmp_path / "body.bin").write_bytes(payload)
+        env = {**os.environ, "SECRET": secret_used, "ID": headers["webhook-id"],
+               "TIMESTAMP": headers["webhook-timestamp"], "SIGNATURE": headers["webhook-signature"]}
+        return subprocess.run(["bash", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    good = run(secret, body)
+    assert (good.returncode, good.stdout.strip()) == (0, "valid"), good.stderr
+    assert run(secret, body + b" ").returncode == 1
+    assert run("whsec_" + "A" * 32, body).returncode == 1
