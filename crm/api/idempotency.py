@@ -5,7 +5,8 @@ first is still being answered, a retry gets 409 and tries again.
 
 The key is claimed (a row, unique per API key) before the work starts and committed at once, so that two
 concurrent retries cannot both do it; the answer is stored when the work ends, successes and refusals
-alike. A request that fails with an unexpected error gives its key back."""
+alike. A request that fails with an unexpected error gives its key back; one whose process died is taken
+over by a retry once ABANDONED_AFTER_SECONDS have passed."""
 import datetime
 import hashlib
 import json
@@ -24,6 +25,7 @@ from crm.models import ApiKey, IdempotentRequest
 
 HEADER = "Idempotency-Key"
 MAX_LENGTH = 255
+ABANDONED_AFTER_SECONDS = 300  # longer than any request may run (gunicorn's timeout, a channel verification)
 
 
 def fingerprint(request: HttpRequest) -> str:
@@ -49,7 +51,10 @@ def idempotent(request: HttpRequest, key: ApiKey, produce: Callable[[], tuple[in
         with transaction.atomic():
             claim = IdempotentRequest.objects.create(key=key, idempotency_key=header, fingerprint=mine)
     except IntegrityError:
-        return _answered(IdempotentRequest.objects.get(key=key, idempotency_key=header), mine)
+        earlier = IdempotentRequest.objects.get(key=key, idempotency_key=header)
+        if not _taken_over(earlier, mine, now):
+            return _answered(earlier, mine)
+        claim = earlier
     try:
         status, data = produce()
     except ApiError as error:
@@ -63,6 +68,16 @@ def idempotent(request: HttpRequest, key: ApiKey, produce: Callable[[], tuple[in
     claim.status, claim.response = status, json.loads(json.dumps(data, cls=DjangoJSONEncoder))
     claim.save(update_fields=["status", "response"])
     return Status(status, data)
+
+
+def _taken_over(earlier: IdempotentRequest, mine: str, now: datetime.datetime) -> bool:
+    """A claim left unanswered longer than any request may take is a request that died midway (a killed
+    web process): the retry takes the key over, once (a conditional update decides between retries)."""
+    stale = now - datetime.timedelta(seconds=ABANDONED_AFTER_SECONDS)
+    if earlier.status is not None or earlier.fingerprint != mine or earlier.created_at >= stale:
+        return False
+    return bool(IdempotentRequest.objects.filter(pk=earlier.pk, status__isnull=True,
+                                                 created_at=earlier.created_at).update(created_at=now))
 
 
 def _answered(earlier: IdempotentRequest, mine: str) -> JsonResponse:

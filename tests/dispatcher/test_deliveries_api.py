@@ -201,3 +201,22 @@ def test_existing_keys_keep_what_they_could_do(owner):
     _, raw = crm_services.api_key_create(user=owner, name="Old")
     from crm.models import ApiKey
     assert ApiKey.objects.get(prefix=raw[:12]).scopes == ["records:read", "records:write", "channels"]
+
+
+def test_a_claim_left_by_a_request_that_died_is_taken_over_after_a_while(call, owner, rule):
+    from crm.models import IdempotentRequest
+
+    key = key_with(owner, ApiScope.RECORDS_WRITE)
+    first = call("POST", "records/Deals/", key, {"Deal_Name": "Order 19"}, **{"Idempotency-Key": "k-19"})
+    assert first[0] == 201
+    claim = IdempotentRequest.objects.get(idempotency_key="k-19")
+    # As if its web process had been killed before doing the work: claimed, nothing made, no answer stored.
+    Record.objects.filter(values__Deal_Name="Order 19").delete()
+    IdempotentRequest.objects.filter(pk=claim.pk).update(status=None, response=None)
+    status, problem, _ = call("POST", "records/Deals/", key, {"Deal_Name": "Order 19"}, **{"Idempotency-Key": "k-19"})
+    assert (status, problem["code"]) == (409, "idempotency_request_in_progress")
+    IdempotentRequest.objects.filter(pk=claim.pk).update(created_at=timezone.now() - datetime.timedelta(minutes=6))
+    status, body, _ = call("POST", "records/Deals/", key, {"Deal_Name": "Order 19"}, **{"Idempotency-Key": "k-19"})
+    assert status == 201 and Record.objects.filter(values__Deal_Name="Order 19").count() == 1
+    again = call("POST", "records/Deals/", key, {"Deal_Name": "Order 19"}, **{"Idempotency-Key": "k-19"})
+    assert again[1] == body and Record.objects.filter(values__Deal_Name="Order 19").count() == 1
