@@ -1,5 +1,6 @@
 # Sourced by dev.sh and test.sh: a virtual environment in .venv with the pinned requirements.
-# Re-installs only when requirements.txt changed, so the second run starts at once.
+# Installs requirements-dev.txt (the runtime lock plus the test tools, every package pinned with
+# its hashes) and re-installs only when a lock changed, so the second run starts at once.
 umask 077  # what the product writes (var/: SQLite, broker messages, keys, logins) is the owner's only
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -11,10 +12,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "Installing requirements ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
   echo "$wanted" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
