@@ -33,7 +33,7 @@ def cursor_decode(cursor: str) -> int:
 def page(queryset: QuerySet, *, cursor: str | None, limit: int | None, serialize: Callable[[Any], dict]) -> dict:
     """One page of queryset (ordered here, newest first) as {"data": [...], "next_cursor": … or null}."""
     if limit is not None and not 1 <= limit <= LIMIT_MAX:
-        raise ApiError(400, "invalid_fields", f"Some values are not valid: limit.",
+        raise ApiError(400, "invalid_fields", "Some values are not valid: limit.",
                        fields={"limit": [f"Give a number from 1 to {LIMIT_MAX}."]})
     size = limit or LIMIT_DEFAULT
     queryset = queryset.order_by("-pk")

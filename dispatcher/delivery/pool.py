@@ -9,6 +9,7 @@ most WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION to one destination, so a burst does n
 and a receiver that hangs holds only its own share of the slots.
 """
 import asyncio
+import atexit
 import os
 import queue
 import threading
@@ -105,12 +106,14 @@ class SenderPool:
     async def _session(self):
         return async_client.session_create(max_in_flight=self.max_in_flight)
 
-    def _call(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+    def _call(self, coroutine, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def close(self) -> None:
         """Close the connections and stop the loop (requests still in flight are cancelled)."""
-        self._call(self.session.close())
+        if not self.thread.is_alive():
+            return
+        self._call(self.session.close(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
@@ -127,6 +130,17 @@ def _result_of(future: Future, started: float, request: RenderedRequest) -> tupl
 _pool: SenderPool | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
+
+
+@atexit.register
+def _pool_close() -> None:
+    """Close this process's connections when it exits, rather than leaving them to the garbage collector
+    (which warns "Unclosed client session" after logging has shut down)."""
+    if _pool is not None and _pool_pid == os.getpid():
+        try:
+            _pool.close()
+        except Exception:  # noqa: BLE001 - exiting anyway; a stuck loop must not block the exit
+            pass
 
 
 def sender_pool() -> SenderPool:
