@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 # Short timeouts and leases: work a dead worker held is taken over in seconds.
 FAST = {"WEBHOOK_CONNECT_TIMEOUT": "1", "WEBHOOK_READ_TIMEOUT": "2", "WEBHOOK_TOTAL_TIMEOUT": "3",

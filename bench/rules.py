@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
 os.environ["CELERY_BROKER_URL"] = "memory://localhost/"  # wake-ups are not what this measures, and leave no files
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ["LOG_LEVEL"] = "WARNING"
 
-import django  # noqa: E402
+import django
 
 django.setup()
 from django.core.management import call_command  # noqa: E402

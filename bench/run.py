@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
-from bench.table import markdown  # noqa: E402
+from bench import common
+from bench.table import markdown
 
 BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "latency", "logscale", "memory"]
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import BASE_DIR, number  # noqa: E402
+from bench.common import BASE_DIR, number
 
 
 def markdown(results: dict) -> str:

@@ -165,7 +165,7 @@ def _scoped_filter(model: Any, item: Any) -> Any:
         return item
     try:
         field = get_fields_from_path(model, item)[-1]
-    except Exception:  # a custom filter's parameter name, not a field path
+    except Exception:  # noqa: BLE001 - a custom filter's parameter name, not a field path
         return item
     if getattr(field, "is_relation", False) and getattr(field, "many_to_one", False):
         return item, ScopedRelatedFieldListFilter

@@ -1,4 +1,4 @@
-"""Webhook admin: thin forms over dispatcher.services, a preview page and a test send; the delivery log."""
+"""Webhook admin: thin forms over dispatcher.webhooks, a preview page and a test send; the delivery log."""
 import csv
 import uuid
 
@@ -16,7 +16,8 @@ from django.utils.html import format_html, format_html_join
 from config.admin_base import CrmAdminMixin, scoped
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from crm.models import Module, Organization, Record
-from dispatcher import retry, selectors, services
+from dispatcher import retry, selectors
+from dispatcher import webhooks as services
 from dispatcher.admin_secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
 from dispatcher import capture
 from dispatcher.delivery import deliveries_resend

@@ -194,7 +194,7 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
         error_class, message = total_timeout(total) if time.monotonic() - started >= total \
             else (ErrorClass.TIMEOUT, "Timed out (connecting, or waiting for the next part of the answer).")
         return _failed(status, elapsed_ms(), headers, chunks, error_class, message)
-    except Exception as error:  # aiohttp's own errors, OSError, and BlockedAddress from the resolver
+    except Exception as error:  # noqa: BLE001 - aiohttp's own errors, OSError, and BlockedAddress from the resolver
         if (blocked := _blocked(error)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The host resolves to a forbidden address ({blocked}).")

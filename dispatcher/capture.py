@@ -45,7 +45,7 @@ def expression_error(expression: str, capture_type: str, namespaces: dict[str, s
     if capture_type == CaptureType.JSONPATH:
         try:
             jsonpath_parse(expression)
-        except (JsonPathParserError, JsonPathLexerError, Exception) as error:  # the lexer raises plain Exception
+        except (JsonPathParserError, JsonPathLexerError, Exception) as error:  # noqa: BLE001 - the lexer raises plain Exception
             return f"“{expression}” is not a valid JSONPath: {error}."
         return None
     try:

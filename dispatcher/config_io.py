@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from crm.models import Field, Module, Organization
-from dispatcher import services
+from dispatcher import webhooks as services
 from dispatcher.models import AuthType, Capture, RetryPolicy, Webhook
 
 FORMAT = "crm-webhooks"

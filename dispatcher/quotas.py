@@ -4,7 +4,7 @@ import zoneinfo
 
 from django.db.models import F
 
-from crm.counters import counter_increment
+from crm.services import counter_increment
 from crm.models import Organization
 from dispatcher.models import DailyUsage
 

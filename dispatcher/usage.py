@@ -4,7 +4,7 @@ from collections import Counter
 
 from django.db.models import Sum
 
-from crm.counters import counter_increment
+from crm.services import counter_increment
 from crm.models import Organization
 from dispatcher import quotas
 from dispatcher.models import DeliverySource, DeliveryStatus, UsageCounter

@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 python manage.py makemigrations --check --dry-run
+ruff check --quiet .   # lint (ruff.toml)
+lint-imports --no-cache   # app boundaries (.importlinter): layers, and only public modules across apps
 # pytest exits with 5 when it collected no tests; with set -e that fails the run, as it should.
 python -m pytest "$@"

@@ -2,8 +2,14 @@ import os
 
 import pytest
 from django.conf import settings
+from hypothesis import settings as hypothesis_settings
 
 from tests.factories import CrmUserFactory, OrganizationFactory
+
+# No property test may depend on how fast the machine is: hypothesis's 200 ms deadline per example fails
+# under `-n 4` on two busy cores, so the whole suite runs without it (a test's own settings still win).
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 def pytest_configure(config) -> None:

@@ -104,7 +104,7 @@ def test_staff_of_one_organization_cannot_see_or_reach_anothers_objects(client, 
     a, b = two
     client.force_login(staff_login(a["organization"], "staff-a", group=group))
     theirs, ours = objects_of(b["organization"]), objects_of(a["organization"])
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         label = model._meta.label_lower
         if label not in theirs:
             continue

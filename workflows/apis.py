@@ -10,7 +10,7 @@ from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
 from crm.models import ApiScope
-from dispatcher.config_io import ConfigError
+from dispatcher.services import ConfigError
 from workflows.config_io import config_export_all, config_import_all, report_lines, rule_export, rules_loaded
 
 router = Router(tags=["configuration"])

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from crm.models import Field, Module, Organization
-from dispatcher.config_io import (
+from dispatcher.services import (
     ConfigError, ImportReport, config_check_header, config_export, entries_import, entry_scope, outcome_of,
     retry_policies_import, webhooks_import,
 )

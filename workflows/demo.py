@@ -6,7 +6,7 @@ from django.db import transaction
 from crm import services as crm_services
 from crm.models import ApiKey, CrmUser, Edition, Field, Organization, Record
 from dispatcher import services as webhook_services
-from dispatcher.demo import demo_load as webhooks_demo_load
+from dispatcher.services import demo_load as webhooks_demo_load
 from dispatcher.models import RetryPolicy, Webhook
 from workflows import services
 from workflows.models import Action, Condition, WorkflowRule

@@ -35,7 +35,7 @@ def pattern_compile(pattern: str, numbers: set[int]) -> Evaluator:
         while (token := peek()) and token == ("op", "or"):
             take()
             right, before = term(), left
-            left = lambda r, a=before, b=right: a(r) or b(r)
+            left = lambda r, a=before, b=right: a(r) or b(r)  # noqa: E731 - a closure per term
         return left
 
     def term() -> Evaluator:  # and-factors; "and" binds tighter than "or"
@@ -43,7 +43,7 @@ def pattern_compile(pattern: str, numbers: set[int]) -> Evaluator:
         while (token := peek()) and token == ("op", "and"):
             take()
             right, before = factor(), left
-            left = lambda r, a=before, b=right: a(r) and b(r)
+            left = lambda r, a=before, b=right: a(r) and b(r)  # noqa: E731 - a closure per factor
         return left
 
     def factor() -> Evaluator:

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.models import Field, FieldType, Record
-from dispatcher import quotas
+from dispatcher.services import quota_remaining
 from dispatcher.models import Capture
 from workflows.conditions import condition_value_error
 from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_cancel
@@ -243,7 +243,7 @@ def rule_run_on_existing(*, rule: WorkflowRule, dry_run: bool = True) -> Existin
     # A date rule is not fired now: its next occurrence is scheduled for each record, like on an edit.
     deliveries = 0 if is_date_rule else len(matching) * len(compiled.instant)
     scheduled = len(matching) if is_date_rule else len(matching) * len(compiled.timed)
-    quota_left = quotas.quota_remaining(organization=rule.organization, now=now)
+    quota_left = quota_remaining(organization=rule.organization, now=now)
     if not dry_run:
         with transaction.atomic():
             for record in matching:

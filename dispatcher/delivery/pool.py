@@ -139,7 +139,7 @@ def _pool_close() -> None:
     if _pool is not None and _pool_pid == os.getpid():
         try:
             _pool.close()
-        except Exception:  # noqa: BLE001 - exiting anyway; a stuck loop must not block the exit
+        except Exception:  # noqa: BLE001, S110 - exiting anyway; a stuck loop must not block the exit
             pass
 
 

@@ -2,7 +2,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from crm.models import Record
-from dispatcher import selectors, services
+from dispatcher import selectors
+from dispatcher import webhooks as services
 from dispatcher.models import Webhook
 
 
