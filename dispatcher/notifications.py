@@ -55,15 +55,15 @@ def notify_later(task_name: str, *args) -> None:
 
 def _owner(delivery: Delivery) -> str | None:
     """Who is told besides the admins: the record's owner, or for a subscription the channel's."""
-    if delivery.channel is not None:
-        owner = delivery.channel.owner
+    if delivery.is_subscription:
+        owner = delivery.channel.owner if delivery.channel is not None else None
     else:
         owner = delivery.record.owner if delivery.record is not None else None
     return owner.email if owner is not None and owner.is_active else None
 
 
 def _target(delivery: Delivery) -> str:
-    url = delivery.channel.notify_url if delivery.channel else delivery.webhook.url if delivery.webhook else ""
+    url = delivery.sender.destination_url if delivery.sender is not None else ""
     return urlunsplit(urlsplit(url)._replace(query="")) if url else "(deleted webhook or channel)"
 
 
@@ -112,7 +112,7 @@ def failure_digests_send(*, now: datetime.datetime | None = None) -> int:
     ).select_related("organization", "record__owner", "channel__owner", "webhook").order_by("finished_at", "id"))
     groups: dict[tuple[str, datetime.datetime], list[Delivery]] = {}
     for delivery in failed:
-        sender = f"channel:{delivery.channel_id}" if delivery.channel_id else f"webhook:{delivery.webhook_id}"
+        sender = delivery.sender_key
         hour = delivery.finished_at.replace(minute=0, second=0, microsecond=0)
         groups.setdefault((sender, hour), []).append(delivery)
     done = set(FailureDigest.objects.filter(sender__in={s for s, _ in groups}, hour__in={h for _, h in groups})

@@ -29,7 +29,7 @@ from django.conf import settings
 
 from dispatcher import async_client, retry
 from dispatcher.http_client import ErrorClass, HttpResult
-from dispatcher.models import AuthType, OAuthClientAuth, Webhook
+from dispatcher.models import AuthType, Channel, OAuthClientAuth, Webhook
 from dispatcher.rendering.request import RenderedRequest
 
 TOKEN_LIFETIME_DEFAULT = 300  # seconds a token without expires_in is kept
@@ -63,9 +63,10 @@ class SendAuth:
     tls: ssl.SSLContext | None = field(default=None, compare=False)
 
 
-def send_auth_for(webhook: Webhook | None) -> SendAuth | None:
-    """What the webhook's requests need at send time (channels need nothing)."""
-    if webhook is None:
+def send_auth_for(webhook: Webhook | Channel | None) -> SendAuth | None:
+    """What the sender's requests need at send time: a webhook's OAuth client or TLS identity (channels
+    authenticate by their signature alone)."""
+    if not isinstance(webhook, Webhook):
         return None
     oauth = None
     if webhook.auth_type == AuthType.OAUTH2:

@@ -21,7 +21,7 @@ from dispatcher.delivery import counters, states
 from dispatcher.delivery.claims import delivery_wake_at
 from dispatcher.cleaning import clean_text
 from dispatcher.http_client import HttpResult
-from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Endpoint
+from dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from dispatcher.models.deliveries import TERMINAL_STATUSES
 from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
 from dispatcher.sending import SendAuth, send_auth_for
@@ -93,7 +93,7 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
             delivery_wake_at(delivery.pk, slot)
             return None
     # Signed before the quota is taken: a delivery that cannot be signed is not charged.
-    sender = delivery.channel if delivery.source == DeliverySource.SUBSCRIPTION else delivery.webhook
+    sender = delivery.sender
     try:
         signed = request_sign(request, secrets=sender.signing_secrets(now), message_id=delivery.message_id)
     except (binascii.Error, ValueError, TypeError):
@@ -103,7 +103,7 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
             "The signing secret is not valid (it must be whsec_ followed by base64); rotate it and resend.")
     try:
-        auth = send_auth_for(delivery.webhook) if delivery.source != DeliverySource.SUBSCRIPTION else None
+        auth = send_auth_for(sender)
     except (ssl.SSLError, ValueError, OSError):
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
@@ -118,11 +118,9 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     """Why this delivery must end before sending, checked before every attempt."""
-    if delivery.source == DeliverySource.SUBSCRIPTION:
-        if delivery.channel is None or not delivery.channel.is_active:
-            return DeliveryStatus.CANCELLED, "", "The channel was deleted or deactivated."
-    elif delivery.webhook is None or not delivery.webhook.is_active:
-        return DeliveryStatus.CANCELLED, "", "The webhook was deleted or deactivated."
+    if delivery.sender is None or not delivery.sender.is_active:
+        kind = "channel" if delivery.is_subscription else "webhook"
+        return DeliveryStatus.CANCELLED, "", f"The {kind} was deleted or deactivated."
     if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once
         return DeliveryStatus.CANCELLED, "", "The record was deleted."
     if not delivery.organization.edition.webhooks_enabled:

@@ -61,5 +61,10 @@ class Channel(SignsDeliveries, models.Model):
         indexes = [models.Index(fields=["organization", "expires_at"], name="channel_org_expiry")]
         constraints = [models.UniqueConstraint(fields=["organization", "public_id"], name="channel_unique_id")]
 
+    @property
+    def destination_url(self) -> str:
+        """Where its deliveries go (a webhook's is its URL)."""
+        return self.notify_url
+
     def __str__(self) -> str:
         return self.public_id

@@ -110,6 +110,16 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         ordering = ["-id"]
         permissions = [("resend_delivery", "Can resend a delivery")]
+        constraints = [
+            # One kind of sender: a subscription's delivery never points to a webhook, any other never to a
+            # channel. Either pointer may be empty: a deleted sender leaves its log (SET_NULL).
+            models.CheckConstraint(
+                condition=(models.Q(source=DeliverySource.SUBSCRIPTION, webhook__isnull=True)
+                           | (~models.Q(source=DeliverySource.SUBSCRIPTION) & models.Q(channel__isnull=True))),
+                name="delivery_one_sender_kind",
+                violation_error_message="A delivery is sent by a webhook or by a channel, never by both.",
+            ),
+        ]
         indexes = [
             models.Index(fields=["status", "due_at"], name="delivery_due",
                          condition=models.Q(status__in=["queued", "retry", "throttled"])),
@@ -126,6 +136,21 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_name} → {self.record_ref} ({self.get_status_display()})"
+
+    @property
+    def is_subscription(self) -> bool:
+        return self.source == DeliverySource.SUBSCRIPTION
+
+    @property
+    def sender(self) -> Webhook | Channel | None:
+        """The webhook or, for an event subscription, the channel that sends it; None once that is deleted
+        (webhook_name keeps its name). The constraint delivery_one_sender_kind keeps the other one empty."""
+        return self.channel if self.is_subscription else self.webhook
+
+    @property
+    def sender_key(self) -> str:
+        """The sender as one string (failure digests group by it), stable after the sender is deleted."""
+        return f"channel:{self.channel_id}" if self.is_subscription else f"webhook:{self.webhook_id}"
 
     @property
     def message_id(self) -> str:

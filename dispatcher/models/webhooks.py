@@ -189,6 +189,11 @@ class Webhook(SignsDeliveries, models.Model):
             models.UniqueConstraint(fields=["organization", "name"], name="webhook_unique_name_per_org"),
         ]
 
+    @property
+    def destination_url(self) -> str:
+        """Where its deliveries go (a channel's is its notify URL)."""
+        return self.url
+
     def __str__(self) -> str:
         return self.name
 
