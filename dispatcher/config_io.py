@@ -222,6 +222,39 @@ def entry_scope(entry: Any, *, allowed: set[str], what: str) -> tuple[Organizati
 
 def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
+    _webhook_entry_check(entry)
+    webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
+    created = webhook is None
+    before = None if created else webhook_export(webhook, include_secrets=True)
+    webhook = webhook or Webhook(organization=organization, name=entry["name"])
+    if "retry_policy" in entry:
+        webhook.retry_policy = _retry_policy(entry["retry_policy"], policies)
+    stored = _StoredSecrets.of(webhook, created)
+    webhook.module = module
+    for key, attribute in [("description", "description"), ("url", "url"), ("method", "method"),
+                           ("content_type", "content_type"), ("active", "is_active"), ("body", "body"),
+                           ("date_format", "date_format"), ("datetime_format", "datetime_format"),
+                           ("time_zone", "time_zone"), ("signing_secret", "signing_secret")]:
+        if entry.get(key) is not None:
+            setattr(webhook, attribute, entry[key])
+    auth, tls = _auth_import(webhook, entry.get("auth")), _tls_import(webhook, entry.get("tls"))
+    for name in services.webhook_unused_secrets(auth_type=webhook.auth_type, certificate=webhook.tls_client_certificate):
+        setattr(webhook, name, "")
+    _previous_secret_import(webhook, entry.get("previous_signing_secret"))
+    entity = [services.Parameter(**_parameter(p, "entity_parameters")) for p in entry.get("entity_parameters") or []]
+    custom = _custom_parameters_import(entry.get("custom_parameters") or [], stored.custom)
+    headers = _headers_import(entry.get("headers") or [], stored.headers)
+    if not created:
+        _retarget_check(webhook, entry, auth, tls, stored, stored_url=before["url"])
+    captures = _captures_import(webhook, module, entry.get("capture"))
+    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures,
+                          headers=headers if "headers" in entry else None)
+    saved = Webhook.objects.select_related("organization", "module", "retry_policy").get(pk=webhook.pk)
+    return outcome_of(before, webhook_export(saved, include_secrets=True))
+
+
+def _webhook_entry_check(entry: dict) -> None:
+    """The shape of a webhook entry: required keys, and text, booleans and lists where they belong."""
     if missing := REQUIRED_KEYS - set(entry):
         raise ValidationError(f"missing keys {', '.join(sorted(missing))}.")
     for key in sorted(WEBHOOK_KEYS - {"active", "auth", "entity_parameters", "custom_parameters", "capture", "headers",
@@ -233,87 +266,103 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     for key in ("entity_parameters", "custom_parameters", "headers"):
         if not isinstance(entry.get(key) or [], list):
             raise ValidationError(f"“{key}” must be a list.")
-    webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
-    created = webhook is None
-    before = None if created else webhook_export(webhook, include_secrets=True)
-    webhook = webhook or Webhook(organization=organization, name=entry["name"])
-    if "retry_policy" in entry:
-        webhook.retry_policy = _retry_policy(entry["retry_policy"], policies)
-    stored_custom = {p.name: p.value for p in webhook.custom_parameters.all()} if not created else {}
-    stored_headers = {h.name: h.value for h in webhook.headers.all() if h.is_secret} if not created else {}
-    stored_token_url = webhook.oauth_token_url
-    webhook.module = module
-    for key, attribute in [("description", "description"), ("url", "url"), ("method", "method"),
-                           ("content_type", "content_type"), ("active", "is_active"), ("body", "body"),
-                           ("date_format", "date_format"), ("datetime_format", "datetime_format"),
-                           ("time_zone", "time_zone"), ("signing_secret", "signing_secret")]:
-        if entry.get(key) is not None:
-            setattr(webhook, attribute, entry[key])
-    auth = entry.get("auth") or {"type": AuthType.NONE}
-    if not isinstance(auth, dict) or set(auth) - AUTH_KEYS or any(
-            value is not None and not isinstance(value, str) for value in auth.values()):
+
+
+@dataclass
+class _StoredSecrets:
+    """What a re-imported webhook already holds, for a file that leaves its secrets out."""
+
+    custom: dict[str, str]
+    headers: dict[str, str]
+    token_url: str
+
+    @classmethod
+    def of(cls, webhook: Webhook, created: bool) -> "_StoredSecrets":
+        if created:
+            return cls({}, {}, "")
+        return cls({p.name: p.value for p in webhook.custom_parameters.all()},
+                   {h.name: h.value for h in webhook.headers.all() if h.is_secret}, webhook.oauth_token_url)
+
+
+def _text_object(data: Any, keys: set[str]) -> bool:
+    return isinstance(data, dict) and not set(data) - keys and all(
+        value is None or isinstance(value, str) for value in data.values())
+
+
+def _auth_import(webhook: Webhook, data: Any) -> dict:
+    """The auth object onto the webhook; a secret the file leaves out (null) keeps the stored one."""
+    auth = data or {"type": AuthType.NONE}
+    if not _text_object(auth, AUTH_KEYS):
         raise ValidationError(f"“auth” must be an object with text values for {', '.join(sorted(AUTH_KEYS))}.")
     webhook.auth_type = auth.get("type", AuthType.NONE)
-    webhook.auth_username = auth.get("username") or ""
-    webhook.oauth_token_url = auth.get("token_url") or ""
-    webhook.oauth_client_id = auth.get("client_id") or ""
-    webhook.oauth_scope = auth.get("scope") or ""
+    oauth = webhook.auth_type == AuthType.OAUTH2
+    webhook.auth_username = (auth.get("username") or "") if webhook.auth_type == AuthType.BASIC else ""
+    webhook.oauth_token_url = (auth.get("token_url") or "") if oauth else ""
+    webhook.oauth_client_id = (auth.get("client_id") or "") if oauth else ""
+    webhook.oauth_scope = (auth.get("scope") or "") if oauth else ""
     webhook.oauth_client_auth = auth.get("client_auth") or webhook.oauth_client_auth
     for key, attribute in (("password", "auth_password"), ("token", "auth_token"),
                            ("client_secret", "oauth_client_secret")):
         if auth.get(key) is not None:
             setattr(webhook, attribute, auth[key])
-    tls = entry.get("tls") or {}
-    if not isinstance(tls, dict) or set(tls) - TLS_KEYS or any(
-            value is not None and not isinstance(value, str) for value in tls.values()):
+    return auth
+
+
+def _tls_import(webhook: Webhook, data: Any) -> dict:
+    tls = data or {}
+    if not _text_object(tls, TLS_KEYS):
         raise ValidationError("“tls” must be an object with client_certificate, client_key and ca_bundle (PEM text).")
     webhook.tls_client_certificate = tls.get("client_certificate") or ""
     webhook.tls_ca_bundle = tls.get("ca_bundle") or ""
     if tls.get("client_key") is not None:
         webhook.tls_client_key = tls["client_key"]
-    for name in services.webhook_unused_secrets(auth_type=webhook.auth_type, certificate=webhook.tls_client_certificate):
-        setattr(webhook, name, "")
-    if webhook.auth_type != AuthType.BASIC:
-        webhook.auth_username = ""
-    if webhook.auth_type != AuthType.OAUTH2:
-        webhook.oauth_token_url = webhook.oauth_client_id = webhook.oauth_scope = ""
-    _previous_secret_import(webhook, entry.get("previous_signing_secret"))
-    entity = [services.Parameter(**_parameter(p, "entity_parameters")) for p in entry.get("entity_parameters") or []]
+    return tls
+
+
+def _custom_parameters_import(items: list, stored: dict[str, str]) -> list[services.Parameter]:
     custom = []
-    for item in entry.get("custom_parameters") or []:
+    for item in items:
         parameter = _parameter(item, "custom_parameters")
         if parameter["value"] is None:
-            parameter["value"] = stored_custom.get(parameter["name"], "")
+            parameter["value"] = stored.get(parameter["name"], "")
         custom.append(services.Parameter(**parameter))
+    return custom
+
+
+def _header_entry_valid(item: Any) -> bool:
+    return (isinstance(item, dict) and not set(item) - {"name", "value", "secret"} and isinstance(item.get("name"), str)
+            and isinstance(item.get("value", ""), (str, type(None))) and isinstance(item.get("secret", False), bool))
+
+
+def _headers_import(items: list, stored: dict[str, str]) -> list[services.Header]:
     headers = []
-    for item in entry.get("headers") or []:
-        if not isinstance(item, dict) or set(item) - {"name", "value", "secret"} or not isinstance(item.get("name"), str) \
-                or not isinstance(item.get("value", ""), (str, type(None))) or not isinstance(item.get("secret", False), bool):
+    for item in items:
+        if not _header_entry_valid(item):
             raise ValidationError("each of “headers” must be an object with a name, a value (text) and secret "
                                   "(true or false).")
         value = item.get("value")
         if value is None and item.get("secret"):
-            value = stored_headers.get(item["name"], "")
+            value = stored.get(item["name"], "")
         headers.append(services.Header(item["name"], value or "", item.get("secret", False)))
-    if not created:  # a secret the file leaves out is not sent to a host it was not entered for
-        given = {"auth.password": ("auth_password", auth.get("password")), "auth.token": ("auth_token", auth.get("token")),
-                 "tls.client_key": ("tls_client_key", tls.get("client_key"))}
-        kept = [label for label, (name, value) in given.items() if value is None and getattr(webhook, name)]
-        kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
-                 if isinstance(item, dict) and item.get("value") is None and stored_custom.get(item.get("name"))]
-        kept += [f"the value of header “{item['name']}”" for item in entry.get("headers") or []
-                 if item.get("value") is None and stored_headers.get(item["name"])]
-        if problem := services.webhook_retarget_problem(stored_url=before["url"], url=webhook.url, kept=kept):
-            raise ValidationError(problem)
-        if webhook.oauth_client_secret and auth.get("client_secret") is None and (
-                problem := services.webhook_retarget_problem(stored_url=stored_token_url, url=webhook.oauth_token_url,
-                                                             kept=["auth.client_secret"])):
-            raise ValidationError(problem)
-    captures = _captures_import(webhook, module, entry.get("capture"))
-    services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures,
-                          headers=headers if "headers" in entry else None)
-    stored = Webhook.objects.select_related("organization", "module", "retry_policy").get(pk=webhook.pk)
-    return outcome_of(before, webhook_export(stored, include_secrets=True))
+    return headers
+
+
+def _retarget_check(webhook: Webhook, entry: dict, auth: dict, tls: dict, stored: _StoredSecrets, *,
+                    stored_url: str) -> None:
+    """A secret the file leaves out is not sent to a host it was not entered for."""
+    given = {"auth.password": ("auth_password", auth.get("password")), "auth.token": ("auth_token", auth.get("token")),
+             "tls.client_key": ("tls_client_key", tls.get("client_key"))}
+    kept = [label for label, (name, value) in given.items() if value is None and getattr(webhook, name)]
+    kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
+             if isinstance(item, dict) and item.get("value") is None and stored.custom.get(item.get("name"))]
+    kept += [f"the value of header “{item['name']}”" for item in entry.get("headers") or []
+             if item.get("value") is None and stored.headers.get(item["name"])]
+    if problem := services.webhook_retarget_problem(stored_url=stored_url, url=webhook.url, kept=kept):
+        raise ValidationError(problem)
+    if webhook.oauth_client_secret and auth.get("client_secret") is None and (
+            problem := services.webhook_retarget_problem(stored_url=stored.token_url, url=webhook.oauth_token_url,
+                                                         kept=["auth.client_secret"])):
+        raise ValidationError(problem)
 
 
 def _previous_secret_import(webhook: Webhook, data: Any) -> None:

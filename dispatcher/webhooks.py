@@ -121,40 +121,42 @@ def _check_structure(
     flat = webhook.method == Method.GET or bool(webhook.body) or webhook.content_type == ContentType.FORM
     scalar_paths: list[tuple[str, ...]] = [tuple(name.split(".")) for name in custom_names]
     arrays: dict[str, int] = {}  # array key -> lookup field id of the related module
+    problems = errors["entity_parameters"]
     for parameter in entity:
         vias = {b.via for b in map(schema.bind, merge_fields_in(parameter.value)) if isinstance(b, OnRelated)}
         if not vias:
             scalar_paths.append(tuple(parameter.name.split(".")))
-            continue
-        if len(vias) > 1:
-            modules = " and ".join(sorted(v.module.api_name for v in vias))
-            errors["entity_parameters"].append(
-                f"The parameter “{parameter.name}” mixes fields of {modules}; use one related module per parameter."
-            )
-            continue
-        if webhook.method == Method.GET or webhook.body:
-            errors["entity_parameters"].append(
-                f"The parameter “{parameter.name}” uses a related module: related modules are sent as arrays, "
-                "which needs POST or PUT without a user-defined body."
-            )
-            continue
-        key = parameter.name.split(".")[0]
-        via = vias.pop()
-        if arrays.setdefault(key, via.pk) != via.pk:
-            errors["entity_parameters"].append(f"The array “{key}” would hold records of two related modules.")
+        elif problem := _related_problem(webhook, parameter, vias, arrays):
+            problems.append(problem)
     if len(set(arrays.values())) > RELATED_MODULES_MAX:
-        errors["entity_parameters"].append(f"A webhook can send at most {RELATED_MODULES_MAX} related modules.")
-    if flat:
-        return
-    for key in arrays:
-        if any(path[0] == key for path in scalar_paths):
-            errors["entity_parameters"].append(f"“{key}” is both an array of related records and another parameter.")
+        problems.append(f"A webhook can send at most {RELATED_MODULES_MAX} related modules.")
+    if not flat:
+        problems.extend(_nesting_problems(arrays, scalar_paths))
+
+
+def _related_problem(webhook: Webhook, parameter: Parameter, vias: set, arrays: dict[str, int]) -> str | None:
+    """A parameter on a related module becomes an array; why it cannot, or None (and the array is noted)."""
+    if len(vias) > 1:
+        modules = " and ".join(sorted(v.module.api_name for v in vias))
+        return f"The parameter “{parameter.name}” mixes fields of {modules}; use one related module per parameter."
+    if webhook.method == Method.GET or webhook.body:
+        return (f"The parameter “{parameter.name}” uses a related module: related modules are sent as arrays, "
+                "which needs POST or PUT without a user-defined body.")
+    key = parameter.name.split(".")[0]
+    via = next(iter(vias))
+    if arrays.setdefault(key, via.pk) != via.pk:
+        return f"The array “{key}” would hold records of two related modules."
+    return None
+
+
+def _nesting_problems(arrays: dict[str, int], scalar_paths: list[tuple[str, ...]]) -> list[str]:
+    """Dotted names nest into objects: a name cannot be both a value (or an array) and a parent."""
+    problems = [f"“{key}” is both an array of related records and another parameter."
+                for key in arrays if any(path[0] == key for path in scalar_paths)]
     for path in scalar_paths:
-        for other in scalar_paths:
-            if len(other) > len(path) and other[: len(path)] == path:
-                errors["entity_parameters"].append(
-                    f"“{'.'.join(path)}” is both a value and the parent of “{'.'.join(other)}”."
-                )
+        problems += [f"“{'.'.join(path)}” is both a value and the parent of “{'.'.join(other)}”."
+                     for other in scalar_paths if len(other) > len(path) and other[: len(path)] == path]
+    return problems
 
 
 def body_syntax_error(body: str, content_type: str) -> str | None:
@@ -303,34 +305,9 @@ def webhook_save(
 ) -> Webhook:
     """Validate and store a webhook with its parameters, response captures and custom headers (the admin and
     the import both save through here). captures=None and headers=None leave the stored ones as they are."""
-    errors: dict[str, list[str]] = defaultdict(list)
-    try:
-        webhook.full_clean(validate_unique=True)
-    except ValidationError as error:
-        for key, messages in error.message_dict.items():
-            errors[key].extend(messages)
-    if not errors:
-        names = [p.name for p in custom_parameters]
-        for key, messages in webhook_check(
-            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=names
-        ).items():
-            errors[key].extend(messages)
-    for kind, parameters in (("entity_parameters", entity_parameters), ("custom_parameters", custom_parameters)):
-        for parameter in parameters:
-            try:
-                validate_parameter_name(parameter.name)
-            except ValidationError as error:
-                errors[kind].extend(error.messages)
-            if not parameter.value:
-                errors[kind].append(f"The parameter “{parameter.name}” needs a value.")
-    if captures is not None and "module" not in errors and (problems := captures_check(webhook=webhook,
-                                                                                      captures=captures)):
-        errors["captures"] = problems
-    if headers is not None and "auth_type" not in errors and (problems := webhook_check_headers(webhook=webhook,
-                                                                                             headers=headers)):
-        errors["headers"] = problems
+    errors = _save_problems(webhook, entity_parameters, custom_parameters, captures, headers)
     if errors:
-        raise ValidationError(dict(errors))
+        raise ValidationError(errors)
     webhook.save()
     if headers is not None:
         webhook.headers.all().delete()
@@ -350,3 +327,42 @@ def webhook_save(
     for i, p in enumerate(custom_parameters):
         CustomParameter.objects.create(webhook=webhook, name=p.name, value=p.value, position=i)
     return webhook
+
+
+def _save_problems(webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
+                   captures: list[Capture] | None, headers: list[Header] | None) -> dict[str, list[str]]:
+    """Every problem of the webhook as saved, per form field; the checks that need a valid definition run
+    only once it is one."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    try:
+        webhook.full_clean(validate_unique=True)
+    except ValidationError as error:
+        for key, messages in error.message_dict.items():
+            errors[key].extend(messages)
+    if not errors:
+        names = [p.name for p in custom_parameters]
+        for key, messages in webhook_check(
+            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=names
+        ).items():
+            errors[key].extend(messages)
+    for kind, parameters in (("entity_parameters", entity_parameters), ("custom_parameters", custom_parameters)):
+        errors[kind].extend(_parameter_problems(parameters))
+    if captures is not None and "module" not in errors and (problems := captures_check(webhook=webhook,
+                                                                                      captures=captures)):
+        errors["captures"] = problems
+    if headers is not None and "auth_type" not in errors and (problems := webhook_check_headers(webhook=webhook,
+                                                                                             headers=headers)):
+        errors["headers"] = problems
+    return {key: messages for key, messages in errors.items() if messages}
+
+
+def _parameter_problems(parameters: list[Parameter]) -> list[str]:
+    problems = []
+    for parameter in parameters:
+        try:
+            validate_parameter_name(parameter.name)
+        except ValidationError as error:
+            problems.extend(error.messages)
+        if not parameter.value:
+            problems.append(f"The parameter “{parameter.name}” needs a value.")
+    return problems
