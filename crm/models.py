@@ -1,11 +1,15 @@
 """CRM data: organizations and their editions, users, module metadata and records."""
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
 from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_time_zone
+
+if TYPE_CHECKING:
+    from crm.field_types import FieldKind
 
 
 class Edition(models.Model):
@@ -280,6 +284,13 @@ class Field(models.Model):
     @property
     def is_usable(self) -> bool:
         return not (self.is_deleted or self.is_disabled)
+
+    @property
+    def kind(self) -> "FieldKind":
+        """What its type does: cleaning, rendering, comparing, capturing (crm/field_types.py)."""
+        from crm.field_types import field_kind  # the registry imports these models
+
+        return field_kind(self.field_type)
 
 
 class Record(models.Model):

@@ -1,15 +1,11 @@
 """Writes to CRM data. Every record change goes through here, so values are always valid."""
 import datetime
 import hashlib
-import re
 import secrets
-import zoneinfo
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,9 +17,6 @@ from crm.models import (
 )
 from crm.standard_modules import STANDARD_MODULES
 
-TEXT_MAX_LENGTH = 255
-TEXTAREA_MAX_LENGTH = 32_000
-NUMBER_MAX_DIGITS = 18  # digits before the decimal point of a number or currency value (Zoho allows 16)
 
 
 @transaction.atomic
@@ -109,7 +102,7 @@ def record_clean_values(*, module: Module, values: dict[str, Any], partial: bool
             cleaned[api_name] = None
             continue
         try:
-            cleaned[api_name] = _clean_value(field, raw, module.organization)
+            cleaned[api_name] = field.kind.clean(field, raw, module.organization)
         except ValidationError as error:
             errors[api_name] = [f"{field.label}: {message}" for message in error.messages]
     for field in fields.values():
@@ -119,102 +112,6 @@ def record_clean_values(*, module: Module, values: dict[str, Any], partial: bool
     if errors:
         raise ValidationError(errors)
     return cleaned
-
-
-def _clean_value(field: Field, raw: Any, organization: Organization) -> Any:
-    kind = field.field_type
-    if kind in (FieldType.TEXT, FieldType.PHONE, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.URL):
-        if not isinstance(raw, str):
-            raise ValidationError("expected text.")
-        limit = TEXTAREA_MAX_LENGTH if kind == FieldType.TEXTAREA else TEXT_MAX_LENGTH
-        if len(raw) > limit:
-            raise ValidationError(f"at most {limit} characters (this has {len(raw)}).")
-        if "\x00" in raw:
-            raise ValidationError("must not contain the NUL character (\\u0000).")
-        if _SURROGATE.search(raw):
-            raise ValidationError("must be valid Unicode text (it holds a lone surrogate such as \\ud800).")
-        if kind == FieldType.EMAIL:
-            EmailValidator(message="not a valid e-mail address.")(raw)
-        if kind == FieldType.URL:
-            URLValidator(message="not a valid URL.")(raw)
-        return raw
-    if kind == FieldType.NUMBER:
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-            raise ValidationError("expected a whole number.")
-        try:
-            number = int(raw)
-        except ValueError:
-            raise ValidationError("expected a whole number.") from None
-        if abs(number) >= 10 ** NUMBER_MAX_DIGITS:
-            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
-        return number
-    if kind in (FieldType.DECIMAL, FieldType.CURRENCY):
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-            raise ValidationError("expected a number.")
-        try:
-            number = Decimal(str(raw))
-        except InvalidOperation:
-            raise ValidationError("expected a number.") from None
-        if not number.is_finite():
-            raise ValidationError("expected a finite number.")
-        if abs(number.adjusted()) > NUMBER_MAX_DIGITS:
-            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
-        # Stored as text so that 1234.50 keeps its exact digits in JSON.
-        return str(number.quantize(Decimal("0.01")) if kind == FieldType.CURRENCY else number)
-    if kind == FieldType.DATE:
-        try:
-            return (raw if isinstance(raw, datetime.date) else datetime.date.fromisoformat(str(raw))).isoformat()
-        except ValueError:
-            raise ValidationError("expected a date as YYYY-MM-DD.") from None
-    if kind == FieldType.DATETIME:
-        try:
-            value = raw if isinstance(raw, datetime.datetime) else datetime.datetime.fromisoformat(str(raw))
-        except ValueError:
-            raise ValidationError("expected a date/time in ISO 8601, e.g. 2026-05-01T14:30:00+02:00.") from None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=zoneinfo.ZoneInfo(organization.time_zone))
-        try:
-            return value.astimezone(datetime.UTC).isoformat()
-        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last date/time there is, in UTC
-            raise ValidationError("this date/time is outside the years 1 to 9999 once converted to UTC.") from None
-    if kind == FieldType.BOOLEAN:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        raise ValidationError("expected true or false.")
-    if kind == FieldType.PICKLIST:
-        if raw not in field.picklist_values:
-            raise ValidationError(f"“{raw}” is not one of {', '.join(map(str, field.picklist_values))}.")
-        return raw
-    if kind == FieldType.LOOKUP:
-        if (pk := _id_of(raw)) is None:
-            raise ValidationError(f"expected the id of a {field.lookup_module.singular_label} record.")
-        if not Record.objects.filter(pk=pk, module=field.lookup_module).exists():
-            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {pk}.")
-        return pk
-    if kind == FieldType.USER:
-        if (pk := _id_of(raw)) is None:
-            raise ValidationError("expected the id of a CRM user.")
-        if not CrmUser.objects.filter(pk=pk, organization=organization).exists():
-            raise ValidationError(f"no user with id {pk} in this organization.")
-        return pk
-    raise ValidationError(f"unsupported field type {kind}.")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-ID_MAX_DIGITS = 18  # a database id (bigint) has at most 19 digits; 18 always fits
-
-
-def _id_of(raw: Any) -> int | None:
-    """A record or user id given as a number or as ASCII digits ("²" is a digit to str.isdigit, not to int)."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw if 0 < raw < 10 ** ID_MAX_DIGITS else None
-    if isinstance(raw, str) and raw.isascii() and raw.isdecimal() and len(raw) <= ID_MAX_DIGITS:
-        return int(raw) or None
-    return None
 
 
 def _drop_empty(values: dict[str, Any]) -> dict[str, Any]:

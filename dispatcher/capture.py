@@ -4,7 +4,6 @@ Never a crash and never a retry by itself: a body that cannot be read, an expres
 a value the field refuses is recorded on the attempt as such, and the delivery goes on as it would.
 """
 import base64
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,14 +15,13 @@ from jsonpath_ng.ext import parse as jsonpath_parse
 from lxml import etree
 
 from crm import services as crm_services
-from crm.models import FieldType, Record
+from crm.models import Record
 from dispatcher.capture_sandbox import CaptureTimeout, sandbox
 from dispatcher.cleaning import clean_json
 from dispatcher.models import Capture, CaptureType, Webhook
 
 logger = logging.getLogger(__name__)
 
-TEXT_TYPES = {FieldType.TEXT, FieldType.TEXTAREA}
 NO_MATCH = "no match"
 
 
@@ -69,7 +67,7 @@ def captures_check(*, webhook: Webhook, captures: list[Capture]) -> list[str]:
         field = capture.field
         if field.module_id != webhook.module_id:
             problems.append(f"“{field.label}” is not a field of {webhook.module.api_name}.")
-        elif field.is_system or not field.is_usable or field.field_type == FieldType.LOOKUP:
+        elif field.is_system or not field.is_usable or field.kind.links_records:
             problems.append(f"“{field.label}” cannot be written by a capture (system, lookup, deleted or disabled).")
     if captures and not webhook.capture_response:
         problems.append("Switch on “capture the response” to use these captures, or remove them.")
@@ -118,26 +116,12 @@ def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, su
         if not matches:
             entry["written"] = NO_MATCH
         else:
-            values[capture.field.api_name] = _value_for(capture.field.field_type, matches)
+            values[capture.field.api_name] = capture.field.kind.captured(matches)
             entry["written"] = values[capture.field.api_name]
         found[capture.field.label] = entry
     if values:
         _write(record, values, found, captures)
     return found
-
-
-def _value_for(field_type: str, matches: list[Any]) -> Any:
-    """Several matches: joined for text fields; a single-value field takes the first."""
-    if field_type in TEXT_TYPES:
-        return ", ".join(_text(m) for m in matches)
-    return matches[0]
-
-
-def _text(value: Any) -> str:
-    """A match as text, JSON's scalars spelled as JSON spells them (true, not Python's True)."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return str(value)
 
 
 def _write(record: Record, values: dict[str, Any], found: dict[str, Any], captures: list[Capture]) -> None:

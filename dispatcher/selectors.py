@@ -1,5 +1,5 @@
 """Reads for the webhook admin and CLI."""
-from crm.models import FieldType, Module, Record
+from crm.models import Module, Record
 from dispatcher.models import Webhook
 from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, schema_for
 
@@ -10,7 +10,7 @@ def merge_fields_available(*, module: Module) -> list[tuple[str, list[str]]]:
     groups = [(module.api_name, [f"${{{module.api_name}.{f.label}}}" for f in schema.fields(module) if f.is_usable])]
     seen = {module.pk}
     for lookup in schema.fields(module):
-        if lookup.field_type == FieldType.LOOKUP and lookup.is_usable and lookup.lookup_module_id not in seen:
+        if lookup.kind.links_records and lookup.is_usable and lookup.lookup_module_id not in seen:
             target = lookup.lookup_module
             seen.add(target.pk)
             tokens = [f"${{{target.api_name}.{f.label}}}" for f in schema.fields(target) if f.is_usable]
@@ -18,7 +18,7 @@ def merge_fields_available(*, module: Module) -> list[tuple[str, list[str]]]:
     for candidate in Module.objects.filter(organization_id=module.organization_id).exclude(pk__in=seen):
         backlinks = [
             f for f in schema.fields(candidate)
-            if f.field_type == FieldType.LOOKUP and f.lookup_module_id == module.pk and f.is_usable
+            if f.kind.links_records and f.lookup_module_id == module.pk and f.is_usable
         ]
         if backlinks:
             tokens = [f"${{{candidate.api_name}.{f.label}}}" for f in schema.fields(candidate) if f.is_usable]

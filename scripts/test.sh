@@ -7,5 +7,11 @@ source scripts/bootstrap.sh
 python manage.py makemigrations --check --dry-run
 ruff check --quiet .   # lint (ruff.toml)
 lint-imports --no-cache   # app boundaries (.importlinter): layers, and only public modules across apps
+too_complex=$(radon cc --min D --exclude "*/migrations/*,.venv/*,var/*" .)
+if [ -n "$too_complex" ]; then
+  echo "Functions above radon grade C (cyclomatic complexity over 20); split them:" >&2
+  echo "$too_complex" >&2
+  exit 1
+fi
 # pytest exits with 5 when it collected no tests; with set -e that fails the run, as it should.
 python -m pytest "$@"

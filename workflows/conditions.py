@@ -1,15 +1,30 @@
-"""Evaluating one condition on a record's stored values (and, for edits, its previous values)."""
+"""Evaluating one condition on a record's stored values (and, for edits, its previous values).
+
+The operators are the workflow's; what a value of a field type is under them (how it compares, what
+equals it, which day it falls on) is the field type's (crm/field_types.py, ``field.kind``).
+"""
 import datetime
+import operator as op
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from crm.models import Field, FieldType
+from crm.models import Field
+from crm.field_types import aligned as values_aligned
 from workflows.models import Operator
 
-NUMERIC = {FieldType.NUMBER, FieldType.DECIMAL, FieldType.CURRENCY}
-TEMPORAL = {FieldType.DATE, FieldType.DATETIME}
+ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    Operator.LT: op.lt, Operator.BEFORE: op.lt, Operator.LTE: op.le,
+    Operator.GT: op.gt, Operator.AFTER: op.gt, Operator.GTE: op.ge,
+}
+NEEDS_ORDER = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE, Operator.BETWEEN}
+NEEDS_TIME = {Operator.BEFORE, Operator.AFTER}
+WITHOUT_VALUE = {Operator.EMPTY, Operator.NOT_EMPTY, Operator.CHANGED, Operator.TODAY}
+
+
+def _empty(value: Any) -> bool:
+    return value in (None, "", [])
 
 
 @dataclass(frozen=True)
@@ -24,99 +39,49 @@ class CompiledCondition:
     def holds(self, values: dict[str, Any], old_values: dict[str, Any] | None, time_zone: str,
               now: datetime.datetime) -> bool:
         current = values.get(self.field.api_name)
-        if self.operator == Operator.CHANGED:
-            return old_values is not None and old_values.get(self.field.api_name) != current
-        if self.operator == Operator.CHANGED_TO:
-            return (old_values is not None and old_values.get(self.field.api_name) != current
-                    and _equal(self.field, current, self.value, time_zone))
-        if self.operator == Operator.EMPTY:
-            return current in (None, "", [])
-        if self.operator == Operator.NOT_EMPTY:
-            return current not in (None, "", [])
+        if self.operator in (Operator.CHANGED, Operator.CHANGED_TO):
+            changed = old_values is not None and old_values.get(self.field.api_name) != current
+            return changed and (self.operator == Operator.CHANGED or self.field.kind.equal(current, self.value,
+                                                                                            time_zone))
+        if self.operator in (Operator.EMPTY, Operator.NOT_EMPTY):
+            return _empty(current) == (self.operator == Operator.EMPTY)
         if current in (None, ""):
             return self.operator == Operator.ISNT and self.value != ""
-        if self.operator == Operator.IS:
-            return _equal(self.field, current, self.value, time_zone)
-        if self.operator == Operator.ISNT:
-            return not _equal(self.field, current, self.value, time_zone)
+        return self._holds_for(current, time_zone, now)
+
+    def _holds_for(self, current: Any, time_zone: str, now: datetime.datetime) -> bool:
+        """The operators that test a value that is there."""
+        kind = self.field.kind
+        if self.operator in (Operator.IS, Operator.ISNT):
+            return kind.equal(current, self.value, time_zone) == (self.operator == Operator.IS)
         if self.operator == Operator.CONTAINS:
             return self.value.casefold() in str(current).casefold()
         if self.operator == Operator.STARTS_WITH:
             return str(current).casefold().startswith(self.value.casefold())
         if self.operator == Operator.TODAY:
-            return _as_date(self.field, current, time_zone) == now.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
-        left, right = _aligned(_comparable(self.field, current, time_zone),
-                               _comparable(self.field, self.value, time_zone), time_zone)
+            day = kind.local_date(current, time_zone)
+            return day is not None and day == now.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+        left, right = values_aligned(kind.comparable(current, time_zone), kind.comparable(self.value, time_zone),
+                                     time_zone)
         if left is None or right is None:
             return False
-        if self.operator in (Operator.LT, Operator.BEFORE):
-            return left < right
-        if self.operator == Operator.LTE:
-            return left <= right
-        if self.operator in (Operator.GT, Operator.AFTER):
-            return left > right
-        if self.operator == Operator.GTE:
-            return left >= right
         if self.operator == Operator.BETWEEN:
-            left, upper = _aligned(left, _comparable(self.field, self.value_to, time_zone), time_zone)
+            left, upper = values_aligned(left, kind.comparable(self.value_to, time_zone), time_zone)
             return upper is not None and right <= left <= upper
-        return False
+        compare = ORDERING.get(self.operator)
+        return compare is not None and compare(left, right)
 
 
 def condition_value_error(field: Field, operator: str, value: str, value_to: str) -> str | None:
     """Why a condition's value cannot be compared with the field, in words; None when it can."""
-    if operator in (Operator.EMPTY, Operator.NOT_EMPTY, Operator.CHANGED, Operator.TODAY):
+    if operator in WITHOUT_VALUE:
         return None
-    if operator in (Operator.LT, Operator.LTE, Operator.GT, Operator.GTE, Operator.BETWEEN) and \
-            field.field_type not in NUMERIC | TEMPORAL:
+    kind = field.kind
+    if operator in NEEDS_ORDER and not kind.ordered:
         return f"“{field.label}” is not a number or date, so it cannot be compared with <, > or between."
-    if operator in (Operator.BEFORE, Operator.AFTER) and field.field_type not in TEMPORAL:
+    if operator in NEEDS_TIME and not kind.temporal:
         return f"“{field.label}” is not a date, so it cannot be before or after."
     for text in [value] + ([value_to] if operator == Operator.BETWEEN else []):
-        if field.field_type in NUMERIC | TEMPORAL and _comparable(field, text, "UTC") is None:
-            kind = "a number" if field.field_type in NUMERIC else "a date (YYYY-MM-DD)"
-            return f"“{text}” is not {kind}, as “{field.label}” needs."
-        if field.field_type == FieldType.PICKLIST and text not in field.picklist_values:
-            return f"“{text}” is not one of the values of “{field.label}”: {', '.join(field.picklist_values)}."
+        if problem := kind.condition_value_problem(field, text):
+            return problem
     return None
-
-
-def _aligned(left: Any, right: Any, time_zone: str) -> tuple[Any, Any]:
-    """A date/time compared with a date is compared by its local date."""
-    if isinstance(left, datetime.datetime) and type(right) is datetime.date:
-        left = left.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
-    elif isinstance(right, datetime.datetime) and type(left) is datetime.date:
-        right = right.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
-    return left, right
-
-
-def _equal(field: Field, stored: Any, text: str, time_zone: str) -> bool:
-    if field.field_type in NUMERIC | TEMPORAL:
-        left, right = _aligned(_comparable(field, stored, time_zone), _comparable(field, text, time_zone), time_zone)
-        return left is not None and left == right
-    if field.field_type == FieldType.BOOLEAN:
-        return str(stored).lower() == text.strip().lower()
-    return str(stored).casefold() == text.casefold()
-
-
-def _comparable(field: Field, value: Any, time_zone: str) -> Any:
-    try:
-        if field.field_type in NUMERIC:
-            return Decimal(str(value))
-        if field.field_type in TEMPORAL:
-            return _as_date(field, value, time_zone) if len(str(value)) <= 10 else _as_datetime(value, time_zone)
-    except (InvalidOperation, ValueError, TypeError):
-        return None
-    return str(value).casefold()
-
-
-def _as_date(field: Field, value: Any, time_zone: str) -> datetime.date:
-    text = str(value)
-    if len(text) <= 10:
-        return datetime.date.fromisoformat(text)
-    return _as_datetime(text, time_zone).astimezone(zoneinfo.ZoneInfo(time_zone)).date()
-
-
-def _as_datetime(value: Any, time_zone: str) -> datetime.datetime:
-    moment = datetime.datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=zoneinfo.ZoneInfo(time_zone))

@@ -17,7 +17,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from crm import events
-from crm.models import FieldType, Record
+from crm.models import Record
 from dispatcher.services import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
 from dispatcher.models import DeliverySource, Webhook
 from workflows.conditions import CompiledCondition
@@ -207,7 +207,7 @@ def action_due_at(action: Action, record: Record, now: datetime.datetime, time_z
 
 def _due_today(action: Action, due: datetime.datetime, now: datetime.datetime, time_zone: str) -> bool:
     """Relative to a date (not a date/time) field whose day, in the organization's zone, is today."""
-    if action.relative_field is None or action.relative_field.field_type != FieldType.DATE:
+    if action.relative_field is None or not action.relative_field.kind.date_only:
         return False
     zone = zoneinfo.ZoneInfo(time_zone)
     return due.astimezone(zone).date() == now.astimezone(zone).date()

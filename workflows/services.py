@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from crm.models import Field, FieldType, Record
+from crm.models import Field, Record
 from dispatcher.services import quota_remaining
 from dispatcher.models import Capture
 from workflows.conditions import condition_value_error
@@ -14,7 +14,6 @@ from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_ca
 from workflows.models import Action, ActionKind, ActionRun, Condition, Operator, RunStatus, Trigger, WorkflowRule
 from workflows.pattern import PatternError, pattern_compile
 
-DATE_TYPES = (FieldType.DATE, FieldType.DATETIME)
 EDIT_TRIGGERS = (Trigger.EDIT, Trigger.CREATE_OR_EDIT, Trigger.FIELD_UPDATE)
 RUN_ON_EXISTING_MAX = 10_000  # records one "run on existing records" may fire for
 
@@ -26,19 +25,8 @@ def rule_check(*, rule: WorkflowRule, conditions: list[Condition], actions: list
     if module.organization_id != organization.pk:
         errors["module"].append(f"The module {module.api_name} belongs to another organization.")
         return dict(errors)
-    field = rule.trigger_field
-    if rule.trigger in (Trigger.FIELD_UPDATE, Trigger.DATE):
-        if field is None:
-            errors["trigger_field"].append("Choose the field this trigger watches.")
-        elif field.module_id != module.pk:
-            errors["trigger_field"].append(f"“{field.label}” is not a field of {module.api_name}.")
-        elif rule.trigger == Trigger.DATE and field.field_type not in DATE_TYPES:
-            errors["trigger_field"].append(f"“{field.label}” is not a date or date/time field.")
-        elif rule.trigger == Trigger.FIELD_UPDATE and rule.trigger_value and field.field_type == FieldType.PICKLIST \
-                and rule.trigger_value not in field.picklist_values:
-            errors["trigger_value"].append(
-                f"“{rule.trigger_value}” is not one of the values of “{field.label}”: {', '.join(field.picklist_values)}.")
-
+    if problem := _trigger_problem(rule):
+        errors[problem[0]].append(problem[1])
     numbers = [c.number for c in conditions]
     for number in sorted({n for n in numbers if numbers.count(n) > 1}):
         errors["conditions"].append(f"Condition number {number} is used twice.")
@@ -52,22 +40,45 @@ def rule_check(*, rule: WorkflowRule, conditions: list[Condition], actions: list
         except PatternError as error:
             errors["criteria_pattern"].append(str(error))
 
-    edition = organization.edition
+    if problems := _actions_problems(rule, actions):
+        errors["actions"] = problems
+    return dict(errors)
+
+
+def _trigger_problem(rule: WorkflowRule) -> tuple[str, str] | None:
+    """The watched field of a field-update or date trigger: (form field, message), or None."""
+    field = rule.trigger_field
+    if rule.trigger not in (Trigger.FIELD_UPDATE, Trigger.DATE):
+        return None
+    if field is None:
+        return "trigger_field", "Choose the field this trigger watches."
+    if field.module_id != rule.module_id:
+        return "trigger_field", f"“{field.label}” is not a field of {rule.module.api_name}."
+    if rule.trigger == Trigger.DATE and not field.kind.temporal:
+        return "trigger_field", f"“{field.label}” is not a date or date/time field."
+    if rule.trigger == Trigger.FIELD_UPDATE and rule.trigger_value and (
+            problem := field.kind.condition_value_problem(field, rule.trigger_value)):
+        return "trigger_value", problem
+    return None
+
+
+def _actions_problems(rule: WorkflowRule, actions: list[Action]) -> list[str]:
+    """The edition's limits on a rule's actions (seed 003: six per rule, one instant), then each action."""
+    problems = []
+    edition = rule.organization.edition
     if actions and not edition.webhooks_enabled:
-        errors["actions"].append(f"The {edition.name} does not include webhooks.")
+        problems.append(f"The {edition.name} does not include webhooks.")
     instant = [a for a in actions if a.kind == ActionKind.INSTANT]
     if len(actions) > edition.webhooks_per_rule:
-        errors["actions"].append(
+        problems.append(
             f"A rule can have at most {edition.webhooks_per_rule} webhook actions in the {edition.name}; "
             f"this one has {len(actions)}.")
     if len(instant) > edition.instant_webhooks_per_rule:
-        errors["actions"].append(
+        problems.append(
             f"A rule can have at most {edition.instant_webhooks_per_rule} instant webhook action(s) in the "
             f"{edition.name} (the others must be time-based); this one has {len(instant)}.")
-    for action in actions:
-        if problem := _action_problem(rule, action):
-            errors["actions"].append(problem)
-    return dict(errors)
+    problems += [problem for action in actions if (problem := _action_problem(rule, action))]
+    return problems
 
 
 def _condition_problem(rule: WorkflowRule, condition: Condition) -> str | None:
@@ -75,7 +86,7 @@ def _condition_problem(rule: WorkflowRule, condition: Condition) -> str | None:
     if lookup is None and field.module_id != rule.module_id:
         return f"“{field.label}” is a field of {field.module.api_name}; choose the lookup that reaches it."
     if lookup is not None:
-        if lookup.module_id != rule.module_id or lookup.field_type != FieldType.LOOKUP:
+        if lookup.module_id != rule.module_id or not lookup.kind.links_records:
             return f"“{lookup.label}” is not a lookup field of {rule.module.api_name}."
         if lookup.lookup_module_id != field.module_id:
             return f"“{lookup.label}” looks up {lookup.lookup_module.api_name}, not {field.module.api_name}."
@@ -103,7 +114,7 @@ def _action_problem(rule: WorkflowRule, action: Action) -> str | None:
         relative: Field | None = action.relative_field
         if relative is None and not action.delay_amount:
             return f"“{webhook.name}”: a time-based action needs a delay or a date field to be relative to."
-        if relative is not None and (relative.module_id != rule.module_id or relative.field_type not in DATE_TYPES):
+        if relative is not None and (relative.module_id != rule.module_id or not relative.kind.temporal):
             return f"“{webhook.name}”: “{relative.label}” is not a date field of {rule.module.api_name}."
     return None
 

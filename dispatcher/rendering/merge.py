@@ -4,14 +4,12 @@ Binding (which field of which reachable record) depends only on the webhook's mo
 organization's metadata; values depend on the record. Both follow seed 003: a deleted, disabled
 or unknown field, a deleted lookup, or a module the webhook cannot reach is ``${Unsupported_Field}``.
 """
-import datetime
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from crm.formats import format_date, format_datetime
-from crm.models import CrmUser, Field, FieldType, Module, Organization, Record, SystemField
+from crm.formats import format_datetime
+from crm.models import CrmUser, Field, Module, Organization, Record, SystemField
 from dispatcher.rendering.template import MergeField
 
 USER_MODULE_NAMES = frozenset({"User", "Users", "Owner"})
@@ -101,13 +99,13 @@ class Schema:
         target = self._modules_by_name.get(name)
         if target is None:
             return Unsupported(f"there is no module “{name}”")
-        lookups = [f for f in self.fields(self.module) if f.field_type == FieldType.LOOKUP and f.lookup_module_id == target.pk]
+        lookups = [f for f in self.fields(self.module) if f.kind.links_records and f.lookup_module_id == target.pk]
         if lookups:
             live = [f for f in lookups if f.is_usable]
             if not live:
                 return Unsupported(f"the lookup field “{lookups[0].label}” to {target.api_name} is deleted or disabled")
             return self._field_binding(target, label, lambda field: OnLookup(live[0], field))
-        backlinks = [f for f in self.fields(target) if f.field_type == FieldType.LOOKUP and f.lookup_module_id == self.module.pk]
+        backlinks = [f for f in self.fields(target) if f.kind.links_records and f.lookup_module_id == self.module.pk]
         live = [f for f in backlinks if f.is_usable]
         if live:
             return self._field_binding(target, label, lambda field: OnRelated(live[0], field))
@@ -211,24 +209,14 @@ class MergeContext:
             stamp = record.created_at if field.api_name == SystemField.CREATED_TIME else record.modified_at
             return format_datetime(stamp, self.datetime_format, self.time_zone)
         raw = record.values.get(field.api_name)
-        if raw is None:
-            return None
-        convert = _CONVERSIONS.get(field.field_type)
-        return raw if convert is None else convert(self, raw)
+        return None if raw is None else field.kind.render(raw, self)
 
-    def _date(self, raw: str) -> str:
-        return format_date(datetime.date.fromisoformat(raw), self.date_format)
+    def record_of(self, pk: Any) -> Record | None:
+        """A looked-up record, fetched once per rendering."""
+        return self._record(pk)
 
-    def _datetime(self, raw: str) -> str:
-        return format_datetime(datetime.datetime.fromisoformat(raw), self.datetime_format, self.time_zone)
-
-    def _lookup_name(self, raw: Any) -> str | None:
-        target = self._record(raw)
-        return target.display_name if target else None
-
-    def _user_name(self, raw: Any) -> str | None:
-        user = self._user(raw)
-        return user.full_name if user else None
+    def user_of(self, pk: Any) -> CrmUser | None:
+        return self._user(pk)
 
     def _record(self, pk: Any) -> Record | None:
         if pk is None:
@@ -241,14 +229,3 @@ class MergeContext:
         if pk not in self._users:
             self._users[pk] = CrmUser.objects.filter(pk=pk).first()
         return self._users[pk]
-
-
-# How a stored value becomes a merge-field value, by field type; types not listed are used as stored.
-_CONVERSIONS = {
-    FieldType.DATE: MergeContext._date,
-    FieldType.DATETIME: MergeContext._datetime,
-    FieldType.DECIMAL: lambda context, raw: Decimal(raw),
-    FieldType.CURRENCY: lambda context, raw: Decimal(raw),
-    FieldType.LOOKUP: MergeContext._lookup_name,
-    FieldType.USER: MergeContext._user_name,
-}

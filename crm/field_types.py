@@ -1,0 +1,343 @@
+"""The field types: one object per type says everything the product does differently for it.
+
+A record value is cleaned on the way in (the API, the admin, captures), rendered into merge fields (the
+webhook's date formats and time zone; the content type's encoder then spells the Python value), compared
+by workflow conditions, taken from a captured response, and listed in the merge-field catalogue. Each of
+those asks the field's type (``field.kind``) instead of switching on ``field_type``, so adding a type is
+one class here, one ``FieldType`` choice and its tests (tests/crm/test_field_types.py checks that every
+choice has its class).
+"""
+import datetime
+import json
+import re
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+
+from crm.formats import format_date, format_datetime
+from crm.models import CrmUser, Field, FieldType, Organization, Record
+
+TEXT_MAX_LENGTH = 255
+TEXTAREA_MAX_LENGTH = 32_000
+NUMBER_MAX_DIGITS = 18  # digits before the decimal point of a number or currency value (Zoho allows 16)
+ID_MAX_DIGITS = 18  # a database id (bigint) has at most 19 digits; 18 always fits
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class RenderContext(Protocol):
+    """What rendering a stored value needs from the webhook being rendered (MergeContext provides it)."""
+
+    date_format: str
+    datetime_format: str
+    time_zone: str
+
+    def record_of(self, pk: Any) -> Record | None: ...
+
+    def user_of(self, pk: Any) -> CrmUser | None: ...
+
+
+class FieldKind:
+    """A field type. The defaults are those of text; each subclass changes what differs for it."""
+
+    code: FieldType
+    ordered = False  # compared with <, <=, >, >=, between
+    temporal = False  # before, after, today; a date trigger; dates in conditions given as YYYY-MM-DD
+    date_only = False  # a day without a time: an action relative to it on its day runs at its set time
+    links_records = False  # its value is another record's id: followed by merge fields, not written by captures
+    joins_matches = False  # several captured matches are joined into one text
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> Any:
+        """The value to store for raw input (never None or ""); ValidationError says what is wrong."""
+        raise NotImplementedError
+
+    def render(self, raw: Any, context: RenderContext) -> Any:
+        """A stored value as a merge field gives it (the content type's encoder spells it)."""
+        return raw
+
+    def comparable(self, value: Any, time_zone: str) -> Any:
+        """A stored value or a condition's text in a form that compares; None when it cannot be one."""
+        return str(value).casefold()
+
+    def equal(self, stored: Any, text: str, time_zone: str) -> bool:
+        """Whether a stored value is a condition's text (is, isn't, changed to)."""
+        return str(stored).casefold() == text.casefold()
+
+    def local_date(self, value: Any, time_zone: str) -> datetime.date | None:
+        """The day a value falls on in the time zone (is today); None for types without one."""
+        return None
+
+    def condition_value_problem(self, field: Field, text: str) -> str | None:
+        """Why text cannot be a condition's value for this field, in words; None when it can."""
+        return None
+
+    def captured(self, matches: list[Any]) -> Any:
+        """What a response capture writes, from one or more matches: the first one."""
+        return matches[0]
+
+
+class TextKind(FieldKind):
+    """Text, with a length limit and, for e-mail and URL, Django's validator."""
+
+    def __init__(self, code: FieldType, *, max_length: int = TEXT_MAX_LENGTH, validator: Any = None,
+                 joins_matches: bool = False) -> None:
+        self.code, self.max_length, self.validator, self.joins_matches = code, max_length, validator, joins_matches
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> str:
+        if not isinstance(raw, str):
+            raise ValidationError("expected text.")
+        if len(raw) > self.max_length:
+            raise ValidationError(f"at most {self.max_length} characters (this has {len(raw)}).")
+        if "\x00" in raw:
+            raise ValidationError("must not contain the NUL character (\\u0000).")
+        if _SURROGATE.search(raw):
+            raise ValidationError("must be valid Unicode text (it holds a lone surrogate such as \\ud800).")
+        if self.validator is not None:
+            self.validator(raw)
+        return raw
+
+    def captured(self, matches: list[Any]) -> Any:
+        """Several matches joined (plain and multi-line text), JSON's scalars spelled as JSON spells them
+        (true, not Python's True); an e-mail, phone or URL field takes the first."""
+        if not self.joins_matches:
+            return matches[0]
+        return ", ".join(json.dumps(m) if isinstance(m, bool) or m is None else str(m) for m in matches)
+
+
+class _Numeric(FieldKind):
+    ordered = True
+
+    def comparable(self, value: Any, time_zone: str) -> Decimal | None:
+        try:
+            return Decimal(str(value))
+        except (InvalidOperation, ValueError, TypeError):
+            return None
+
+    def equal(self, stored: Any, text: str, time_zone: str) -> bool:
+        left = self.comparable(stored, time_zone)
+        return left is not None and left == self.comparable(text, time_zone)
+
+    def condition_value_problem(self, field: Field, text: str) -> str | None:
+        if self.comparable(text, "UTC") is None:
+            return f"“{text}” is not a number, as “{field.label}” needs."
+        return None
+
+
+class NumberKind(_Numeric):
+    code = FieldType.NUMBER
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValidationError("expected a whole number.")
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ValidationError("expected a whole number.") from None
+        if abs(number) >= 10 ** NUMBER_MAX_DIGITS:
+            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
+        return number
+
+
+class DecimalKind(_Numeric):
+    """Stored as text, so that 1234.50 keeps its exact digits in JSON; rendered as a number."""
+
+    code = FieldType.DECIMAL
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> str:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
+            raise ValidationError("expected a number.")
+        try:
+            number = Decimal(str(raw))
+        except InvalidOperation:
+            raise ValidationError("expected a number.") from None
+        if not number.is_finite():
+            raise ValidationError("expected a finite number.")
+        if abs(number.adjusted()) > NUMBER_MAX_DIGITS:
+            raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
+        return str(self.quantized(number))
+
+    def quantized(self, number: Decimal) -> Decimal:
+        return number
+
+    def render(self, raw: Any, context: RenderContext) -> Decimal:
+        return Decimal(raw)
+
+
+class CurrencyKind(DecimalKind):
+    code = FieldType.CURRENCY
+
+    def quantized(self, number: Decimal) -> Decimal:
+        return number.quantize(Decimal("0.01"))
+
+
+class _Temporal(FieldKind):
+    """Dates and date/times. In conditions a date (YYYY-MM-DD) compared with a date/time compares with the
+    date/time's day in the organization's time zone."""
+
+    ordered = temporal = True
+
+    def comparable(self, value: Any, time_zone: str) -> datetime.date | None:
+        try:
+            text = str(value)
+            return datetime.date.fromisoformat(text) if len(text) <= 10 else _moment(text, time_zone)
+        except (ValueError, TypeError):
+            return None
+
+    def equal(self, stored: Any, text: str, time_zone: str) -> bool:
+        left, right = aligned(self.comparable(stored, time_zone), self.comparable(text, time_zone), time_zone)
+        return left is not None and left == right
+
+    def local_date(self, value: Any, time_zone: str) -> datetime.date | None:
+        moment = self.comparable(value, time_zone)
+        if isinstance(moment, datetime.datetime):
+            return moment.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+        return moment
+
+    def condition_value_problem(self, field: Field, text: str) -> str | None:
+        if self.comparable(text, "UTC") is None:
+            return f"“{text}” is not a date (YYYY-MM-DD), as “{field.label}” needs."
+        return None
+
+
+class DateKind(_Temporal):
+    code = FieldType.DATE
+    date_only = True
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> str:
+        try:
+            return (raw if isinstance(raw, datetime.date) else datetime.date.fromisoformat(str(raw))).isoformat()
+        except ValueError:
+            raise ValidationError("expected a date as YYYY-MM-DD.") from None
+
+    def render(self, raw: Any, context: RenderContext) -> str:
+        return format_date(datetime.date.fromisoformat(raw), context.date_format)
+
+
+class DateTimeKind(_Temporal):
+    """Stored in UTC; input without an offset is in the organization's time zone."""
+
+    code = FieldType.DATETIME
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> str:
+        try:
+            value = raw if isinstance(raw, datetime.datetime) else datetime.datetime.fromisoformat(str(raw))
+        except ValueError:
+            raise ValidationError("expected a date/time in ISO 8601, e.g. 2026-05-01T14:30:00+02:00.") from None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zoneinfo.ZoneInfo(organization.time_zone))
+        try:
+            return value.astimezone(datetime.UTC).isoformat()
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is after the last date/time there is, in UTC
+            raise ValidationError("this date/time is outside the years 1 to 9999 once converted to UTC.") from None
+
+    def render(self, raw: Any, context: RenderContext) -> str:
+        return format_datetime(datetime.datetime.fromisoformat(raw), context.datetime_format, context.time_zone)
+
+
+class BooleanKind(FieldKind):
+    code = FieldType.BOOLEAN
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ValidationError("expected true or false.")
+
+    def equal(self, stored: Any, text: str, time_zone: str) -> bool:
+        return str(stored).lower() == text.strip().lower()
+
+
+class PicklistKind(FieldKind):
+    code = FieldType.PICKLIST
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> Any:
+        if raw not in field.picklist_values:
+            raise ValidationError(f"“{raw}” is not one of {', '.join(map(str, field.picklist_values))}.")
+        return raw
+
+    def condition_value_problem(self, field: Field, text: str) -> str | None:
+        if text not in field.picklist_values:
+            return f"“{text}” is not one of the values of “{field.label}”: {', '.join(field.picklist_values)}."
+        return None
+
+
+class LookupKind(FieldKind):
+    """The id of a record of the field's lookup module; a merge field gives the record's name."""
+
+    code = FieldType.LOOKUP
+    links_records = True
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> int:
+        if (pk := id_of(raw)) is None:
+            raise ValidationError(f"expected the id of a {field.lookup_module.singular_label} record.")
+        if not Record.objects.filter(pk=pk, module=field.lookup_module).exists():
+            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {pk}.")
+        return pk
+
+    def render(self, raw: Any, context: RenderContext) -> str | None:
+        target = context.record_of(raw)
+        return target.display_name if target else None
+
+
+class UserKind(FieldKind):
+    """The id of a CRM user of the organization; a merge field gives the user's full name."""
+
+    code = FieldType.USER
+
+    def clean(self, field: Field, raw: Any, organization: Organization) -> int:
+        if (pk := id_of(raw)) is None:
+            raise ValidationError("expected the id of a CRM user.")
+        if not CrmUser.objects.filter(pk=pk, organization=organization).exists():
+            raise ValidationError(f"no user with id {pk} in this organization.")
+        return pk
+
+    def render(self, raw: Any, context: RenderContext) -> str | None:
+        user = context.user_of(raw)
+        return user.full_name if user else None
+
+
+FIELD_KINDS: dict[str, FieldKind] = {kind.code: kind for kind in [
+    TextKind(FieldType.TEXT, joins_matches=True),
+    TextKind(FieldType.TEXTAREA, max_length=TEXTAREA_MAX_LENGTH, joins_matches=True),
+    TextKind(FieldType.EMAIL, validator=EmailValidator(message="not a valid e-mail address.")),
+    TextKind(FieldType.PHONE),
+    TextKind(FieldType.URL, validator=URLValidator(message="not a valid URL.")),
+    NumberKind(), DecimalKind(), CurrencyKind(), DateKind(), DateTimeKind(), BooleanKind(), PicklistKind(),
+    LookupKind(), UserKind(),
+]}
+
+
+def field_kind(field_type: str) -> FieldKind:
+    """The type object of a field_type; an unknown one (a row written by hand) is refused, never guessed."""
+    try:
+        return FIELD_KINDS[field_type]
+    except KeyError:
+        raise ValidationError(f"unsupported field type {field_type}.") from None
+
+
+def aligned(left: Any, right: Any, time_zone: str) -> tuple[Any, Any]:
+    """A date/time compared with a date is compared by its local date."""
+    if isinstance(left, datetime.datetime) and type(right) is datetime.date:
+        left = left.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    elif isinstance(right, datetime.datetime) and type(left) is datetime.date:
+        right = right.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    return left, right
+
+
+def id_of(raw: Any) -> int | None:
+    """A record or user id given as a number or as ASCII digits ("²" is a digit to str.isdigit, not to int)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if 0 < raw < 10 ** ID_MAX_DIGITS else None
+    if isinstance(raw, str) and raw.isascii() and raw.isdecimal() and len(raw) <= ID_MAX_DIGITS:
+        return int(raw) or None
+    return None
+
+
+def _moment(text: str, time_zone: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zoneinfo.ZoneInfo(time_zone))
