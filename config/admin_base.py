@@ -8,9 +8,9 @@
 - **No browser truncation**: no ``maxlength`` on inputs, so the server says what the limit is.
 - **Pickers name the organization** when the login sees several.
 """
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.admin import AdminSite, AllValuesFieldListFilter, RelatedFieldListFilter
+from django.contrib.admin import AdminSite, AllValuesFieldListFilter, ModelAdmin, RelatedFieldListFilter
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.db.models import QuerySet
@@ -83,7 +83,13 @@ def labelled(obj: Any, several: bool) -> str:
     return f"{obj} ({organization})" if organization is not None and organization is not obj else str(obj)
 
 
-class CrmAdminMixin:
+if TYPE_CHECKING:  # a mixin for ModelAdmin: to the type checker it is one, so super() and self.model are checked
+    _ModelAdmin = ModelAdmin
+else:
+    _ModelAdmin = object
+
+
+class CrmAdminMixin(_ModelAdmin):
     """For every ModelAdmin and inline of the project (see the module's docstring)."""
 
     def get_queryset(self, request):
@@ -114,8 +120,8 @@ class CrmAdminMixin:
         """Shared data changes every organization's behaviour: only superusers change it."""
         return request.user.is_superuser or not is_shared(self.model)
 
-    def get_changeform_initial_data(self, request) -> dict:
-        initial = super().get_changeform_initial_data(request)
+    def get_changeform_initial_data(self, request) -> dict[str, Any]:
+        initial: dict[str, Any] = dict(super().get_changeform_initial_data(request))
         ids = organization_ids(request.user)
         if ids and len(ids) == 1 and "organization" in {f.name for f in self.model._meta.fields}:
             initial.setdefault("organization", next(iter(ids)))

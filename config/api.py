@@ -13,6 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
 
 from crm.api.errors import PROBLEM_CONTENT_TYPE, ApiError, error_response_of, problem_response
 from crm.api.parser import HardenedParser, json_body
@@ -29,7 +30,7 @@ with a `code`. POSTs accept an `Idempotency-Key` header. See the README's "REST 
 
 
 class CrmApi(NinjaAPI):
-    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> dict:
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPISchema:
         """Errors are documented as application/problem+json, which is what they are."""
         schema = super().get_openapi_schema(*args, **kwargs)
         for operations in schema.get("paths", {}).values():

@@ -16,7 +16,7 @@ from kombu.utils.json import dumps
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue, payload, **kwargs) -> None:
+    def _put(self, queue, payload, **kwargs):  # unannotated, as kombu's own (its signature differs from AbstractChannel's)
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f".{name}.part")  # consumers skip names not ending in .msg

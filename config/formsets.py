@@ -1,4 +1,7 @@
 """Admin inline formsets that can see their siblings, for rules that span several inlines."""
+from typing import TYPE_CHECKING
+
+from django.contrib.admin import ModelAdmin
 from django.forms.models import BaseInlineFormSet
 
 
@@ -17,7 +20,13 @@ class SiblingAwareFormSet(BaseInlineFormSet):
         return [f.cleaned_data for f in self.kept_forms()]
 
 
-class SiblingFormSetsMixin:
+if TYPE_CHECKING:  # a mixin for ModelAdmin: to the type checker it is one
+    _ModelAdmin = ModelAdmin
+else:
+    _ModelAdmin = object
+
+
+class SiblingFormSetsMixin(_ModelAdmin):
     """For a ModelAdmin: hands every SiblingAwareFormSet of one request the same registry."""
 
     def get_formset_kwargs(self, request, obj, inline, prefix) -> dict:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -80,8 +82,9 @@ class RecordForm(forms.ModelForm):
         model = Record
         fields = ["module", "owner", "values"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         module, owner, values = cleaned.get("module"), cleaned.get("owner"), cleaned.get("values")
         if module and owner and owner.organization_id != module.organization_id:
             self.add_error("owner", "The owner must belong to the module's organization.")

@@ -7,13 +7,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from ninja import Body, Query, Router, Schema
 
 from crm import services
-from crm.api.auth import key_auth
+from crm.api.auth import ApiRequest, key_auth
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
@@ -99,7 +98,7 @@ def record_data(record: Record) -> dict[str, Any]:
 
 
 @router.get("/{module}/", response={200: RecordPage, **COMMON_ERRORS}, auth=READ, summary="List records")
-def records_list(request: HttpRequest, module: str, filters: Query[RecordFilters]):
+def records_list(request: ApiRequest, module: str, filters: Query[RecordFilters]):
     """Newest first, ``limit`` (1–200, default 50) per page; pass ``next_cursor`` back as ``cursor`` for the
     next page. ``modified_since`` (ISO 8601) and ``equals=API_name:value`` (repeatable; the value as the API
     returns it, e.g. ``Amount:99.50``) narrow the list."""
@@ -124,7 +123,7 @@ def records_list(request: HttpRequest, module: str, filters: Query[RecordFilters
 
 @router.post("/{module}/", response={201: RecordAnswer, **POST_ERRORS}, auth=WRITE,
              summary="Create a record")
-def records_create(request: HttpRequest, module: str, values: Body[dict[str, Any]]):
+def records_create(request: ApiRequest, module: str, values: Body[dict[str, Any]]):
     """Creates the record and fires the workflow rules of the module, as the admin would."""
     target = module_of(request.auth, module)
 
@@ -140,7 +139,7 @@ def records_create(request: HttpRequest, module: str, values: Body[dict[str, Any
 
 @router.post("/{module}/bulk/", response={201: RecordsAnswer, **POST_ERRORS},
              auth=WRITE, summary="Create up to 100 records")
-def records_bulk_create(request: HttpRequest, module: str, records: Body[list[Any]]):
+def records_bulk_create(request: ApiRequest, module: str, records: Body[list[Any]]):
     """All or none: one invalid record and nothing is created or fired."""
     target = module_of(request.auth, module)
     if not records:
@@ -172,11 +171,11 @@ def records_bulk_create(request: HttpRequest, module: str, records: Body[list[An
 
 
 @router.get("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=READ, summary="Read a record")
-def record_read(request: HttpRequest, module: str, pk: int):
+def record_read(request: ApiRequest, module: str, pk: int):
     return {"data": record_data(_record(module_of(request.auth, module), pk))}
 
 
-def _update(request: HttpRequest, module: str, pk: int, values: dict[str, Any], *, replace: bool) -> dict:
+def _update(request: ApiRequest, module: str, pk: int, values: dict[str, Any], *, replace: bool) -> dict:
     record = _record(module_of(request.auth, module), pk)
     try:
         record = services.record_update(record=record, values=values, replace=replace)
@@ -187,18 +186,18 @@ def _update(request: HttpRequest, module: str, pk: int, values: dict[str, Any], 
 
 @router.patch("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
               summary="Change some values of a record")
-def record_patch(request: HttpRequest, module: str, pk: int, values: Body[dict[str, Any]]):
+def record_patch(request: ApiRequest, module: str, pk: int, values: Body[dict[str, Any]]):
     return _update(request, module, pk, values, replace=False)
 
 
 @router.put("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
             summary="Replace the values of a record")
-def record_put(request: HttpRequest, module: str, pk: int, values: Body[dict[str, Any]]):
+def record_put(request: ApiRequest, module: str, pk: int, values: Body[dict[str, Any]]):
     return _update(request, module, pk, values, replace=True)
 
 
 @router.delete("/{module}/{int:pk}/", response={200: DeletedAnswer, **COMMON_ERRORS}, auth=WRITE,
                summary="Delete a record")
-def record_delete(request: HttpRequest, module: str, pk: int):
+def record_delete(request: ApiRequest, module: str, pk: int):
     services.record_delete(record=_record(module_of(request.auth, module), pk))
     return {"data": {"id": pk, "deleted": True}}

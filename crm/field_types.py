@@ -271,10 +271,13 @@ class LookupKind(FieldKind):
     links_records = True
 
     def clean(self, field: Field, raw: Any, organization: Organization) -> int:
+        target = field.lookup_module
+        if target is None:
+            raise ValidationError("this lookup field has no module to look up.")
         if (pk := id_of(raw)) is None:
-            raise ValidationError(f"expected the id of a {field.lookup_module.singular_label} record.")
-        if not Record.objects.filter(pk=pk, module=field.lookup_module).exists():
-            raise ValidationError(f"no {field.lookup_module.singular_label} record with id {pk}.")
+            raise ValidationError(f"expected the id of a {target.singular_label} record.")
+        if not Record.objects.filter(pk=pk, module=target).exists():
+            raise ValidationError(f"no {target.singular_label} record with id {pk}.")
         return pk
 
     def render(self, raw: Any, context: RenderContext) -> str | None:

@@ -1,6 +1,7 @@
 """Webhook admin: thin forms over dispatcher.webhooks, a preview page and a test send; the delivery log."""
 import csv
 import uuid
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -66,8 +67,9 @@ class WebhookForm(forms.ModelForm):
             if self.instance.pk and getattr(self.instance, name):
                 self.fields[name].widget.attrs["placeholder"] = MASK
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         stored = Webhook.objects.get(pk=self.instance.pk) if self.instance.pk else None
         for name in services.webhook_unused_secrets(auth_type=cleaned.get("auth_type"),
                                                    certificate=cleaned.get("tls_client_certificate", "")):
@@ -482,11 +484,16 @@ class ReadOnlyAdmin(CrmAdminMixin, admin.ModelAdmin):
         return False
 
 
+ATTEMPT_FIELDS = (
+    "number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message", "outcome",
+    "response_headers", "response_excerpt", "captured",
+)
+
+
 class AttemptInline(CrmAdminMixin, admin.TabularInline):
     model = Attempt
-    fields = ["number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
-              "outcome", "response_headers", "response_excerpt", "captured"]
-    readonly_fields = fields
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
     extra = 0
     can_delete = False
 
@@ -526,6 +533,13 @@ class _Echo:
         return value
 
 
+DELIVERY_FIELDS = (
+    "message_id", "organization", "webhook", "channel", "webhook_name", "endpoint", "record", "record_ref", "source",
+    "trigger", "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
+    "resent_by", "resent_at", "request",
+)
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "webhook_name", "trigger", "record_ref", "source", "status",
@@ -539,10 +553,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     inlines = [AttemptInline]
     actions = ["resend"]
-    fields = ["message_id", "organization", "webhook", "channel", "webhook_name", "endpoint", "record", "record_ref",
-              "source", "trigger", "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
-              "resent_by", "resent_at", "request"]
-    readonly_fields = fields
+    fields = DELIVERY_FIELDS
+    readonly_fields = DELIVERY_FIELDS
 
     def get_search_results(self, request, queryset, search_term):
         """Also find a delivery by its webhook-id header (msg_…) or its bare id."""
@@ -603,6 +615,12 @@ class DeliveryAdmin(ReadOnlyAdmin):
         return response
 
 
+ATTEMPT_LOG_FIELDS = (
+    "delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning", "error_message",
+    "outcome", "response_headers", "response_body", "response_truncated", "captured",
+)
+
+
 @admin.register(Attempt)
 class AttemptAdmin(ReadOnlyAdmin):
     """Every try of every delivery, for when the question is about attempts rather than deliveries."""
@@ -613,9 +631,8 @@ class AttemptAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_select_related = ["delivery"]
-    fields = ["delivery", "number", "started_at", "duration_ms", "status_code", "error_class", "meaning",
-              "error_message", "outcome", "response_headers", "response_body", "response_truncated", "captured"]
-    readonly_fields = fields
+    fields = ATTEMPT_LOG_FIELDS
+    readonly_fields = ATTEMPT_LOG_FIELDS
 
 
 @admin.register(DailyUsage)

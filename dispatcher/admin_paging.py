@@ -4,6 +4,7 @@ ranges (today, past 7 days, this month, this year) instead of a date hierarchy, 
 DISTINCT over every matching row."""
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 from config.admin_base import scoped
@@ -18,7 +19,10 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[:COUNT_CAP + 1].count()
+        rows = self.object_list
+        if isinstance(rows, QuerySet):
+            return rows[:COUNT_CAP + 1].count()
+        return len(rows)
 
 
 class RecentValuesFilter(admin.SimpleListFilter):

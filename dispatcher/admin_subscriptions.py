@@ -17,6 +17,12 @@ def _log_link(label: str, **filters) -> str:
     return format_html('<a href="{}?{}">{}</a>', reverse("admin:dispatcher_delivery_changelist"), query, label)
 
 
+CHANNEL_FIELDS = (
+    "public_id", "organization", "owner", "events", "fields", "notify_url", "token_set", "expires_at", "verified_at",
+    "is_active", "expiry_notice_sent_at", "created_at", "modified_at", "deliveries", "signing_secrets",
+)
+
+
 @admin.register(Channel)
 class ChannelAdmin(CrmAdminMixin, admin.ModelAdmin):
     """Channels are made through the API; here they are watched, switched off or deleted."""
@@ -26,10 +32,8 @@ class ChannelAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_filter = ["is_active", "organization"]
     search_fields = ["public_id", "notify_url"]
     list_select_related = ["organization", "owner"]
-    fields = ["public_id", "organization", "owner", "events", "fields", "notify_url", "token_set", "expires_at",
-              "verified_at", "is_active", "expiry_notice_sent_at", "created_at", "modified_at", "deliveries",
-              "signing_secrets"]
-    readonly_fields = [f for f in fields if f != "is_active"]
+    fields = CHANNEL_FIELDS
+    readonly_fields = tuple(f for f in CHANNEL_FIELDS if f != "is_active")
     actions = ["rotate_signing_secret", "expire_previous_signing_secret"]
 
     def get_fields(self, request, obj=None):
@@ -70,6 +74,12 @@ class ChannelAdmin(CrmAdminMixin, admin.ModelAdmin):
         return _log_link("Log", channel__id__exact=obj.pk)
 
 
+ENDPOINT_FIELDS = (
+    "destination", "organization", "health", "disabled_reason", "consecutive_failures", "failing_since",
+    "last_success_at", "last_failure_at", "rate_limit", "held",
+)
+
+
 @admin.register(Endpoint)
 class EndpointAdmin(CrmAdminMixin, admin.ModelAdmin):
     """Health per destination; an admin sets a rate limit here and enables a disabled destination again."""
@@ -79,9 +89,8 @@ class EndpointAdmin(CrmAdminMixin, admin.ModelAdmin):
     list_filter = [("disabled_at", admin.EmptyFieldListFilter), "organization"]
     search_fields = ["destination"]
     list_select_related = ["organization"]
-    fields = ["destination", "organization", "health", "disabled_reason", "consecutive_failures", "failing_since",
-              "last_success_at", "last_failure_at", "rate_limit", "held"]
-    readonly_fields = [f for f in fields if f != "rate_limit"]
+    fields = ENDPOINT_FIELDS
+    readonly_fields = tuple(f for f in ENDPOINT_FIELDS if f != "rate_limit")
     actions = ["enable"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

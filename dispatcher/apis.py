@@ -9,13 +9,12 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from ninja import Body, Query, Router, Schema
 from pydantic import ConfigDict, Field
 
-from crm.api.auth import key_auth
+from crm.api.auth import ApiRequest, key_auth
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
@@ -169,14 +168,14 @@ def _channel(key: ApiKey, channel_id: str) -> Channel:
 
 
 @channels_router.get("/", response={200: ChannelPage, **COMMON_ERRORS}, auth=CHANNELS, summary="List channels")
-def channels_list(request: HttpRequest, paging: Query[Paging]):
+def channels_list(request: ApiRequest, paging: Query[Paging]):
     return page(Channel.objects.filter(organization_id=request.auth.organization_id), cursor=paging.cursor,
                 limit=paging.limit, serialize=channel_data)
 
 
 @channels_router.post("/", response={201: ChannelSecretAnswer, **POST_ERRORS}, auth=CHANNELS, summary="Subscribe",
                       openapi_extra=_body_doc(ChannelCreate))
-def channel_create(request: HttpRequest, body: Body[dict[str, Any]]):
+def channel_create(request: ApiRequest, body: Body[dict[str, Any]]):
     """The answer holds the channel's signing_secret, shown only here."""
     data = _given(body, CREATE_KEYS)
     if "verify" in data and not isinstance(data["verify"], bool):
@@ -201,13 +200,13 @@ def channel_create(request: HttpRequest, body: Body[dict[str, Any]]):
 
 @channels_router.get("/{channel_id}/", response={200: ChannelAnswer, **COMMON_ERRORS}, auth=CHANNELS,
                      summary="Read a channel")
-def channel_read(request: HttpRequest, channel_id: str):
+def channel_read(request: ApiRequest, channel_id: str):
     return {"data": channel_data(_channel(request.auth, channel_id))}
 
 
 @channels_router.patch("/{channel_id}/", response={200: ChannelAnswer, **COMMON_ERRORS}, auth=CHANNELS,
                        summary="Change a channel", openapi_extra=_body_doc(ChannelChange))
-def channel_update(request: HttpRequest, channel_id: str, body: Body[dict[str, Any]]):
+def channel_update(request: ApiRequest, channel_id: str, body: Body[dict[str, Any]]):
     channel = _channel(request.auth, channel_id)
     try:
         channel = channels.channel_update(channel=channel, data=_given(body, UPDATE_KEYS))
@@ -218,14 +217,14 @@ def channel_update(request: HttpRequest, channel_id: str, body: Body[dict[str, A
 
 @channels_router.delete("/{channel_id}/", response={200: ChannelDeletedAnswer, **COMMON_ERRORS}, auth=CHANNELS,
                         summary="Unsubscribe")
-def channel_delete(request: HttpRequest, channel_id: str):
+def channel_delete(request: ApiRequest, channel_id: str):
     channels.channel_delete(channel=_channel(request.auth, channel_id))
     return {"data": {"id": channel_id, "deleted": True}}
 
 
 @channels_router.post("/{channel_id}/renew/", response={200: ChannelAnswer, **POST_ERRORS}, auth=CHANNELS,
                       summary="Renew a channel", openapi_extra=_body_doc(ChannelRenewal, required=False))
-def channel_renew(request: HttpRequest, channel_id: str):
+def channel_renew(request: ApiRequest, channel_id: str):
     """The body is optional: without expiry_time, CHANNEL_DEFAULT_EXPIRY_HOURS from now."""
     channel = _channel(request.auth, channel_id)
     data = _given(json_body(request) if request.body else {}, {"expiry_time"})
@@ -244,7 +243,7 @@ def channel_renew(request: HttpRequest, channel_id: str):
 
 @channels_router.post("/{channel_id}/rotate-secret/", response={200: ChannelSecretAnswer, **POST_ERRORS}, auth=CHANNELS,
                       summary="Rotate the signing secret")
-def channel_secret_rotate(request: HttpRequest, channel_id: str):
+def channel_secret_rotate(request: ApiRequest, channel_id: str):
     """A new signing secret, shown once; the old one keeps signing until previous_secret_expiry_time."""
     channel = _channel(request.auth, channel_id)
 
@@ -257,7 +256,7 @@ def channel_secret_rotate(request: HttpRequest, channel_id: str):
 
 @channels_router.delete("/{channel_id}/previous-secret/", response={200: ChannelAnswer, **COMMON_ERRORS},
                         auth=CHANNELS, summary="Stop signing with the previous secret")
-def channel_previous_secret(request: HttpRequest, channel_id: str):
+def channel_previous_secret(request: ApiRequest, channel_id: str):
     channel = _channel(request.auth, channel_id)
     if not secret_rotation.signing_secret_expire_previous(sender=channel):
         raise ApiError(404, "not_found", "This channel has no previous signing secret.")
@@ -369,7 +368,7 @@ def _iso(moment: datetime.datetime | None) -> str | None:
 def delivery_data(delivery: Delivery) -> dict[str, Any]:
     return {
         "id": delivery.message_id, "webhook": delivery.webhook_id, "webhook_name": delivery.webhook_name,
-        "channel": delivery.channel.public_id if delivery.channel_id else None, "record": delivery.record_id,
+        "channel": delivery.channel.public_id if delivery.channel is not None else None, "record": delivery.record_id,
         "record_ref": delivery.record_ref, "source": delivery.source, "trigger": delivery.trigger,
         "status": delivery.status, "status_reason": delivery.status_reason, "attempt_count": delivery.attempt_count,
         "last_status_code": delivery.last_status_code, "last_error_class": delivery.last_error_class,
@@ -419,7 +418,7 @@ def _delivery(key: ApiKey, delivery_id: str) -> Delivery:
 
 @deliveries_router.get("/deliveries/", response={200: DeliveryPage, **COMMON_ERRORS}, auth=DELIVERIES_READ,
                        summary="List deliveries")
-def deliveries_list(request: HttpRequest, filters: Query[DeliveryFilters]):
+def deliveries_list(request: ApiRequest, filters: Query[DeliveryFilters]):
     """Newest first; every filter narrows the list (``status`` repeatable). Pass ``next_cursor`` back as
     ``cursor`` for the next page."""
     found = Delivery.objects.filter(organization_id=request.auth.organization_id).select_related("channel") \
@@ -445,7 +444,7 @@ def deliveries_list(request: HttpRequest, filters: Query[DeliveryFilters]):
 
 @deliveries_router.post("/deliveries/recover/", response={200: RecoveredAnswer, **POST_ERRORS},
                         auth=DELIVERIES_REPLAY, summary="Recover after an outage")
-def deliveries_recover(request: HttpRequest, body: Recover):
+def deliveries_recover(request: ApiRequest, body: Recover):
     """Queue again every failed delivery of one webhook or one channel created since ``since`` (and before
     ``until``), each with its delivery id, as Svix's recover does: fix the receiver, then recover."""
     key = request.auth
@@ -459,7 +458,7 @@ def deliveries_recover(request: HttpRequest, body: Recover):
         if not Webhook.objects.filter(pk=body.webhook, organization_id=key.organization_id).exists():
             raise ApiError(404, "not_found", f"There is no webhook with id {body.webhook}.")
         failed = failed.filter(webhook_id=body.webhook)
-    else:
+    elif body.channel is not None:  # exactly one of the two (checked above)
         failed = failed.filter(channel=_channel(key, body.channel))
 
     def recover() -> tuple[int, dict]:
@@ -474,14 +473,14 @@ def deliveries_recover(request: HttpRequest, body: Recover):
 
 @deliveries_router.get("/deliveries/{delivery_id}/", response={200: DeliveryAnswer, **COMMON_ERRORS},
                        auth=DELIVERIES_READ, summary="One delivery with its attempts")
-def delivery_read(request: HttpRequest, delivery_id: str):
+def delivery_read(request: ApiRequest, delivery_id: str):
     """By its delivery id (the webhook-id header, msg_…, or the bare UUID); request and answers masked."""
     return {"data": delivery_detail(_delivery(request.auth, delivery_id))}
 
 
 @deliveries_router.post("/deliveries/{delivery_id}/resend/", response={200: Resent, **POST_ERRORS},
                         auth=DELIVERIES_REPLAY, summary="Resend one delivery")
-def delivery_resend(request: HttpRequest, delivery_id: str):
+def delivery_resend(request: ApiRequest, delivery_id: str):
     """A failed, limit-reached or cancelled delivery queued again with the same delivery id and the retry policy
     from the start."""
     delivery = _delivery(request.auth, delivery_id)
@@ -498,7 +497,7 @@ def delivery_resend(request: HttpRequest, delivery_id: str):
 
 @deliveries_router.get("/usage/", response={200: UsageAnswer, **COMMON_ERRORS}, auth=DELIVERIES_READ,
                        summary="Calls per day")
-def usage(request: HttpRequest, by: str = "day"):
+def usage(request: ApiRequest, by: str = "day"):
     """The last 7 days (``by=week``: weeks) by source and by outcome, with the quota: what the admin's usage
     chart shows."""
     if by not in ("day", "week"):
@@ -543,13 +542,13 @@ def _webhooks(key: ApiKey):
 
 
 @webhooks_router.get("/", response={200: WebhookPage, **COMMON_ERRORS}, auth=CONFIG, summary="List webhooks")
-def webhooks_list(request: HttpRequest, paging: Query[Paging]):
+def webhooks_list(request: ApiRequest, paging: Query[Paging]):
     return page(_webhooks(request.auth), cursor=paging.cursor, limit=paging.limit, serialize=webhook_data)
 
 
 @webhooks_router.get("/{int:pk}/", response={200: WebhookAnswer, **COMMON_ERRORS}, auth=CONFIG,
                      summary="Read a webhook")
-def webhook_read(request: HttpRequest, pk: int):
+def webhook_read(request: ApiRequest, pk: int):
     webhook = _webhooks(request.auth).filter(pk=pk).first() if pk <= 2**63 - 1 else None
     if webhook is None:
         raise ApiError(404, "not_found", f"There is no webhook with id {pk}.")

@@ -198,8 +198,8 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
         if (blocked := _blocked(error)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The host resolves to a forbidden address ({blocked}).")
-        if (refused := next((e for e in exception_chain(error) if isinstance(e, EgressRefused)), None)) is not None:
-            return HttpResult(None, elapsed_ms(), error_class=ErrorClass.CONNECTION_ERROR, error_message=str(refused))
+        if (egress := next((e for e in exception_chain(error) if isinstance(e, EgressRefused)), None)) is not None:
+            return HttpResult(None, elapsed_ms(), error_class=ErrorClass.CONNECTION_ERROR, error_message=str(egress))
         error_class, message = classify(error)
         return _failed(status, elapsed_ms(), headers, chunks, error_class, message)
     return HttpResult(status, elapsed_ms(), headers, b"".join(chunks))

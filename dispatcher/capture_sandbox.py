@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jsonpath_ng.ext import parse as jsonpath_parse
 from lxml import etree
@@ -88,26 +88,34 @@ def evaluate(request: dict) -> dict:
                         for e in request["expressions"]]}
 
 
+
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The child's stdin and stdout (both are pipes, so both are there)."""
+    if process.stdin is None or process.stdout is None:
+        raise BrokenPipeError("the capture process has no pipes")
+    return process.stdin, process.stdout
+
+
 class Sandbox:
     """The child process of this worker process (one at a time; callers are serialised)."""
 
     def __init__(self) -> None:
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.lock = threading.Lock()
 
     def run(self, request: dict, timeout: float) -> dict:
         with self.lock:
-            process = self._process()
+            stdin, stdout = _pipes(self._process())
             line = json.dumps(request, ensure_ascii=True) + "\n"
             try:
-                process.stdin.write(line.encode())
-                process.stdin.flush()
+                stdin.write(line.encode())
+                stdin.flush()
                 with selectors.DefaultSelector() as selector:
-                    selector.register(process.stdout, selectors.EVENT_READ)
+                    selector.register(stdout, selectors.EVENT_READ)
                     if not selector.select(timeout):
                         raise CaptureTimeout
-                answer = process.stdout.readline()
+                answer = stdout.readline()
                 if not answer:
                     raise BrokenPipeError("the capture process ended")
                 return json.loads(answer)
@@ -115,7 +123,7 @@ class Sandbox:
                 self.stop()  # killed mid-expression, or broken: the next capture starts a new one
                 raise
 
-    def _process(self) -> subprocess.Popen:
+    def _process(self) -> subprocess.Popen[bytes]:
         if self.process is None or self.pid != os.getpid() or self.process.poll() is not None:
             root = Path(__file__).resolve().parents[1]
             self.process = subprocess.Popen(
@@ -123,9 +131,10 @@ class Sandbox:
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
             self.pid = os.getpid()
             # The time bound is the expressions', not the interpreter's start: wait for the child to be ready.
+            _, stdout = _pipes(self.process)
             with selectors.DefaultSelector() as selector:
-                selector.register(self.process.stdout, selectors.EVENT_READ)
-                if not selector.select(STARTUP_SECONDS) or self.process.stdout.readline() != READY:
+                selector.register(stdout, selectors.EVENT_READ)
+                if not selector.select(STARTUP_SECONDS) or stdout.readline() != READY:
                     raise BrokenPipeError("the capture process did not start")
         return self.process
 

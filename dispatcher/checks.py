@@ -13,7 +13,7 @@ from config.keys import INSECURE_SECRET_KEY
 def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     if settings.DEBUG:
         return []
-    problems = []
+    problems: list[checks.CheckMessage] = []
     if settings.SECRET_KEY == INSECURE_SECRET_KEY:
         problems.append(checks.Error(
             "DJANGO_SECRET_KEY is the default shipped with the source.",

@@ -88,7 +88,7 @@ def webhook_export(webhook: Webhook, include_secrets: bool) -> dict[str, Any]:
         "date_format": webhook.date_format,
         "datetime_format": webhook.datetime_format,
         "time_zone": webhook.time_zone,
-        "retry_policy": webhook.retry_policy.code if webhook.retry_policy_id else None,
+        "retry_policy": webhook.retry_policy.code if webhook.retry_policy is not None else None,
         "auth": _auth_export(webhook, secret),
         "entity_parameters": [{"name": p.name, "value": p.value} for p in webhook.entity_parameters.all()],
         "custom_parameters": [{"name": p.name, "value": secret(p.value)} for p in webhook.custom_parameters.all()],
@@ -223,10 +223,10 @@ def entry_scope(entry: Any, *, allowed: set[str], what: str) -> tuple[Organizati
 def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     organization, module = entry_scope(entry, allowed=WEBHOOK_KEYS, what="webhook")
     _webhook_entry_check(entry)
-    webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
-    created = webhook is None
-    before = None if created else webhook_export(webhook, include_secrets=True)
-    webhook = webhook or Webhook(organization=organization, name=entry["name"])
+    stored_webhook = Webhook.objects.filter(organization=organization, name=entry["name"]).first()
+    created = stored_webhook is None
+    before = None if stored_webhook is None else webhook_export(stored_webhook, include_secrets=True)
+    webhook = stored_webhook or Webhook(organization=organization, name=entry["name"])
     if "retry_policy" in entry:
         webhook.retry_policy = _retry_policy(entry["retry_policy"], policies)
     stored = _StoredSecrets.of(webhook, created)
@@ -244,7 +244,7 @@ def _webhook_import(entry: Any, policies: dict[str, RetryPolicy]) -> str:
     entity = [services.Parameter(**_parameter(p, "entity_parameters")) for p in entry.get("entity_parameters") or []]
     custom = _custom_parameters_import(entry.get("custom_parameters") or [], stored.custom)
     headers = _headers_import(entry.get("headers") or [], stored.headers)
-    if not created:
+    if before is not None:
         _retarget_check(webhook, entry, auth, tls, stored, stored_url=before["url"])
     captures = _captures_import(webhook, module, entry.get("capture"))
     services.webhook_save(webhook=webhook, entity_parameters=entity, custom_parameters=custom, captures=captures,
@@ -354,7 +354,7 @@ def _retarget_check(webhook: Webhook, entry: dict, auth: dict, tls: dict, stored
              "tls.client_key": ("tls_client_key", tls.get("client_key"))}
     kept = [label for label, (name, value) in given.items() if value is None and getattr(webhook, name)]
     kept += [f"the value of custom parameter “{item['name']}”" for item in entry.get("custom_parameters") or []
-             if isinstance(item, dict) and item.get("value") is None and stored.custom.get(item.get("name"))]
+             if isinstance(item, dict) and item.get("value") is None and stored.custom.get(str(item.get("name")))]
     kept += [f"the value of header “{item['name']}”" for item in entry.get("headers") or []
              if item.get("value") is None and stored.headers.get(item["name"])]
     if problem := services.webhook_retarget_problem(stored_url=stored_url, url=webhook.url, kept=kept):

@@ -53,7 +53,8 @@ def endpoint_outcome(*, endpoint: Endpoint, success: bool, now: datetime.datetim
     threshold = settings.WEBHOOK_DISABLE_AFTER_FAILURES
     if not threshold or endpoint.consecutive_failures < threshold:
         return
-    if now - endpoint.failing_since < datetime.timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS):
+    failing_since = endpoint.failing_since or now  # set by the update above with the first failure
+    if now - failing_since < datetime.timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS):
         return
     endpoint_disable(endpoint=endpoint, now=now, reason=(
         f"{endpoint.consecutive_failures} deliveries in a row failed for good since "
@@ -98,6 +99,8 @@ def endpoint_enable(*, endpoint: Endpoint, by: str = "") -> int:
 
 def rate_slot_take(*, endpoint: Endpoint, now: datetime.datetime) -> datetime.datetime | None:
     """Reserve the destination's next send slot: None when it is now (send), else the time to wait for."""
+    if not endpoint.rate_limit:
+        return None  # no limit: always now
     interval = datetime.timedelta(seconds=float(1 / Decimal(endpoint.rate_limit)))
     for _ in range(SLOT_TRIES):
         current = Endpoint.objects.filter(pk=endpoint.pk).values_list("next_slot_at", flat=True).get()

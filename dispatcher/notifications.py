@@ -1,6 +1,7 @@
 """E-mails to people: deliveries failed for good (as the retry policy says: none, each, or an hourly digest),
 the daily limit was reached (admins, once a day), a destination was disabled, a subscription expires."""
 import datetime
+from collections.abc import Iterable
 import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,12 +27,13 @@ def _admins(organization: Organization) -> list[str]:
                 .order_by("email").values_list("email", flat=True))
 
 
-def _send(subject: str, body: str, recipients: list[str]) -> None:
-    recipients = list(dict.fromkeys(r for r in recipients if r))
-    if not recipients:
+def _send(subject: str, body: str, recipients: Iterable[str | None]) -> None:
+    """To each address once; an owner without one is left out."""
+    to = list(dict.fromkeys(r for r in recipients if r))
+    if not to:
         return
     try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, to)
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # a broken mail server must not break delivery processing
@@ -93,7 +95,7 @@ def delivery_failed(*, delivery: Delivery) -> None:
         f"Webhook log: {link}",
     ])
     _send(f"Webhook “{delivery.webhook_name}” failed for {delivery.record_ref}", body,
-          [_owner(delivery)] + _admins(delivery.organization))
+          [_owner(delivery), *_admins(delivery.organization)])
 
 
 DIGEST_LOOKBACK_HOURS = 24  # hours a digest can still be made up for (the beat was down, say)
@@ -113,7 +115,9 @@ def failure_digests_send(*, now: datetime.datetime | None = None) -> int:
     groups: dict[tuple[str, datetime.datetime], list[Delivery]] = {}
     for delivery in failed:
         sender = delivery.sender_key
-        hour = delivery.finished_at.replace(minute=0, second=0, microsecond=0)
+        finished = delivery.finished_at
+        assert finished is not None  # failed deliveries have finished
+        hour = finished.replace(minute=0, second=0, microsecond=0)
         groups.setdefault((sender, hour), []).append(delivery)
     done = set(FailureDigest.objects.filter(sender__in={s for s, _ in groups}, hour__in={h for _, h in groups})
                .values_list("sender", "hour"))
@@ -147,7 +151,7 @@ def _digest_send(hour: datetime.datetime, deliveries: list[Delivery]) -> None:
     lines += ["", f"Webhook log: {log}"]
     owners = [_owner(delivery) for delivery in deliveries]
     _send(f"Webhook “{first.webhook_name}”: {len(deliveries)} failed deliveries", "\n".join(lines),
-          owners + _admins(first.organization))
+          [*owners, *_admins(first.organization)])
 
 
 def limit_reached(*, organization: Organization, now: datetime.datetime) -> None:

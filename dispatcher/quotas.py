@@ -1,6 +1,7 @@
 """The daily webhook quota: per organization and per local day, consumed atomically."""
 import datetime
 import zoneinfo
+from typing import Any
 
 from django.db.models import F
 
@@ -35,7 +36,7 @@ def quota_reserve(*, organization: Organization, now: datetime.datetime, count: 
     Each grant is one conditional UPDATE (calls + grant <= limit), so concurrent workers never pass the
     limit; unused calls go back with quota_refund.
     """
-    keys = {"organization": organization, "day": local_day(organization=organization, now=now)}
+    keys: dict[str, Any] = {"organization": organization, "day": local_day(organization=organization, now=now)}
     limit = daily_limit(organization=organization)
     counter = DailyUsage.objects.filter(**keys)
     for _ in range(RESERVE_TRIES):

@@ -79,7 +79,7 @@ def schedule(policy: RetryPolicy) -> list[tuple[int, int]]:
 def duration_text(seconds: float) -> str:
     """5 s, 5 min, 2 h 30 min, 2 d 18 h: the largest two units."""
     seconds = int(round(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size} {unit}")

@@ -10,12 +10,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from dispatcher.models import Channel, Webhook, signing_secret_generate
-from dispatcher.models.webhooks import SignsDeliveries
 
 ROTATION_FIELDS = ["signing_secret", "previous_signing_secret", "previous_secret_expires_at", "modified_at"]
 
 
-def signing_secret_rotate(*, sender: SignsDeliveries, now: datetime.datetime | None = None) -> datetime.datetime | None:
+def signing_secret_rotate(*, sender: Webhook | Channel, now: datetime.datetime | None = None) -> datetime.datetime | None:
     """A new secret; the current one keeps signing until the returned time (None: no grace period set).
     Rotating again within the grace period drops the oldest secret: two sign at most."""
     now = now or timezone.now()
@@ -28,7 +27,7 @@ def signing_secret_rotate(*, sender: SignsDeliveries, now: datetime.datetime | N
     return expires
 
 
-def signing_secret_expire_previous(*, sender: SignsDeliveries) -> bool:
+def signing_secret_expire_previous(*, sender: Webhook | Channel) -> bool:
     """Stop signing with the previous secret now (every receiver has the new one); False if there was none."""
     if not sender.previous_signing_secret:
         return False

@@ -10,8 +10,8 @@ def merge_fields_available(*, module: Module) -> list[tuple[str, list[str]]]:
     groups = [(module.api_name, [f"${{{module.api_name}.{f.label}}}" for f in schema.fields(module) if f.is_usable])]
     seen = {module.pk}
     for lookup in schema.fields(module):
-        if lookup.kind.links_records and lookup.is_usable and lookup.lookup_module_id not in seen:
-            target = lookup.lookup_module
+        target = lookup.lookup_module
+        if lookup.kind.links_records and lookup.is_usable and target is not None and target.pk not in seen:
             seen.add(target.pk)
             tokens = [f"${{{target.api_name}.{f.label}}}" for f in schema.fields(target) if f.is_usable]
             groups.append((f"{target.api_name} (through “{lookup.label}”)", tokens))

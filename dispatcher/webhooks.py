@@ -84,8 +84,8 @@ def webhook_check_definition(*, webhook: Webhook) -> dict[str, list[str]]:
             errors["body"].append("A GET request has no body: choose POST or PUT, or leave the body empty.")
         elif webhook.content_type == ContentType.FORM:
             errors["body"].append("A user-defined body is JSON or XML: choose content type JSON, JSON array or XML.")
-        elif problem := body_syntax_error(webhook.body, webhook.content_type):
-            errors["body"].append(problem)
+        elif syntax := body_syntax_error(webhook.body, webhook.content_type):
+            errors["body"].append(syntax)
     return dict(errors)
 
 
@@ -237,8 +237,9 @@ WEBHOOK_SECRETS = {
 
 def webhook_unused_secrets(*, auth_type: str | None, certificate: str) -> set[str]:
     """Secret fields the configuration does not use: they are cleared rather than kept unseen."""
-    used = {AuthType.BASIC: "auth_password", AuthType.BEARER: "auth_token",
-            AuthType.OAUTH2: "oauth_client_secret"}.get(auth_type or "")
+    secret_of: dict[str, str] = {AuthType.BASIC: "auth_password", AuthType.BEARER: "auth_token",
+                                 AuthType.OAUTH2: "oauth_client_secret"}
+    used = secret_of.get(auth_type or "")
     unused = {"auth_password", "auth_token", "oauth_client_secret"} - {used}
     return unused | ({"tls_client_key"} if not certificate else set())
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 python manage.py makemigrations --check --dry-run
 ruff check --quiet .   # lint (ruff.toml)
+mypy   # types (mypy.ini, django-stubs)
 lint-imports --no-cache   # app boundaries (.importlinter): layers, and only public modules across apps
 too_complex=$(radon cc --min D --exclude "*/migrations/*,.venv/*,var/*" .)
 if [ -n "$too_complex" ]; then

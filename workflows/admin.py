@@ -52,10 +52,13 @@ class ActionInline(CrmAdminMixin, admin.TabularInline):
     autocomplete_fields = ["webhook", "relative_field"]
 
 
+RUN_FIELDS = ("created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link")
+
+
 class RunInline(CrmAdminMixin, admin.TabularInline):
     model = ActionRun
-    fields = ["created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link"]
-    readonly_fields = fields
+    fields = RUN_FIELDS
+    readonly_fields = RUN_FIELDS
     extra = 0
     can_delete = False
     max_num = 0
@@ -66,9 +69,9 @@ class RunInline(CrmAdminMixin, admin.TabularInline):
 
     @admin.display(description="delivery")
     def delivery_link(self, obj: ActionRun) -> str:
-        if obj.delivery_id is None:
+        if obj.delivery is None:
             return "-"
-        url = reverse("admin:dispatcher_delivery_change", args=[obj.delivery_id])
+        url = reverse("admin:dispatcher_delivery_change", args=[obj.delivery.pk])
         return format_html('<a href="{}">{}</a>', url, obj.delivery.get_status_display())
 
 

@@ -2,10 +2,9 @@
 export_config commands over HTTP, for deploying configuration from CI), as a django-ninja router."""
 from typing import Any
 
-from django.http import HttpRequest
 from ninja import Body, Query, Router, Schema
 
-from crm.api.auth import key_auth
+from crm.api.auth import ApiRequest, key_auth
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
@@ -48,21 +47,21 @@ class ImportAnswer(Schema):
 
 
 @router.get("/workflow-rules/", response={200: RulePage, **COMMON_ERRORS}, auth=CONFIG, summary="List workflow rules")
-def rules_list(request: HttpRequest, paging: Query[Paging]):
+def rules_list(request: ApiRequest, paging: Query[Paging]):
     """Each rule as in the configuration file, with its id."""
     return page(rules_loaded().filter(organization_id=request.auth.organization_id), cursor=paging.cursor,
                 limit=paging.limit, serialize=lambda rule: {"id": rule.pk, **rule_export(rule)})
 
 
 @router.get("/config/", response={200: dict[str, Any], **COMMON_ERRORS}, auth=CONFIG, summary="Export the configuration")
-def config_export(request: HttpRequest):
+def config_export(request: ApiRequest):
     """The key's organization's webhooks and rules, and the retry policies, in the format of export_config
     (README "Configuration files"); secrets are null (they never leave through the API)."""
     return config_export_all(organization=request.auth.organization)
 
 
 @router.post("/config/", response={200: ImportAnswer, **POST_ERRORS}, auth=CONFIG, summary="Import the configuration")
-def config_import(request: HttpRequest, file: Body[dict[str, Any]], dry_run: bool = False):
+def config_import(request: ApiRequest, file: Body[dict[str, Any]], dry_run: bool = False):
     """The import_config command over HTTP: all or nothing, with every problem located (422 ``invalid_config``,
     ``problems``); a secret left null keeps the stored one. ``dry_run=true`` reports what would change."""
     key = request.auth

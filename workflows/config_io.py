@@ -177,7 +177,7 @@ def _condition(module: Module, item: Any, index: int) -> Condition:
     if not isinstance(item, dict) or set(item) - CONDITION_KEYS or "field" not in item:
         raise ValidationError(f"{where}: expected an object with number, field, operator, value (and lookup).")
     lookup = _field(module, item.get("lookup"), f"{where}.lookup")
-    target = lookup.lookup_module if lookup is not None and lookup.lookup_module_id else module
+    target = lookup.lookup_module if lookup is not None and lookup.lookup_module is not None else module
     return Condition(number=item.get("number", index + 1), lookup=lookup,
                      field=_field(target, item["field"], f"{where}.field"),
                      operator=item.get("operator", "is"), value=str(item.get("value") or ""),

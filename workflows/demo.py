@@ -51,7 +51,7 @@ def demo_load() -> tuple[Organization, str | None]:
         )
     raw = None
     if not ApiKey.objects.filter(organization=organization, name="Demo").exists():
-        owner = CrmUser.objects.filter(organization=organization, is_admin=True).order_by("pk").first()
+        owner = CrmUser.objects.filter(organization=organization, is_admin=True).order_by("pk")[:1].get()
         raw = crm_services.api_key_create(user=owner, name="Demo")[1]
     return organization, raw
 

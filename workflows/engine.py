@@ -54,7 +54,9 @@ class CompiledRule:
                 return condition.holds(values, old_values, time_zone, now)
             target_id = values.get(condition.lookup.api_name)
             if target_id not in lookups:
-                lookups[target_id] = Record.objects.filter(pk=target_id).values_list("values", flat=True).first() or {}
+                found = Record.objects.filter(pk=target_id).values_list("values", flat=True).first() \
+                    if target_id is not None else None
+                lookups[target_id] = found or {}
             return condition.holds(lookups[target_id], None, time_zone, now)
 
         return self.evaluate(_LazyResults(compute))
@@ -142,7 +144,7 @@ def _trigger_matches(rule: WorkflowRule, event: events.RecordEvent) -> bool:
     if rule.trigger == Trigger.DELETE:
         return operation == events.DELETE
     if rule.trigger == Trigger.FIELD_UPDATE:
-        name = rule.trigger_field.api_name
+        name = watched_field(rule)
         if operation != events.EDIT or name not in event.changed_fields:
             return False
         return not rule.trigger_value or str(event.new_values.get(name, "")) == rule.trigger_value
@@ -243,16 +245,23 @@ def _date_rule_reschedule(compiled: CompiledRule, event: events.RecordEvent, now
         ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED) \
             .update(status=RunStatus.CANCELLED, reason="The record was deleted.")
         return
-    if event.operation == events.EDIT and rule.trigger_field.api_name not in event.changed_fields:
+    if event.operation == events.EDIT and watched_field(rule) not in event.changed_fields:
         return
     date_rule_schedule(rule, record, now)
+
+
+def watched_field(rule: WorkflowRule) -> str:
+    """The API name of the field a field-update or date rule watches (rule_check makes sure it has one)."""
+    if rule.trigger_field is None:
+        raise ValueError(f"The rule “{rule.name}” watches no field.")
+    return rule.trigger_field.api_name
 
 
 def date_rule_schedule(rule: WorkflowRule, record: Record, now: datetime.datetime) -> ActionRun | None:
     """Schedule the next occurrence of a date rule for a record, replacing one already scheduled."""
     ActionRun.objects.filter(rule=rule, record=record, action__isnull=True, status=RunStatus.SCHEDULED) \
         .update(status=RunStatus.CANCELLED, reason="The date changed; scheduled again.")
-    due = _next_date_occurrence(rule, record.values.get(rule.trigger_field.api_name), now)
+    due = _next_date_occurrence(rule, record.values.get(watched_field(rule)), now)
     if due is None:
         return None
     return ActionRun.objects.create(rule=rule, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
@@ -265,7 +274,8 @@ def _next_date_occurrence(rule: WorkflowRule, value: Any, now: datetime.datetime
     if due is None or due > now or not rule.date_yearly:
         return due if due is not None and due > now else None
     years = 1
-    while (due := date_occurrence(value, rule.date_offset_days, rule.date_time, zone, years)) <= now:
+    while (due := date_occurrence(value, rule.date_offset_days, rule.date_time, zone, years)) is not None \
+            and due <= now:
         years += 1
     return due
 
@@ -289,32 +299,27 @@ def runs_fire_due(*, now: datetime.datetime | None = None) -> int:
 def _run_fire(run: ActionRun, now: datetime.datetime) -> None:
     run = ActionRun.objects.select_related("rule__organization", "rule__trigger_field", "action__webhook",
                                            "record__module").get(pk=run.pk)
-    rule = run.rule
+    rule, record = run.rule, run.record
     compiled = next((c for c in rules_for(rule.module_id) if c.rule.pk == rule.pk), None)
-    reason = None
-    if run.record is None:
-        reason = "The record was deleted."
-    elif compiled is None:
-        reason = "The rule was deactivated or deleted."
-    elif not compiled.matches(run.record, run.record.values, None, now):
-        reason = "The record no longer meets the rule's criteria."
-    if reason is not None:
-        run_cancel(run, reason)
-        return
+    if record is None:
+        return run_cancel(run, "The record was deleted.")
+    if compiled is None:
+        return run_cancel(run, "The rule was deactivated or deleted.")
+    if not compiled.matches(record, record.values, None, now):
+        return run_cancel(run, "The record no longer meets the rule's criteria.")
     if run.action is None:  # a date rule's moment has come
-        rule_fire(compiled, run.record, "date", now)
+        rule_fire(compiled, record, "date", now)
         run.status = RunStatus.ENQUEUED
         if rule.date_yearly:
-            due = _next_date_occurrence(rule, run.record.values.get(rule.trigger_field.api_name), now)
+            due = _next_date_occurrence(rule, record.values.get(watched_field(rule)), now)
             if due is not None:
-                ActionRun.objects.create(rule=rule, record=run.record, record_ref=run.record_ref, event="date",
+                ActionRun.objects.create(rule=rule, record=record, record_ref=run.record_ref, event="date",
                                          due_at=due)
     elif not run.action.webhook.is_active:
-        run_cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
-        return
+        return run_cancel(run, f"The webhook “{run.action.webhook.name}” is inactive.")
     else:
-        run.delivery = delivery_enqueue(webhook=run.action.webhook, record=run.record,
-                                               trigger=f"Rule “{rule.name}”, time-based action")
+        run.delivery = delivery_enqueue(webhook=run.action.webhook, record=record,
+                                        trigger=f"Rule “{rule.name}”, time-based action")
         run.status = RunStatus.ENQUEUED
     run.save(update_fields=["status", "delivery"])
 

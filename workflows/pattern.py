@@ -34,16 +34,14 @@ def pattern_compile(pattern: str, numbers: set[int]) -> Evaluator:
         left = term()
         while (token := peek()) and token == ("op", "or"):
             take()
-            right, before = term(), left
-            left = lambda r, a=before, b=right: a(r) or b(r)  # noqa: E731 - a closure per term
+            left = _either(left, term())
         return left
 
     def term() -> Evaluator:  # and-factors; "and" binds tighter than "or"
         left = factor()
         while (token := peek()) and token == ("op", "and"):
             take()
-            right, before = factor(), left
-            left = lambda r, a=before, b=right: a(r) and b(r)  # noqa: E731 - a closure per factor
+            left = _both(left, factor())
         return left
 
     def factor() -> Evaluator:
@@ -53,7 +51,7 @@ def pattern_compile(pattern: str, numbers: set[int]) -> Evaluator:
             if number not in numbers:
                 raise PatternError(f"The pattern uses condition {number}, which does not exist.")
             used.add(number)
-            return lambda r, n=number: r[n]
+            return _condition(number)
         if kind == "open":
             inner = expression()
             if peek() != ("close", ")"):
@@ -85,3 +83,15 @@ def _tokens(pattern: str) -> list[tuple[str, str]]:
         elif other:
             raise PatternError(f"“{other}” is not allowed in the pattern: use numbers, and, or and parentheses.")
     return tokens
+
+
+def _either(a: Evaluator, b: Evaluator) -> Evaluator:
+    return lambda results: a(results) or b(results)
+
+
+def _both(a: Evaluator, b: Evaluator) -> Evaluator:
+    return lambda results: a(results) and b(results)
+
+
+def _condition(number: int) -> Evaluator:
+    return lambda results: results[number]

@@ -31,9 +31,8 @@ def rule_check(*, rule: WorkflowRule, conditions: list[Condition], actions: list
     for number in sorted({n for n in numbers if numbers.count(n) > 1}):
         errors["conditions"].append(f"Condition number {number} is used twice.")
     for condition in conditions:
-        problem = _condition_problem(rule, condition)
-        if problem:
-            errors["conditions"].append(f"Condition {condition.number}: {problem}")
+        if condition_problem := _condition_problem(rule, condition):
+            errors["conditions"].append(f"Condition {condition.number}: {condition_problem}")
     if not rule.match_all_records:
         try:
             pattern_compile(rule.criteria_pattern, set(numbers))
@@ -88,8 +87,9 @@ def _condition_problem(rule: WorkflowRule, condition: Condition) -> str | None:
     if lookup is not None:
         if lookup.module_id != rule.module_id or not lookup.kind.links_records:
             return f"“{lookup.label}” is not a lookup field of {rule.module.api_name}."
-        if lookup.lookup_module_id != field.module_id:
-            return f"“{lookup.label}” looks up {lookup.lookup_module.api_name}, not {field.module.api_name}."
+        if lookup.lookup_module is None or lookup.lookup_module_id != field.module_id:
+            looked_up = lookup.lookup_module.api_name if lookup.lookup_module else "nothing"
+            return f"“{lookup.label}” looks up {looked_up}, not {field.module.api_name}."
         if condition.operator in (Operator.CHANGED, Operator.CHANGED_TO):
             return "“changed” can only test a field of the record itself."
     if not field.is_usable:
@@ -201,7 +201,7 @@ def action_describe(action: Action) -> str:
     """How the log and the import report name an action: its rule, kind, webhook and timing."""
     if action.kind == ActionKind.INSTANT:
         timing = "instant"
-    elif action.relative_field_id:
+    elif action.relative_field is not None:
         timing = f"{action.relative_offset_days:+d} days from {action.relative_field.label}"
     else:
         timing = f"after {action.delay_amount} {action.delay_unit}"

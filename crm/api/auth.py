@@ -15,6 +15,13 @@ from crm.api.errors import ApiError
 from crm.models import ApiKey, ApiScope
 
 
+class ApiRequest(HttpRequest):
+    """A request key_auth let in. ``auth`` is its API key (django-ninja sets it); views annotate their
+    request with this type so that what they read of the key is checked."""
+
+    auth: ApiKey
+
+
 def authenticate(request: HttpRequest, scope: str) -> ApiKey:
     """The key of this request, allowed this scope and under its rate limit; else an ApiError."""
     raw = request.headers.get("X-API-Key") or request.GET.get("zapikey")

@@ -94,6 +94,7 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
             return None
     # Signed before the quota is taken: a delivery that cannot be signed is not charged.
     sender = delivery.sender
+    assert sender is not None, "_unsendable ends a delivery whose sender is gone"
     try:
         signed = request_sign(request, secrets=sender.signing_secrets(now), message_id=delivery.message_id)
     except (binascii.Error, ValueError, TypeError):
@@ -132,6 +133,8 @@ def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
 def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Outcome | None:
     """Render and keep the request on the first attempt (stored with this attempt's outcome, and resent
     as is on retries); a rendering failure ends this delivery alone."""
+    # Only a webhook's delivery with its record gets here (_unsendable; a channel's is rendered at enqueue).
+    assert delivery.webhook is not None and delivery.record is not None
     try:
         request = webhook_render_unsigned(webhook=delivery.webhook, record=delivery.record)
     except SoftTimeLimitExceeded:
@@ -192,7 +195,7 @@ def _outcome(delivery: Delivery, token: uuid.UUID, attempt: Attempt, *, now: dat
         "last_duration_ms": duration_ms, "rate_slot_at": None, "endpoint": delivery.endpoint,
         "finished_at": now if terminal else None,
     }
-    if getattr(delivery, "request_prepared", False):
+    if delivery.request_prepared:
         changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
     return Outcome(delivery, token, attempt, changes, now)
 
@@ -202,7 +205,7 @@ def release(delivery: Delivery, token: uuid.UUID, status: str, *, due_at: dateti
     """Give a claimed delivery back without an attempt; the rendered request is kept."""
     changes = {"status_reason": reason[:300], "due_at": due_at, "rate_slot_at": rate_slot_at,
                "endpoint": delivery.endpoint}
-    if getattr(delivery, "request_prepared", False):
+    if delivery.request_prepared:
         changes.update(request_sealed=delivery.request_sealed, request_display=delivery.request_display)
     moved = states.delivery_release(delivery=delivery, token=token, to_status=status, changes=changes)
     if moved:

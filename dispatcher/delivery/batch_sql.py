@@ -8,7 +8,7 @@ on SQLite (3.35+).
 import uuid
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Model
 
 from dispatcher.models import Delivery
@@ -26,11 +26,18 @@ def deliveries_update_claimed(rows: list[tuple[int, uuid.UUID, dict[str, Any]]])
     return updated
 
 
+def _concrete(name: str) -> tuple[models.Field, str]:
+    """A field of the delivery table with its column (what the statement assigns)."""
+    field = Delivery._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column, f"{name} is not a column"
+    return field, field.column
+
+
 def _update(names: tuple[str, ...], rows: list[tuple[int, uuid.UUID, dict[str, Any]]]) -> set[int]:
     meta = Delivery._meta
-    fields = [meta.get_field("id"), meta.get_field("claim_token")] + [meta.get_field(name) for name in names]
+    fields, column_names = zip(*(_concrete(name) for name in ("id", "claim_token", *names)), strict=True)
     table = connection.ops.quote_name(meta.db_table)
-    columns = [[] for _ in fields]
+    columns: list[list[Any]] = [[] for _ in fields]
     for pk, token, changes in rows:
         values = [pk, token] + [_plain(changes[name]) for name in names]
         for column, field, value in zip(columns, fields, values, strict=True):
@@ -46,8 +53,8 @@ def _update(names: tuple[str, ...], rows: list[tuple[int, uuid.UUID, dict[str, A
         names_in_v = [f"column{i + 1}" for i in range(len(fields))]
         source = "(VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows)) + ") AS v"
         params = [value for row in zip(*columns, strict=True) for value in row]
-    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = v.{names_in_v[i]}"
-                            for i, f in enumerate(fields) if i >= 2)
+    assignments = ", ".join(f"{connection.ops.quote_name(column)} = v.{names_in_v[i]}"
+                            for i, column in enumerate(column_names) if i >= 2)
     sql = (f"UPDATE {table} SET {assignments} FROM {source} "
            f"WHERE {table}.id = v.{names_in_v[0]} AND {table}.claim_token = v.{names_in_v[1]} "
            f"AND {table}.{connection.ops.quote_name('status')} = 'dispatched' RETURNING {table}.id")

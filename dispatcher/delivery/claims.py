@@ -7,11 +7,13 @@ conditional update guarded by a claim token and a lease, so two workers never ow
 and a worker that dies leaves its deliveries claimable again when the lease runs out.
 """
 import datetime
+import functools
 import logging
 import math
 import threading
 import time
 import uuid
+from typing import Any
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -100,7 +102,7 @@ def _organizations_with_due_work(now: datetime.datetime) -> list[int]:
             FROM organizations WHERE organizations.id IS NOT NULL
         )
         SELECT id FROM organizations WHERE id IS NOT NULL LIMIT %s"""
-    params = [*WAITING_STATUSES, now, *WAITING_STATUSES, now, FAIR_ORGANIZATIONS_MAX]
+    params: list[Any] = [*WAITING_STATUSES, now, *WAITING_STATUSES, now, FAIR_ORGANIZATIONS_MAX]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
@@ -125,7 +127,7 @@ def deliveries_wake(ids: list[int]) -> None:
     """On commit, one wake-up per batch of these deliveries (a woken worker claims a whole batch), coalesced
     with the other wake-ups of this process (see _Coalescer)."""
     for first in ids[::settings.WEBHOOK_DRAIN_BATCH]:
-        transaction.on_commit(lambda pk=first: _coalescer.wake(pk))
+        transaction.on_commit(functools.partial(_coalescer.wake, first))
 
 
 class _Coalescer:

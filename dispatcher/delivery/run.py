@@ -18,6 +18,7 @@ import datetime
 import logging
 import time
 import uuid
+from collections.abc import Hashable
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -147,7 +148,7 @@ class DrainLoop:
     def __init__(self, pool: SenderPool) -> None:
         self.pool = pool
         self.run_id = uuid.uuid4().hex
-        self.sending: dict[tuple[str, int], Send] = {}
+        self.sending: dict[Hashable, Send] = {}  # (run id, delivery id): the pool hands the key back
         self.waiting: dict[int, collections.deque[Send]] = {}  # endpoint id -> sends waiting for a slot there
         self.outcomes: list[Outcome] = []
         self.first_outcome_at = 0.0
@@ -241,7 +242,7 @@ class DrainLoop:
             delivery.webhook = webhooks.get(delivery.webhook_id) if delivery.webhook_id else None
             delivery.channel = channels.get(delivery.channel_id) if delivery.channel_id else None
             if delivery.endpoint is not None:  # fresh from this claim, one object per destination
-                self.endpoints[delivery.endpoint_id] = delivery.endpoint
+                self.endpoints[delivery.endpoint.pk] = delivery.endpoint
         for delivery in deliveries:
             if delivery.endpoint_id is not None:
                 delivery.endpoint = self.endpoints[delivery.endpoint_id]

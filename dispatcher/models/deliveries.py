@@ -105,6 +105,10 @@ class Delivery(models.Model):
 
     objects = DeliveryQuerySet.as_manager()
 
+    # Not a column: the engine sets it when this attempt rendered the request, so that the attempt's outcome
+    # stores request_sealed and request_display with it (a retry resends the stored request as it is).
+    request_prepared: bool = False
+
     class Meta:
         verbose_name = "delivery"
         verbose_name_plural = "deliveries"

@@ -31,7 +31,7 @@ from dispatcher.validators import HEADER_VALUE_FORBIDDEN_RE
 
 MASK = "********"
 XML_ROOT = "request"
-CONTENT_TYPE_HEADERS = {
+CONTENT_TYPE_HEADERS: dict[str, str] = {
     ContentType.JSON: "application/json; charset=utf-8",
     ContentType.JSONARRAY: "application/json; charset=utf-8",
     ContentType.XML: "application/xml; charset=utf-8",

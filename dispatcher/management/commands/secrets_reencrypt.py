@@ -15,8 +15,8 @@ class Command(BaseCommand):
             fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
             if not fields:
                 continue
-            table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-            columns = [quote(f.column) for f in fields]
+            table, pk = quote(model._meta.db_table), quote(model._meta.pk.attname)
+            columns = [quote(f.attname) for f in fields]  # no db_column: the attribute is the column
             count = 0
             # Raw column values: the tokens themselves, not the text the field decrypts them to.
             with transaction.atomic(), connection.cursor() as cursor:

@@ -4,7 +4,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from crm.models import CrmUser
+from crm.models import CrmUser, Organization
 from dispatcher.services import admin_password_file
 from workflows.demo import demo_load, demo_second_organization_load
 
@@ -42,7 +42,8 @@ class Command(BaseCommand):
         if key_file.exists():
             self.stdout.write(f"REST API key (X-API-Key): {key_file.read_text().strip()}")
 
-    def _staff_login(self, username: str, organization, email: str, password: str) -> tuple[str, object]:
+    def _staff_login(self, username: str, organization: Organization, email: str,
+                     password: str) -> tuple[str, Organization]:
         """A staff login in the Integration admin group, working in one organization through its CRM user."""
         from django.contrib.auth.models import Group
 
