@@ -25,8 +25,8 @@ class PublicModulesContract(Contract):
 
     def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
         package = str(self.package)
-        public = [str(name) for name in self.public]  # type: ignore[attr-defined]
-        exempt = [str(name) for name in (self.exempt_importers or [])]  # type: ignore[attr-defined]
+        public = [str(name) for name in self.public]
+        exempt = [str(name) for name in (self.exempt_importers or [])]
 
         def within(module: str, roots: list[str]) -> bool:
             return any(module == root or module.startswith(root + ".") for root in roots)
