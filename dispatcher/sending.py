@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from django.conf import settings
 
+from config.caches import cache_register
 from dispatcher import async_client, retry
 from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.models import AuthType, Channel, OAuthClientAuth, Webhook
@@ -261,7 +262,5 @@ def send_now(request: RenderedRequest, auth: SendAuth | None = None, *,
     return asyncio.run(once())
 
 
-def caches_clear() -> None:
-    """Forget kept tokens and TLS contexts (settings changed, tests)."""
-    tokens.clear()
-    tls_context.cache_clear()
+cache_register("OAuth access tokens", tokens.clear)
+cache_register("TLS contexts", tls_context.cache_clear)

@@ -6,9 +6,9 @@ from crm.events import RecordEvent, record_changed
 
 def _on_setting_changed(*, setting: str, **kwargs) -> None:
     if setting.startswith("WEBHOOK_"):
-        from dispatcher.sending import caches_clear
+        from config.caches import caches_reset
 
-        caches_clear()
+        caches_reset()
 
 
 def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:

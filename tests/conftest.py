@@ -30,11 +30,11 @@ def pytest_configure(config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def engine_caches_cleared():
-    """Each test starts with an engine that has seen none of its rows (ids can repeat after a rollback)."""
-    from dispatcher.delivery.run import caches_clear
+def process_caches_reset():
+    """Each test starts with a process that has kept none of its rows (ids can repeat after a rollback)."""
+    from config.caches import caches_reset
 
-    caches_clear()
+    caches_reset()
     yield
 
 

@@ -7,7 +7,6 @@ checks the record again when they fall due.
 """
 import datetime
 import logging
-import threading
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from config.caches import VersionedCache
 from crm import events
 from crm.models import Record
 from dispatcher.services import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
@@ -74,24 +74,18 @@ class _LazyResults(dict):
         return result
 
 
-_compiled: dict[int, tuple[tuple, list[CompiledRule]]] = {}
-_compiled_lock = threading.Lock()
+_compiled: VersionedCache[int, list[CompiledRule]] = VersionedCache("compiled workflow rules", size=10_000)
 
 
 def rules_for(module_id: int) -> list[CompiledRule]:
     """The module's active rules, compiled; rebuilt when any rule of the module was saved or deleted."""
     version = tuple(WorkflowRule.objects.filter(module_id=module_id).aggregate(
         changed=Max("modified_at"), count=Count("id")).values())
-    cached = _compiled.get(module_id)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    rules = [rule_compile(rule) for rule in WorkflowRule.objects.filter(module_id=module_id, is_active=True)
-             .select_related("organization", "trigger_field", "module")
-             .prefetch_related("conditions__field", "conditions__lookup", "actions__relative_field")
-             .order_by("execution_order", "id")]
-    with _compiled_lock:
-        _compiled[module_id] = (version, rules)
-    return rules
+    return _compiled.get(module_id, version, lambda: [
+        rule_compile(rule) for rule in WorkflowRule.objects.filter(module_id=module_id, is_active=True)
+        .select_related("organization", "trigger_field", "module")
+        .prefetch_related("conditions__field", "conditions__lookup", "actions__relative_field")
+        .order_by("execution_order", "id")])
 
 
 def rule_compile(rule: WorkflowRule) -> CompiledRule:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from config.caches import cache_register
+
 from dispatcher import async_client, sending
 from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.rendering.request import RenderedRequest
@@ -132,6 +134,13 @@ _pool_pid = 0
 _pool_lock = threading.Lock()
 
 
+def _pool_forget() -> None:
+    """Close this process's pool; the next send builds a new one (caches_reset, e.g. between tests)."""
+    global _pool
+    _pool_close()
+    _pool = None
+
+
 @atexit.register
 def _pool_close() -> None:
     """Close this process's connections when it exits, rather than leaving them to the garbage collector
@@ -154,3 +163,6 @@ def sender_pool() -> SenderPool:
                 _pool.close()
             _pool, _pool_pid = SenderPool(*wanted), os.getpid()
         return _pool
+
+
+cache_register("sender pool", _pool_forget)

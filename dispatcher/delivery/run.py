@@ -19,11 +19,13 @@ import logging
 import time
 import uuid
 from collections.abc import Hashable
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from config.caches import VersionedCache, cache_register
 from crm.models import Organization
 from dispatcher import health, quotas
 from dispatcher.delivery import counters, states
@@ -83,7 +85,7 @@ def delivery_attempt(*, delivery_id: int, token: uuid.UUID) -> Delivery:
 
 
 WEBHOOKS_KEPT = 1000  # webhooks (with their parameters and captures) a process keeps between claims
-_webhook_cache: dict[int, Webhook] = {}
+_webhook_cache: VersionedCache[int, Webhook] = VersionedCache("engine webhooks", size=WEBHOOKS_KEPT)
 
 
 def _webhooks(ids: set[int]) -> dict[int, Webhook]:
@@ -93,47 +95,32 @@ def _webhooks(ids: set[int]) -> dict[int, Webhook]:
     if not ids:
         return {}
     current = dict(Webhook.objects.filter(pk__in=ids).values_list("pk", "modified_at"))
-    stale = [pk for pk, modified in current.items()
-             if pk not in _webhook_cache or _webhook_cache[pk].modified_at != modified]
-    if stale:
-        if len(_webhook_cache) + len(stale) > WEBHOOKS_KEPT:
-            _webhook_cache.clear()
-        _webhook_cache.update(Webhook.objects.select_related("organization", "module").prefetch_related(
-            "entity_parameters", "custom_parameters", "headers",
-            Prefetch("captures", queryset=Capture.objects.select_related("field")),
-        ).in_bulk(stale))
-    return {pk: _webhook_cache[pk] for pk in current}
+    return _webhook_cache.get_many(current, lambda stale: Webhook.objects.select_related(
+        "organization", "module").prefetch_related(
+        "entity_parameters", "custom_parameters", "headers",
+        Prefetch("captures", queryset=Capture.objects.select_related("field")),
+    ).in_bulk(stale))
 
 
 class _Recent:
     """Rows of a small table that change rarely (organizations with their edition, retry policies), kept for
-    a few seconds: a change (an edition without webhooks, a new delay) applies within KEEP_SECONDS."""
+    a few seconds: their version is the current KEEP_SECONDS period, so a change (an edition without
+    webhooks, a new delay) applies within KEEP_SECONDS."""
 
     KEEP_SECONDS = 10.0
 
-    def __init__(self, queryset) -> None:
+    def __init__(self, name: str, queryset) -> None:
         self.queryset = queryset
-        self.rows: dict[int, tuple[float, object]] = {}
+        self.cache: VersionedCache[int, Any] = VersionedCache(name, size=10_000)
 
     def get(self, ids: set[int]) -> dict:
-        now = time.monotonic()
-        missing = [pk for pk in ids if pk not in self.rows or now - self.rows[pk][0] > self.KEEP_SECONDS]
-        if missing:
-            for pk, row in self.queryset.in_bulk(missing).items():
-                self.rows[pk] = (now, row)
-        return {pk: self.rows[pk][1] for pk in ids}
+        period = int(time.monotonic() // self.KEEP_SECONDS)
+        return self.cache.get_many(dict.fromkeys(ids, period), self.queryset.in_bulk)
 
 
-_organizations = _Recent(Organization.objects.select_related("edition"))
-_policies = _Recent(RetryPolicy.objects.all())
-
-
-def caches_clear() -> None:
-    """Forget what this process keeps between claims (tests, whose rolled-back rows can reuse ids)."""
-    _webhook_cache.clear()
-    _organizations.rows.clear()
-    _policies.rows.clear()
-    counters.reported.clear()
+_organizations = _Recent("engine organizations", Organization.objects.select_related("edition"))
+_policies = _Recent("engine retry policies", RetryPolicy.objects.all())
+cache_register("engine counters reported", counters.reported.clear)
 
 
 class DrainLoop:

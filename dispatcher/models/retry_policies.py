@@ -1,6 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from config.caches import cache_register
+
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # a retry further away than a week is a lost webhook, not a retry
 MAX_RETRIES = 20
 
@@ -62,3 +64,10 @@ class RetryPolicy(models.Model):
         return cls._default_id
 
     _default_id: int | None = None
+
+
+def _default_id_forget() -> None:
+    RetryPolicy._default_id = None
+
+
+cache_register("default retry policy id", _default_id_forget)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from config.caches import VersionedCache
 from crm.formats import format_datetime
 from crm.models import CrmUser, Field, Module, Organization, Record, SystemField
 from dispatcher.rendering.template import MergeField
@@ -136,8 +137,8 @@ class Schema:
         return spellings
 
 
-_SCHEMAS: dict[tuple[int, uuid.UUID, int], Schema] = {}
 SCHEMA_CACHE_SIZE = 512  # webhook modules whose metadata a worker keeps; far more than an organization has
+_schemas: VersionedCache[int, Schema] = VersionedCache("merge-field schemas", size=SCHEMA_CACHE_SIZE)
 
 
 def schema_for(module: Module, *, version: uuid.UUID | None = None) -> Schema:
@@ -148,13 +149,7 @@ def schema_for(module: Module, *, version: uuid.UUID | None = None) -> Schema:
     """
     if version is None:
         version = Organization.objects.values_list("schema_version", flat=True).get(pk=module.organization_id)
-    key = (module.organization_id, version, module.pk)
-    schema = _SCHEMAS.get(key)
-    if schema is None:
-        if len(_SCHEMAS) >= SCHEMA_CACHE_SIZE:
-            _SCHEMAS.clear()
-        schema = _SCHEMAS[key] = Schema(module)
-    return schema
+    return _schemas.get(module.pk, version, lambda: Schema(module))
 
 
 class MergeContext:

@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 
+from config.caches import cache_register
 from crm.models import Field, Record
 from dispatcher.models import AuthType, ContentType, Method, Webhook
 from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_comment_text, xml_text
@@ -290,3 +291,6 @@ def _xml_elements(tree: dict[str, Any]) -> str:
             inner = _xml_elements(item) if isinstance(item, dict) else xml_text(str(item))
             out.append(f"<{name}>{inner}</{name}>")
     return "".join(out)
+
+
+cache_register("secret spellings", secret_spellings.cache_clear)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from config.caches import cache_register
+
 # ${Module.Field Label}: the module name has no dot, the label may contain spaces, dots and brackets.
 MERGE_FIELD_RE = re.compile(r"\$\{\s*([^{}.]+?)\s*\.\s*([^{}]+?)\s*\}")
 UNSUPPORTED = "${Unsupported_Field}"
@@ -88,3 +90,6 @@ def _scan_json_strings(literal: str, in_string: bool, escaped: bool) -> tuple[bo
         elif char == '"':
             in_string = not in_string
     return in_string, escaped
+
+
+cache_register("compiled templates", template_compile.cache_clear)

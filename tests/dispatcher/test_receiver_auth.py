@@ -22,7 +22,7 @@ from dispatcher import delivery as delivery_engine
 from dispatcher import secret_rotation, services
 from dispatcher.models import Delivery, DeliveryStatus, RetryPolicy, Webhook
 from dispatcher.rendering.request import MASK
-from dispatcher.sending import caches_clear
+from config.caches import caches_reset
 from tests.factories import webhook_create
 from tests.faults.proxy import ConnectProxy
 
@@ -31,9 +31,9 @@ ENTITY = [("deal", "${Deals.Deal Name}")]
 
 @pytest.fixture(autouse=True)
 def fresh_tokens():
-    caches_clear()
+    caches_reset()
     yield
-    caches_clear()
+    caches_reset()
 
 
 @pytest.fixture
