@@ -73,9 +73,11 @@ class Organization(models.Model):
     )
     phone = models.CharField("phone", max_length=50, blank=True, help_text="Available as ${Organization.Phone}.")
     website = models.CharField("website", max_length=200, blank=True, help_text="Available as ${Organization.Website}.")
-    street = models.CharField("street", max_length=200, blank=True)
-    city = models.CharField("city", max_length=100, blank=True)
-    country = models.CharField("country", max_length=100, blank=True)
+    street = models.CharField("street", max_length=200, blank=True,
+                              help_text="Street and number of the address; the merge field ${Organization.Street}.")
+    city = models.CharField("city", max_length=100, blank=True, help_text="The merge field ${Organization.City}.")
+    country = models.CharField("country", max_length=100, blank=True,
+                               help_text="The merge field ${Organization.Country}.")
     currency_code = models.CharField("currency", max_length=3, default="USD", help_text="ISO 4217 code, e.g. EUR.")
     schema_version = models.UUIDField(
         "metadata version", default=uuid.uuid4, editable=False,
@@ -95,20 +97,27 @@ class CrmUser(models.Model):
     """A person in the CRM: owns records, receives failure e-mails; may log in to the admin."""
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="users", verbose_name="organization"
+        Organization, on_delete=models.CASCADE, related_name="users", verbose_name="organization",
+        help_text="The organization this user works in; a staff login linked to the user sees only its data.",
     )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="crm_user",
         verbose_name="login", help_text="The Django login of this person, if they use the admin.",
     )
-    first_name = models.CharField("first name", max_length=100, blank=True)
-    last_name = models.CharField("last name", max_length=100)
-    email = models.EmailField("e-mail")
+    first_name = models.CharField("first name", max_length=100, blank=True,
+                                  help_text="The merge field ${User.First Name} when this user owns the record.")
+    last_name = models.CharField("last name", max_length=100,
+                                 help_text="The merge field ${User.Last Name} when this user owns the record.")
+    email = models.EmailField("e-mail",
+                              help_text="Failure e-mails about the records this user owns go here; also ${User.Email}.")
     mobile = models.CharField("mobile", max_length=50, blank=True, help_text="Available as ${User.Mobile}.")
-    phone = models.CharField("phone", max_length=50, blank=True)
+    phone = models.CharField("phone", max_length=50, blank=True,
+                             help_text="The merge field ${User.Phone} when this user owns the record.")
     role = models.CharField("role", max_length=100, blank=True, help_text="E.g. 'Sales Rep', 'CEO'.")
     is_admin = models.BooleanField("CRM administrator", default=False, help_text="Admins are told about failures.")
-    is_active = models.BooleanField("active", default=True)
+    is_active = models.BooleanField("active", default=True,
+                                    help_text=("Inactive users receive no failure e-mails and are not offered as "
+                                               "owners."))
 
     class Meta:
         verbose_name = "CRM user"
@@ -162,7 +171,8 @@ class Module(models.Model):
     """A CRM module (Leads, Deals, a custom module…): the type of a record."""
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="modules", verbose_name="organization"
+        Organization, on_delete=models.CASCADE, related_name="modules", verbose_name="organization",
+        help_text="Modules belong to one organization; its webhooks and rules use them.",
     )
     api_name = models.CharField(
         "API name", max_length=100, help_text="Name used in merge fields and the API, e.g. 'Deals'."
@@ -176,7 +186,8 @@ class Module(models.Model):
         "name field", max_length=100, blank=True,
         help_text="API name of the field that names a record (shown for lookups), e.g. 'Deal_Name'.",
     )
-    is_custom = models.BooleanField("custom module", default=False)
+    is_custom = models.BooleanField("custom module", default=False,
+                                    help_text="Made by the organization, not one of the CRM's standard modules.")
     supports_webhooks = models.BooleanField(
         "webhooks allowed", default=True, help_text="Call logs and Notes cannot have webhooks (seed 003)."
     )
@@ -238,12 +249,15 @@ class FieldQuerySet(MetadataQuerySet):
 class Field(models.Model):
     """Metadata of one module field; its label is what merge fields refer to (``${Deals.Deal Name}``)."""
 
-    module = models.ForeignKey(Module, on_delete=models.CASCADE, related_name="fields", verbose_name="module")
+    module = models.ForeignKey(Module, on_delete=models.CASCADE, related_name="fields", verbose_name="module",
+                               help_text="The module whose records hold this field.")
     label = models.CharField("label", max_length=100, help_text="As used in merge fields, e.g. 'Account Name'.")
     api_name = models.CharField(
         "API name", max_length=100, help_text="Key in the record's values and in the API, e.g. 'Account_Name'."
     )
-    field_type = models.CharField("type", max_length=20, choices=FieldType.choices, default=FieldType.TEXT)
+    field_type = models.CharField("type", max_length=20, choices=FieldType.choices, default=FieldType.TEXT,
+                                  help_text=("How values are checked, rendered in merge fields and compared in "
+                                             "conditions."))
     lookup_module = models.ForeignKey(
         Module, on_delete=models.PROTECT, null=True, blank=True, related_name="lookup_fields",
         verbose_name="looks up", help_text="For lookup fields: the module of the referenced record.",
@@ -251,7 +265,8 @@ class Field(models.Model):
     picklist_values = models.JSONField(
         "pick-list values", default=list, blank=True, help_text="For pick lists: the allowed values, in order."
     )
-    is_required = models.BooleanField("required", default=False)
+    is_required = models.BooleanField("required", default=False,
+                                      help_text="A record cannot be saved without a value for it.")
     is_system = models.BooleanField("system field", default=False, help_text="Id, owner and timestamps.")
     is_deleted = models.BooleanField(
         "deleted", default=False, help_text="Deleted fields render as ${Unsupported_Field} in webhooks."
@@ -260,7 +275,8 @@ class Field(models.Model):
         "disabled", default=False,
         help_text="Fields of a switched-off feature or integration; they render as ${Unsupported_Field}.",
     )
-    position = models.PositiveIntegerField("position", default=0)
+    position = models.PositiveIntegerField("position", default=0,
+                                           help_text="Order in lists and in the merge-field catalogue.")
 
     objects = FieldQuerySet.as_manager()
 
@@ -296,14 +312,17 @@ class Field(models.Model):
 class Record(models.Model):
     """A CRM record: field values keyed by API name; lookups hold the id of the referenced record."""
 
-    module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="records", verbose_name="module")
+    module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="records", verbose_name="module",
+                               help_text="The module (Deals, Leads, …) whose fields the values follow.")
     owner = models.ForeignKey(
         CrmUser, on_delete=models.PROTECT, related_name="owned_records", verbose_name="owner",
         help_text="Record owner: ${User.…} merge fields and failure e-mails refer to this person.",
     )
     values = models.JSONField("values", default=dict, blank=True, help_text="Field values keyed by API name.")
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    modified_at = models.DateTimeField("modified", auto_now=True)
+    created_at = models.DateTimeField("created", auto_now_add=True,
+                                      help_text="The merge field ${<Module>.Created Time}.")
+    modified_at = models.DateTimeField("modified", auto_now=True,
+                                       help_text="The merge field ${<Module>.Modified Time}; set on every change.")
 
     class Meta:
         verbose_name = "record"
@@ -355,15 +374,19 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """A key for the REST API, acting as one CRM user of one organization. Only its hash is stored."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys",
+                                     help_text="The key reads and writes this organization's data only.")
     user = models.ForeignKey(CrmUser, on_delete=models.CASCADE, related_name="api_keys", verbose_name="acts as",
                              help_text="Records created with this key are owned by this user.")
     name = models.CharField("name", max_length=100, help_text="What uses the key, e.g. 'Web shop'.")
     prefix = models.CharField("key starts with", max_length=12, editable=False,
                               help_text="The first characters, to recognise a key without storing it.")
-    key_hash = models.CharField("key hash", max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
+    key_hash = models.CharField("key hash", max_length=64, unique=True, editable=False,
+                                help_text=("SHA-256 of the key: the key itself is shown once, when it is made, and "
+                                           "never stored."))
+    created_at = models.DateTimeField("created", auto_now_add=True, help_text="When the key was made.")
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False,
+                                        help_text="The last authenticated call with this key.")
     revoked_at = models.DateTimeField("revoked", null=True, blank=True,
                                       help_text="A revoked key is refused from that moment on.")
     scopes = models.JSONField(

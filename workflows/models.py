@@ -20,15 +20,22 @@ class EditMode(models.TextChoices):
 
 
 class WorkflowRule(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workflow_rules")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workflow_rules",
+                                     help_text="The organization whose records it watches.")
     module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="workflow_rules",
                                help_text="Records of this module fire the rule.")
-    name = models.CharField("name", max_length=100)
-    description = models.CharField("description", max_length=200, blank=True)
-    is_active = models.BooleanField("active", default=True)
+    name = models.CharField("name", max_length=100,
+                            help_text="Shown in the delivery log as the trigger of what it sends.")
+    description = models.CharField("description", max_length=200, blank=True,
+                                   help_text="For admins: what the rule is for.")
+    is_active = models.BooleanField("active", default=True,
+                                    help_text=("Inactive rules fire nothing; their scheduled actions are cancelled "
+                                               "when due."))
     execution_order = models.PositiveIntegerField("order of execution", default=1,
                                                   help_text="Rules of a module run in this order (lowest first).")
-    trigger = models.CharField("when", max_length=20, choices=Trigger.choices, default=Trigger.CREATE)
+    trigger = models.CharField("when", max_length=20, choices=Trigger.choices, default=Trigger.CREATE,
+                               help_text=("When it fires: on create, edit, create or edit, delete, a field update, or "
+                                          "a date."))
     edit_mode = models.CharField(
         "on edit", max_length=20, choices=EditMode.choices, default=EditMode.EVERY,
         help_text="For edits: fire on every matching edit, or only when the criteria change from unmet to met.",
@@ -53,8 +60,9 @@ class WorkflowRule(models.Model):
         "criteria pattern", max_length=200, blank=True,
         help_text="How the numbered conditions combine, e.g. (1 and 2) or 3. Empty: all conditions must hold.",
     )
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    modified_at = models.DateTimeField("modified", auto_now=True)
+    created_at = models.DateTimeField("created", auto_now_add=True, help_text="When the rule was made.")
+    modified_at = models.DateTimeField("modified", auto_now=True,
+                                       help_text="Changed on every save; workers compile the rule again then.")
 
     class Meta:
         verbose_name = "workflow rule"
@@ -86,15 +94,19 @@ class Operator(models.TextChoices):
 
 
 class Condition(models.Model):
-    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="conditions")
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="conditions",
+                             help_text="The rule this condition belongs to.")
     number = models.PositiveSmallIntegerField("no.", help_text="Used in the criteria pattern.")
     lookup = models.ForeignKey(
         Field, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="through lookup",
         help_text="To test a field of a looked-up record (a Deal's Account): the lookup field of the rule's module.",
     )
-    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="+", verbose_name="field")
-    operator = models.CharField("operator", max_length=20, choices=Operator.choices, default=Operator.IS)
-    value = models.CharField("value", max_length=200, blank=True)
+    field = models.ForeignKey(Field, on_delete=models.PROTECT, related_name="+", verbose_name="field",
+                              help_text="The field tested: of the rule's module, or of the looked-up record.")
+    operator = models.CharField("operator", max_length=20, choices=Operator.choices, default=Operator.IS,
+                                help_text="How the field is compared with the value.")
+    value = models.CharField("value", max_length=200, blank=True,
+                             help_text="What the field is compared with; a date as YYYY-MM-DD.")
     value_to = models.CharField("and", max_length=200, blank=True, help_text="Upper bound for 'between'.")
 
     class Meta:
@@ -118,19 +130,27 @@ class DelayUnit(models.TextChoices):
 
 
 class Action(models.Model):
-    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="actions")
-    webhook = models.ForeignKey(Webhook, on_delete=models.PROTECT, related_name="workflow_actions")
-    kind = models.CharField("kind", max_length=20, choices=ActionKind.choices, default=ActionKind.INSTANT)
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="actions",
+                             help_text="The rule that runs this action.")
+    webhook = models.ForeignKey(Webhook, on_delete=models.PROTECT, related_name="workflow_actions",
+                                help_text="The webhook this action sends.")
+    kind = models.CharField("kind", max_length=20, choices=ActionKind.choices, default=ActionKind.INSTANT,
+                            help_text=("Instant (when the rule fires) or time-based (later: after a delay or relative "
+                                       "to a date field)."))
     delay_amount = models.PositiveIntegerField("after", default=0,
                                                help_text="Time-based: how long after the rule fires.")
-    delay_unit = models.CharField("unit", max_length=10, choices=DelayUnit.choices, default=DelayUnit.HOURS)
+    delay_unit = models.CharField("unit", max_length=10, choices=DelayUnit.choices, default=DelayUnit.HOURS,
+                                  help_text="Minutes, hours or days.")
     relative_field = models.ForeignKey(
         Field, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name="or relative to",
         help_text="Time-based: a date or date/time field of the record; the offset and time below apply to it.",
     )
-    relative_offset_days = models.IntegerField("days after that date", default=0)
-    relative_time = models.TimeField("at (local time)", null=True, blank=True)
-    position = models.PositiveIntegerField("position", default=0)
+    relative_offset_days = models.IntegerField("days after that date", default=0,
+                                               help_text="Days before (negative) or after (positive) the date field.")
+    relative_time = models.TimeField("at (local time)", null=True, blank=True,
+                                     help_text=("The time of day, in the organization's time zone, for an action "
+                                                "relative to a date."))
+    position = models.PositiveIntegerField("position", default=0, help_text="Order of the rule's actions.")
 
     class Meta:
         verbose_name = "webhook action"
@@ -151,17 +171,23 @@ class RunStatus(models.TextChoices):
 class ActionRun(models.Model):
     """One firing of a rule's action for a record (or, with no action, a date rule due to fire)."""
 
-    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="runs")
+    rule = models.ForeignKey(WorkflowRule, on_delete=models.CASCADE, related_name="runs",
+                             help_text="The rule that fired.")
     # SET_NULL: an action removed from its rule keeps its firing history (actions_remove cancels what was due).
-    action = models.ForeignKey(Action, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
-    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    record_ref = models.CharField("record", max_length=150)
-    event = models.CharField("event", max_length=20)
-    due_at = models.DateTimeField("due", null=True, blank=True)
-    status = models.CharField("status", max_length=20, choices=RunStatus.choices, default=RunStatus.SCHEDULED)
-    reason = models.CharField("reason", max_length=300, blank=True)
-    delivery = models.ForeignKey(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField("fired", auto_now_add=True)
+    action = models.ForeignKey(Action, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs",
+                               help_text="The time-based action waiting; empty for a date rule's next occurrence.")
+    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                               help_text="The record it fired for; empty once deleted (record_ref keeps its name).")
+    record_ref = models.CharField("record", max_length=150, help_text="Module and id, kept if the record is deleted.")
+    event = models.CharField("event", max_length=20, help_text="What fired the rule: create, edit, delete or date.")
+    due_at = models.DateTimeField("due", null=True, blank=True, help_text="When the action runs.")
+    status = models.CharField("status", max_length=20, choices=RunStatus.choices, default=RunStatus.SCHEDULED,
+                              help_text=("Scheduled, running, sent to the outbox (the delivery was made), cancelled "
+                                         "or skipped."))
+    reason = models.CharField("reason", max_length=300, blank=True, help_text="Why it was cancelled.")
+    delivery = models.ForeignKey(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                 help_text="The delivery it made, in the log.")
+    created_at = models.DateTimeField("fired", auto_now_add=True, help_text="When the rule fired.")
 
     class Meta:
         verbose_name = "rule run"

@@ -30,7 +30,8 @@ class Channel(SignsDeliveries, models.Model):
 
     public_id = models.CharField("channel id", max_length=40, default=channel_id_generate, editable=False,
                                  help_text="Chosen by the subscriber or generated; sent as channel.id.")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="channels")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="channels",
+                                     help_text="The organization whose record events it receives.")
     owner = models.ForeignKey(CrmUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="channels",
                               help_text="The user of the API key that created it; told before it expires.")
     events = models.JSONField("events", default=list,
@@ -38,20 +39,24 @@ class Channel(SignsDeliveries, models.Model):
     fields = models.JSONField(
         "field filter", default=list, blank=True,
         help_text="API names of fields; when set, edits notify only if one of these fields changed.")
-    notify_url = models.CharField("notify URL", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url])
+    notify_url = models.CharField("notify URL", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url],
+                                  help_text=("Where the notifications are sent (through the guarded client, like a "
+                                             "webhook's URL)."))
     token = EncryptedTextField("token", blank=True,
                                help_text="Echoed in every notification so the receiver can recognise it.")
     signing_secret = EncryptedTextField("signing secret", default=signing_secret_generate, editable=False,
                                         help_text="Receivers verify the webhook-signature header with it.")
     previous_signing_secret, previous_secret_expires_at = previous_secret_fields()
-    expires_at = models.DateTimeField("expires")
+    expires_at = models.DateTimeField("expires", help_text="After this it receives nothing; renew it through the API.")
     verified_at = models.DateTimeField("verified", null=True, blank=True,
                                        help_text="When the notify URL echoed the challenge, if asked to.")
     is_active = models.BooleanField("active", default=True,
-                                    help_text="Inactive channels receive nothing; their pending deliveries are cancelled.")
-    expiry_notice_sent_at = models.DateTimeField("expiry notice sent", null=True, blank=True, editable=False)
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    modified_at = models.DateTimeField("modified", auto_now=True)
+                                    help_text=("Inactive channels receive nothing; their pending deliveries are "
+                                               "cancelled."))
+    expiry_notice_sent_at = models.DateTimeField("expiry notice sent", null=True, blank=True, editable=False,
+                                                 help_text="When its owner was told it expires soon.")
+    created_at = models.DateTimeField("created", auto_now_add=True, help_text="When it was subscribed.")
+    modified_at = models.DateTimeField("modified", auto_now=True, help_text="Changed on every save.")
 
     objects = ChannelQuerySet.as_manager()
 

@@ -59,8 +59,11 @@ class Delivery(models.Model):
 
     public_id = models.UUIDField("delivery id", default=uuid.uuid4, unique=True, editable=False,
                                  help_text="Sent as the webhook-id header (msg_…), the same on every retry.")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
-    webhook = models.ForeignKey(Webhook, on_delete=models.SET_NULL, null=True, related_name="deliveries")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries",
+                                     help_text="Whose quota and log this delivery counts in.")
+    webhook = models.ForeignKey(Webhook, on_delete=models.SET_NULL, null=True, related_name="deliveries",
+                                help_text=("The webhook that sends it; empty for a channel's delivery or once the "
+                                           "webhook is deleted."))
     channel = models.ForeignKey(Channel, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries",
                                 help_text="For notifications of an event subscription instead of a webhook.")
     webhook_name = models.CharField("webhook", max_length=100,
@@ -73,35 +76,57 @@ class Delivery(models.Model):
     rate_slot_at = models.DateTimeField(
         "reserved send time", null=True, blank=True, editable=False,
         help_text="A slot under the destination's rate limit, reserved while it waited.")
-    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
+    record = models.ForeignKey(Record, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries",
+                               help_text=("The record it was made for; empty once the record is deleted (record_ref "
+                                          "keeps its name)."))
     record_ref = models.CharField("record", max_length=150, help_text="Module and id, kept if the record is deleted.")
-    source = models.CharField("source", max_length=20, choices=DeliverySource.choices, default=DeliverySource.WORKFLOW)
+    source = models.CharField("source", max_length=20, choices=DeliverySource.choices, default=DeliverySource.WORKFLOW,
+                              help_text=("What made it: a workflow rule, a replay, a test send, the API or an event "
+                                         "subscription."))
     trigger = models.CharField("trigger", max_length=200, blank=True,
                                help_text="What caused it, e.g. the workflow rule and event.")
-    retry_policy = models.ForeignKey(RetryPolicy, on_delete=models.PROTECT, related_name="+")
-    status = models.CharField("status", max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    retry_policy = models.ForeignKey(RetryPolicy, on_delete=models.PROTECT, related_name="+",
+                                     help_text=("The schedule of retries it follows, taken from the webhook when it "
+                                                "was made."))
+    status = models.CharField("status", max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED,
+                              help_text=("Queued, Dispatched (being sent), Retry, Success, Failed, or why it waits or "
+                                         "ended."))
     status_reason = models.CharField("reason", max_length=300, blank=True,
                                      help_text="Why it ended this way, in words.")
-    due_at = models.DateTimeField("next attempt", null=True, blank=True)
-    lease_expires_at = models.DateTimeField("lease expires", null=True, blank=True)
-    claim_token = models.UUIDField("claim", null=True, blank=True, editable=False)
-    attempt_count = models.PositiveSmallIntegerField("attempts", default=0)
+    due_at = models.DateTimeField("next attempt", null=True, blank=True,
+                                  help_text=("When a worker takes it next: the first send, the next retry or its rate "
+                                             "slot."))
+    lease_expires_at = models.DateTimeField("lease expires", null=True, blank=True,
+                                            help_text=("While dispatched: when another worker may take it over (the "
+                                                       "first died or hung)."))
+    claim_token = models.UUIDField("claim", null=True, blank=True, editable=False,
+                                   help_text="Proves which worker holds it while dispatched.")
+    attempt_count = models.PositiveSmallIntegerField("attempts", default=0,
+                                                     help_text="Attempts made in all, resends included.")
     cycle_start = models.PositiveSmallIntegerField(
         "attempts before the last resend", default=0, editable=False,
         help_text="A resend starts the retry policy again from here.",
     )
-    resent_by = models.CharField("last resent by", max_length=150, blank=True)
-    resent_at = models.DateTimeField("last resent", null=True, blank=True)
+    resent_by = models.CharField("last resent by", max_length=150, blank=True,
+                                 help_text="Who resent it last: the admin's login, or the API key.")
+    resent_at = models.DateTimeField("last resent", null=True, blank=True, help_text="When it was resent last.")
     # The request is rendered once, on the first attempt, and resent as is: encrypted, as it holds secrets.
-    request_sealed = EncryptedTextField("request", blank=True, editable=False)
+    request_sealed = EncryptedTextField("request", blank=True, editable=False,
+                                        help_text=("The request as rendered on the first attempt, encrypted (it holds "
+                                                   "secrets); every retry sends it again."))
     request_display = models.TextField("request (masked)", blank=True,
                                        help_text="The rendered request with secrets masked.")
-    last_status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
-    last_error_class = models.CharField("error", max_length=40, blank=True)
+    last_status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True,
+                                                        help_text="The receiver's HTTP status on the last attempt.")
+    last_error_class = models.CharField("error", max_length=40, blank=True,
+                                        help_text=("Why the last attempt failed, e.g. timeout, connection_error, "
+                                                   "http_5xx."))
     last_duration_ms = models.PositiveIntegerField("duration (ms)", null=True, blank=True,
                                                    help_text="Of the last attempt.")
-    created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
-    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True, db_index=True,
+                                      help_text="When it was made (by the rule, the resend or the API).")
+    finished_at = models.DateTimeField("finished", null=True, blank=True,
+                                       help_text="When it reached Success, Failed, Daily limit reached or Cancelled.")
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -173,16 +198,27 @@ class Delivery(models.Model):
 class Attempt(models.Model):
     """One try of a delivery: what came back, or which error stopped it."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
-    number = models.PositiveSmallIntegerField("attempt")
-    started_at = models.DateTimeField("time")
-    duration_ms = models.PositiveIntegerField("duration (ms)", default=0)
-    status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
-    error_class = models.CharField("error", max_length=40, blank=True)
-    error_message = models.CharField("error detail", max_length=500, blank=True)
-    response_headers = models.JSONField("response headers", default=dict, blank=True)
-    response_body = models.TextField("response body (excerpt)", blank=True)
-    response_truncated = models.BooleanField("response truncated", default=False)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts",
+                                 help_text="The delivery this was one try of.")
+    number = models.PositiveSmallIntegerField("attempt",
+                                              help_text="1 for the first try, then one more per retry or resend.")
+    started_at = models.DateTimeField("time", help_text="When the request was sent.")
+    duration_ms = models.PositiveIntegerField("duration (ms)", default=0,
+                                              help_text=("From sending the request to the end of the answer (or the "
+                                                         "error)."))
+    status_code = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True,
+                                                   help_text="The receiver's HTTP status; empty when no answer came.")
+    error_class = models.CharField("error", max_length=40, blank=True,
+                                   help_text=("Why it failed, e.g. timeout, connection_error, blocked_address, "
+                                              "http_5xx."))
+    error_message = models.CharField("error detail", max_length=500, blank=True,
+                                     help_text="The error in words, secrets masked.")
+    response_headers = models.JSONField("response headers", default=dict, blank=True,
+                                        help_text="The answer's headers, secrets masked.")
+    response_body = models.TextField("response body (excerpt)", blank=True,
+                                     help_text="The start of the answer's body, secrets masked.")
+    response_truncated = models.BooleanField("response truncated", default=False,
+                                             help_text="The body was longer than what is kept here.")
     captured = models.JSONField(
         "captured values", default=dict, blank=True,
         help_text="Per record field: the expression, its matches and what was written; or why capture failed.",

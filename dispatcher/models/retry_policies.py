@@ -30,7 +30,7 @@ class RetryPolicy(models.Model):
     STANDARD = "standard"  # Standard Webhooks / Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 
     code = models.SlugField("code", max_length=50, unique=True, help_text="Stable identifier, e.g. 'zoho'.")
-    name = models.CharField("name", max_length=100)
+    name = models.CharField("name", max_length=100, help_text="How admins pick the policy on a webhook.")
     delays = models.JSONField(
         "retry delays (seconds)", default=list, validators=[validate_delays],
         help_text="Seconds to wait before each retry, counted from the failed attempt. "

@@ -88,7 +88,8 @@ class Webhook(SignsDeliveries, models.Model):
     """An outbound HTTP call an admin configures once and workflow rules trigger for records of one module."""
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="webhooks", verbose_name="organization"
+        Organization, on_delete=models.CASCADE, related_name="webhooks", verbose_name="organization",
+        help_text="The organization whose records this webhook sends.",
     )
     module = models.ForeignKey(
         Module, on_delete=models.PROTECT, related_name="webhooks", verbose_name="module",
@@ -110,7 +111,9 @@ class Webhook(SignsDeliveries, models.Model):
         "content type", max_length=10, choices=ContentType.choices, default=ContentType.JSON,
         help_text="How parameters are encoded in the body of a POST or PUT.",
     )
-    auth_type = models.CharField("authorization", max_length=10, choices=AuthType.choices, default=AuthType.NONE)
+    auth_type = models.CharField("authorization", max_length=10, choices=AuthType.choices, default=AuthType.NONE,
+                                 help_text=("How the receiver authenticates the request: none, Basic, bearer token, "
+                                            "OAuth 2.0 client credentials."))
     auth_username = models.CharField("user name", max_length=200, blank=True,
                                      help_text="For Basic authentication.")
     auth_password = EncryptedTextField(
@@ -169,7 +172,9 @@ class Webhook(SignsDeliveries, models.Model):
         help_text="Write values from the receiver's answer into the record (see the captures below).",
     )
     capture_type = models.CharField("response type", max_length=10, choices=CaptureType.choices,
-                                    default=CaptureType.JSONPATH)
+                                    default=CaptureType.JSONPATH,
+                                    help_text=("How the receiver's answer is read for response capture: JSONPath or "
+                                               "XPath."))
     capture_namespaces = models.TextField(
         "XML namespaces", blank=True,
         help_text="For XPath: one prefix=URI per line, e.g. z=http://www.zoho.com/crm, used as z:status.",
@@ -179,8 +184,10 @@ class Webhook(SignsDeliveries, models.Model):
         help_text="Receivers verify the webhook-signature header with it (Standard Webhooks).",
     )
     previous_signing_secret, previous_secret_expires_at = previous_secret_fields()
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    modified_at = models.DateTimeField("modified", auto_now=True)
+    created_at = models.DateTimeField("created", auto_now_add=True, help_text="When the webhook was made.")
+    modified_at = models.DateTimeField("modified", auto_now=True,
+                                       help_text=("Changed on every save (and when a parameter, header or capture "
+                                                  "changes); workers reload it then."))
 
     class Meta:
         verbose_name = "webhook"
@@ -214,13 +221,14 @@ class EntityParameter(models.Model):
     """A request parameter whose value comes from the record: text with merge fields."""
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="entity_parameters",
-                                verbose_name="webhook")
+                                verbose_name="webhook", help_text="The webhook that sends this parameter.")
     name = models.CharField(
         "parameter name", max_length=PARAMETER_NAME_MAX_LENGTH, validators=[validate_parameter_name],
         help_text="Dots nest objects in JSON and XML (customer.name); a related module's fields become an array.",
     )
-    value = models.CharField("value", max_length=3000, help_text="Merge fields such as ${Deals.Deal Name}, with text around them if needed.")
-    position = models.PositiveIntegerField("position", default=0)
+    value = models.CharField("value", max_length=3000, help_text=("Merge fields such as ${Deals.Deal Name}, with text "
+                                                                  "around them if needed."))
+    position = models.PositiveIntegerField("position", default=0, help_text="Order in the request.")
 
     class Meta:
         verbose_name = "entity parameter"
@@ -237,13 +245,13 @@ class CustomParameter(models.Model):
     """A literal request parameter, typically an API token: stored encrypted, masked wherever it is shown."""
 
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="custom_parameters",
-                                verbose_name="webhook")
+                                verbose_name="webhook", help_text="The webhook that sends this parameter.")
     name = models.CharField(
         "parameter name", max_length=PARAMETER_NAME_MAX_LENGTH, validators=[validate_parameter_name],
         help_text="Dots nest objects in JSON and XML bodies.",
     )
     value = EncryptedTextField("value", help_text="Sent as is. Stored encrypted; leave empty to keep the saved value.")
-    position = models.PositiveIntegerField("position", default=0)
+    position = models.PositiveIntegerField("position", default=0, help_text="Order in the request.")
 
     class Meta:
         verbose_name = "custom parameter"
@@ -260,7 +268,8 @@ class WebhookHeader(models.Model):
     """A request header of the receiver's choosing: literal text or merge fields; secret values (API keys)
     are literal, stored encrypted and masked wherever they are shown, like custom parameters."""
 
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="headers", verbose_name="webhook")
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="headers", verbose_name="webhook",
+                                help_text="The webhook that sends this header.")
     name = models.CharField("header", max_length=100, validators=[validate_header_name],
                             help_text="E.g. X-Api-Key. Not Host, Content-Length, hop-by-hop or webhook-* headers.")
     value = EncryptedTextField(
