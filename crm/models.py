@@ -303,10 +303,14 @@ class Field(models.Model):
 
     @property
     def kind(self) -> "FieldKind":
-        """What its type does: cleaning, rendering, comparing, capturing (crm/field_types.py)."""
-        from crm.field_types import field_kind  # the registry imports these models
+        """What its type does: cleaning, rendering, comparing, capturing (crm/field_types.py). Looked up
+        once per instance and type (rendering asks for every value)."""
+        kind = self.__dict__.get("_kind")
+        if kind is None or kind.code != self.field_type:
+            from crm.field_types import field_kind  # the registry imports these models
 
-        return field_kind(self.field_type)
+            kind = self.__dict__["_kind"] = field_kind(self.field_type)
+        return kind
 
 
 class Record(models.Model):

@@ -8,9 +8,11 @@ import operator as op
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from crm.models import Field
+from crm.field_types import FieldKind
 from crm.field_types import aligned as values_aligned
 from workflows.models import Operator
 
@@ -35,13 +37,17 @@ class CompiledCondition:
     operator: str
     value: str
     value_to: str
+    kind: FieldKind = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", self.field.kind)  # resolved once: conditions run for every record event
 
     def holds(self, values: dict[str, Any], old_values: dict[str, Any] | None, time_zone: str,
               now: datetime.datetime) -> bool:
         current = values.get(self.field.api_name)
         if self.operator in (Operator.CHANGED, Operator.CHANGED_TO):
             changed = old_values is not None and old_values.get(self.field.api_name) != current
-            return changed and (self.operator == Operator.CHANGED or self.field.kind.equal(current, self.value,
+            return changed and (self.operator == Operator.CHANGED or self.kind.equal(current, self.value,
                                                                                             time_zone))
         if self.operator in (Operator.EMPTY, Operator.NOT_EMPTY):
             return _empty(current) == (self.operator == Operator.EMPTY)
@@ -51,7 +57,7 @@ class CompiledCondition:
 
     def _holds_for(self, current: Any, time_zone: str, now: datetime.datetime) -> bool:
         """The operators that test a value that is there."""
-        kind = self.field.kind
+        kind = self.kind
         if self.operator in (Operator.IS, Operator.ISNT):
             return kind.equal(current, self.value, time_zone) == (self.operator == Operator.IS)
         if self.operator == Operator.CONTAINS:
