@@ -46,12 +46,14 @@ def _attempts() -> Iterator[Metric]:
     columns = ["latency_count", "latency_ms_total", *(f"latency_le_{b}" for b in LATENCY_BUCKETS_MS), "latency_le_inf"]
     attempts = CounterMetricFamily("webhook_attempts", "Delivery attempts by source and outcome (the delivery's "
                                    "status after the attempt).", labels=["source", "outcome"])
-    for row in UsageCounter.objects.values("source", "outcome").annotate(calls_sum=Sum("calls")).order_by(
-            "source", "outcome"):
-        attempts.add_metric([row["source"], row["outcome"]], row["calls_sum"])
+    totals = dict.fromkeys(columns, 0)
+    for source, outcome, calls, *latency in UsageCounter.objects.values("source", "outcome").annotate(
+            calls_sum=Sum("calls"), **{f"{c}_sum": Sum(c) for c in columns}).order_by("source", "outcome") \
+            .values_list("source", "outcome", "calls_sum", *(f"{c}_sum" for c in columns)):
+        attempts.add_metric([source, outcome], calls)
+        for column, total in zip(columns, latency, strict=True):
+            totals[column] += total or 0
     yield attempts
-    sums = UsageCounter.objects.aggregate(**{column: Sum(column) for column in columns})
-    totals = {column: sums[column] or 0 for column in columns}
     buckets, running = [], 0
     for bound in LATENCY_BUCKETS_MS:
         running += totals[f"latency_le_{bound}"]

@@ -119,7 +119,8 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
 
 def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     """Why this delivery must end before sending, checked before every attempt."""
-    if delivery.sender is None or not delivery.sender.is_active:
+    sender = delivery.sender
+    if sender is None or not sender.is_active:
         kind = "channel" if delivery.is_subscription else "webhook"
         return DeliveryStatus.CANCELLED, "", f"The {kind} was deleted or deactivated."
     if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once

@@ -183,7 +183,7 @@ class MergeContext:
         if type(binding) is OnRecord:
             return self.field_value(self.record, binding.field)
         if isinstance(binding, OnLookup):
-            target = self._record(self.record.values.get(binding.via.api_name))
+            target = self.record_of(self.record.values.get(binding.via.api_name))
             return self.field_value(target, binding.field) if target else None
         if isinstance(binding, OnRelated):
             if related is not None:
@@ -208,19 +208,13 @@ class MergeContext:
 
     def record_of(self, pk: Any) -> Record | None:
         """A looked-up record, fetched once per rendering."""
-        return self._record(pk)
-
-    def user_of(self, pk: Any) -> CrmUser | None:
-        return self._user(pk)
-
-    def _record(self, pk: Any) -> Record | None:
         if pk is None:
             return None
         if pk not in self._records:
             self._records[pk] = Record.objects.select_related("module").filter(pk=pk).first()
         return self._records[pk]
 
-    def _user(self, pk: Any) -> CrmUser | None:
+    def user_of(self, pk: Any) -> CrmUser | None:
         if pk not in self._users:
             self._users[pk] = CrmUser.objects.filter(pk=pk).first()
         return self._users[pk]
