@@ -2,10 +2,16 @@
 aiohttp; the delivery engine's sender pool keeps one session per process, one-off sends (test sends,
 channel verification, through dispatcher/sending.py) make a short-lived one.
 
-- The URL is checked before any connection (http_client.request_refusal: scheme, port, address literals).
+- The URL is normalised as aiohttp itself does (yarl: IDNA, so `１２７．０．０．１` is 127.0.0.1) and checked
+  before any connection (http_client.url_checked: scheme, port, address literals); that very URL object
+  is what is sent.
 - The host is resolved by _GuardedResolver, which refuses the request if any address is not public
-  (private, loopback, link-local, reserved, metadata) and hands aiohttp exactly the checked addresses:
-  the address checked is the address connected to. No DNS cache: each new connection resolves again.
+  (private, loopback, link-local, reserved, metadata) and hands aiohttp exactly the checked addresses.
+  No DNS cache: each new connection resolves again.
+- **The address connected to is checked**: every socket the connector opens is made by guarded_socket
+  (aiohttp's public socket_factory hook), which refuses a forbidden peer address before the socket
+  exists, so no byte is sent to it whatever the URL looked like (an address literal never reaches the
+  resolver). Through the egress proxy, the CONNECT target is checked the same way.
 - Redirects are never followed (a 3xx is the attempt's result); no proxies from the environment; no
   cookies kept.
 - Connect and read timeouts, and a total deadline held by the event loop (a receiver that trickles a
@@ -23,6 +29,7 @@ request, aiohttp at ~940/s (100 in flight) using 0.3 ms, which leaves the CPU to
 """
 import asyncio
 import base64
+import errno
 import ipaddress
 import socket
 import ssl
@@ -36,7 +43,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 
 from dispatcher.http_client import (
-    CHUNK_SIZE, ErrorClass, HttpResult, classify, exception_chain, request_refusal, total_timeout,
+    CHUNK_SIZE, ErrorClass, HttpResult, classify, exception_chain, total_timeout, url_checked,
 )
 from dispatcher.validators import address_forbidden
 
@@ -44,8 +51,25 @@ MAX_HEADER_BYTES = 64 * 1024  # one response header line, as http.client allows;
 MAX_PROXY_HEAD_BYTES = 16 * 1024  # the egress proxy's answer to CONNECT
 
 
-class BlockedAddress(Exception):
-    """The host resolves to an address that is not public."""
+class BlockedAddress(OSError):
+    """The address a connection would use is not public. An OSError, so that aiohttp and aiohappyeyeballs
+    treat it as a failed connect (no socket is left open) and keep it as the cause."""
+
+    MESSAGE = "Refused to connect to the forbidden address"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(errno.EACCES, f"{self.MESSAGE} {address}")
+        self.address = address
+
+
+def guarded_socket(addr_info: tuple) -> socket.socket:
+    """aiohttp's socket_factory: the one place every connection's peer address passes through before a
+    socket exists, on every path (engine, test sends, channel verification, OAuth token calls)."""
+    family, type_, proto, _, sockaddr = addr_info
+    address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+    if address_forbidden(address):
+        raise BlockedAddress(str(address))
+    return socket.socket(family=family, type=type_, proto=proto)
 
 
 class _GuardedResolver(AbstractResolver):
@@ -93,6 +117,8 @@ class EgressProxy:
 
     async def tunnel(self, loop: asyncio.AbstractEventLoop, address: str, port: int) -> socket.socket:
         """A socket connected through the proxy to address:port (an address the resolver checked)."""
+        if address_forbidden(ipaddress.ip_address(address.split("%", 1)[0])):
+            raise BlockedAddress(address)  # never ask the proxy to reach inside, whatever the URL spelled
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         try:
             sock = await aiohappyeyeballs.start_connection(infos, loop=loop)
@@ -155,7 +181,8 @@ def session_create(*, max_in_flight: int) -> aiohttp.ClientSession:
     # webhooks on one host, one of them hanging, must not share slots); the sender pool caps each destination.
     # Waiting for a pooled connection would also count against the connect timeout.
     connector = _GuardedConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
-                                  use_dns_cache=False, enable_cleanup_closed=True, egress=egress_proxy())
+                                  socket_factory=guarded_socket, use_dns_cache=False, enable_cleanup_closed=True,
+                                  egress=egress_proxy())
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
 
@@ -172,14 +199,15 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    if (refused := request_refusal(request)) is not None:
-        return refused
+    url = url_checked(request.url)
+    if isinstance(url, HttpResult):
+        return url
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.WEBHOOK_CONNECT_TIMEOUT,
                                     sock_read=settings.WEBHOOK_READ_TIMEOUT)
     status, headers, chunks = None, {}, []
     try:
         async with asyncio.timeout(max(total, 0.001)):
-            async with session.request(request.method, request.url, headers=request.headers,
+            async with session.request(request.method, url, headers=request.headers,
                                        data=request.body or None, allow_redirects=False, timeout=timeout,
                                        ssl=tls if tls is not None else True) as response:
                 status = response.status
@@ -197,7 +225,7 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
     except Exception as error:  # noqa: BLE001 - aiohttp's own errors, OSError, and BlockedAddress from the resolver
         if (blocked := _blocked(error)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
-                              error_message=f"The host resolves to a forbidden address ({blocked}).")
+                              error_message=f"The address {blocked} is not a public address: nothing was sent to it.")
         if (egress := next((e for e in exception_chain(error) if isinstance(e, EgressRefused)), None)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.CONNECTION_ERROR, error_message=str(egress))
         error_class, message = classify(error)
@@ -226,4 +254,11 @@ def _failed(status, duration_ms, headers, chunks, error_class, message) -> HttpR
 
 
 def _blocked(error: BaseException) -> str | None:
-    return next((str(e) for e in exception_chain(error) if isinstance(e, BlockedAddress)), None)
+    """The forbidden address that stopped a connection; aiohappyeyeballs folds the errors of several
+    addresses into one OSError of their messages, so the message is looked for too."""
+    for e in exception_chain(error):
+        if isinstance(e, BlockedAddress):
+            return e.address
+        if BlockedAddress.MESSAGE in str(e):
+            return str(e).split(BlockedAddress.MESSAGE, 1)[1].split(",", 1)[0].strip()
+    return None

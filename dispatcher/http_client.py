@@ -5,11 +5,11 @@ the refusal of a URL that must not be sent, and the mapping of exceptions to err
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import urlsplit
-
+import yarl
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
-from dispatcher.validators import address_forbidden, literal_address, port_allowed
+from dispatcher.validators import address_forbidden, literal_address, port_allowed, url_parse
 
 CHUNK_SIZE = 16 * 1024
 
@@ -44,26 +44,29 @@ class HttpResult:
         return self.status_code is not None and 200 <= self.status_code < 300 and self.error_class is None
 
 
-def request_refusal(request) -> HttpResult | None:
-    """Why this request must not be sent at all (URL, scheme, port, an address spelled in the URL), checked
-    before any connection; None when it may go."""
+def url_checked(url: str) -> yarl.URL | HttpResult:
+    """The URL the client will use (normalised: validators.url_parse), or why it must not be sent at all
+    (scheme, port, credentials, an address spelled in the URL in any form), checked before any connection.
+    The caller sends exactly the object returned, so what was checked is what is used."""
     try:
-        parts = urlsplit(request.url)
-        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
-    except ValueError:
+        parsed = url_parse(url)
+        port = parsed.port if parsed.port is not None else 0
+    except (ValidationError, ValueError):
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
-    if parts.scheme not in ("http", "https") or not parts.hostname or "%" in parts.hostname:
+    host = parsed.raw_host or ""
+    if parsed.scheme not in ("http", "https") or not host or "%" in host:
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL, error_message="The URL is not valid.")
-    if "@" in parts.netloc:  # user:password@host would be sent as Basic credentials by either client
+    if parsed.raw_user is not None or parsed.raw_password is not None:  # either client would send them as Basic
         return HttpResult(None, 0, error_class=ErrorClass.INVALID_URL,
                           error_message="A URL with a user name or password is not sent; use Basic authentication.")
     if port == 0 or not port_allowed(port):
         return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_PORT, error_message=f"Port {port} is not allowed.")
-    # An address spelled in the URL is checked before anything is sent, in every spelling a resolver accepts.
-    if (address := literal_address(parts.hostname)) is not None and address_forbidden(address):
+    # An address spelled in the URL is checked before anything is sent, in every spelling a resolver accepts;
+    # the connect-time guard checks it again, whatever the spelling.
+    if (address := literal_address(host)) is not None and address_forbidden(address):
         return HttpResult(None, 0, error_class=ErrorClass.BLOCKED_ADDRESS,
                           error_message=f"The address {address} is not a public address.")
-    return None
+    return parsed
 
 
 def total_timeout(seconds: float | None = None) -> tuple[ErrorClass, str]:

@@ -5,6 +5,7 @@ import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
+import yarl
 from django.core.exceptions import ValidationError
 from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 
@@ -60,47 +61,87 @@ def port_allowed(port: int) -> bool:
     return settings.WEBHOOK_ALLOW_ANY_PORT or port in settings.WEBHOOK_ALLOWED_PORTS
 
 
-def validate_webhook_url(value: str) -> None:
-    """Refuse what can never be sent: other schemes, credentials in the URL, disallowed ports, private IPs.
+def url_parse(value: str) -> yarl.URL:
+    """The URL as the guarded client will really use it, or a ValidationError saying why it cannot be.
 
-    Host names are checked again when sending, against the address they resolve to then.
-    """
+    yarl is aiohttp's own URL library: it applies IDNA to the host, so full-width or circled digits and
+    ideographic full stops (``http://１２７．０．０．１/``) become the ASCII address they spell, lower-cases
+    scheme and host and drops a default port. Every address rule is judged on this form, never on the
+    spelling, and it is the form stored and shown (url_normalise)."""
     if any(char.isspace() for char in value):
         raise ValidationError("The URL must not contain spaces; encode them as %20.", code="invalid_url")
     if any(ord(char) < 32 or ord(char) == 127 or 0xD800 <= ord(char) <= 0xDFFF for char in value):
         raise ValidationError("The URL must not contain control characters (such as NUL).", code="invalid_url")
     try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValidationError("This is not a valid URL (check the port number).", code="invalid_url") from None
-    if parts.scheme not in ("http", "https"):
+        url = yarl.URL(value)
+        url.port  # noqa: B018 - parses the port: out of range or not a number raises here
+    except (ValueError, TypeError) as error:  # UnicodeError (a host IDNA refuses) is a ValueError
+        part = "port number" if "port" in str(error).lower() else "host name"
+        raise ValidationError(f"This is not a valid URL (check the {part}).", code="invalid_url") from None
+    return url
+
+
+def url_normalise(value: str) -> str:
+    """The normalised form of a URL (see url_parse); a value that is no URL at all is returned unchanged,
+    for validate_webhook_url to refuse with its message."""
+    try:
+        return str(url_parse(value))
+    except ValidationError:
+        return value
+
+
+def validate_webhook_url(value: str) -> None:
+    """Refuse what can never be sent: other schemes, credentials in the URL, disallowed ports, private IPs,
+    judged on the normalised URL (url_parse), the one the client connects to.
+
+    Host names are checked again when sending, against the address they resolve to then, and the
+    address of every socket is checked once more when it connects (async_client).
+    """
+    url = url_parse(value)
+    if url.scheme not in ("http", "https"):
         raise ValidationError("The URL must start with http:// or https://.", code="invalid_scheme")
-    if not parts.hostname:
+    host = url.raw_host
+    if not host:
         raise ValidationError("The URL has no host name.", code="invalid_url")
-    if parts.username is not None or parts.password is not None:
+    if url.raw_user is not None or url.raw_password is not None:
         raise ValidationError(
             "Do not put a user name or password in the URL; use Basic authentication or a custom parameter.",
             code="credentials_in_url",
         )
-    if parts.fragment:
+    if url.raw_fragment or "#" in value:
         raise ValidationError("The URL must not contain a #fragment; it is never sent.", code="invalid_url")
-    if "%" in parts.hostname:
+    if "%" in host:
         raise ValidationError("The host name must not contain “%” (an encoded character or an IPv6 zone).",
                               code="invalid_url")
-    effective_port = port if port is not None else (443 if parts.scheme == "https" else 80)
-    if effective_port == 0 or not port_allowed(effective_port):
+    port = url.port or 0
+    if port == 0 or not port_allowed(port):
         allowed = ", ".join(map(str, settings.WEBHOOK_ALLOWED_PORTS))
         raise ValidationError(
-            f"Port {effective_port} is not allowed; webhooks may only use ports {allowed}.", code="port_not_allowed"
+            f"Port {port} is not allowed; webhooks may only use ports {allowed}.", code="port_not_allowed"
         )
-    address = literal_address(parts.hostname)
+    address = literal_address(host)
     if address is not None and address_forbidden(address):
+        spelled = "" if literal_address(url_host_as_typed(value)) == address \
+            else " (what the URL's host reads as once normalised)"
         raise ValidationError(
-            f"The address {parts.hostname} is private, loopback, link-local or reserved; webhooks can only reach public "
-            "addresses.",
+            f"The address {address_display(address)}{spelled} is private, loopback, link-local or reserved; webhooks can only "
+            "reach public addresses.",
             code="private_address",
         )
+
+
+def address_display(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An IPv4-mapped IPv6 address with its IPv4 part readable (::ffff:192.168.0.1, not ::ffff:c0a8:1)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def url_host_as_typed(value: str) -> str:
+    try:
+        return (urlsplit(value).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 LEGACY_IPV4_RE = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)

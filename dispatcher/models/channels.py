@@ -4,10 +4,10 @@ from django.db import models
 
 from crm.models import CrmUser, Organization
 from dispatcher.crypto import EncryptedTextField
+from dispatcher.models.fields import ReceiverURLField
 from dispatcher.models.webhooks import (
     URL_MAX_LENGTH, SignsDeliveries, previous_secret_fields, signing_secret_generate,
 )
-from dispatcher.validators import validate_webhook_url
 
 TOKEN_MAX_LENGTH = 50  # as Zoho's notification token
 
@@ -39,7 +39,7 @@ class Channel(SignsDeliveries, models.Model):
     fields = models.JSONField(
         "field filter", default=list, blank=True,
         help_text="API names of fields; when set, edits notify only if one of these fields changed.")
-    notify_url = models.CharField("notify URL", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url],
+    notify_url = ReceiverURLField("notify URL", max_length=URL_MAX_LENGTH,
                                   help_text=("Where the notifications are sent (through the guarded client, like a "
                                              "webhook's URL)."))
     token = EncryptedTextField("token", blank=True,

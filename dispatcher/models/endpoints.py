@@ -3,11 +3,14 @@ from urllib.parse import urlsplit
 from django.db import models
 
 from crm.models import Organization
+from dispatcher.validators import url_normalise
 
 
 def destination_of(url: str) -> str:
-    """Scheme, host (lower case), port if given, and path: what identifies a receiver; not the query."""
-    parts = urlsplit(url)
+    """Scheme, host, port unless the default, and path of the normalised URL (validators.url_normalise):
+    what identifies a receiver, however its URL was spelled; not the query."""
+    normalised = url_normalise(url)
+    parts = urlsplit(normalised)
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"

@@ -9,8 +9,9 @@ from django.db import models
 from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_time_zone
 from crm.models import Module, Organization
 from dispatcher.crypto import EncryptedTextField
+from dispatcher.models.fields import ReceiverURLField
 from dispatcher.validators import (
-    validate_header_name, validate_header_value, validate_parameter_name, validate_webhook_name, validate_webhook_url,
+    validate_header_name, validate_header_value, validate_parameter_name, validate_webhook_name,
 )
 
 NAME_MAX_LENGTH = 100
@@ -101,8 +102,8 @@ class Webhook(SignsDeliveries, models.Model):
     )
     description = models.CharField("description", max_length=DESCRIPTION_MAX_LENGTH, blank=True,
                                    help_text="At most 200 characters.")
-    url = models.CharField(
-        "URL to notify", max_length=URL_MAX_LENGTH, validators=[validate_webhook_url],
+    url = ReceiverURLField(
+        "URL to notify", max_length=URL_MAX_LENGTH,
         help_text="http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.",
     )
     method = models.CharField("method", max_length=4, choices=Method.choices, default=Method.POST,
@@ -122,8 +123,8 @@ class Webhook(SignsDeliveries, models.Model):
     auth_token = EncryptedTextField(
         "bearer token", blank=True,
         help_text="Sent as Authorization: Bearer <token>. Stored encrypted and never shown again.")
-    oauth_token_url = models.CharField(
-        "token URL", max_length=URL_MAX_LENGTH, blank=True, validators=[validate_webhook_url],
+    oauth_token_url = ReceiverURLField(
+        "token URL", max_length=URL_MAX_LENGTH, blank=True,
         help_text="OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as "
         "the webhook URL apply.")
     oauth_client_id = models.CharField("client id", max_length=200, blank=True, help_text="OAuth 2.0 client id.")

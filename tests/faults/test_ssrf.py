@@ -1,13 +1,27 @@
 """Hostile URLs: each is refused, at save time where it can be known, and always at send time,
 and the socket layer proves that no connection was even tried."""
+import asyncio
+import ipaddress
+import json
 import socket
+from io import StringIO
 
+import aiohttp
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from crm import services as crm_services
+from crm.models import ApiScope
+from dispatcher import async_client
+from dispatcher import delivery as delivery_engine
 from dispatcher.http_client import ErrorClass
+from dispatcher.models import DeliveryStatus
 from dispatcher.rendering.request import RenderedRequest
-from dispatcher.validators import validate_webhook_url
+from dispatcher.validators import address_display, validate_webhook_url
+from tests.factories import webhook_create
+from tests.faults.proxy import ConnectProxy
 
 # (url, refused when saved too) — host names are only known to be bad once resolved, at send time.
 HOSTILE = [
@@ -115,3 +129,171 @@ def test_a_rebinding_name_is_connected_to_at_the_address_that_was_checked(reques
     assert result.error_class == ErrorClass.CONNECTION_ERROR  # the test refuses every connection
     assert {address[0] for address in no_connections} == {"93.184.216.34"}
     assert calls == ["93.184.216.34"]
+
+
+# --- host names that normalise to an address (issue 25) ------------------------------------------------
+# Each is an inside address spelled with Unicode: the URL library (yarl, aiohttp's own) turns the host into
+# the ASCII address it reads as (IDNA), so a check of the spelling alone lets it through.
+UNICODE_SPELLINGS = [
+    ("http://１２７.０.０.１/", "127.0.0.1"),  # full-width digits
+    ("http://127。0。0。1/", "127.0.0.1"),  # ideographic full stops
+    ("http://127．0．0．1/", "127.0.0.1"),  # full-width full stops
+    ("http://127｡0｡0｡1/", "127.0.0.1"),  # half-width ideographic full stops
+    ("http://①②⑦.⓪.⓪.①/", "127.0.0.1"),  # circled digits
+    ("http://𝟏𝟐𝟕.𝟎.𝟎.𝟏/", "127.0.0.1"),  # mathematical bold digits
+    ("http://₁₂₇.0.0.1/", "127.0.0.1"),  # subscript digits
+    ("http://¹²⁷.0.0.1/", "127.0.0.1"),  # superscript digits
+    ("http://⑩.⓪.⓪.①/", "10.0.0.1"),  # a circled ten
+    ("http://１０.０.０.１/hook", "10.0.0.1"),
+    ("http://１６９.２５４.１６９.２５４/latest/meta-data/", "169.254.169.254"),
+    ("http://169．254．169．254．/latest/", "169.254.169.254"),  # and a trailing full-width stop
+    ("http://２１３０７０６４３３/", "127.0.0.1"),  # the decimal form of issue 8, full-width
+    ("http://０ｘ７ｆ０００００１/", "127.0.0.1"),  # the hexadecimal form
+    ("http://０x7f.1/", "127.0.0.1"),  # the short hexadecimal form
+    ("http://[::ｆｆｆｆ:127.0.0.1]/", "::ffff:127.0.0.1"),  # IPv4-mapped IPv6 with full-width hex
+    ("http://[::１]/", "::1"),
+    ("https://１９２.１６８.１.１:443/", "192.168.1.1"),
+    ("http://１００.６４.０.１/", "100.64.0.1"),  # carrier-grade NAT
+]
+UNICODE_URLS = [url for url, _ in UNICODE_SPELLINGS]
+
+
+@pytest.mark.parametrize("url", UNICODE_URLS)
+def test_unicode_spellings_of_inside_addresses_are_refused_by_the_client_without_a_socket(request_send,
+                                                                                          no_connections, url):
+    result = request_send(RenderedRequest("POST", url, {"Content-Type": "application/json"}, b"{}"))
+    assert result.status_code is None and result.error_class == ErrorClass.BLOCKED_ADDRESS, (url, result)
+    assert no_connections == []
+
+
+@pytest.mark.parametrize(("url", "address"), UNICODE_SPELLINGS)
+def test_unicode_spellings_are_refused_when_saved_naming_the_address_they_read_as(settings, url, address):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    with pytest.raises(ValidationError) as error:
+        validate_webhook_url(url)
+    message = error.value.messages[0]
+    assert "private, loopback, link-local or reserved" in message
+    assert address_display(ipaddress.ip_address(address)) in message
+
+
+def test_the_url_is_stored_and_shown_as_the_client_will_use_it(modules, admin_client):
+    hook = webhook_create(module=modules["Deals"], url="HTTPS://ＢＯＯＫＳ．Example.com:443/hook?a=1")
+    hook.refresh_from_db()
+    assert hook.url == "https://books.example.com/hook?a=1"
+    page = admin_client.get(f"/admin/dispatcher/webhook/{hook.pk}/change/").content.decode()
+    assert 'value="https://books.example.com/hook?a=1"' in page and "ＢＯＯＫＳ" not in page
+
+
+def test_the_socket_guard_refuses_a_forbidden_peer_whatever_the_url_was(no_connections):
+    """The connect-time check on its own: a request that skips every URL check (an address literal never
+    reaches the resolver) still opens no connection to an inside address."""
+
+    async def send_bypassing_the_url_checks(url: str):
+        async with async_client.session_create(max_in_flight=2) as session:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)):
+                pass
+
+    for url in ("http://127.0.0.1/", "http://[::1]/", "http://169.254.169.254/", "http://１０.０.０.１/"):
+        with pytest.raises(aiohttp.ClientConnectorError) as error:
+            asyncio.run(send_bypassing_the_url_checks(url))
+        assert isinstance(error.value.__cause__, async_client.BlockedAddress), url
+    with pytest.raises(async_client.BlockedAddress):
+        async_client.guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 80)))
+    assert no_connections == []
+
+
+def _unicode_channel_body(port: int) -> dict:
+    return {"events": ["Deals.create"], "notify_url": f"http://１２７.０.０.１:{port}/latest/meta-data/"}
+
+
+def test_a_channel_to_a_unicode_inside_address_is_refused_by_the_api(client, owner, settings, no_connections):
+    from dispatcher.models import Channel
+
+    settings.WEBHOOK_ALLOW_ANY_PORT = True  # only the address stands in the way
+    key = crm_services.api_key_create(user=owner, name="Integration")[1]
+    response = client.post("/api/v1/channels/", data=json.dumps(_unicode_channel_body(8080)),
+                           content_type="application/json", headers={"X-API-Key": key})
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert "127.0.0.1" in json.dumps(response.json()) and not Channel.objects.exists()
+    assert no_connections == []
+
+
+@pytest.mark.parametrize("through", ["api", "cli"])
+def test_config_import_refuses_a_unicode_inside_address(client, owner, modules, settings, tmp_path, through,
+                                                        no_connections):
+    from dispatcher.models import Webhook
+    from workflows.config_io import config_export_all
+
+    webhook_create(module=modules["Deals"], name="Books", url="https://books.example.com/hook")
+    exported = config_export_all(organization=owner.organization)
+    exported["webhooks"][0]["url"] = "http://１６９.２５４.１６９.２５４/latest/meta-data/"
+    if through == "api":
+        key = crm_services.api_key_create(user=owner, name="CI", scopes=[ApiScope.CONFIG])[1]
+        response = client.post("/api/v1/config/", data=json.dumps(exported), content_type="application/json",
+                               headers={"X-API-Key": key})
+        assert response.status_code == 422 and "169.254.169.254" in "\n".join(response.json()["problems"])
+    else:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(exported))
+        with pytest.raises(CommandError, match="169.254.169.254"):
+            call_command("import_config", str(path), stdout=StringIO())
+    assert Webhook.objects.get(name="Books").url == "https://books.example.com/hook"
+    assert no_connections == []
+
+
+def test_the_engine_refuses_a_stored_unicode_address_without_a_socket(modules, owner, no_connections):
+    """A row that skipped validation (an older version, a raw update): the send-time checks still hold."""
+    from dispatcher.models import Webhook
+
+    hook = webhook_create(module=modules["Deals"], url="https://books.example.com/hook", entity=[("d", "x")])
+    Webhook.objects.filter(pk=hook.pk).update(url="http://１６９.２５４.１６９.２５４/latest/meta-data/",
+                                              modified_at=timezone.now())
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [(pk, token)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=10)
+    delivery = delivery_engine.delivery_attempt(delivery_id=pk, token=token)
+    assert (delivery.status, delivery.last_error_class) == (DeliveryStatus.FAILED, "url_refused")
+    assert "169.254.169.254" in delivery.status_reason
+    assert no_connections == []
+
+
+def test_an_oauth_token_url_with_a_unicode_inside_address_is_never_called(modules, owner, no_connections):
+    from dispatcher.models import AuthType, Webhook
+
+    hook = webhook_create(module=modules["Deals"], url="https://books.example.com/hook", entity=[("d", "x")],
+                          auth_type=AuthType.OAUTH2, oauth_token_url="https://auth.example.com/token",
+                          oauth_client_id="crm", oauth_client_secret="s3cret-client")
+    Webhook.objects.filter(pk=hook.pk).update(oauth_token_url="http://①②⑦.⓪.⓪.①/token", modified_at=timezone.now())
+    deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+    delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    [(pk, token)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=10)
+    delivery = delivery_engine.delivery_attempt(delivery_id=pk, token=token)
+    assert delivery.last_error_class == "token_error" and "127.0.0.1" in delivery.status_reason
+    assert no_connections == []
+
+
+def test_the_egress_proxy_is_never_asked_for_an_inside_address(settings, modules, owner):
+    """The proxy's own address is the operator's; the CONNECT target is checked like any socket's peer."""
+    from dispatcher.models import Webhook
+
+    proxy = ConnectProxy()
+    settings.WEBHOOK_EGRESS_PROXY = proxy.url
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    try:
+        hook = webhook_create(module=modules["Deals"], url="https://books.example.com/hook", entity=[("d", "x")])
+        Webhook.objects.filter(pk=hook.pk).update(url="http://１６９.２５４.１６９.２５４/", modified_at=timezone.now())
+        deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+        [(pk, token)] = delivery_engine.deliveries_claim(now=timezone.now(), limit=10)
+        delivery = delivery_engine.delivery_attempt(delivery_id=pk, token=token)
+        assert delivery.last_error_class == "url_refused"
+
+        async def tunnel_to(address: str):
+            return await async_client.egress_proxy().tunnel(asyncio.get_running_loop(), address, 80)
+
+        for address in ("169.254.169.254", "10.0.0.1", "::1"):
+            with pytest.raises(async_client.BlockedAddress):
+                asyncio.run(tunnel_to(address))
+        assert proxy.asked == []
+    finally:
+        proxy.close()
