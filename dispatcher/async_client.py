@@ -171,6 +171,29 @@ class _GuardedConnector(aiohttp.TCPConnector):
             raise
 
 
+GUARD_PROBE_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a receiver, whatever the settings allow
+
+
+def guard_problem() -> str | None:
+    """Why the connect-time check is not in effect, or None. The guard relies on aiohttp handing every
+    connection's address to socket_factory; processes check it when they start (dispatcher/checks.py), so
+    a library upgrade that stopped doing so fails fast instead of connecting unchecked. No packet is sent
+    while it holds: the probe's socket is refused before it exists."""
+
+    async def probe() -> str | None:
+        async with session_create(max_in_flight=1) as session:
+            try:
+                async with session.get(f"http://{GUARD_PROBE_ADDRESS}/", allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=2)):
+                    return f"a request to {GUARD_PROBE_ADDRESS} was sent"
+            except Exception as error:  # noqa: BLE001 - any other outcome is the problem to report
+                if _blocked(error) is not None:
+                    return None
+                return f"a connection to {GUARD_PROBE_ADDRESS} was tried ({type(error).__name__})"
+
+    return asyncio.run(probe())
+
+
 def egress_proxy() -> EgressProxy | None:
     return EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY) if settings.WEBHOOK_EGRESS_PROXY else None
 

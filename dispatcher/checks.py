@@ -1,5 +1,5 @@
 """System checks of our own: no process runs, without debug, on keys anyone with the source knows, nor with
-an egress proxy it cannot use.
+an egress proxy it cannot use, nor with an HTTP library that bypasses the connect-time address check.
 
 They run with every management command (`migrate`, `check`, `check --deploy`) and when the web and Celery
 processes start (config/wsgi.py, config/celery.py), which refuse to start on an error."""
@@ -43,9 +43,21 @@ def egress_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     return []
 
 
+@checks.register(checks.Tags.security)
+def guard_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from dispatcher.async_client import guard_problem
+
+    if (problem := guard_problem()) is None:
+        return []
+    return [checks.Error(f"The outbound guard is not in effect: {problem}.",
+                         hint="The installed aiohttp no longer calls the connector's socket_factory for every "
+                              "connection; install the version requirements.txt pins.",
+                         id="dispatcher.E004")]
+
+
 def insecure_start_reason(process: str) -> str | None:
     """Why a process must not start (the checks above), or None."""
-    errors = [message for message in keys_check() + egress_check() if message.is_serious()]
+    errors = [message for message in keys_check() + egress_check() + guard_check() if message.is_serious()]
     if not errors:
         return None
     return f"The {process} refuses to start: " + "; ".join(f"{e.msg} {e.hint}" for e in errors)

@@ -297,3 +297,19 @@ def test_the_egress_proxy_is_never_asked_for_an_inside_address(settings, modules
         assert proxy.asked == []
     finally:
         proxy.close()
+
+
+def test_processes_refuse_to_start_if_the_http_library_stops_calling_the_socket_guard(monkeypatch, no_connections):
+    from dispatcher.checks import guard_check, insecure_start_reason
+
+    assert guard_check() == [] and no_connections == []
+    original = aiohttp.TCPConnector.__init__
+
+    def ignoring_socket_factory(self, *args, socket_factory=None, **kwargs):  # as a changed aiohttp might
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.TCPConnector, "__init__", ignoring_socket_factory)
+    [error] = guard_check()
+    assert error.id == "dispatcher.E004" and "192.0.2.1" in error.msg
+    assert "The worker refuses to start: The outbound guard is not in effect" in insecure_start_reason("worker")
+    assert {address[0] for address in no_connections} == {"192.0.2.1"}  # only the probes, refused by this test
