@@ -181,7 +181,7 @@ def guard_problem() -> str | None:
     while it holds: the probe's socket is refused before it exists."""
 
     async def probe() -> str | None:
-        async with session_create(max_in_flight=1) as session:
+        async with session_create(max_in_flight=1, egress=None) as session:  # the proxy has its own check
             try:
                 async with session.get(f"http://{GUARD_PROBE_ADDRESS}/", allow_redirects=False,
                                        timeout=aiohttp.ClientTimeout(total=2)):
@@ -198,14 +198,17 @@ def egress_proxy() -> EgressProxy | None:
     return EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY) if settings.WEBHOOK_EGRESS_PROXY else None
 
 
-def session_create(*, max_in_flight: int) -> aiohttp.ClientSession:
+_FROM_SETTINGS = EgressProxy("", 0, "")  # session_create's default: the proxy WEBHOOK_EGRESS_PROXY names
+
+
+def session_create(*, max_in_flight: int, egress: EgressProxy | None = _FROM_SETTINGS) -> aiohttp.ClientSession:
     """A session of the guarded client, used only by the event loop it was created in."""
     # No per-host limit here: aiohttp counts host and port, while a destination is also its path (two
     # webhooks on one host, one of them hanging, must not share slots); the sender pool caps each destination.
     # Waiting for a pooled connection would also count against the connect timeout.
     connector = _GuardedConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
                                   socket_factory=guarded_socket, use_dns_cache=False, enable_cleanup_closed=True,
-                                  egress=egress_proxy())
+                                  egress=egress_proxy() if egress is _FROM_SETTINGS else egress)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
 
