@@ -1,4 +1,4 @@
-"""Screenshots of the delivery log, a delivery's detail and the usage chart, for the README.
+"""Screenshots of the delivery log, a delivery's detail, the usage chart and the record form, for the README.
 
 Run the product first (./scripts/dev.sh), then, with Debian's chromium and the playwright package
 (pip install playwright; no browser download is needed):
@@ -27,15 +27,46 @@ def api(url: str, key: str, method: str, path: str, body: dict) -> dict:
         return json.load(response)["data"]
 
 
+def record_form(page, url: str, out: Path) -> None:
+    """Records → Add → Deals: the form with an error beside its field, then with the account search open."""
+    for shot, amount in (("record-form-error.png", "lots"), ("record-form.png", "12500")):
+        page.goto(f"{url}/admin/crm/record/add/")
+        page.select_option("#id_module", label="Deals (Zylker Inc)")
+        page.click("#choose-module input[type=submit]")
+        page.wait_for_selector("#record_form")
+        page.fill("#id_values__Deal_Name", "Website redesign")
+        page.fill("#id_values__Amount", amount)
+        page.select_option("#id_values__Stage", "Negotiation/Review")
+        page.select_option("#id_values__Type", "New Business")
+        page.fill("#id_values__Payment_Due_Date", "2026-12-15")
+        page.click(".field-values__Account_Name .select2-selection")
+        page.fill(".select2-search__field", "z")
+        page.wait_for_selector(".select2-results__option:not(.loading-results)")
+        if amount == "lots":  # saved with a word for the amount: the error, and everything typed kept
+            page.keyboard.press("Enter")
+            page.click("input[name=_save]")
+            page.wait_for_selector(".errornote")
+        page.screenshot(path=str(out / shot), full_page=True)
+
+
+def rule_actions(page, url: str, out: Path) -> None:
+    """A workflow rule's actions, each with its "View webhook log" link, within the page's width."""
+    page.goto(f"{url}/admin/workflows/workflowrule/?q=Commission")
+    page.click("#result_list tbody tr th a")
+    page.wait_for_selector("#actions-group")
+    page.locator("#actions-group").screenshot(path=str(out / "rule-actions.png"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--out", default=str(BASE_DIR / "docs" / "screenshots"))
+    parser.add_argument("--var", default=str(BASE_DIR / "var"), help="the demo's VAR_DIR (its logins and API key)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    password = (BASE_DIR / "var" / "admin-password").read_text().strip()
-    key = (BASE_DIR / "var" / "api-key").read_text().strip()
+    password = (Path(args.var) / "admin-password").read_text().strip()
+    key = (Path(args.var) / "api-key").read_text().strip()
     deal = api(args.url, key, "POST", "Deals/", {"Deal_Name": "Screenshot deal", "Type": "New Business",
                                                   "Stage": "Negotiation/Review", "Amount": "1500"})
     api(args.url, key, "PATCH", f"Deals/{deal['id']}/", {"Stage": "Closed Won"})
@@ -54,6 +85,8 @@ def main() -> None:
         page.goto(f"{args.url}/admin/dispatcher/dailyusage/chart/")
         page.wait_for_selector("#usage-table")
         page.screenshot(path=str(out / "usage-chart.png"), full_page=True)
+        record_form(page, args.url, out)
+        rule_actions(page, args.url, out)
         browser.close()
     print(f"saved {', '.join(p.name for p in sorted(out.glob('*.png')))} in {out}")
 

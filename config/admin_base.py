@@ -23,6 +23,7 @@ ORGANIZATION_PATHS: dict[str, str] = {
     "crm.field": "module__organization", "crm.record": "module__organization", "crm.apikey": "organization",
     "dispatcher.webhook": "organization", "dispatcher.entityparameter": "webhook__organization",
     "dispatcher.customparameter": "webhook__organization", "dispatcher.capture": "webhook__organization",
+    "dispatcher.webhookheader": "webhook__organization",
     "dispatcher.delivery": "organization", "dispatcher.attempt": "delivery__organization",
     "dispatcher.dailyusage": "organization", "dispatcher.usagecounter": "organization",
     "dispatcher.channel": "organization", "dispatcher.endpoint": "organization",

@@ -16,6 +16,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 
 from crm.api.errors import PROBLEM_CONTENT_TYPE, ApiError, error_response_of, problem_response
+from crm.api.openapi import openapi_schema
 from crm.api.parser import HardenedParser, json_body
 from crm.apis import router as records_router
 from dispatcher.apis import channels_router, deliveries_router, webhooks_router
@@ -31,8 +32,9 @@ with a `code`. POSTs accept an `Idempotency-Key` header. See the README's "REST 
 
 class CrmApi(NinjaAPI):
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPISchema:
-        """Errors are documented as application/problem+json, which is what they are."""
-        schema = super().get_openapi_schema(*args, **kwargs)
+        """Each operation names its API-key scope and every POST its Idempotency-Key header
+        (crm/api/openapi.py); errors are documented as application/problem+json, which is what they are."""
+        schema = openapi_schema(self, *args, **kwargs)
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 for status, response in operation.get("responses", {}).items():

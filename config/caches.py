@@ -23,6 +23,8 @@ TLS contexts (dispatcher.sending)     the PEM texts               none: the key 
 OAuth access tokens                   client                      their expiry (dispatcher.sending._Tokens)
 compiled templates, secret            the text                    none: functools.lru_cache of pure functions
 spellings (dispatcher.rendering)
+client addresses refused for          address                     the end of the minute they were refused in
+invalid API keys (crm.api.throttle)                               (the database keeps the count)
 the sender pool and its HTTP          one per process             WEBHOOK_MAX_IN_FLIGHT…, WEBHOOK_EGRESS_PROXY
 session (dispatcher.delivery.pool)
 ====================================  ==========================  ==============================================

@@ -17,3 +17,33 @@ def _refuse_insecure_start(sender=None, **kwargs) -> None:
 
     if reason := insecure_start_reason("Celery worker" if "Worker" in type(sender).__name__ else "Celery beat"):
         raise SystemExit(reason)  # not an Exception: Celery logs those from signal handlers and goes on
+
+
+# A worker asked to stop (SIGTERM from honcho on Ctrl-C, systemd or a container runtime) hands back what its
+# drains hold within a few seconds and exits: see dispatcher/delivery/stopping.py.
+@signals.worker_process_init.connect
+def _pool_process_stops_gracefully(**kwargs) -> None:
+    from dispatcher.delivery import stopping
+
+    stopping.pool_process_started()
+
+
+@signals.task_prerun.connect
+def _task_started(task_id=None, task=None, **kwargs) -> None:
+    from dispatcher.delivery import stopping
+
+    stopping.task_started(task_id=task_id, name=task.name)
+
+
+@signals.task_postrun.connect
+def _task_ended(task_id=None, **kwargs) -> None:
+    from dispatcher.delivery import stopping
+
+    stopping.task_ended(task_id=task_id)
+
+
+@signals.worker_shutting_down.connect
+def _worker_stops_its_drains(how=None, **kwargs) -> None:
+    from dispatcher.delivery import stopping
+
+    stopping.worker_shutting_down(how=how or "")

@@ -77,14 +77,20 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into its answer
 ]
-# Admin logins: after AXES_FAILURE_LIMIT wrong passwords for one user name from one address, that pair is
-# locked out for AXES_COOLOFF_MINUTES (django-axes; the API authenticates by key and has its own throttle).
+# Admin logins: after AXES_FAILURE_LIMIT wrong passwords for one user name, from any address, that user name is
+# locked out for AXES_COOLOFF_MINUTES (django-axes; the API authenticates by key and has its own throttles).
+# The user name too: locking only the pair (user name, address) let a locked user name go on from another
+# address. The user name's count is never below the pair's, so it decides; the pair is kept for axes' own
+# check (W006 warns when no lockout parameter has the address).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)  # proxies whose X-Forwarded-For counts
+# The client's address as the API throttles see it (django-ipware is not installed, so axes would otherwise
+# read REMOTE_ADDR only and ignore AXES_PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "crm.api.throttle.client_address"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -118,6 +124,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     options.setdefault("timeout", 20)
     options.setdefault("transaction_mode", "IMMEDIATE")
     options.setdefault("init_command", "PRAGMA journal_mode=WAL;")
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A process whose connection dies without a word (a host crash, a network partition) would keep the rows
+    # it had locked for as long as the server keeps its session (hours), and other workers' claims (SKIP
+    # LOCKED) would pass them by. The server ends a session idle inside a transaction after
+    # DATABASE_IDLE_IN_TRANSACTION_TIMEOUT, which rolls it back and frees its rows (README "Scaling out"):
+    # no transaction of the product waits on a receiver between two statements. Keepalives and
+    # tcp_user_timeout let a process notice a database it cannot reach instead of waiting on it forever.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    _given = options.get("options", "")  # `?options=-c …` in DATABASE_URL wins for what it names
+    _session_timeouts = {  # seconds; 0 leaves the server's (or the role's) own setting: behind PgBouncer
+        "idle_in_transaction_session_timeout": env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=60.0),
+        "statement_timeout": env.float("DATABASE_STATEMENT_TIMEOUT", default=0.0),
+    }
+    _startup = [f"-c {name}={max(1, round(seconds * 1000))}" for name, seconds in _session_timeouts.items()
+                if seconds > 0 and name not in _given]
+    if _startup:
+        options["options"] = " ".join([_given, *_startup]).strip()
+    _keepalives = (env.int("DATABASE_KEEPALIVES_IDLE", default=30), env.int("DATABASE_KEEPALIVES_INTERVAL", default=10),
+                   env.int("DATABASE_KEEPALIVES_COUNT", default=3))
+    options.setdefault("keepalives", 1)
+    options.setdefault("keepalives_idle", _keepalives[0])
+    options.setdefault("keepalives_interval", _keepalives[1])
+    options.setdefault("keepalives_count", _keepalives[2])
+    # Data sent and not acknowledged for this long (the database host gone mid-statement) ends the connection
+    # too; by default as long as unanswered keepalives take.
+    options.setdefault("tcp_user_timeout", round(1000 * env.float(
+        "DATABASE_TCP_USER_TIMEOUT", default=_keepalives[0] + _keepalives[1] * _keepalives[2])))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Time and language --------------------------------------------------------------
@@ -179,8 +212,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Largest request body the records API reads (a bulk request of 100 records fits easily).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)  # calls per key; then 429
+# All the keys of one organization together: more keys do not buy an organization more calls.
+API_RATE_LIMIT_PER_ORGANIZATION = env.int("API_RATE_LIMIT_PER_ORGANIZATION", default=1200)  # per minute
+# Calls with an invalid API key per client address and minute; then 429 until the minute ends.
+API_AUTH_FAILURES_PER_MINUTE = env.int("API_AUTH_FAILURES_PER_MINUTE", default=20)
 # A POST retried with the same Idempotency-Key within this many hours gets the first answer again.
 IDEMPOTENCY_KEY_HOURS = env.float("IDEMPOTENCY_KEY_HOURS", default=24.0)
+# A configuration file (POST /config/) with more webhooks and workflow rules than this is imported by a
+# worker as a job (202), so that no web thread waits for it; smaller ones are imported within the request.
+CONFIG_IMPORT_SYNC_MAX_ENTRIES = env.int("CONFIG_IMPORT_SYNC_MAX_ENTRIES", default=200)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Outbound webhooks --------------------------------------------------------------
@@ -205,6 +245,9 @@ WEBHOOK_PUMP_INTERVAL = env.float("WEBHOOK_PUMP_INTERVAL", default=2.0)
 WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)
 WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
 WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
+# After its budget a drain goes on claiming this long while it waits for its requests: the task then ends
+# within budget + tail + WEBHOOK_TOTAL_TIMEOUT (100 s), inside its 120 s soft time limit.
+WEBHOOK_DRAIN_TAIL_SECONDS = env.float("WEBHOOK_DRAIN_TAIL_SECONDS", default=10.0)
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
 # Requests in flight together per worker process (a thread each, waiting on the network, not the CPU):
 # 100 keeps a 100 ms receiver at ~1,000 requests/s per process, more than two cores can record.
@@ -214,6 +257,16 @@ WEBHOOK_MAX_IN_FLIGHT = env.int("WEBHOOK_MAX_IN_FLIGHT", default=100)
 # in 100 ms take ~500 deliveries/s per process (README "Delivery engine"); a receiver that needs less
 # gets a rate limit on its endpoint.
 WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION", default=50)
+# Isolation budgets (README "Security"; dispatcher/delivery/book.py). A destination starts with this many
+# requests in flight at most per process; each fast answer adds one (up to the cap above), each request in
+# flight for over a second halves it, down to WEBHOOK_SLOW_DESTINATION_SLOTS: a receiver that hangs or
+# trickles holds 2 slots of a process, not 50, within a second or two.
+WEBHOOK_DESTINATION_START_SLOTS = env.int("WEBHOOK_DESTINATION_START_SLOTS", default=10)
+WEBHOOK_SLOW_DESTINATION_SLOTS = env.int("WEBHOOK_SLOW_DESTINATION_SLOTS", default=2)
+# The part of a process's slots an organization over its fair share (the slots over the organizations with
+# work, plus one) may not take: it is kept for the others, so another organization's delivery starts at
+# once however busy the first one keeps the process (15 of 100 slots).
+WEBHOOK_ORGANIZATION_RESERVE = env.float("WEBHOOK_ORGANIZATION_RESERVE", default=0.15)
 # A busy drain loop looks for newly due work this often (an idle worker is woken through the broker).
 WEBHOOK_CLAIM_POLL_SECONDS = env.float("WEBHOOK_CLAIM_POLL_SECONDS", default=0.05)
 # A worker stores finished attempts together, once the oldest has waited this long (or WEBHOOK_MAX_IN_FLIGHT
@@ -225,6 +278,18 @@ WEBHOOK_MAX_STORED_HEADER_BYTES = env.int("WEBHOOK_MAX_STORED_HEADER_BYTES", def
 # A response capture (JSONPath or XPath over the answer) is stopped after this many seconds and recorded as
 # a capture error: an expression that backtracks cannot hold a worker.
 WEBHOOK_CAPTURE_TIMEOUT = env.float("WEBHOOK_CAPTURE_TIMEOUT", default=2.0)
+# Captures run beside the drain loop, on this many capture workers per worker process (a thread, a child
+# process of ~30 MB and, while busy, a database connection each): two let one organization's slow
+# expressions take one while the other serves everyone else (README "Response capture").
+WEBHOOK_CAPTURE_WORKERS = env.int("WEBHOOK_CAPTURE_WORKERS", default=2)
+# Captures of one organization running at once per worker process (more only on a worker that would be idle).
+WEBHOOK_CAPTURE_PER_ORGANIZATION = env.int("WEBHOOK_CAPTURE_PER_ORGANIZATION", default=1)
+# Captures of one organization waiting per worker process, each holding its answer (up to
+# WEBHOOK_MAX_RESPONSE_BYTES); more are recorded as not run. 100 slow ones are 200 s of one worker's time.
+WEBHOOK_CAPTURE_MAX_WAITING = env.int("WEBHOOK_CAPTURE_MAX_WAITING", default=100)
+# What one attempt keeps of its captures (matches and the values written from them), like the body excerpt:
+# `$..*` on a 1 MB answer would otherwise store 92 MB. The cut is recorded on the attempt.
+WEBHOOK_MAX_CAPTURED_BYTES = env.int("WEBHOOK_MAX_CAPTURED_BYTES", default=64 * 1024)
 # Retry delays are moved at random by up to this fraction of themselves (0.1: ±10 %), so that deliveries failed
 # together by an outage come back spread out; 0 keeps them exact.
 WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)

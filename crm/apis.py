@@ -7,15 +7,15 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from ninja import Body, Query, Router, Schema
+from pydantic import Field
 
 from crm import services
 from crm.api.auth import ApiRequest, key_auth
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
+from crm.api.params import DATETIME_DESCRIPTION, datetime_param
 from crm.models import ApiKey, ApiScope, Module, Record
 
 BULK_MAX = 100  # records per bulk request
@@ -64,7 +64,7 @@ class DeletedAnswer(Schema):
 class RecordFilters(Schema):
     cursor: str | None = None
     limit: int | None = None
-    modified_since: str | None = None
+    modified_since: str | None = Field(None, description=DATETIME_DESCRIPTION)
     equals: list[str] = []
 
 
@@ -100,17 +100,12 @@ def record_data(record: Record) -> dict[str, Any]:
 @router.get("/{module}/", response={200: RecordPage, **COMMON_ERRORS}, auth=READ, summary="List records")
 def records_list(request: ApiRequest, module: str, filters: Query[RecordFilters]):
     """Newest first, ``limit`` (1–200, default 50) per page; pass ``next_cursor`` back as ``cursor`` for the
-    next page. ``modified_since`` (ISO 8601) and ``equals=API_name:value`` (repeatable; the value as the API
-    returns it, e.g. ``Amount:99.50``) narrow the list."""
+    next page. ``modified_since`` (ISO 8601; without an offset, UTC) and ``equals=API_name:value`` (repeatable;
+    the value as the API returns it, e.g. ``Amount:99.50``) narrow the list."""
     target = module_of(request.auth, module)
     records = Record.objects.filter(module=target).select_related("module", "owner")
-    if filters.modified_since is not None:
-        since = parse_datetime(filters.modified_since)
-        if since is None:
-            raise ApiError(400, "invalid_fields", "Some values are not valid: modified_since.",
-                           fields={"modified_since": ["Give an ISO 8601 date and time, e.g. 2026-12-01T09:00:00Z."]})
-        records = records.filter(modified_at__gte=since if timezone.is_aware(since)
-                                 else timezone.make_aware(since, timezone.get_default_timezone()))
+    if (since := datetime_param(filters.modified_since, name="modified_since")) is not None:
+        records = records.filter(modified_at__gte=since)
     fields = set(target.fields.values_list("api_name", flat=True))
     for condition in filters.equals:
         name, separator, value = condition.partition(":")

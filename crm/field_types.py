@@ -5,7 +5,9 @@ webhook's date formats and time zone; the content type's encoder then spells the
 by workflow conditions, taken from a captured response, and listed in the merge-field catalogue. Each of
 those asks the field's type (``field.kind``) instead of switching on ``field_type``, so adding a type is
 one class here, one ``FieldType`` choice and its tests (tests/crm/test_field_types.py checks that every
-choice has its class).
+choice has its class). The admin's record form asks it too: ``form_field`` is the input a value of the
+type gets, ``form_initial`` how a stored value shows in it; what the input gives is cleaned by ``clean``,
+exactly as API input is.
 """
 import datetime
 import json
@@ -14,9 +16,12 @@ import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
+from django.db.models import Q
 
+from crm import widgets
 from crm.formats import format_date, format_datetime
 from crm.models import CrmUser, Field, FieldType, Organization, Record
 
@@ -77,13 +82,25 @@ class FieldKind:
         """What a response capture writes, from one or more matches: the first one."""
         return matches[0]
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """The record form's input for a value of this type (current: the stored value, if any). It gives
+        text, as an API client may; clean() then checks it as it checks the API's."""
+        return forms.CharField(required=field.is_required, strip=False,
+                               widget=forms.TextInput(attrs={"class": "vTextField"}))
+
+    def form_initial(self, raw: Any, organization: Organization) -> Any:
+        """A stored value as the record form's input shows it, and sends it back untouched, so that an
+        input the user did not touch changes nothing."""
+        return str(raw)
+
 
 class TextKind(FieldKind):
     """Text, with a length limit and, for e-mail and URL, Django's validator."""
 
     def __init__(self, code: FieldType, *, max_length: int = TEXT_MAX_LENGTH, validator: Any = None,
-                 joins_matches: bool = False) -> None:
+                 joins_matches: bool = False, widget: forms.Widget | None = None) -> None:
         self.code, self.max_length, self.validator, self.joins_matches = code, max_length, validator, joins_matches
+        self.widget = widget or forms.TextInput(attrs={"class": "vTextField"})
 
     def clean(self, field: Field, raw: Any, organization: Organization) -> str:
         if not isinstance(raw, str):
@@ -105,6 +122,9 @@ class TextKind(FieldKind):
             return matches[0]
         return ", ".join(json.dumps(m) if isinstance(m, bool) or m is None else str(m) for m in matches)
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        return forms.CharField(required=field.is_required, strip=False, widget=self.widget)
+
 
 class _Numeric(FieldKind):
     ordered = True
@@ -123,6 +143,13 @@ class _Numeric(FieldKind):
         if self.comparable(text, "UTC") is None:
             return f"“{text}” is not a number, as “{field.label}” needs."
         return None
+
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """Text with a numeric keyboard, not <input type=number>: a browser sends such an input empty when it
+        does not read as a number, and what was typed would be lost without a word."""
+        mode = "numeric" if self.code == FieldType.NUMBER else "decimal"
+        return forms.CharField(required=field.is_required, strip=False,
+                               widget=forms.TextInput(attrs={"inputmode": mode, "class": "vBigIntegerField"}))
 
 
 class NumberKind(_Numeric):
@@ -214,6 +241,9 @@ class DateKind(_Temporal):
     def render(self, raw: Any, context: RenderContext) -> str:
         return format_date(datetime.date.fromisoformat(raw), context.date_format)
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        return forms.CharField(required=field.is_required, widget=widgets.DateInput())
+
 
 class DateTimeKind(_Temporal):
     """Stored in UTC; input without an offset is in the organization's time zone."""
@@ -235,6 +265,19 @@ class DateTimeKind(_Temporal):
     def render(self, raw: Any, context: RenderContext) -> str:
         return format_datetime(datetime.datetime.fromisoformat(raw), context.datetime_format, context.time_zone)
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        return forms.CharField(required=field.is_required, widget=widgets.DateTimeInput(),
+                               help_text=f"In the organization's time zone, {organization.time_zone}.")
+
+    def form_initial(self, raw: Any, organization: Organization) -> Any:
+        """The stored UTC moment in the organization's time zone, spelled as a browser sends a date/time
+        input back (seconds only when there are some), so an untouched input is not a change."""
+        try:
+            local = datetime.datetime.fromisoformat(str(raw)).astimezone(zoneinfo.ZoneInfo(organization.time_zone))
+        except (ValueError, OverflowError):
+            return str(raw)
+        return local.replace(tzinfo=None).isoformat(timespec="seconds" if local.second else "minutes")
+
 
 class BooleanKind(FieldKind):
     code = FieldType.BOOLEAN
@@ -249,6 +292,13 @@ class BooleanKind(FieldKind):
     def equal(self, stored: Any, text: str, time_zone: str) -> bool:
         return str(stored).lower() == text.strip().lower()
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """A checkbox; unticked on a new record stores nothing, as an API client that leaves it out."""
+        return forms.BooleanField(required=False)
+
+    def form_initial(self, raw: Any, organization: Organization) -> Any:
+        return raw
+
 
 class PicklistKind(FieldKind):
     code = FieldType.PICKLIST
@@ -262,6 +312,17 @@ class PicklistKind(FieldKind):
         if text not in field.picklist_values:
             return f"“{text}” is not one of the values of “{field.label}”: {', '.join(field.picklist_values)}."
         return None
+
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """The pick list's values; a stored value the list no longer has stays a choice, so that saving the
+        record for another change does not drop it."""
+        values = {str(value): value for value in field.picklist_values}
+        choices = [("", "---------")] + [(text, text) for text in values]
+        if current is not None and str(current) not in values:
+            values[str(current)] = current
+            choices.append((str(current), f"{current} (no longer in the pick list)"))
+        return forms.TypedChoiceField(required=field.is_required, choices=choices,
+                                      coerce=lambda text: values.get(text, text))
 
 
 class LookupKind(FieldKind):
@@ -284,6 +345,10 @@ class LookupKind(FieldKind):
         target = context.record_of(raw)
         return target.display_name if target else None
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """A search box over the looked-up module's records, by name or id."""
+        return forms.CharField(required=field.is_required, widget=widgets.RecordLookupInput(field))
+
 
 class UserKind(FieldKind):
     """The id of a CRM user of the organization; a merge field gives the user's full name."""
@@ -301,13 +366,22 @@ class UserKind(FieldKind):
         user = context.user_of(raw)
         return user.full_name if user else None
 
+    def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
+        """The organization's active users, and the stored one even when no longer active."""
+        users = CrmUser.objects.filter(Q(is_active=True) | Q(pk=id_of(current) or 0), organization=organization)
+        return forms.TypedChoiceField(required=field.is_required, coerce=int, choices=[("", "---------")] + [
+            (str(user.pk), user.full_name or user.email) for user in users])
+
 
 FIELD_KINDS: dict[str, FieldKind] = {kind.code: kind for kind in [
     TextKind(FieldType.TEXT, joins_matches=True),
-    TextKind(FieldType.TEXTAREA, max_length=TEXTAREA_MAX_LENGTH, joins_matches=True),
-    TextKind(FieldType.EMAIL, validator=EmailValidator(message="not a valid e-mail address.")),
-    TextKind(FieldType.PHONE),
-    TextKind(FieldType.URL, validator=URLValidator(message="not a valid URL.")),
+    TextKind(FieldType.TEXTAREA, max_length=TEXTAREA_MAX_LENGTH, joins_matches=True,
+             widget=forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"})),
+    TextKind(FieldType.EMAIL, validator=EmailValidator(message="not a valid e-mail address."),
+             widget=forms.EmailInput(attrs={"class": "vTextField"})),
+    TextKind(FieldType.PHONE, widget=widgets.TelInput(attrs={"class": "vTextField"})),
+    TextKind(FieldType.URL, validator=URLValidator(message="not a valid URL."),
+             widget=forms.URLInput(attrs={"class": "vURLField"})),
     NumberKind(), DecimalKind(), CurrencyKind(), DateKind(), DateTimeKind(), BooleanKind(), PicklistKind(),
     LookupKind(), UserKind(),
 ]}

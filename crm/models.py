@@ -324,9 +324,9 @@ class Record(models.Model):
     )
     values = models.JSONField("values", default=dict, blank=True, help_text="Field values keyed by API name.")
     created_at = models.DateTimeField("created", auto_now_add=True,
-                                      help_text="The merge field ${<Module>.Created Time}.")
+                                      help_text="The merge field ${Module.Created Time}, e.g. ${Deals.Created Time}.")
     modified_at = models.DateTimeField("modified", auto_now=True,
-                                       help_text="The merge field ${<Module>.Modified Time}; set on every change.")
+                                       help_text="The merge field ${Module.Modified Time}; set on every change.")
 
     class Meta:
         verbose_name = "record"
@@ -417,6 +417,33 @@ class ApiKeyWindow(models.Model):
     class Meta:
         verbose_name = "API key window"
         constraints = [models.UniqueConstraint(fields=["key", "minute"], name="api_key_window_once")]
+
+
+class ApiOrganizationWindow(models.Model):
+    """Calls of all the keys of one organization in one minute, for API_RATE_LIMIT_PER_ORGANIZATION: many keys
+    of one organization cannot add up to more than that (crm/api/throttle.py)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+",
+                                     help_text="Whose keys made the calls.")
+    minute = models.DateTimeField("minute (UTC)", help_text="The minute the calls were made in.")
+    calls = models.PositiveIntegerField("calls", default=0, help_text="Calls let through in that minute.")
+
+    class Meta:
+        verbose_name = "API organization window"
+        constraints = [models.UniqueConstraint(fields=["organization", "minute"], name="api_organization_window_once")]
+
+
+class ApiAddressWindow(models.Model):
+    """Calls with an API key that is not valid from one client address in one minute, for
+    API_AUTH_FAILURES_PER_MINUTE: guessing keys is throttled, and costs no key lookup once refused."""
+
+    address = models.CharField("client address", max_length=64, help_text="The caller's IP address.")
+    minute = models.DateTimeField("minute (UTC)", help_text="The minute the calls were made in.")
+    calls = models.PositiveIntegerField("calls", default=0, help_text="Calls with an invalid key in that minute.")
+
+    class Meta:
+        verbose_name = "API address window"
+        constraints = [models.UniqueConstraint(fields=["address", "minute"], name="api_address_window_once")]
 
 
 class IdempotentRequest(models.Model):

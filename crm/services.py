@@ -138,8 +138,11 @@ def record_update(
     the given values are the whole record. system marks changes the product makes itself (response
     capture), which never fire workflow rules."""
     cleaned = record_clean_values(module=record.module, values=values, partial=not replace)
-    old_values = dict(record.values)
-    record.values = _drop_empty(cleaned if replace else {**record.values, **cleaned})
+    # The values as they are now, under a row lock, not as the caller loaded them: a change written
+    # meanwhile (another user's edit, a response capture) is kept, and events compare with the truth.
+    current = Record.objects.select_for_update(no_key=True).only("values").get(pk=record.pk).values
+    old_values = dict(current)
+    record.values = _drop_empty(cleaned if replace else {**current, **cleaned})
     if owner is not None:
         if owner.organization_id != record.module.organization_id:
             raise ValidationError({"owner": ["The owner must belong to the record's organization."]})
@@ -205,3 +208,49 @@ def api_rate_windows_purge(*, now: datetime.datetime) -> int:
 
 def api_key_revoke(*, key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# The roles a staff login can be given, by the name a command line uses: the groups the role migrations create
+# (workflows/migrations/0002_roles.py, crm/migrations/0011_record_editor_role.py; their permissions are data,
+# changed in the admin).
+STAFF_ROLES = {"auditor": "Auditor", "integration-admin": "Integration admin", "record-editor": "Record editor"}
+
+
+@transaction.atomic
+def staff_login_create(*, organization: Organization, roles: list[str], email: str, username: str = "",
+                       first_name: str = "", last_name: str = "") -> tuple[Any, str]:
+    """A staff login with roles in one organization, in one step: the Django user in the roles' groups, and
+    the CRM user that ties it to the organization (an existing one with that e-mail, else a new one). Until
+    then an auditor took two pages (Users → group, then CRM users → login). Returns the user and its
+    generated password, which is shown once and never stored in clear."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    if not roles or (unknown := [role for role in roles if role not in STAFF_ROLES]):
+        raise ValidationError(f"Unknown role “{', '.join(unknown) if roles else ''}”: choose from "
+                              f"{', '.join(STAFF_ROLES)}.")
+    groups = list(Group.objects.filter(name__in=[STAFF_ROLES[role] for role in roles]))
+    if missing := sorted({STAFF_ROLES[role] for role in roles} - {group.name for group in groups}):
+        raise ValidationError(f"The group “{', '.join(missing)}” does not exist (deleted in the admin?); the "
+                              "role migrations create it.")
+    User = get_user_model()
+    username = username or email
+    if User.objects.filter(username=username).exists():
+        raise ValidationError(f"A login named “{username}” exists already.")
+    crm_user = CrmUser.objects.filter(organization=organization, email__iexact=email).select_related("user").first()
+    if crm_user is not None and crm_user.user is not None:
+        raise ValidationError(f"The CRM user {email} of {organization.name} has a login already "
+                              f"(“{crm_user.user.get_username()}”).")
+    password = secrets.token_urlsafe(12)
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name, is_staff=True)
+    user.set_password(password)
+    user.full_clean()
+    user.save()
+    user.groups.add(*groups)
+    if crm_user is None:
+        crm_user = CrmUser(organization=organization, email=email, first_name=first_name,
+                           last_name=last_name or email.split("@")[0])
+    crm_user.user = user
+    crm_user.full_clean()
+    crm_user.save()
+    return user, password

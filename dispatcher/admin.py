@@ -34,8 +34,10 @@ RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the pa
 
 
 def _secret_input(label: str, help_text: str, *, multiline: bool = False) -> forms.CharField:
+    """A write-only secret. After an error the page shows back what was typed in that request (its form sets
+    the initial value empty, so a stored secret never reaches the browser; admin pages are never cached)."""
     widget = (forms.Textarea(attrs={"rows": 4, "cols": 64, "autocomplete": "off", "style": "font-family: monospace"})
-              if multiline else forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+              if multiline else forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"}))
     return forms.CharField(label=label, required=False, strip=False, widget=widget,
                            help_text=help_text + " Stored encrypted and never shown; leave empty to keep the saved one.")
 
@@ -45,7 +47,7 @@ class WebhookForm(forms.ModelForm):
     for (services.webhook_retarget_problem); fields of another authorization type are cleared."""
 
     auth_password = _secret_input("Password", "For Basic authentication.")
-    auth_token = _secret_input("Bearer token", "Sent as Authorization: Bearer <token>.")
+    auth_token = _secret_input("Bearer token", "Sent as the header “Authorization: Bearer” followed by this token.")
     oauth_client_secret = _secret_input("Client secret", "OAuth 2.0 client secret.")
     tls_client_key = _secret_input("Client key (PEM)", "The client certificate's private key, unencrypted PEM.",
                                    multiline=True)
@@ -138,10 +140,22 @@ class CaptureInline(CrmAdminMixin, admin.TabularInline):
     autocomplete_fields = ["field"]
     verbose_name_plural = "response captures (JSONPath or XPath → record field)"
 
+    class Media:  # the field picker offers fields of the webhook's module a capture may write
+        js = ["admin/js/jquery.init.js", "admin/js/autocomplete.js", "crm/field_pickers.js"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if formfield is not None and db_field.name == "field":
+            formfield.widget.attrs["data-field-picker"] = "writable"
+        return formfield
+
 
 class CustomParameterForm(forms.ModelForm):
+    """The value is write-only like the webhook's secrets: what was typed comes back after an error, the
+    stored value never."""
+
     value = forms.CharField(
-        required=False, strip=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        required=False, strip=False, widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}),
         help_text="Sent as is; stored encrypted and masked. Leave empty to keep the saved value.",
     )
 
@@ -151,6 +165,7 @@ class CustomParameterForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.initial["value"] = ""
         if self.instance.pk:
             self.fields["value"].widget.attrs["placeholder"] = MASK
 
@@ -192,14 +207,15 @@ def _masked_display(field: str, label: str):
 
 class SecretValuesInline(CrmAdminMixin, admin.TabularInline):
     """An inline whose values may be secrets: whoever may only look (auditors) gets view_only_fields, where
-    the value is a readonly display that masks them."""
+    the value is a readonly display that masks them; whoever may change gets the form's inputs only (a mask
+    column beside them would show ******** on rows that hold nothing yet)."""
 
     view_only_fields: list[str] = []
 
     def get_fields(self, request, obj=None):
         if not self.has_change_permission(request, obj):
             return self.view_only_fields
-        return super().get_fields(request, obj)
+        return [name for name in super().get_fields(request, obj) if name not in self.readonly_fields]
 
 
 class CustomParameterInline(SecretValuesInline):
@@ -229,9 +245,9 @@ class WebhookHeaderForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk and self.instance.is_secret:
-            self.initial["value"] = ""
-            self.fields["value"].widget = forms.PasswordInput(render_value=False, attrs={"placeholder": MASK,
-                                                                                         "autocomplete": "off"})
+            self.initial["value"] = ""  # typed in this request comes back after an error; stored, never
+            self.fields["value"].widget = forms.PasswordInput(render_value=True, attrs={"placeholder": MASK,
+                                                                                        "autocomplete": "off"})
 
     def clean_value(self) -> str:
         value = self.cleaned_data["value"]
@@ -533,8 +549,9 @@ class _Echo:
         return value
 
 
+# The webhook and the record once each: the object (a link) while it exists, else the name kept with the delivery.
 DELIVERY_FIELDS = (
-    "message_id", "organization", "webhook", "channel", "webhook_name", "endpoint", "record", "record_ref", "source",
+    "message_id", "organization", "webhook_shown", "channel", "endpoint", "record_shown", "source",
     "trigger", "status", "status_reason", "retry_policy", "attempt_count", "due_at", "created_at", "finished_at",
     "resent_by", "resent_at", "request",
 )
@@ -569,6 +586,20 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="delivery id (webhook-id)")
     def message_id(self, obj: Delivery) -> str:
         return obj.message_id
+
+    @admin.display(description="webhook")
+    def webhook_shown(self, obj: Delivery) -> str:
+        if obj.webhook_id is not None:
+            return format_html('<a href="{}">{}</a>', reverse("admin:dispatcher_webhook_change", args=[obj.webhook_id]),
+                               obj.webhook_name)
+        return "-" if obj.is_subscription else f"{obj.webhook_name} (deleted)"  # a channel's: the channel row
+
+    @admin.display(description="record")
+    def record_shown(self, obj: Delivery) -> str:
+        if obj.record_id is not None:
+            return format_html('<a href="{}">{}</a>', reverse("admin:crm_record_change", args=[obj.record_id]),
+                               obj.record_ref)
+        return f"{obj.record_ref} (deleted)"
 
     @admin.display(description="request (secrets masked)")
     def request(self, obj: Delivery) -> str:

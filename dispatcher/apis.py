@@ -10,7 +10,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from ninja import Body, Query, Router, Schema
 from pydantic import ConfigDict, Field
 
@@ -18,6 +17,7 @@ from crm.api.auth import ApiRequest, key_auth
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
+from crm.api.params import DATETIME_DESCRIPTION, datetime_param
 from crm.api.parser import json_body
 from crm.models import ApiKey, ApiScope
 from dispatcher import channels, secret_rotation
@@ -322,8 +322,8 @@ class DeliveryFilters(Schema):
     record: int | None = None
     source: DeliverySource | None = None
     error_class: str | None = None
-    created_after: str | None = None
-    created_before: str | None = None
+    created_after: str | None = Field(None, description=DATETIME_DESCRIPTION)
+    created_before: str | None = Field(None, description=DATETIME_DESCRIPTION)
 
 
 class Recover(Schema):
@@ -331,8 +331,8 @@ class Recover(Schema):
 
     webhook: int | None = None
     channel: str | None = None
-    since: str = Field(description="ISO 8601; deliveries created at or after it.")
-    until: str | None = Field(None, description="ISO 8601; default now.")
+    since: str = Field(description=f"Deliveries created at or after it. {DATETIME_DESCRIPTION}")
+    until: str | None = Field(None, description=f"Deliveries created before it; default now. {DATETIME_DESCRIPTION}")
     model_config = ConfigDict(extra="forbid")
 
 
@@ -394,16 +394,6 @@ def delivery_detail(delivery: Delivery) -> dict[str, Any]:
             "attempts": [attempt_data(a) for a in delivery.attempts.order_by("number")]}
 
 
-def _moment(value: str | None, name: str) -> datetime.datetime | None:
-    if value is None:
-        return None
-    moment = parse_datetime(value)
-    if moment is None:
-        raise ApiError(400, "invalid_fields", f"Some values are not valid: {name}.",
-                       fields={name: ["Give an ISO 8601 date and time, e.g. 2026-12-01T09:00:00Z."]})
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, datetime.UTC)
-
-
 def _delivery(key: ApiKey, delivery_id: str) -> Delivery:
     try:
         public_id = uuid.UUID(delivery_id.removeprefix("msg_"))
@@ -435,9 +425,9 @@ def deliveries_list(request: ApiRequest, filters: Query[DeliveryFilters]):
         found = found.filter(source=filters.source)
     if filters.error_class is not None:
         found = found.filter(last_error_class=filters.error_class.replace("\x00", ""))
-    if (after := _moment(filters.created_after, "created_after")) is not None:
+    if (after := datetime_param(filters.created_after, name="created_after")) is not None:
         found = found.filter(created_at__gte=after)
-    if (before := _moment(filters.created_before, "created_before")) is not None:
+    if (before := datetime_param(filters.created_before, name="created_before")) is not None:
         found = found.filter(created_at__lt=before)
     return page(found, cursor=filters.cursor, limit=filters.limit, serialize=delivery_data)
 
@@ -451,7 +441,8 @@ def deliveries_recover(request: ApiRequest, body: Recover):
     if (body.webhook is None) == (body.channel is None):
         raise ApiError(400, "invalid_fields", "Some values are not valid: webhook, channel.",
                        fields={"webhook": ["Give either a webhook id or a channel id."]})
-    since, until = _moment(body.since, "since"), _moment(body.until, "until") or timezone.now()
+    since = datetime_param(body.since, name="since")
+    until = datetime_param(body.until, name="until") or timezone.now()
     failed = Delivery.objects.filter(organization_id=key.organization_id, status=DeliveryStatus.FAILED,
                                      created_at__gte=since, created_at__lt=until)
     if body.webhook is not None:

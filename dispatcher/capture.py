@@ -1,28 +1,41 @@
 """Response capture: JSONPath or XPath over a receiver's answer, written into the record.
 
-Never a crash and never a retry by itself: a body that cannot be read, an expression with no match or
-a value the field refuses is recorded on the attempt as such, and the delivery goes on as it would.
+Never a crash and never a retry by itself: a body that cannot be read, an expression with no match, a
+value the field refuses or a record deleted meanwhile is recorded on the attempt as such, and the
+delivery goes on as it would. Where a capture runs (beside the drain loop, fairly across organizations)
+is dispatcher/delivery/followups.py's business; this module is what one capture does.
 """
 import base64
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as jsonpath_parse
 from lxml import etree
 
 from crm import services as crm_services
+from crm.field_types import FieldKind
 from crm.models import Record
-from dispatcher.capture_sandbox import CaptureTimeout, sandbox
+from dispatcher.capture_sandbox import CaptureTimeout, Sandbox, text_within, values_within
 from dispatcher.cleaning import clean_json
-from dispatcher.models import Capture, CaptureType, Webhook
+from dispatcher.models import Attempt, Capture, CaptureType, Webhook
 
 logger = logging.getLogger(__name__)
 
 NO_MATCH = "no match"
+# What an attempt shows until its capture has run (it is stored with the attempt, so a worker that dies
+# before the capture ran leaves this, not an empty result).
+PENDING = {"pending": "The capture runs after the attempt is stored, beside the delivery engine; if this stays, "
+                      "the worker process stopped before it ran."}
+RECORD_GONE = "The record was deleted before the captured values could be written; nothing was written."
+# A secret cut in two by the child's cut would escape the mask (which sees whole secrets only): the child
+# keeps this much more of the last value, the mask runs, and then this much is dropped from its end.
+SECRET_MARGIN = 4096
 
 
 def namespaces_parse(text: str) -> dict[str, str]:
@@ -74,64 +87,140 @@ def captures_check(*, webhook: Webhook, captures: list[Capture]) -> list[str]:
     return problems
 
 
-def response_capture(*, webhook: Webhook, record: Record | None, body: bytes, success: bool,
-                     mask: Callable[[str], str] = str) -> dict[str, Any]:
-    """Evaluate the webhook's captures for this outcome on body and write the values to the record.
+@dataclass(frozen=True)
+class FieldCapture:
+    """One expression and the field it writes, as plain values: a capture worker reads no model."""
 
-    Runs after the attempt is stored. The expressions run in a child process with a time bound of their
-    own (dispatcher/capture_sandbox.py). Returns what to store on the attempt: per field label the
-    expression, the matches and the value written (or the reason it was not); or {"error": …} when the
-    body cannot be read or the expressions took too long. Matches are masked with ``mask`` (the request's
-    secrets): a receiver that echoes the request must not get its tokens written into the record, where
-    auditors and API keys read them.
-    """
+    expression: str
+    label: str
+    api_name: str
+    kind: FieldKind
+
+
+@dataclass(frozen=True)
+class CaptureJob:
+    """What capturing one stored attempt's answer needs, taken in the drain loop's thread."""
+
+    delivery_id: int
+    public_id: str
+    attempt_number: int
+    organization_id: int
+    record_id: int
+    capture_type: str
+    namespaces: str
+    captures: tuple[FieldCapture, ...]
+    body: bytes
+    mask: Callable[[str], str] = str
+
+
+def capture_wanted(*, webhook: Webhook | None, record_id: int | None, status_code: int | None,
+                   success: bool) -> list[Capture]:
+    """The webhook's captures for an attempt's answer (success: 2xx): none without an answer, a record or a
+    capture switched on."""
+    if webhook is None or record_id is None or status_code is None or not webhook.capture_response:
+        return []
     when = "success" if success else "failure"
-    captures = [c for c in webhook.captures.all() if c.when == when]
-    if not webhook.capture_response or not captures or record is None:
-        return {}
+    return [c for c in webhook.captures.all() if c.when == when]
+
+
+def capture_job(*, webhook: Webhook, captures: list[Capture], delivery_id: int, public_id: str,
+                attempt_number: int, record_id: int, body: bytes,
+                mask: Callable[[str], str] = str) -> CaptureJob:
+    return CaptureJob(
+        delivery_id=delivery_id, public_id=public_id, attempt_number=attempt_number,
+        organization_id=webhook.organization_id, record_id=record_id, capture_type=webhook.capture_type,
+        namespaces=webhook.capture_namespaces, body=body, mask=mask,
+        captures=tuple(FieldCapture(c.expression, c.field.label, c.field.api_name, c.field.kind) for c in captures))
+
+
+def response_capture(*, job: CaptureJob, sandbox: Sandbox) -> dict[str, Any]:
+    """Evaluate the captures on the answer and write the values into the record.
+
+    The expressions run in a child process with a time bound of their own (dispatcher/capture_sandbox.py).
+    Returns what to store on the attempt: per field label the expression, the matches and the value written
+    (or the reason it was not); or {"error": …} when the body cannot be read, the expressions took too
+    long or the record is gone. Matches are masked with the job's mask (the request's secrets): a receiver
+    that echoes the request must not get its tokens written into the record, where auditors and API keys
+    read them. They are kept up to WEBHOOK_MAX_CAPTURED_BYTES per attempt, half for the matches and half
+    for the values written from them, shared equally by the captures; a cut is recorded, and a capture that
+    was cut writes nothing (its value would be incomplete).
+    """
     try:
-        namespaces = namespaces_parse(webhook.capture_namespaces)
+        namespaces = namespaces_parse(job.namespaces)
     except ValidationError as error:
         return {"error": " ".join(error.messages)}
+    share = max(1, settings.WEBHOOK_MAX_CAPTURED_BYTES // (2 * len(job.captures)))
     timeout = settings.WEBHOOK_CAPTURE_TIMEOUT
     try:
-        answer = sandbox.run({"type": webhook.capture_type, "body": base64.b64encode(body).decode(),
-                              "expressions": [c.expression for c in captures], "namespaces": namespaces},
-                             timeout=timeout)
+        answer = sandbox.run({"type": job.capture_type, "body": base64.b64encode(job.body).decode(),
+                              "expressions": [c.expression for c in job.captures], "namespaces": namespaces,
+                              "max_bytes": [share + SECRET_MARGIN] * len(job.captures)}, timeout=timeout)
     except CaptureTimeout:
-        logger.warning("capture.timeout webhook=%s seconds=%s", webhook.pk, timeout)
+        logger.warning("capture.timeout delivery=%s seconds=%s", job.public_id, timeout)
         return {"error": f"The capture expressions took longer than {timeout:g} s and were stopped; nothing was "
                          "captured.", "timeout": True}
     if "error" in answer:
         return {"error": answer["error"]}
     found: dict[str, Any] = {}
     values: dict[str, Any] = {}
-    for capture, matches in zip(captures, answer["matches"], strict=True):
-        # A value with NUL or a lone surrogate could be stored neither in the record nor in the log.
-        matches, cleaned = clean_json(matches)
-        matches = [mask(m) if isinstance(m, str) else m for m in matches]
-        entry: dict[str, Any] = {"expression": capture.expression, "matches": matches}
-        if cleaned:
-            entry["cleaned"] = "NUL bytes or invalid text replaced"
-        if not matches:
-            entry["written"] = NO_MATCH
-        else:
-            values[capture.field.api_name] = capture.field.kind.captured(matches)
-            entry["written"] = values[capture.field.api_name]
-        found[capture.field.label] = entry
-    if values:
-        _write(record, values, found, captures)
+    for capture, matches, cut in zip(job.captures, answer["matches"], answer["cut"], strict=True):
+        found[capture.label] = entry = _entry(capture, matches, cut, share, job.mask)
+        if "written" not in entry:
+            values[capture.api_name] = entry["written"] = capture.kind.captured(entry["matches"])
+    if values and (gone := _write(job, values, found)):
+        found["error"] = gone
     return found
 
 
-def _write(record: Record, values: dict[str, Any], found: dict[str, Any], captures: list[Capture]) -> None:
-    """Through the record service, as a system change: validated, and never firing workflow rules."""
-    labels = {c.field.api_name: c.field.label for c in captures}
-    try:
-        crm_services.record_update(record=record, values=values, system=True)
-    except ValidationError as error:
-        for api_name, messages in error.message_dict.items():
-            found[labels[api_name]]["written"] = f"not written: {' '.join(messages)}"
-        good = {k: v for k, v in values.items() if k not in error.message_dict}
-        if good:
-            crm_services.record_update(record=record, values=good, system=True)
+def _entry(capture: FieldCapture, matches: list[Any], cut: list[int] | None, share: int,
+           mask: Callable[[str], str]) -> dict[str, Any]:
+    """What the attempt keeps of one capture; without "written" when there is a value to write."""
+    # A value with NUL or a lone surrogate could be stored neither in the record nor in the log.
+    matches, cleaned = clean_json(matches)
+    matches = [mask(m) if isinstance(m, str) else m for m in matches]
+    if cut and matches and isinstance(matches[-1], str):  # cut by the child: its end may hold part of a secret
+        matches[-1] = text_within(matches[-1], max(0, len(matches[-1].encode()) - SECRET_MARGIN))
+        if not matches[-1]:
+            matches.pop()
+    selected = cut[1] if cut else len(matches)
+    matches, cut_here = values_within(matches, share)
+    entry: dict[str, Any] = {"expression": capture.expression, "matches": matches}
+    if cleaned:
+        entry["cleaned"] = "NUL bytes or invalid text replaced"
+    if cut or cut_here:
+        size = f"{share / 1024:.3g} KB" if share >= 1024 else f"{share} bytes"
+        entry["cut"] = f"matches cut at {size}: {len(matches):,} of {selected:,} kept"
+        entry["written"] = f"not written: the matches were cut at {size}, so the value would be incomplete"
+    elif not matches:
+        entry["written"] = NO_MATCH
+    return entry
+
+
+def _write(job: CaptureJob, values: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """Only the captured fields, into the record as it is now: the row is locked and read again, so an
+    edit made while the request was in flight, and the other captures of the same record, stay. Through the
+    record service, as a system change: validated, and never firing workflow rules. Returns an error when
+    the record is gone (it is not made again)."""
+    labels = {c.api_name: c.label for c in job.captures}
+    with transaction.atomic():
+        record = (Record.objects.select_for_update(no_key=True, of=("self",)).select_related("module__organization")
+                  .filter(pk=job.record_id).first())
+        if record is None:
+            for api_name in values:
+                found[labels[api_name]]["written"] = "not written: the record was deleted"
+            return RECORD_GONE
+        try:
+            crm_services.record_update(record=record, values=values, system=True)
+        except ValidationError as error:
+            for api_name, messages in error.message_dict.items():
+                found[labels[api_name]]["written"] = f"not written: {' '.join(messages)}"
+            good = {k: v for k, v in values.items() if k not in error.message_dict}
+            if good:
+                crm_services.record_update(record=record, values=good, system=True)
+    return None
+
+
+def captured_store(*, delivery_id: int, attempt_number: int, captured: dict[str, Any]) -> None:
+    """What the capture found, onto its attempt (the log the delivery's page and the API show)."""
+    captured, _ = clean_json(captured)
+    Attempt.objects.filter(delivery_id=delivery_id, number=attempt_number).update(captured=captured)

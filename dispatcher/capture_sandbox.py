@@ -3,7 +3,12 @@
 An admin's JSONPath or XPath runs over a receiver's answer: an EXSLT regular expression, an O(n²) XPath
 or a JSONPath filter regex can take minutes on a crafted body, inside C code that no signal interrupts.
 The child is killed when WEBHOOK_CAPTURE_TIMEOUT passes, and started again for the next capture. It
-imports neither Django nor the project's models: only the parsers.
+imports neither Django nor the project's models, only the parsers, and starts with an empty environment:
+what it runs is chosen by an admin and fed by a receiver, so it gets no key, password or database URL.
+
+What an expression selects is collected up to a byte budget per expression (``max_bytes``): `$..*` on a
+1 MB answer selects every node with all its descendants (92 MB as JSON), `//*` every element's text; the
+child stops collecting once over the budget, so neither it nor the worker ever holds more.
 
 Protocol: one JSON line per request on the child's stdin, one JSON line per answer on its stdout.
 """
@@ -15,6 +20,7 @@ import selectors
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,36 +63,91 @@ def document_parse(body: bytes, capture_type: str) -> Any:
     return root
 
 
-def matches_find(document: Any, expression: str, capture_type: str, namespaces: dict[str, str]) -> list[Any]:
-    """The values an expression selects; an expression valid when saved can still fail on a document."""
+def matches_find(document: Any, expression: str, capture_type: str, namespaces: dict[str, str],
+                 max_bytes: int) -> tuple[list[Any], list[int] | None]:
+    """The values an expression selects, at most max_bytes of them as JSON, and [kept, selected] when
+    that cut some off. An expression valid when saved can still fail on a document: then nothing."""
     try:
         if capture_type == JSONPATH:
-            return [_plain(m.value) for m in jsonpath_parse(expression).find(document)]
-        result = etree.XPath(expression, namespaces=namespaces)(document)
+            selected = [m.value for m in jsonpath_parse(expression).find(document)]
+        else:
+            result = etree.XPath(expression, namespaces=namespaces)(document)
+            selected = result if isinstance(result, list) else [result]
     except Exception:  # noqa: BLE001 - a hostile expression yields nothing, never an error
-        return []
-    items = result if isinstance(result, list) else [result]
-    return [str(item.xpath("string()")) if isinstance(item, etree._Element) else _plain(item) for item in items]
+        return [], None
+    kept, cut = values_within(selected, max_bytes)
+    return kept, [len(kept), len(selected)] if cut else None
 
 
-def _plain(value: Any) -> Any:
-    """Scalars as they are (lxml's strings as plain str); objects and lists as their JSON text."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
-        return value
-    return str(value)
+def values_within(items: Iterable[Any], max_bytes: int) -> tuple[list[Any], bool]:
+    """The plain values of items (see _plain), in order, while they fit in max_bytes of JSON (UTF-8, a
+    separator each); the one that does not fit is cut if it is text, and nothing after it is even turned
+    into text. Returns the values and whether something was cut or left out."""
+    kept: list[Any] = []
+    room = max_bytes
+    for item in items:
+        value = _plain(item, room)
+        size = json_size(value) + 1
+        if size <= room:
+            kept.append(value)
+            room -= size
+            continue
+        if isinstance(value, str) and (part := text_within(value, room - 1)):
+            kept.append(part)
+        return kept, True
+    return kept, False
+
+
+def json_size(value: Any) -> int:
+    """Bytes of value as stored: JSON text in UTF-8 (lone surrogates counted, not refused)."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def text_within(text: str, max_bytes: int) -> str:
+    """The longest start of text that takes at most max_bytes as a JSON string."""
+    if max_bytes <= 2:
+        return ""
+    data = text.encode("utf-8", "surrogatepass")[:max_bytes - 2]
+    part = ""
+    for end in range(len(data), max(len(data) - 4, -1), -1):  # not inside a UTF-8 sequence
+        try:
+            part = data[:end].decode("utf-8", "surrogatepass")
+            break
+        except UnicodeDecodeError:
+            continue
+    while part and (excess := json_size(part) - max_bytes) > 0:  # escapes (\" \n \u0000) take more room
+        part = part[:len(part) - excess]
+    return part
+
+
+def _plain(item: Any, room: int) -> Any:
+    """Scalars as they are (lxml's strings as plain str); an element as its text; objects and lists as their
+    JSON text, written only as far as room needs (more than room is cut anyway)."""
+    if isinstance(item, etree._Element):
+        return str(item.xpath("string()"))
+    if isinstance(item, (dict, list)):
+        parts, length = [], 0
+        for chunk in json.JSONEncoder(ensure_ascii=False).iterencode(item):
+            parts.append(chunk)
+            length += len(chunk)
+            if length > room:
+                break
+        return "".join(parts)
+    if isinstance(item, bool) or item is None or isinstance(item, (int, float)):
+        return item
+    return str(item)
 
 
 def evaluate(request: dict) -> dict:
-    """{"type", "body" (base64), "expressions", "namespaces"} -> {"matches": [[…], …]} or {"error": …}."""
+    """{"type", "body" (base64), "expressions", "namespaces", "max_bytes" (one per expression)} ->
+    {"matches": [[…], …], "cut": [None or [kept, selected], …]} or {"error": …}."""
     try:
         document = document_parse(base64.b64decode(request["body"]), request["type"])
     except CaptureUnreadable as error:
         return {"error": str(error)}
-    return {"matches": [matches_find(document, e, request["type"], request["namespaces"])
-                        for e in request["expressions"]]}
-
+    found = [matches_find(document, expression, request["type"], request["namespaces"], max_bytes)
+             for expression, max_bytes in zip(request["expressions"], request["max_bytes"], strict=True)]
+    return {"matches": [matches for matches, _ in found], "cut": [cut for _, cut in found]}
 
 
 def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
@@ -96,8 +157,15 @@ def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
     return process.stdin, process.stdout
 
 
+# The child's command: -E ignores PYTHON* variables (there are none anyway), -s the user's site-packages.
+# With -m, the working directory (the project) is where the dispatcher package is found.
+CHILD_COMMAND = (sys.executable, "-E", "-s", "-m", "dispatcher.capture_sandbox")
+CHILD_ENVIRONMENT: dict[str, str] = {}  # nothing of the worker's: no DJANGO_SECRET_KEY, keys or DATABASE_URL
+
+
 class Sandbox:
-    """The child process of this worker process (one at a time; callers are serialised)."""
+    """One child process, used by one thread at a time (a capture worker owns one; the lock serialises the
+    callers of the process-wide one)."""
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -126,9 +194,8 @@ class Sandbox:
     def _process(self) -> subprocess.Popen[bytes]:
         if self.process is None or self.pid != os.getpid() or self.process.poll() is not None:
             root = Path(__file__).resolve().parents[1]
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "dispatcher.capture_sandbox"], cwd=root, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
+            self.process = subprocess.Popen(CHILD_COMMAND, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, env=CHILD_ENVIRONMENT)
             self.pid = os.getpid()
             # The time bound is the expressions', not the interpreter's start: wait for the child to be ready.
             _, stdout = _pipes(self.process)
@@ -143,6 +210,13 @@ class Sandbox:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def kill(self) -> None:
+        """Stop the child from another thread (a worker process stopping): the owner's capture then ends
+        with BrokenPipeError, and a child stuck in an expression does not outlive the worker."""
+        process = self.process
+        if process is not None and self.pid == os.getpid():
+            process.kill()
 
 
 sandbox = Sandbox()

@@ -100,7 +100,7 @@ def channel_expiry_clean(*, expiry_time: Any, now: datetime.datetime) -> datetim
     if when > latest:
         raise ValidationError({"expiry_time": f"A channel may last at most {settings.CHANNEL_MAX_EXPIRY_DAYS:g} days "
                                               f"(until {latest.isoformat(timespec='seconds')}); renew it before then."})
-    return when
+    return when.astimezone(datetime.UTC)  # PostgreSQL refuses offsets beyond ±15:59 that Python accepts (+20:00)
 
 
 def _fields_clean(*, organization: Organization, events: list[str], fields: Any) -> list[str]:

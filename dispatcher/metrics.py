@@ -4,11 +4,15 @@ reports the same figures whichever workers (on whichever machines) did the work.
 Counters come from the usage counters the workers keep per attempt (so a scrape reads a few rows,
 never the log); gauges of pending work use the partial indexes of the deliveries; the engine's decisions and
 requests in flight come from the counters the workers add to (dispatcher/delivery/counters.py).
+
+Two views: the installation's (every organization, with its name and quota, and the engine), for the
+metrics token and superusers; and an organization's (its own series only, without the engine's decisions
+and processes, which are the installation's), for its staff.
 """
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -25,29 +29,37 @@ PENDING_STATUSES = (*WAITING_STATUSES, DeliveryStatus.DISPATCHED, DeliveryStatus
 
 
 class DispatcherCollector(Collector):
-    def __init__(self, now: datetime.datetime | None = None) -> None:
+    """organizations: None for the installation's view, else the ids whose series are shown (none at all
+    for a staff login without a CRM user, as in the admin)."""
+
+    def __init__(self, now: datetime.datetime | None = None, organizations: Collection[int] | None = None) -> None:
         self.now = now
+        self.organizations = organizations
 
     def collect(self) -> Iterator[Metric]:
         now = self.now or timezone.now()
-        yield from _attempts()
-        yield from _pending(now)
-        yield from _quota(now)
+        yield from _attempts(self._scoped(UsageCounter.objects.all()))
+        yield from _pending(now, self._scoped)
+        yield from _quota(now, self._scoped(Organization.objects.all(), field="pk"))
         endpoints = GaugeMetricFamily("webhook_endpoints_disabled", "Destinations disabled by endpoint health.")
-        endpoints.add_metric([], Endpoint.objects.filter(disabled_at__isnull=False).count())
+        endpoints.add_metric([], self._scoped(Endpoint.objects.filter(disabled_at__isnull=False)).count())
         yield endpoints
         active = GaugeMetricFamily("webhook_channels_active", "Event subscription channels receiving now.")
-        active.add_metric([], Channel.objects.receiving(now).count())
+        active.add_metric([], self._scoped(Channel.objects.receiving(now)).count())
         yield active
-        yield from _engine(now)
+        if self.organizations is None:
+            yield from _engine(now)
+
+    def _scoped(self, queryset: QuerySet, field: str = "organization_id") -> QuerySet:
+        return queryset if self.organizations is None else queryset.filter(**{f"{field}__in": self.organizations})
 
 
-def _attempts() -> Iterator[Metric]:
+def _attempts(counters: QuerySet[UsageCounter]) -> Iterator[Metric]:
     columns = ["latency_count", "latency_ms_total", *(f"latency_le_{b}" for b in LATENCY_BUCKETS_MS), "latency_le_inf"]
     attempts = CounterMetricFamily("webhook_attempts", "Delivery attempts by source and outcome (the delivery's "
                                    "status after the attempt).", labels=["source", "outcome"])
     totals = dict.fromkeys(columns, 0)
-    for source, outcome, calls, *latency in UsageCounter.objects.values("source", "outcome").annotate(
+    for source, outcome, calls, *latency in counters.values("source", "outcome").annotate(
             calls_sum=Sum("calls"), **{f"{c}_sum": Sum(c) for c in columns}).order_by("source", "outcome") \
             .values_list("source", "outcome", "calls_sum", *(f"{c}_sum" for c in columns)):
         attempts.add_metric([source, outcome], calls)
@@ -65,15 +77,15 @@ def _attempts() -> Iterator[Metric]:
     yield histogram
 
 
-def _pending(now: datetime.datetime) -> Iterator[Metric]:
+def _pending(now: datetime.datetime, scoped: Callable[[QuerySet], QuerySet]) -> Iterator[Metric]:
     pending = GaugeMetricFamily("webhook_deliveries_pending", "Deliveries not ended yet, by status.",
                                 labels=["status"])
-    counts = dict(Delivery.objects.filter(status__in=PENDING_STATUSES).order_by().values("status")
+    counts = dict(scoped(Delivery.objects.filter(status__in=PENDING_STATUSES)).order_by().values("status")
                   .annotate(n=Count("id")).values_list("status", "n"))
     for status in PENDING_STATUSES:
         pending.add_metric([status], counts.get(status, 0))
     yield pending
-    due = Delivery.objects.due(now)
+    due = scoped(Delivery.objects.due(now))
     depth = GaugeMetricFamily("webhook_queue_depth", "Deliveries due now (waiting for a worker).")
     depth.add_metric([], due.count())
     yield depth
@@ -101,12 +113,12 @@ def _engine(now: datetime.datetime) -> Iterator[Metric]:
     yield in_flight
 
 
-def _quota(now: datetime.datetime) -> Iterator[Metric]:
+def _quota(now: datetime.datetime, shown: QuerySet[Organization]) -> Iterator[Metric]:
     used = GaugeMetricFamily("webhook_quota_used", "Calls counted against today's quota (organization's local day).",
                              labels=["organization"])
     limit = GaugeMetricFamily("webhook_quota_limit", "The daily call limit of the organization's edition.",
                               labels=["organization"])
-    organizations = list(Organization.objects.select_related("edition").order_by("pk"))
+    organizations = list(shown.select_related("edition").order_by("pk"))
     days = {org.pk: quotas.local_day(organization=org, now=now) for org in organizations}
     calls = {(row.organization_id, row.day): row.calls
              for row in DailyUsage.objects.filter(day__in=set(days.values()), organization__in=organizations)}
@@ -117,7 +129,9 @@ def _quota(now: datetime.datetime) -> Iterator[Metric]:
     yield limit
 
 
-def metrics_registry(now: datetime.datetime | None = None) -> CollectorRegistry:
+def metrics_registry(now: datetime.datetime | None = None,
+                     organizations: Collection[int] | None = None) -> CollectorRegistry:
+    """The installation's metrics (organizations None), or only those of the organizations given."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DispatcherCollector(now))
+    registry.register(DispatcherCollector(now, organizations))
     return registry

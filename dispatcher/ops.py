@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.admin_base import organization_ids
 from dispatcher.metrics import metrics_registry
 
 BROKER_TIMEOUT_SECONDS = 2
@@ -43,20 +44,25 @@ def _broker() -> None:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format, for a scraper with METRICS_TOKEN or a staff user who may read the log."""
-    if not _metrics_allowed(request):
+    """Prometheus text format: the installation's view (every organization's name and quota, the engine) for
+    a scraper with METRICS_TOKEN or a superuser; only their organization's series for staff who may read the
+    log, who must not learn which other organizations share the installation."""
+    user = request.user
+    if _has_metrics_token(request) or user.is_superuser:
+        organizations = None
+    elif user.is_authenticated and user.is_staff and user.has_perm("dispatcher.view_delivery"):
+        organizations = organization_ids(user) or set()
+    else:
         response = JsonResponse({"error": {"code": "unauthorized", "message": "Send Authorization: Bearer "
                                            "<METRICS_TOKEN>, or sign in as staff who may view deliveries."}},
                                 status=401)
         response["WWW-Authenticate"] = "Bearer"
         return response
-    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(metrics_registry(organizations=organizations)),
+                        content_type=CONTENT_TYPE_LATEST)
 
 
-def _metrics_allowed(request: HttpRequest) -> bool:
+def _has_metrics_token(request: HttpRequest) -> bool:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if settings.METRICS_TOKEN and scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), settings.METRICS_TOKEN.encode()):
-        return True
-    user = request.user
-    return user.is_authenticated and user.is_staff and user.has_perm("dispatcher.view_delivery")
+    return bool(settings.METRICS_TOKEN) and scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), settings.METRICS_TOKEN.encode())

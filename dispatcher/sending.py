@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import os
 import ssl
 import tempfile
@@ -33,7 +34,8 @@ from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.models import AuthType, Channel, OAuthClientAuth, Webhook
 from dispatcher.rendering.request import RenderedRequest
 
-TOKEN_LIFETIME_DEFAULT = 300  # seconds a token without expires_in is kept
+TOKEN_LIFETIME_DEFAULT = 300  # seconds a token without expires_in (or with one that is not a number) is kept
+TOKEN_LIFETIME_MAX = 24 * 3600  # a token is fetched again at least daily, whatever its server says (1e308)
 TOKEN_REFRESH_MARGIN = 30  # seconds before expiry a kept token is no longer used
 TOKEN_ERROR_EXCERPT = 200  # characters of a token endpoint's error shown in the log
 TOKENS_KEPT = 1000
@@ -187,11 +189,25 @@ def token_of(result: HttpResult, request: RenderedRequest) -> tuple[str, float] 
     if str(data.get("token_type", "bearer")).lower() != "bearer":
         return failed(f"The token URL gave a {str(data['token_type'])[:30]} token; only bearer tokens are supported.",
                       False)
+    lifetime = token_lifetime(data.get("expires_in"))
+    return token, lifetime - min(TOKEN_REFRESH_MARGIN, lifetime / 10)
+
+
+def token_lifetime(expires_in: object) -> float:
+    """Seconds to keep a token, from a server's expires_in (RFC 6749: a number of seconds; some send it as a
+    string): within 0 (already expired: used once) and TOKEN_LIFETIME_MAX, and TOKEN_LIFETIME_DEFAULT for
+    what is not a number at all (missing, NaN, text, an object)."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float, str)):
+        return TOKEN_LIFETIME_DEFAULT
     try:
-        lifetime = float(data.get("expires_in", TOKEN_LIFETIME_DEFAULT))
-    except (TypeError, ValueError):
-        lifetime = TOKEN_LIFETIME_DEFAULT
-    return token, max(lifetime - min(TOKEN_REFRESH_MARGIN, lifetime / 10), 0.0)
+        seconds = float(expires_in)
+    except ValueError:
+        return TOKEN_LIFETIME_DEFAULT
+    except OverflowError:  # an integer of hundreds of digits
+        return TOKEN_LIFETIME_MAX if isinstance(expires_in, int) and expires_in > 0 else 0.0
+    if math.isnan(seconds):
+        return TOKEN_LIFETIME_DEFAULT
+    return min(max(seconds, 0.0), TOKEN_LIFETIME_MAX)
 
 
 async def _token_fetch(session: aiohttp.ClientSession, client: OAuthClient, total: float) -> str | HttpResult:

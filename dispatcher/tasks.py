@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.api.idempotency import idempotent_requests_purge
+from crm.api.throttle import api_throttle_windows_purge
 from crm.models import Organization
 from dispatcher import channels, delivery, notifications, secret_rotation
 from dispatcher.models import Delivery, Endpoint
@@ -34,6 +35,7 @@ def pump() -> int:
 @shared_task(name="dispatcher.purge_logs", soft_time_limit=600, time_limit=660, **TASK_OPTIONS)
 def purge_logs() -> int:
     crm_services.api_rate_windows_purge(now=timezone.now())  # the API's per-key minutes, kept an hour
+    api_throttle_windows_purge(now=timezone.now())  # per organization and per address, kept an hour
     secret_rotation.previous_secrets_purge(now=timezone.now())
     idempotent_requests_purge(now=timezone.now())  # Idempotency-Key answers past IDEMPOTENCY_KEY_HOURS
     return delivery.deliveries_purge(older_than_days=settings.WEBHOOK_LOG_RETENTION_DAYS)

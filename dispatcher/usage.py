@@ -65,10 +65,28 @@ def usage_last_days(*, organization: Organization, now: datetime.datetime, weekl
         by_source[row["source"]][n] += row["total"]
         by_outcome[row["outcome"]][n] += row["total"]
     quota = quotas.daily_limit(organization=organization) * (7 if weekly else 1)
+    totals = [sum(values[n] for values in by_source.values()) for n in range(CHART_DAYS)]
     return {
         "labels": labels,
         "by_source": {label: by_source[key] for key, label in DeliverySource.choices if any(by_source[key])},
         "by_outcome": {label: by_outcome[key] for key, label in DeliveryStatus.choices if any(by_outcome[key])},
-        "totals": [sum(values[n] for values in by_source.values()) for n in range(CHART_DAYS)],
+        "totals": totals,
         "quota": quota,
+        "scale": usage_chart_scale(totals=totals, quota=quota),
+    }
+
+
+# A quota up to this many times the busiest day shares the bars' axis (the bars keep at least half the height);
+# a larger one would flatten them (100 calls a day under a 12,500 line are a few pixels), so it is shown apart.
+QUOTA_ON_AXIS_RATIO = 2
+
+
+def usage_chart_scale(*, totals: list[int], quota: int) -> dict:
+    """How the chart shows the quota beside the bars: as a line on their axis while that leaves the bars at
+    least half the height, else as a number on a band along the top of the chart (off the bars' scale)."""
+    busiest = max(totals, default=0)
+    return {
+        "busiest": busiest,
+        "quota_on_axis": busiest == 0 or quota <= QUOTA_ON_AXIS_RATIO * busiest,
+        "busiest_share": round(100 * busiest / quota, 2) if quota else None,  # per cent of the quota
     }

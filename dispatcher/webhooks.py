@@ -1,13 +1,18 @@
 """Webhook definitions: the checks that span several fields, previews, test sends, secret rotation."""
+import base64
+import binascii
 import dataclasses
+import datetime
 import json
 import uuid
-from urllib.parse import urlsplit
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from lxml import etree
 
@@ -25,7 +30,8 @@ from dispatcher.sending import send_auth_for, send_now, tls_problem
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
 from dispatcher.usage import usage_count
 from dispatcher.models.webhooks import HEADERS_MAX
-from dispatcher.validators import validate_header_name, validate_header_value, validate_parameter_name
+from dispatcher.signing import SECRET_PREFIX
+from dispatcher.validators import url_parse
 from dispatcher.xml import safe_parser
 
 ENTITY_FIELDS_MAX = 10  # seed 003: data of at most 10 CRM fields per webhook
@@ -40,13 +46,15 @@ class Parameter:
 
 
 def webhook_check(
-    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str]
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str],
+    schema_version: uuid.UUID | None = None,
 ) -> dict[str, list[str]]:
     """Rules that involve more than one field of a webhook; returns messages keyed by the field to blame."""
     errors = webhook_check_definition(webhook=webhook)
     if "module" not in errors:
         for key, messages in webhook_check_parameters(
-            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=custom_parameter_names
+            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=custom_parameter_names,
+            schema_version=schema_version,
         ).items():
             errors.setdefault(key, []).extend(messages)
     return errors
@@ -90,9 +98,11 @@ def webhook_check_definition(*, webhook: Webhook) -> dict[str, list[str]]:
 
 
 def webhook_check_parameters(
-    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str]
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameter_names: list[str],
+    schema_version: uuid.UUID | None = None,
 ) -> dict[str, list[str]]:
-    """Limits and structure of the parameters, seen together with the method, content type and body."""
+    """Limits and structure of the parameters, seen together with the method, content type and body.
+    schema_version: the organization's, when the caller has just loaded it (else it costs a query)."""
     errors: dict[str, list[str]] = defaultdict(list)
     length = sum(len(p.name) + len(p.value) for p in entity_parameters)
     if length > ENTITY_PARAMETERS_MAX_LENGTH:
@@ -106,18 +116,18 @@ def webhook_check_parameters(
             f"A webhook can send at most {ENTITY_FIELDS_MAX} CRM fields; this one uses {len(fields)}: "
             + ", ".join(sorted(map(str, fields))) + "."
         )
-    names = [p.name for p in entity_parameters]
-    for name in sorted({n for n in names + custom_parameter_names if (names + custom_parameter_names).count(n) > 1}):
+    for name in _repeated([p.name for p in entity_parameters] + custom_parameter_names):
         errors["entity_parameters"].append(f"The parameter name “{name}” is used more than once.")
-    _check_structure(webhook, entity_parameters, custom_parameter_names, errors)
+    _check_structure(webhook, entity_parameters, custom_parameter_names, errors, schema_version)
     return dict(errors)
 
 
 def _check_structure(
-    webhook: Webhook, entity: list[Parameter], custom_names: list[str], errors: dict[str, list[str]]
+    webhook: Webhook, entity: list[Parameter], custom_names: list[str], errors: dict[str, list[str]],
+    schema_version: uuid.UUID | None,
 ) -> None:
     """Related-module arrays and dotted names must give one unambiguous document."""
-    schema = schema_for(webhook.module)
+    schema = schema_for(webhook.module, version=schema_version)
     flat = webhook.method == Method.GET or bool(webhook.body) or webhook.content_type == ContentType.FORM
     scalar_paths: list[tuple[str, ...]] = [tuple(name.split(".")) for name in custom_names]
     arrays: dict[str, int] = {}  # array key -> lookup field id of the related module
@@ -196,21 +206,40 @@ def webhook_check_headers(*, webhook: Webhook, headers: list[Header]) -> list[st
     problems = []
     if len(headers) > HEADERS_MAX:
         problems.append(f"A webhook can send at most {HEADERS_MAX} custom headers; these are {len(headers)}.")
-    names = [h.name.lower() for h in headers]
     for header in headers:
-        try:
-            validate_header_name(header.name)
-            validate_header_value(header.value)
-        except ValidationError as error:
-            problems.extend(f"{header.name}: {message}" for message in error.messages)
+        # The model's own field validation (name rules, no line breaks, at most 2,000 characters), as the
+        # admin's inline form runs it, so that an import cannot store what the admin refuses.
+        row = WebhookHeader(name=header.name, value=header.value, is_secret=header.secret)
+        problems.extend(f"{header.name}: {message}" for _, message in row_problems(row, exclude=["webhook"]))
         if not header.value:
             problems.append(f"The header {header.name} needs a value.")
         if header.name.lower() == "authorization" and webhook.auth_type != AuthType.NONE:
             problems.append("The Authorization header comes from the webhook's authorization; remove the custom one "
                             "or choose “No authentication”.")
-    problems.extend(f"The header {name} is given more than once." for name in sorted({n for n in names
-                                                                                     if names.count(n) > 1}))
+    problems.extend(f"The header {name} is given more than once." for name in _repeated(h.name.lower()
+                                                                                       for h in headers))
     return problems
+
+
+def row_problems(row: models.Model, *, exclude: list[str]) -> list[tuple[str, str]]:
+    """A row's model validation (full_clean) without the database, as (field, message): its fields'
+    validators, lengths and choices. Uniqueness is the caller's (names given twice); an empty value is too,
+    with a message of its own."""
+    try:
+        row.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as error:
+        return [(name, message) for name, errors in error.error_dict.items() for item in errors
+                if item.code != "blank" for message in item.messages]
+    return []
+
+
+def _repeated(names: Iterable[str]) -> list[str]:
+    """Names given more than once, sorted (counted once: a webhook may list thousands in a file)."""
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for name in names:
+        (repeated if name in seen else seen).add(name)
+    return sorted(repeated)
 
 
 def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str]]:
@@ -245,13 +274,13 @@ def webhook_unused_secrets(*, auth_type: str | None, certificate: str) -> set[st
 
 
 def url_origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port: what a secret is entered for."""
+    """Scheme, host and port of the normalised URL (validators.url_parse): what a secret is entered for, so
+    a lookalike spelling of a host is the host it reads as."""
     try:
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
+        parts = url_parse(url)
+    except ValidationError:
         return "", url, None
-    return parts.scheme, (parts.hostname or "").rstrip(".").lower(), port
+    return parts.scheme, (parts.raw_host or "").rstrip(".").lower(), parts.port
 
 
 def webhook_retarget_problem(*, stored_url: str, url: str, kept: list[str]) -> str | None:
@@ -304,9 +333,11 @@ def webhook_save(
     *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
     captures: list[Capture] | None = None, headers: list[Header] | None = None,
 ) -> Webhook:
-    """Validate and store a webhook with its parameters, response captures and custom headers (the admin and
-    the import both save through here). captures=None and headers=None leave the stored ones as they are."""
-    errors = _save_problems(webhook, entity_parameters, custom_parameters, captures, headers)
+    """Validate and store a webhook with its parameters, response captures and custom headers (the admin
+    saves through here; the import validates with the same webhook_problems and stores in bulk).
+    captures=None and headers=None leave the stored ones as they are."""
+    errors = webhook_problems(webhook=webhook, entity_parameters=entity_parameters,
+                              custom_parameters=custom_parameters, captures=captures, headers=headers)
     if errors:
         raise ValidationError(errors)
     webhook.save()
@@ -330,40 +361,176 @@ def webhook_save(
     return webhook
 
 
-def _save_problems(webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
-                   captures: list[Capture] | None, headers: list[Header] | None) -> dict[str, list[str]]:
-    """Every problem of the webhook as saved, per form field; the checks that need a valid definition run
-    only once it is one."""
+# What full_clean looks up in the database; a caller that loaded these itself (the import: one query per kind
+# for a whole file) and knows the name is unique says references_loaded, and the rest runs in memory.
+REFERENCES = ["organization", "module", "retry_policy"]
+
+
+def webhook_problems(
+    *, webhook: Webhook, entity_parameters: list[Parameter], custom_parameters: list[Parameter],
+    captures: list[Capture] | None = None, headers: list[Header] | None = None, references_loaded: bool = False,
+    signing_given: bool = False,
+) -> dict[str, list[str]]:
+    """Every problem of the webhook as it would be saved, per field: the one validation of the admin, the
+    configuration import and the API (model validation of the webhook and of each of its rows, the checks
+    that span fields). The checks that need a valid definition run only once it is one.
+
+    signing_given: the caller set the signing secrets from outside (an imported file) rather than leaving
+    them as generated and rotated here; they are checked as a rotation leaves them."""
     errors: dict[str, list[str]] = defaultdict(list)
     try:
-        webhook.full_clean(validate_unique=True)
+        webhook.full_clean(exclude=REFERENCES if references_loaded else None, validate_unique=not references_loaded,
+                           validate_constraints=not references_loaded)
     except ValidationError as error:
         for key, messages in error.message_dict.items():
             errors[key].extend(messages)
+    for key, message in webhook_check_signing(webhook=webhook, now=timezone.now()) if signing_given else ():
+        errors[key].append(message)
     if not errors:
         names = [p.name for p in custom_parameters]
+        # A caller that loaded the organizations for this check (references_loaded) has their schema_version.
+        version = webhook.organization.schema_version if references_loaded else None
         for key, messages in webhook_check(
-            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=names
+            webhook=webhook, entity_parameters=entity_parameters, custom_parameter_names=names, schema_version=version
         ).items():
             errors[key].extend(messages)
-    for kind, parameters in (("entity_parameters", entity_parameters), ("custom_parameters", custom_parameters)):
-        errors[kind].extend(_parameter_problems(parameters))
-    if captures is not None and "module" not in errors and (problems := captures_check(webhook=webhook,
-                                                                                      captures=captures)):
-        errors["captures"] = problems
+    errors["entity_parameters"].extend(_parameter_problems(EntityParameter, entity_parameters))
+    errors["custom_parameters"].extend(_parameter_problems(CustomParameter, custom_parameters))
+    if captures is not None and "module" not in errors:
+        errors["captures"].extend(f"{name}: {message}" for capture in captures
+                                  for name, message in row_problems(capture, exclude=["webhook", "field"]))
+        errors["captures"].extend(captures_check(webhook=webhook, captures=captures))
     if headers is not None and "auth_type" not in errors and (problems := webhook_check_headers(webhook=webhook,
                                                                                              headers=headers)):
         errors["headers"] = problems
     return {key: messages for key, messages in errors.items() if messages}
 
 
-def _parameter_problems(parameters: list[Parameter]) -> list[str]:
-    problems = []
+def _parameter_problems(model: type[EntityParameter] | type[CustomParameter], parameters: list[Parameter]) -> list[str]:
+    """Each parameter's model validation (name rules, value length), as the admin's inline form runs it."""
+    problems: list[str] = []
     for parameter in parameters:
-        try:
-            validate_parameter_name(parameter.name)
-        except ValidationError as error:
-            problems.extend(error.messages)
+        found = row_problems(model(name=parameter.name, value=parameter.value), exclude=["webhook"])
+        problems.extend(message if name == "name" else f"The value of “{parameter.name}”: {message}"
+                        for name, message in found)
         if not parameter.value:
             problems.append(f"The parameter “{parameter.name}” needs a value.")
     return problems
+
+
+SIGNING_SECRET_BYTES = (24, 64)  # Standard Webhooks: a secret of 24 to 64 random bytes, base64 after "whsec_"
+
+
+def signing_secret_problem(secret: str) -> str | None:
+    """Why a signing secret cannot sign (a receiver could not verify it), or None. Never repeats the secret."""
+    least, most = SIGNING_SECRET_BYTES
+    expected = (f"a signing secret is “{SECRET_PREFIX}” followed by {least} to {most} random bytes in base64, as "
+                "“Rotate signing secret” makes them")
+    if not secret.startswith(SECRET_PREFIX):
+        return f"This is not a signing secret: {expected}."
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        return f"This is not base64 after “{SECRET_PREFIX}”: {expected}."
+    if not least <= len(key) <= most:
+        return f"This secret has {len(key)} bytes: {expected}."
+    return None
+
+
+def webhook_check_signing(*, webhook: Webhook, now: datetime.datetime) -> list[tuple[str, str]]:
+    """The signing secrets as a rotation leaves them: both well-formed, and the previous one signing for at
+    most WEBHOOK_SECRET_GRACE_HOURS from now. (field, message) pairs."""
+    problems = []
+    if problem := signing_secret_problem(webhook.signing_secret):
+        problems.append(("signing_secret", problem))
+    if webhook.previous_signing_secret:
+        if problem := signing_secret_problem(webhook.previous_signing_secret):
+            problems.append(("previous_signing_secret", problem))
+        expires, grace = webhook.previous_secret_expires_at, settings.WEBHOOK_SECRET_GRACE_HOURS
+        if expires is None:
+            problems.append(("previous_signing_secret", "The previous secret needs the time it stops signing."))
+        elif expires > now + datetime.timedelta(hours=grace):
+            problems.append(("previous_signing_secret",
+                             f"The previous secret would sign until {expires:%Y-%m-%d %H:%M %Z}; after a rotation "
+                             f"it signs for at most WEBHOOK_SECRET_GRACE_HOURS ({grace:g} h) from now."))
+    return problems
+
+
+@dataclass
+class WebhookRows:
+    """A webhook to store with the rows it owns (the import's plan): None leaves that kind as stored.
+    fields: the webhook's own fields that differ from what is stored (a stored webhook only)."""
+
+    webhook: Webhook
+    fields: list[str] = dataclasses.field(default_factory=list)
+    entity_parameters: list[Parameter] | None = None
+    custom_parameters: list[Parameter] | None = None
+    headers: list[Header] | None = None
+    captures: list[Capture] | None = None
+
+
+BULK_BATCH = 500  # rows per statement when storing an import: large files, statements of a sensible size
+
+
+def webhooks_store(*, items: list[WebhookRows]) -> None:
+    """Store webhooks that webhook_problems found valid (the configuration import; the admin saves one at a
+    time with webhook_save): new webhooks and the rows of every kind that changed in one statement per batch
+    of BULK_BATCH, a changed webhook's own fields in one UPDATE of just those fields (Django's bulk_update
+    builds a CASE per field and row, which costs more than the rows it saves). Every webhook stored counts
+    as modified, so workers load it again."""
+    stored = {item.webhook.pk for item in items if item.webhook.pk is not None}  # only these have rows to replace
+    Webhook.objects.bulk_create([item.webhook for item in items if item.webhook.pk is None], batch_size=BULK_BATCH)
+    for item in items:
+        if item.webhook.pk in stored:
+            item.webhook.save(update_fields=[*item.fields, "modified_at"])
+    for model, rows_of in _ROW_KINDS:
+        given = [(item.webhook, rows) for item in items if (rows := rows_of(item)) is not None]
+        _rows_delete(model, [webhook.pk for webhook, _ in given if webhook.pk in stored])
+        model._default_manager.bulk_create([row for webhook, rows in given for row in rows], batch_size=BULK_BATCH)
+
+
+def _entity_rows(item: WebhookRows) -> list[models.Model] | None:
+    return None if item.entity_parameters is None else [
+        EntityParameter(webhook=item.webhook, name=p.name, value=p.value, position=i)
+        for i, p in enumerate(item.entity_parameters)]
+
+
+def _custom_rows(item: WebhookRows) -> list[models.Model] | None:
+    return None if item.custom_parameters is None else [
+        CustomParameter(webhook=item.webhook, name=p.name, value=p.value, position=i)
+        for i, p in enumerate(item.custom_parameters)]
+
+
+def _header_rows(item: WebhookRows) -> list[models.Model] | None:
+    return None if item.headers is None else [
+        WebhookHeader(webhook=item.webhook, name=h.name, value=h.value, is_secret=h.secret, position=i)
+        for i, h in enumerate(item.headers)]
+
+
+def _capture_rows(item: WebhookRows) -> list[models.Model] | None:
+    if item.captures is None:
+        return None
+    for position, capture in enumerate(item.captures):
+        capture.webhook, capture.position = item.webhook, position
+    return list(item.captures)
+
+
+# Each kind of row a webhook owns, and how a plan gives it (None: keep the stored rows).
+_ROW_KINDS: list[tuple[type[models.Model], Callable[[WebhookRows], list[models.Model] | None]]] = [
+    (EntityParameter, _entity_rows), (CustomParameter, _custom_rows), (WebhookHeader, _header_rows),
+    (Capture, _capture_rows),
+]
+
+
+def _rows_delete(model: type[models.Model], webhook_ids: list[int]) -> None:
+    """Delete the rows of these webhooks with one statement per batch. Raw SQL on purpose: the ORM's delete
+    loads every row to send post_delete, whose handler marks the webhook modified one row at a time, and
+    webhooks_store has just set modified_at on every one of them."""
+    quote = connection.ops.quote_name
+    owner = cast(models.ForeignKey, model._meta.get_field("webhook"))  # every kind of row points to its webhook
+    table, column = quote(model._meta.db_table), quote(owner.column)
+    with connection.cursor() as cursor:
+        for start in range(0, len(webhook_ids), BULK_BATCH):
+            chunk = webhook_ids[start:start + BULK_BATCH]
+            placeholders = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({placeholders})", chunk)  # noqa: S608 - quoted identifiers, values as parameters

@@ -1,4 +1,6 @@
 """Workflow rule admin: conditions and actions inline, the whole rule checked by workflows.services."""
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -7,15 +9,32 @@ from django.utils.html import format_html
 from config.admin_base import CrmAdminMixin
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from workflows import services
-from workflows.models import Action, ActionRun, Condition, WorkflowRule
+from workflows.models import Action, ActionKind, ActionRun, Condition, WorkflowRule
 
 
 CONDITION_KEYS = ("number", "lookup", "field", "operator", "value", "value_to")
 ACTION_KEYS = ("webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
                "relative_time")
+# Field pickers offer only the fields that fit where they are (crm/static/crm/field_pickers.js): field name ->
+# (the kind of field, the row's "through lookup" input that decides the module, if any).
+FIELD_PICKERS = {"trigger_field": ("any", ""), "lookup": ("lookup", ""), "field": ("any", "lookup"),
+                 "relative_field": ("date", "")}
+FIELD_PICKERS_JS = ["admin/js/jquery.init.js", "admin/js/autocomplete.js", "crm/field_pickers.js"]
 
 
-class ConditionInline(CrmAdminMixin, admin.TabularInline):
+class FieldPickersMixin(CrmAdminMixin):
+    """Marks the rule's field autocompletes with what fits there: fields of the rule's module (or of the
+    module its condition looks up), of the kind the place needs."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if formfield is not None and db_field.name in FIELD_PICKERS:
+            kind, through_lookup = FIELD_PICKERS[db_field.name]
+            formfield.widget.attrs.update({"data-field-picker": kind, "data-through-lookup": through_lookup})
+        return formfield
+
+
+class ConditionInline(FieldPickersMixin, admin.TabularInline):
     model = Condition
     formset = SiblingAwareFormSet
     fields = ["number", "lookup", "field", "operator", "value", "value_to"]
@@ -43,13 +62,38 @@ class ActionFormSet(SiblingAwareFormSet):
             raise ValidationError([labels.get(key, "") + m for key, found in problems.items() for m in found])
 
 
-class ActionInline(CrmAdminMixin, admin.TabularInline):
+def webhook_log_url(rule: WorkflowRule, action: Action | None = None) -> str:
+    """The webhook log filtered to what a rule made (the trigger names the rule), or to one of its actions:
+    that webhook, and the instant or the time-based firings (seed 004: "View webhook log" beside the action)."""
+    trigger = f"Rule “{rule.name}”"
+    query: dict[str, object] = {"trigger__startswith": trigger}
+    if action is not None:
+        query["webhook__id__exact"] = action.webhook_id
+        query["trigger__startswith"] = trigger + (", time-based" if action.kind == ActionKind.TIME_BASED else " on ")
+    return reverse("admin:dispatcher_delivery_changelist") + "?" + urlencode(query)
+
+
+class ActionInline(FieldPickersMixin, admin.TabularInline):
     model = Action
     formset = ActionFormSet
-    fields = ["webhook", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
+    # The log link beside the webhook, where it is seen without scrolling whatever the window's width.
+    fields = ["webhook", "log_link", "kind", "delay_amount", "delay_unit", "relative_field", "relative_offset_days",
               "relative_time", "position"]
+    readonly_fields = ["log_link"]
     extra = 1
     autocomplete_fields = ["webhook", "relative_field"]
+
+    class Media:
+        css = {"all": ["workflows/rule_admin.css"]}  # the actions table fits the page (narrower inputs)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("rule")
+
+    @admin.display(description="webhook log")
+    def log_link(self, obj: Action) -> str:
+        if obj.pk is None:  # a row not saved yet has no log
+            return "-"
+        return format_html('<a href="{}">View webhook log</a>', webhook_log_url(obj.rule, obj))
 
 
 RUN_FIELDS = ("created_at", "record_ref", "event", "action", "status", "due_at", "reason", "delivery_link")
@@ -76,12 +120,13 @@ class RunInline(CrmAdminMixin, admin.TabularInline):
 
 
 @admin.register(WorkflowRule)
-class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
+class WorkflowRuleAdmin(FieldPickersMixin, SiblingFormSetsMixin, admin.ModelAdmin):
     list_display = ["name", "organization", "module", "trigger", "is_active", "execution_order", "log_link"]
     list_filter = ["is_active", "trigger", "module__api_name", "organization"]
     search_fields = ["name", "description"]
     list_select_related = ["organization", "module"]
     inlines = [ConditionInline, ActionInline, RunInline]
+    autocomplete_fields = ["trigger_field"]
     actions = ["activate", "deactivate", "run_on_existing_dry_run", "run_on_existing"]
     fieldsets = [
         (None, {"fields": ["organization", "module", "name", "description", "is_active", "execution_order"]}),
@@ -89,6 +134,9 @@ class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
                              "date_time", "date_yearly"]}),
         ("Criteria", {"fields": ["match_all_records", "criteria_pattern"]}),
     ]
+
+    class Media:
+        js = FIELD_PICKERS_JS
 
     def save_model(self, request, obj, form, change) -> None:
         """Nothing yet: the rule is stored with its conditions and actions by rule_save, in save_related."""
@@ -108,8 +156,7 @@ class WorkflowRuleAdmin(CrmAdminMixin, SiblingFormSetsMixin, admin.ModelAdmin):
 
     @admin.display(description="webhook log")
     def log_link(self, obj: WorkflowRule) -> str:
-        url = reverse("admin:dispatcher_delivery_changelist") + f"?trigger__startswith=Rule “{obj.name}”"
-        return format_html('<a href="{}">View webhook log</a>', url)
+        return format_html('<a href="{}">View webhook log</a>', webhook_log_url(obj))
 
     @admin.action(description="Activate selected rules", permissions=["change"])
     def activate(self, request, queryset) -> None:

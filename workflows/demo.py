@@ -4,7 +4,7 @@ import datetime
 from django.db import transaction
 
 from crm import services as crm_services
-from crm.models import ApiKey, CrmUser, Edition, Field, Organization, Record
+from crm.models import ApiKey, ApiScope, CrmUser, Edition, Field, Organization, Record
 from dispatcher import services as webhook_services
 from dispatcher.services import demo_load as webhooks_demo_load
 from dispatcher.models import RetryPolicy, Webhook
@@ -49,11 +49,25 @@ def demo_load() -> tuple[Organization, str | None]:
             actions=[Action(webhook=webhook("SMS payment reminder"), kind="time_based",
                             relative_field=field("Payment_Due_Date"), relative_time=datetime.time(9, 0))],
         )
-    raw = None
-    if not ApiKey.objects.filter(organization=organization, name="Demo").exists():
+    return organization, _demo_api_key(organization)
+
+
+DEMO_API_KEY = "Demo"
+# The demo's key may call every operation of the README's REST API section (records, channels, the delivery
+# log with resend and recover, usage, webhooks, rules and the configuration file), as its curl lines show.
+DEMO_API_SCOPES = list(ApiScope.values)
+
+
+def _demo_api_key(organization: Organization) -> str | None:
+    """The first time, a new raw key with every scope. A demo key made before it had every scope (by default:
+    records and channels only) is given the rest, so the key command 1 prints can follow the README."""
+    key = ApiKey.objects.filter(organization=organization, name=DEMO_API_KEY).first()
+    if key is None:
         owner = CrmUser.objects.filter(organization=organization, is_admin=True).order_by("pk")[:1].get()
-        raw = crm_services.api_key_create(user=owner, name="Demo")[1]
-    return organization, raw
+        return crm_services.api_key_create(user=owner, name=DEMO_API_KEY, scopes=DEMO_API_SCOPES)[1]
+    if set(key.scopes) != set(DEMO_API_SCOPES):
+        ApiKey.objects.filter(pk=key.pk).update(scopes=DEMO_API_SCOPES)
+    return None
 
 
 SECOND_ORGANIZATION = "Acme Corp"

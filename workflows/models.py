@@ -197,3 +197,42 @@ class ActionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} on {self.record_ref}: {self.get_status_display()}"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ConfigImportJob(models.Model):
+    """A configuration file imported by a worker rather than within the web request that sent it (files too
+    large to import while a client waits): the REST API answers 202 with it, and GET shows how it went."""
+
+    public_id = models.UUIDField("job id", unique=True, editable=False,
+                                 help_text="How the REST API names the job (/config/imports/<id>/).")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+",
+                                     help_text="The organization of the API key that sent the file; the only one "
+                                               "whose webhooks and rules it may change.")
+    status = models.CharField("status", max_length=10, choices=ImportStatus.choices, default=ImportStatus.PENDING,
+                              help_text="Pending (queued), running, done, or failed (nothing was imported).")
+    dry_run = models.BooleanField("dry run", default=False,
+                                  help_text="Report what the file would change, and change nothing.")
+    file = models.TextField("file (encrypted)", blank=True,
+                            help_text="The file as sent, encrypted (it may hold secrets); emptied when the job ends.")
+    entries = models.PositiveIntegerField("entries", default=0, help_text="Webhooks and workflow rules in the file.")
+    report = models.JSONField("report", null=True, blank=True,
+                              help_text="What the import did (or would do), as the synchronous answer reports it.")
+    problems = models.JSONField("problems", default=list, blank=True,
+                                help_text="Why nothing was imported, one line per problem.")
+    created_at = models.DateTimeField("created", auto_now_add=True, help_text="When the file was received.")
+    started_at = models.DateTimeField("started", null=True, blank=True, help_text="When a worker began it.")
+    finished_at = models.DateTimeField("finished", null=True, blank=True, help_text="When it ended.")
+
+    class Meta:
+        verbose_name = "configuration import"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.public_id} ({self.status})"

@@ -1,8 +1,10 @@
-"""API keys: X-API-Key (or ?zapikey=, as Zoho's API accepts), each with scopes, under the per-key throttle.
+"""API keys: X-API-Key (or ?zapikey=, as Zoho's API accepts), each with scopes, under the throttles.
 
 One ``ApiKeyAuth(scope)`` per operation (django-ninja's auth): a key without the scope is refused with 403
-and says which one it lacks; a key over API_RATE_LIMIT_PER_MINUTE gets 429 with Retry-After (the one
-throttle, crm.services.api_rate_take, kept in the database so it holds across web processes).
+and says which one it lacks. 429 with Retry-After, each throttle kept in the database so that it holds
+across web processes: a key over API_RATE_LIMIT_PER_MINUTE (crm.services.api_rate_take), an organization
+whose keys together are over API_RATE_LIMIT_PER_ORGANIZATION, and a client address over
+API_AUTH_FAILURES_PER_MINUTE calls with an invalid key (crm/api/throttle.py).
 """
 from django.conf import settings
 from django.http import HttpRequest
@@ -11,6 +13,7 @@ from ninja.security import APIKeyHeader as NinjaKeyHeader
 from ninja.security import APIKeyQuery as NinjaKeyQuery
 
 from crm import services
+from crm.api import throttle
 from crm.api.errors import ApiError
 from crm.models import ApiKey, ApiScope
 
@@ -25,18 +28,34 @@ class ApiRequest(HttpRequest):
 def authenticate(request: HttpRequest, scope: str) -> ApiKey:
     """The key of this request, allowed this scope and under its rate limit; else an ApiError."""
     raw = request.headers.get("X-API-Key") or request.GET.get("zapikey")
-    key = services.api_key_authenticate(raw=raw) if raw else None
-    if key is None:
+    if not raw:
         raise ApiError(401, "unauthorized", "Send a valid API key in the X-API-Key header or the zapikey query "
-                       "parameter." if not raw else "This API key is not valid or was revoked.")
-    if (wait := services.api_rate_take(key=key, now=timezone.now())) is not None:
+                       "parameter.")
+    now, address = timezone.now(), throttle.client_address(request)
+    if (wait := throttle.address_refused(address=address, now=now)) is not None:
+        raise _guessing(wait)
+    key = services.api_key_authenticate(raw=raw)
+    if key is None:
+        if (wait := throttle.auth_failure_take(address=address, now=now)) is not None:
+            raise _guessing(wait)
+        raise ApiError(401, "unauthorized", "This API key is not valid or was revoked.")
+    if (wait := services.api_rate_take(key=key, now=now)) is not None:
         raise ApiError(429, "rate_limited", f"This key made {settings.API_RATE_LIMIT_PER_MINUTE} calls this minute, "
                        f"the most it may; try again in {wait} s.", retry_after=wait)
+    if (wait := throttle.organization_rate_take(organization_id=key.organization_id, now=now)) is not None:
+        raise ApiError(429, "rate_limited", f"This organization's keys made {settings.API_RATE_LIMIT_PER_ORGANIZATION} "
+                       f"calls this minute, the most they may together; try again in {wait} s.", retry_after=wait)
     if scope not in key.scopes:
         raise ApiError(403, "missing_scope", f"This API key does not have the scope {scope} "
                        f"({ApiScope(scope).label}); its scopes are: {', '.join(key.scopes) or 'none'}.",
                        required_scope=scope)
     return key
+
+
+def _guessing(wait: int) -> ApiError:
+    return ApiError(429, "rate_limited", f"Too many calls with an API key that is not valid came from your address "
+                    f"this minute ({settings.API_AUTH_FAILURES_PER_MINUTE} at most); try again in {wait} s.",
+                    retry_after=wait)
 
 
 class ApiKeyHeader(NinjaKeyHeader):

@@ -39,9 +39,7 @@ def idempotent(request: HttpRequest, key: ApiKey, produce: Callable[[], tuple[in
     header = request.headers.get(HEADER)
     if header is None:
         return Status(*produce())
-    if not 1 <= len(header) <= MAX_LENGTH or not header.isascii() or not header.isprintable():
-        raise ApiError(400, "invalid_idempotency_key", f"{HEADER} must be 1 to {MAX_LENGTH} printable ASCII "
-                       "characters, e.g. a UUID.")
+    _check_key(header)
     now = timezone.now()
     IdempotentRequest.objects.filter(key=key, idempotency_key=header,
                                      created_at__lt=now - datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
@@ -68,6 +66,21 @@ def idempotent(request: HttpRequest, key: ApiKey, produce: Callable[[], tuple[in
     claim.status, claim.response = status, json.loads(json.dumps(data, cls=DjangoJSONEncoder))
     claim.save(update_fields=["status", "response"])
     return Status(status, data)
+
+
+def _check_key(header: str) -> None:
+    """An Idempotency-Key sent empty (a shell command that printed nothing), blank, too long or not printable
+    ASCII would protect nothing, or not what the client means: refused with 400 before anything is done."""
+    problem = None
+    if not header.strip():
+        problem = f"{HEADER} is empty"
+    elif len(header) > MAX_LENGTH:
+        problem = f"{HEADER} has {len(header)} characters"
+    elif not header.isascii() or not header.isprintable():
+        problem = f"{HEADER} has characters that are not printable ASCII"
+    if problem:
+        raise ApiError(400, "invalid_idempotency_key", f"{problem}: send 1 to {MAX_LENGTH} printable ASCII "
+                       "characters, e.g. a UUID, or leave the header out.", max_length=MAX_LENGTH)
 
 
 def _taken_over(earlier: IdempotentRequest, mine: str, now: datetime.datetime) -> bool:

@@ -6,6 +6,7 @@ commit, ``dispatcher.drain`` from the pump). Losing one delays a delivery, never
 conditional update guarded by a claim token and a lease, so two workers never own the same delivery,
 and a worker that dies leaves its deliveries claimable again when the lease runs out.
 """
+import collections
 import datetime
 import functools
 import logging
@@ -13,6 +14,8 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app
@@ -32,19 +35,39 @@ FAIR_ORGANIZATIONS_MAX = 50  # organizations a claim shares out between; more wa
 LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as an ETA task in a worker
 
 
+@dataclass(frozen=True)
+class ClaimRoom:
+    """How much of each organization's work the claiming process can start now (delivery/book.py): for the
+    organizations it holds slots for, how many more (0: none until their requests end); for any other,
+    `newcomer`. A slow destination's deliveries (by endpoint id) are claimed only as many as its limit leaves
+    room for in this process (0: left in the database)."""
+
+    organizations: Mapping[int, int]
+    newcomer: int
+    slow_destinations: Mapping[int, int] = field(default_factory=dict)
+
+    def of(self, organization_id: int) -> int:
+        return self.organizations.get(organization_id, self.newcomer)
+
+    def any(self) -> bool:
+        return self.newcomer > 0 or any(n > 0 for n in self.organizations.values())
+
+
 def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None,
-                     first: int | None = None) -> list[tuple[int, uuid.UUID]]:
+                     first: int | None = None, room: ClaimRoom | None = None) -> list[tuple[int, uuid.UUID]]:
     """Claim up to limit due deliveries for this worker, delivery `first` before the others if it is due;
     returns (id, claim token) pairs.
 
     Fair across organizations: the claim is shared out equally between the organizations that have due
     work, so one organization's import of 100,000 deliveries delays another's single delivery by one
-    claim, not by the whole import. What a share leaves unused goes to the others.
+    claim, not by the whole import. What a share leaves unused goes to the others. With a room (a drain
+    loop's), no organization gets more than the process can start for it now.
     """
     token = uuid.uuid4()
     lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
     with transaction.atomic():
-        chosen = _choose(now, limit, ids, first)
+        chosen = _choose(now, limit, ids, first) if room is None or ids is not None \
+            else _choose_within(now, limit, first, room)
         if not chosen:
             return []
         # PostgreSQL locked the chosen rows (FOR UPDATE): nobody can have moved them. SQLite takes its write
@@ -64,12 +87,7 @@ def _choose(now: datetime.datetime, limit: int, ids: list[int] | None, first: in
         candidates = candidates.filter(pk__in=ids)
 
     def take(rows, n: int) -> list[int]:
-        # SKIP LOCKED lets workers claim side by side on PostgreSQL; SQLite ignores it and serialises writers.
-        found = list(rows.select_for_update(skip_locked=True).values_list("pk", "status")[:n]) if n > 0 else []
-        taken_over = sum(1 for _, status in found if status == DeliveryStatus.DISPATCHED)
-        if taken_over:  # their worker died or hung past its lease
-            counters.count("lease_taken_over", amount=taken_over)
-        return [pk for pk, _ in found]
+        return [pk for pk, _ in _take(rows, n)]
 
     organizations = _organizations_with_due_work(now) if ids is None else []
     order = ["due_at"] if first is None else [Case(When(pk=first, then=Value(0)), default=Value(1)), "due_at"]
@@ -83,6 +101,60 @@ def _choose(now: datetime.datetime, limit: int, ids: list[int] | None, first: in
     if len(chosen) >= limit:
         return chosen
     return chosen + take(candidates.exclude(pk__in=chosen).order_by("due_at"), limit - len(chosen))
+
+
+def _choose_within(now: datetime.datetime, limit: int, first: int | None, room: ClaimRoom) -> list[int]:
+    """_choose, within what the process can start: organizations with no room are left out, each one's part
+    is at most its room, and a slow destination's deliveries are taken apart, at most its room."""
+    candidates = Delivery.objects.due(now)
+    if full := [organization_id for organization_id, n in room.organizations.items() if n <= 0]:
+        candidates = candidates.exclude(organization_id__in=full)
+    slow = list(room.slow_destinations)
+    general = candidates.exclude(endpoint_id__in=slow) if slow else candidates
+    chosen: list[int] = []
+    taken: collections.Counter[int] = collections.Counter()
+
+    def add(rows, n: int) -> int:
+        found = _take(rows.exclude(pk__in=chosen), min(n, limit - len(chosen)))
+        for pk, organization_id in found:
+            chosen.append(pk)
+            taken[organization_id] += 1
+        return len(found)
+
+    def left(organization_id: int) -> int:
+        return room.of(organization_id) - taken[organization_id]
+
+    if first is not None:
+        add(general.filter(pk=first), 1)
+    # Deliveries whose worker died (lease over) are not waiting, so no listed organization has them.
+    add(general.filter(status=DeliveryStatus.DISPATCHED).order_by("due_at"), room.newcomer)
+    for endpoint_id, n in room.slow_destinations.items():
+        if n > 0:
+            add(candidates.filter(endpoint_id=endpoint_id).order_by("due_at"), n)
+    listed = _organizations_with_due_work(now)
+    organizations = [organization_id for organization_id in listed if left(organization_id) > 0]
+    if organizations and len(chosen) < limit:
+        share = math.ceil((limit - len(chosen)) / len(organizations))
+        filled = [organization_id for organization_id in organizations
+                  if add(general.filter(organization_id=organization_id).order_by("due_at"),
+                         min(share, left(organization_id))) == share]
+        for organization_id in filled:  # what the others left unused, to those that had more
+            if len(chosen) < limit and left(organization_id) > 0:
+                add(general.filter(organization_id=organization_id).order_by("due_at"), left(organization_id))
+    if len(chosen) < limit and len(listed) >= FAIR_ORGANIZATIONS_MAX:  # organizations beyond those listed
+        add(general.exclude(organization_id__in=listed).order_by("due_at"), room.newcomer)
+    return chosen
+
+
+def _take(rows, n: int) -> list[tuple[int, int]]:
+    """Up to n of these rows, locked for this claim: (id, organization id)."""
+    # SKIP LOCKED lets workers claim side by side on PostgreSQL; SQLite ignores it and serialises writers.
+    found = list(rows.select_for_update(skip_locked=True).values_list("pk", "status", "organization_id")[:n]) \
+        if n > 0 else []
+    taken_over = sum(1 for _, status, _ in found if status == DeliveryStatus.DISPATCHED)
+    if taken_over:  # their worker died or hung past its lease
+        counters.count("lease_taken_over", amount=taken_over)
+    return [(pk, organization_id) for pk, _, organization_id in found]
 
 
 def _organizations_with_due_work(now: datetime.datetime) -> list[int]:

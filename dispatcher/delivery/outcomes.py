@@ -12,6 +12,7 @@ from django.db import transaction
 
 from dispatcher.delivery import counters, states
 from dispatcher.delivery.attempt import Outcome
+from dispatcher.delivery.followups import capture_pending_mark
 from dispatcher.cleaning import clean_headers, clean_text
 from dispatcher.models import Attempt
 
@@ -40,6 +41,7 @@ def outcomes_write(outcomes: list[Outcome]) -> set[int]:
     over meanwhile: their attempts are recorded all the same, they happened)."""
     for outcome in outcomes:
         outcome_clean(outcome)
+        capture_pending_mark(outcome)
     try:
         with transaction.atomic():
             Attempt.objects.bulk_create([o.attempt for o in outcomes])

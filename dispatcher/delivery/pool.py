@@ -4,9 +4,10 @@ Sending is waiting on the network, so one event loop in a thread of its own does
 engine's guarded client (dispatcher/async_client.py: the checked address is the one connected to, no
 redirects, a total deadline and a size cap, keep-alive pools per destination), and hands each result
 back on a queue. Everything else (claims, rendering, quotas, storing outcomes) stays in the thread that
-owns the database connection. At most WEBHOOK_MAX_IN_FLIGHT requests are in flight per process, and at
-most WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION to one destination, so a burst does not flood one receiver
-and a receiver that hangs holds only its own share of the slots.
+owns the database connection. At most WEBHOOK_MAX_IN_FLIGHT requests are in flight per process, and to
+one destination at most its limit (delivery/book.py: it starts at WEBHOOK_DESTINATION_START_SLOTS, grows
+with fast answers up to WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION and is halved by slow ones), so a burst does
+not flood one receiver and a receiver that hangs or trickles holds only a few slots.
 """
 import asyncio
 import atexit
@@ -24,19 +25,21 @@ from django.conf import settings
 from config.caches import cache_register
 
 from dispatcher import async_client, sending
+from dispatcher.delivery.book import DestinationLimits
 from dispatcher.http_client import ErrorClass, HttpResult
 from dispatcher.rendering.request import RenderedRequest
 
 
 @dataclass
 class Sent:
-    """A finished request: which job it was, what came back, when it started (monotonic), and the request
-    as sent (with the authentication added at send time, whose secrets mask the answer)."""
+    """A finished request: which job it was, what came back, when it started and ended (monotonic), and the
+    request as sent (with the authentication added at send time, whose secrets mask the answer)."""
 
     key: Hashable
     result: HttpResult
     started: float
     request: RenderedRequest
+    finished: float = 0.0
 
 
 class SenderPool:
@@ -55,12 +58,17 @@ class SenderPool:
         self.by_destination: Counter = Counter()
         self.starts: dict[Hashable, list[float]] = {}  # destination -> when its requests in flight started
         self.destination_of: dict[Hashable, tuple[Hashable, float]] = {}
+        self.limits = DestinationLimits()  # kept with the pool: a destination's limit outlives a drain
 
     def room(self) -> int:
         return self.max_in_flight - self.in_flight
 
     def has_room_for(self, destination: Hashable) -> bool:
-        return self.in_flight < self.max_in_flight and self.by_destination[destination] < self.per_destination
+        return self.in_flight < self.max_in_flight and self.by_destination[destination] < self.limits.limit(destination)
+
+    def destination_room(self, destination: Hashable) -> int:
+        """How many more requests the destination may have in flight now, by its limit alone."""
+        return max(0, self.limits.limit(destination) - self.by_destination[destination])
 
     def oldest_age(self, destination: Hashable) -> float:
         """Seconds the destination's oldest request in flight has been waiting for its answer (0: none)."""
@@ -78,12 +86,13 @@ class SenderPool:
 
         def done(f: Future) -> None:
             result, sent = _result_of(f, started, request)
-            self.finished.put(Sent(key, result, started, sent))
+            self.finished.put(Sent(key, result, started, sent, time.monotonic()))
 
         future.add_done_callback(done)
 
     def collect(self, timeout: float) -> list[Sent]:
-        """Finished requests: waits up to timeout for the first, then takes whatever else is done."""
+        """Finished requests: waits up to timeout for the first, then takes whatever else is done. Their
+        durations, and the age of those still in flight, adjust the destinations' limits."""
         if not self.in_flight:
             return []
         done: list[Sent] = []
@@ -103,6 +112,10 @@ class SenderPool:
             starts.remove(started)
             if not starts:
                 del self.starts[destination]
+            self.limits.answered(sent.key, destination, sent.finished - sent.started)
+        now = time.monotonic()
+        self.limits.watch((key, destination, now - started)
+                          for key, (destination, started) in self.destination_of.items())
         return done
 
     async def _session(self):

@@ -1,21 +1,28 @@
 """The drain loop: from "deliveries are due" to "their attempts are stored", for one worker process.
 
 1. Claim due deliveries (delivery/claims.py), fairly across organizations, whenever the sender pool has
-   room, and look again every WEBHOOK_CLAIM_POLL_SECONDS while requests are in flight.
+   room for another organization: every WEBHOOK_CLAIM_POLL_SECONDS while requests are in flight, each
+   organization at most what the slot book (delivery/book.py) says it may start now, so one over its share
+   does not crowd the claim. After its time budget the loop goes on claiming while it waits for its
+   requests, for WEBHOOK_DRAIN_TAIL_SECONDS more.
 2. Prepare each in this thread, which owns the database connection (delivery/attempt.py): checks,
    rendering, destination, rate limit, quota, signing.
-3. Hand the signed requests to the sender pool (delivery/pool.py): many in flight at once, at most
-   WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION per destination. A delivery whose destination has that many in
-   flight waits here for a slot while the destination answers (no more is claimed while the pool's room
-   is taken); once the destination's oldest request has waited SLOW_DESTINATION_SECONDS, deliveries for
-   it are given back to the database instead, due again after as long as that request has waited, so a
-   hanging receiver holds only its own share of the slots and is asked less and less often.
+3. Hand the signed requests to the sender pool (delivery/pool.py): many in flight at once, to each
+   destination at most its adaptive limit. A delivery whose destination is at its limit waits here for a
+   slot while the destination answers (holding its organization's slot); a slow destination's deliveries
+   are given back to the database instead, due again after as long as its oldest request has waited, so
+   a hanging receiver holds only a few slots and is asked less and less often. Near the loop's end a slow
+   destination gets no new request: it could outlive the claims and hold the loop without claiming.
 4. As requests finish, store their outcomes together (delivery/outcomes.py), then run the follow-ups
    (delivery/followups.py): capture, endpoint health, e-mails, usage, logs.
+
+The whole loop ends within its budget + WEBHOOK_DRAIN_TAIL_SECONDS + WEBHOOK_TOTAL_TIMEOUT (60 + 10 + 30 s
+by default, inside the drain task's 120 s soft time limit).
 """
 import collections
 import datetime
 import logging
+import math
 import time
 import uuid
 from collections.abc import Hashable
@@ -28,9 +35,10 @@ from django.utils import timezone
 from config.caches import VersionedCache, cache_register
 from crm.models import Organization
 from dispatcher import health, quotas
-from dispatcher.delivery import counters, states
+from dispatcher.delivery import counters, states, stopping
 from dispatcher.delivery.attempt import Outcome, Send, attempt_prepare, outcome_of_result, release
-from dispatcher.delivery.claims import deliveries_claim
+from dispatcher.delivery.book import SLOW_ANSWER_SECONDS, SlotBook
+from dispatcher.delivery.claims import ClaimRoom, deliveries_claim
 from dispatcher.delivery.followups import followups_run
 from dispatcher.delivery.outcomes import outcomes_write
 from dispatcher.delivery.pool import SenderPool, sender_pool
@@ -43,10 +51,7 @@ logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_SECONDS = 5  # a request is only started with at least the total timeout plus this left of its lease
 REPORT_EVERY_SECONDS = 1.0  # how often a busy process writes its requests in flight for /metrics
-# A destination whose oldest request in flight has waited this long is slow: deliveries for it are given back
-# rather than held in the worker (where they would take slots from other destinations). A 100-500 ms
-# receiver stays well under it; one that hangs to the timeout passes it in a second.
-SLOW_DESTINATION_SECONDS = 1.0
+SLOW_DESTINATION_SECONDS = SLOW_ANSWER_SECONDS  # a destination whose oldest request in flight waited this long is slow
 
 
 def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0) -> Delivery | None:
@@ -134,6 +139,9 @@ class DrainLoop:
 
     def __init__(self, pool: SenderPool) -> None:
         self.pool = pool
+        self.book = SlotBook(pool.max_in_flight)  # the slots each organization holds in this loop
+        self.claim_until = math.inf  # monotonic time after which the loop claims no more (run sets it)
+        self.slow_looked_at: dict[int, float] = {}  # slow destination -> when a claim last looked for its deliveries
         self.run_id = uuid.uuid4().hex
         self.sending: dict[Hashable, Send] = {}  # (run id, delivery id): the pool hands the key back
         self.waiting: dict[int, collections.deque[Send]] = {}  # endpoint id -> sends waiting for a slot there
@@ -151,30 +159,69 @@ class DrainLoop:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None,
             ids: list[int] | None = None) -> None:
+        """Claim and attempt until the budget is spent (then, while requests are still in flight, go on
+        claiming for the tail) and nothing is left in flight."""
         poll = settings.WEBHOOK_CLAIM_POLL_SECONDS
         deadline = time.monotonic() + budget_seconds
-        refill = max(1, min(batch, self.pool.max_in_flight) // 2)  # claims of at least half a batch
-        next_claim_at, claimed_once = 0.0, False
+        self.claim_until = deadline + settings.WEBHOOK_DRAIN_TAIL_SECONDS
+        refill = self.book.refill(batch)
+        # short_when_idle: the last claim was made with nothing in flight and found nothing: nothing is due.
+        next_claim_at, claimed_once, short_when_idle = 0.0, False, False
         try:
             while True:
+                if stopping.stop_requested():  # the worker is asked to stop (delivery/stopping.py)
+                    self.stop()
+                    return
                 now = time.monotonic()
-                may_claim = (not claimed_once or now < deadline) and now >= next_claim_at
-                if may_claim and (self.room() >= refill or self.idle()):
-                    limit = min(batch, self.room())
-                    claimed = deliveries_claim(now=timezone.now(), limit=limit, first=first, ids=ids)
-                    claimed_once, first = True, None
-                    if claimed:
-                        self.start(claimed)
-                    if len(claimed) < limit or ids is not None:  # nothing more is due right now
-                        next_claim_at = time.monotonic() + (poll if ids is None else budget_seconds + 1)
+                claiming = not claimed_once or now < deadline or (now < self.claim_until and not self.idle())
+                if claiming and now >= next_claim_at:
+                    limit, idle = min(batch, self.room()), self.idle()
+                    room = None if ids is not None else self.claim_room(refill)
+                    if limit > 0 and (room is None or room.any()):
+                        claimed = deliveries_claim(now=timezone.now(), limit=limit, first=first, ids=ids, room=room)
+                        claimed_once, first = True, None
+                        if claimed:
+                            self.start(claimed)
+                        if ids is not None:  # those deliveries, once
+                            next_claim_at, short_when_idle = math.inf, True
+                        elif len(claimed) < limit:  # nothing more is due that may start now
+                            next_claim_at, short_when_idle = time.monotonic() + poll, idle and not claimed
+                    else:  # no room for anyone: look again when requests have ended
+                        next_claim_at, short_when_idle = time.monotonic() + poll, idle
                 if self.idle():
                     self.flush()
-                    if time.monotonic() >= deadline or time.monotonic() < next_claim_at:
+                    if time.monotonic() >= deadline:
                         return
+                    if time.monotonic() < next_claim_at:
+                        if short_when_idle:
+                            return
+                        next_claim_at = 0.0  # what was in flight may have held the last claim back: claim again
                     continue
                 self.collect(timeout=poll)
         finally:
             self.close()
+
+    def stop(self) -> None:
+        """The worker is asked to stop (delivery/stopping.py): claim and start nothing more, store what ends
+        within STOP_GRACE_SECONDS, and give back what is still in flight then, claimable again at once rather
+        than when its lease runs out (its request may still arrive: it is sent again with the same webhook-id)."""
+        for queue in self.waiting.values():
+            for send in queue:
+                self.hand_back_waiting(send)
+        self.waiting.clear()
+        in_flight, grace_ends = len(self.sending), time.monotonic() + stopping.STOP_GRACE_SECONDS
+        while self.sending and time.monotonic() < grace_ends:
+            self.collect(timeout=min(settings.WEBHOOK_CLAIM_POLL_SECONDS, grace_ends - time.monotonic()))
+        sending, self.sending = list(self.sending.values()), {}
+        given_back = 0
+        for send in sending:
+            self.book.give_back(send.delivery.organization_id)
+            if release(send.delivery, send.token, states.waiting_status(send.delivery), due_at=timezone.now(),
+                       reason="Given back: the worker stopped while the request was in flight; it is sent again."):
+                self._refund_one(send.delivery)
+                given_back += 1
+        logger.warning("worker stopping: %d deliveries in flight given back, %d finished and stored (drain.stop)",
+                       given_back, in_flight - len(sending))
 
     def finish_all(self) -> None:
         while not self.idle():
@@ -184,13 +231,42 @@ class DrainLoop:
     def room(self) -> int:
         return self.pool.room() - sum(len(queue) for queue in self.waiting.values())
 
+    def claim_room(self, refill: int) -> ClaimRoom:
+        """What each organization may claim now, and how many deliveries of each slow destination: none once
+        a request started now could outlive the loop's claims, and a destination with room is looked for at
+        most once a second (it answers slowly anyway, and each look is a query of its own)."""
+        closing, now, idle = self.closing(), time.monotonic(), self.idle()
+        slow = {}
+        for destination in self.pool.limits.slow_destinations():
+            if isinstance(destination, int):  # an endpoint id (a one-off send through the pool has none)
+                room = 0 if closing else self.pool.destination_room(destination) - len(self.waiting.get(destination, ()))
+                looked_at = self.slow_looked_at.get(destination, -math.inf)
+                if room > 0 and (idle or now - looked_at >= SLOW_DESTINATION_SECONDS):  # idle: its last look
+                    self.slow_looked_at[destination] = now
+                    slow[destination] = room
+                else:
+                    slow[destination] = 0
+        return self.book.claim_room(free=self.room(), refill=refill, slow_destinations=slow)
+
+    def closing(self) -> bool:
+        """A request started now could still run after the loop stops claiming: the loop would then wait
+        for it without claiming, for as long as WEBHOOK_TOTAL_TIMEOUT."""
+        return time.monotonic() + settings.WEBHOOK_TOTAL_TIMEOUT > self.claim_until
+
+    def is_slow(self, destination: int) -> bool:
+        return self.pool.limits.is_slow(destination) \
+            or self.pool.oldest_age(destination) >= SLOW_DESTINATION_SECONDS
+
     def idle(self) -> bool:
         return not self.sending and not self.waiting
 
     # --- 1-3: claimed deliveries prepared and handed to the pool -----------------------------------------
     def start(self, claimed: list[tuple[int, uuid.UUID]]) -> None:
+        """Prepare and send the claimed deliveries, those of the organizations holding the fewest slots first
+        (another organization's one delivery does not wait behind a refill of the busiest's)."""
         tokens = dict(claimed)
         deliveries = self.load(tokens)
+        deliveries.sort(key=lambda d: (self.book.held[d.organization_id], d.pk))
         for delivery in deliveries:
             self.unprepared[delivery.organization_id] += 1
         for delivery in deliveries:
@@ -239,17 +315,24 @@ class DrainLoop:
 
     def dispatch(self, send: Send) -> None:
         """Into the pool if its destination has room; else wait here for a slot while the destination
-        answers (claims stop when the pool's room is taken, so what waits here is bounded); else back to the
-        database: the destination is slow, and what waits for it would take slots from the others."""
+        answers (holding its organization's slot, so what waits here is bounded by the claims); else back to
+        the database: the destination is slow (what waited for it would hold slots others need), or it is
+        slow and the loop is closing (its request could hold the loop after it stops claiming)."""
         destination = send.destination
-        if self.pool.has_room_for(destination) and not self.waiting.get(destination):
+        slow = self.is_slow(destination)
+        if slow and self.closing():
+            self.hand_back(send, "Waiting: the destination answers slowly, and this worker stops claiming soon.")
+        elif self.pool.has_room_for(destination) and not self.waiting.get(destination):
+            self.book.take(send.delivery.organization_id)
             self.submit(send)
-        elif self.pool.oldest_age(destination) < SLOW_DESTINATION_SECONDS:
+        elif not slow:
+            self.book.take(send.delivery.organization_id)
             self.waiting.setdefault(destination, collections.deque()).append(send)
         else:
             self.hand_back(send)
 
     def submit(self, send: Send) -> None:
+        """Send it (its organization's slot is taken already)."""
         delivery = send.delivery
         margin = datetime.timedelta(seconds=settings.WEBHOOK_TOTAL_TIMEOUT + LEASE_MARGIN_SECONDS)
         now = timezone.now()
@@ -258,22 +341,27 @@ class DrainLoop:
             if not Delivery.objects.filter(pk=delivery.pk, claim_token=send.token,
                                            status=states.S.DISPATCHED).update(lease_expires_at=until):
                 counters.count("claim_lost")
+                self.book.give_back(delivery.organization_id)
                 return  # the lease ran out while it waited, and another worker owns it now
             delivery.lease_expires_at = until
         send.started_at = now
         self.sending[(self.run_id, delivery.pk)] = send
         self.pool.submit((self.run_id, delivery.pk), send.destination, send.request, send.auth)
 
-    def hand_back(self, send: Send) -> None:
+    def hand_back(self, send: Send,
+                  reason: str = "Waiting: the destination already has as many requests in flight as it may.") -> None:
         """Its destination is busy: due again after as long as the destination's oldest request has waited."""
         delivery = send.delivery
         wait = max(self.pool.oldest_age(send.destination), settings.WEBHOOK_CLAIM_POLL_SECONDS)
         due_at = timezone.now() + datetime.timedelta(seconds=wait)
         counters.count("destination_busy")
         # No wake-up of its own: the pump and every busy drain loop find it when it is due.
-        if release(delivery, send.token, states.waiting_status(delivery), due_at=due_at,
-                   reason="Waiting: the destination already has as many requests in flight as it may."):
+        if release(delivery, send.token, states.waiting_status(delivery), due_at=due_at, reason=reason):
             self._refund_one(delivery)
+
+    def hand_back_waiting(self, send: Send) -> None:
+        self.book.give_back(send.delivery.organization_id)
+        self.hand_back(send)
 
     # --- 4: finished requests stored -------------------------------------------------------------------
     def collect(self, timeout: float) -> None:
@@ -282,14 +370,17 @@ class DrainLoop:
         for sent in self.pool.collect(timeout=wait):
             send = self.sending.pop(sent.key, None)
             if send is not None:  # not a leftover of an earlier loop of this process
+                self.book.give_back(send.delivery.organization_id)
                 self.record(outcome_of_result(send, sent.result, sent.request))
+        closing = self.closing()
         for destination in list(self.waiting):
             queue = self.waiting[destination]
-            while queue and self.pool.has_room_for(destination):
+            slow = self.is_slow(destination)
+            while queue and self.pool.has_room_for(destination) and not (slow and closing):
                 self.submit(queue.popleft())
-            if queue and self.pool.oldest_age(destination) >= SLOW_DESTINATION_SECONDS:
+            if queue and slow:
                 while queue:  # it turned slow while they waited: they would hold slots other destinations need
-                    self.hand_back(queue.popleft())
+                    self.hand_back_waiting(queue.popleft())
             if not queue:
                 del self.waiting[destination]
         if self.outcomes and (not self.sending or len(self.outcomes) >= self.pool.max_in_flight
@@ -322,7 +413,7 @@ class DrainLoop:
         error are left to finish; their deliveries are taken over when the lease runs out."""
         for queue in self.waiting.values():
             for send in queue:
-                self.hand_back(send)
+                self.hand_back_waiting(send)
         self.waiting.clear()
         self.flush()
         for organization_id, (day, unused) in self.quota.items():

@@ -35,7 +35,7 @@ class RetryPolicy(models.Model):
         "retry delays (seconds)", default=list, validators=[validate_delays],
         help_text="Seconds to wait before each retry, counted from the failed attempt. "
         "Zoho: [900] (one retry after 15 minutes). Vtiger: [3600, 7200, 14400]. Standard Webhooks: "
-        "[5, 300, 1800, 7200, 18000, 36000, 36000] (about 3 days). Each is moved by up to ±WEBHOOK_RETRY_JITTER.",
+        "[5, 300, 1800, 7200, 18000, 36000, 36000] (8 attempts over 27.6 hours). Each is moved by up to ±WEBHOOK_RETRY_JITTER.",
     )
     max_retry_after = models.PositiveIntegerField(
         "longest Retry-After honoured (seconds)", default=6 * 3600,

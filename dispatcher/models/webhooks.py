@@ -122,7 +122,8 @@ class Webhook(SignsDeliveries, models.Model):
     )
     auth_token = EncryptedTextField(
         "bearer token", blank=True,
-        help_text="Sent as Authorization: Bearer <token>. Stored encrypted and never shown again.")
+        help_text="Sent as the header “Authorization: Bearer” followed by this token. Stored encrypted and never "
+        "shown again.")
     oauth_token_url = ReceiverURLField(
         "token URL", max_length=URL_MAX_LENGTH, blank=True,
         help_text="OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as "

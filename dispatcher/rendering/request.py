@@ -11,13 +11,15 @@ import base64
 import dataclasses
 import datetime
 import functools
+import html.entities
 import json
 import re
+import string
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -62,14 +64,13 @@ class RenderedRequest:
                                self.mask(self.body.decode("utf-8", "replace")).encode())
 
     def mask(self, text: str) -> str:
-        """text with this request's secrets masked, in every spelling they can take (``secret_spellings``),
+        """text with this request's secrets masked, in every spelling they can take (``secret_pattern``),
         and the Basic credentials as sent (a receiver that echoes the request shows them)."""
-        forms = {form for secret in self.secrets for form in secret_spellings(secret)}
+        sent: tuple[str, ...] = ()
         if (authorization := self.headers.get("Authorization", "")).startswith("Basic "):
-            forms.add(authorization.split(" ", 1)[1])
-        for form in sorted(filter(None, forms), key=len, reverse=True):
-            text = text.replace(form, MASK)
-        return text
+            sent = (authorization.split(" ", 1)[1],)
+        pattern = secret_pattern(self.secrets, sent)
+        return text if pattern is None else pattern.sub(MASK, text)
 
     def seal(self) -> str:
         """JSON of the whole request, secrets included: only ever stored encrypted."""
@@ -90,18 +91,70 @@ class RenderedRequest:
 
 
 @functools.lru_cache(maxsize=1024)
-def secret_spellings(secret: str) -> frozenset[str]:
-    """The ways a secret comes back in an echoed request or a log: as typed; percent-encoded with upper- and
-    lower-case hex, with + or %20 for spaces; JSON-escaped with and without \\u escapes (and \\/ for /);
-    XML-escaped. Kept per secret: every attempt masks each response header and the body with them."""
-    percent = {encode(secret, safe=safe) for encode in (quote_plus, quote) for safe in ("", "/")}
-    percent |= {_LOWER_HEX.sub(lambda m: m.group(0).lower(), form) for form in percent}
-    json_forms = {in_json_string(secret), json.dumps(secret)[1:-1]}
-    json_forms |= {form.replace("/", "\\/") for form in json_forms}
-    return frozenset({secret, xml_text(secret), *percent, *json_forms})
+def secret_pattern(secrets: tuple[str, ...], literal: tuple[str, ...] = ()) -> re.Pattern[str] | None:
+    """One expression for every spelling in which the secrets come back from a receiver that echoes the
+    request re-encoded, or in a log; each character may take any of its forms, so mixed spellings match too:
+
+    - as typed, in any letter case (a receiver that upper-cases what it echoes);
+    - JSON: \\u escapes in lower- or upper-case hex (surrogate pairs beyond the BMP), and \\" \\\\ \\/ \\n …;
+    - HTML and XML: character references, decimal or hex, and named ones (&amp; &auml; &apos; …);
+    - percent-encoded UTF-8 in either case, once or twice (%25 for the %), with + or %20 for a space;
+    - base64 of the secret alone (standard and URL-safe, with or without padding);
+
+    and the literal texts given (the Basic credentials as sent). None when there is nothing to mask. Kept per
+    set of secrets: every attempt masks each response header and the body with it."""
+    alternatives = [_spelled(secret) for secret in sorted(filter(None, set(secrets)), key=len, reverse=True)]
+    alternatives += [re.escape(text) for text in sorted(filter(None, set(literal)), key=len, reverse=True)]
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
 
-_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+def _spelled(secret: str) -> str:
+    spelled = "".join(_character(char) for char in secret)
+    if len(upper := secret.upper()) != len(secret):  # "ß" upper-cased is "SS"
+        spelled += "|" + "".join(_character(char) for char in upper)
+    encoded = secret.encode("utf-8", "surrogatepass")
+    for form in {base64.b64encode(encoded).decode(), base64.urlsafe_b64encode(encoded).decode()}:
+        spelled += f"|{re.escape(form)}|{re.escape(form.rstrip('='))}"
+    return spelled
+
+
+def _character(char: str) -> str:
+    """A group matching one character of a secret in each of its spellings (the longest tried first). Letters,
+    digits and -_.~ are spelled as they are by every encoding (the case aside), which keeps the expression
+    of a long token (a JWT) short."""
+    if char in _UNRESERVED:
+        return re.escape(char)
+    forms = set()
+    for variant in {char, char.lower(), char.upper()}:
+        if len(variant) != 1:
+            continue
+        code = ord(variant)
+        units = [code] if code <= 0xFFFF else [0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)]
+        forms |= {re.escape(variant), "".join(rf"\\u{unit:04x}" for unit in units), f"&#0*{code};", f"&#x0*{code:x};",
+                  "".join(f"%(?:25)?{byte:02x}" for byte in variant.encode("utf-8", "surrogatepass"))}
+        forms |= {re.escape(f"&{name}") for name in _ENTITY_NAMES.get(variant, ())}
+        if variant in _JSON_ESCAPES:
+            forms.add(re.escape(_JSON_ESCAPES[variant]))
+    if char == " ":
+        forms |= {r"\+", "%(?:25)?2b"}  # form encoding's space, and that + percent-encoded
+    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-_.~")
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+                 "\t": "\\t"}
+
+
+def _entity_names() -> dict[str, list[str]]:
+    """Each character's named references in HTML 5 (&quot; and &QUOT;, &auml;, &apos; …)."""
+    names: dict[str, list[str]] = {}
+    for name, text in html.entities.html5.items():
+        if name.endswith(";") and len(text) == 1:
+            names.setdefault(text, []).append(name)
+    return names
+
+
+_ENTITY_NAMES = _entity_names()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,4 +346,4 @@ def _xml_elements(tree: dict[str, Any]) -> str:
     return "".join(out)
 
 
-cache_register("secret spellings", secret_spellings.cache_clear)
+cache_register("secret spellings", secret_pattern.cache_clear)

@@ -71,3 +71,19 @@ def test_update_keeps_other_values_and_cannot_clear_a_required_field(organizatio
     with pytest.raises(ValidationError) as caught:
         services.record_update(record=lead, values={"Last_Name": ""})
     assert caught.value.message_dict["Last_Name"] == ["Last Name is required."]
+
+
+def test_an_update_from_a_stale_copy_keeps_what_was_written_meanwhile(organization, owner, modules):
+    """An API call or form loaded the record, a capture (or another user) wrote a field, then the first
+    change is saved: only the fields it names change; what was written meanwhile stays (issue 26)."""
+    deal = services.record_create(module=modules["Deals"], owner=owner,
+                                  values={"Deal_Name": "Website", "Stage": "Qualification"})
+    stale = Record.objects.get(pk=deal.pk)
+    services.record_update(record=Record.objects.get(pk=deal.pk), values={"Amount": "4200"}, system=True)
+    services.record_update(record=stale, values={"Stage": "Closed Won"})
+    deal.refresh_from_db()
+    assert deal.values["Stage"] == "Closed Won" and float(deal.values["Amount"]) == 4200
+    with pytest.raises(Record.DoesNotExist):  # deleted meanwhile: nothing is recreated
+        Record.objects.filter(pk=deal.pk).delete()
+        services.record_update(record=stale, values={"Stage": "Closed Lost"})
+    assert not Record.objects.filter(pk=deal.pk).exists()

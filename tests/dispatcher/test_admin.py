@@ -1,4 +1,5 @@
 """The webhook admin as an admin uses it: forms, messages, masking, preview and test send."""
+import lxml.html
 import pytest
 from django.db import connection
 from django.urls import reverse
@@ -270,3 +271,69 @@ def test_the_delivery_log_shows_attempts_with_their_meaning_and_no_secret(admin_
     assert "&quot;authtoken&quot;: &quot;********&quot;" in page and "tok-abcdef" not in page
     assert admin_client.get(reverse("admin:dispatcher_delivery_add")).status_code == 403
     assert Delivery.objects.get().status == "failed"
+
+
+def shown_inputs(response) -> dict[str, lxml.html.HtmlElement]:
+    """The webhook form's text inputs and text areas by name, as the browser got them."""
+    doc = lxml.html.fromstring(response.content.decode())
+    return {element.get("name"): element for element in doc.xpath(
+        "//form[@id='webhook_form']//input[not(@type='hidden')] | //form[@id='webhook_form']//textarea")}
+
+
+def typed(element: lxml.html.HtmlElement) -> str:
+    return (element.text or "") if element.tag == "textarea" else (element.get("value") or "")
+
+
+def test_the_add_form_masks_nothing_since_nothing_is_stored(admin_client):
+    assert "********" not in admin_client.get(ADD_URL).content.decode()
+
+
+@pytest.mark.parametrize("auth_type, secret", [("basic", "auth_password"), ("bearer", "auth_token"),
+                                               ("oauth2", "oauth_client_secret")])
+def test_an_error_keeps_every_secret_typed_in_this_request(admin_client, organization, modules, auth_type, secret):
+    data = form_data(
+        organization, modules["Deals"], name="B" * 101, auth_type=auth_type, auth_username="crm",
+        oauth_token_url="https://auth.example.com/token", oauth_client_id="crm", **{secret: "typed-secret-1"},
+        tls_client_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        tls_client_key="-----BEGIN PRIVATE KEY-----\ntyped-key-2\n-----END PRIVATE KEY-----",
+        custom=[{"name": "authtoken", "value": "typed-token-3", "position": 0}],
+        headers=[{"name": "X-Api-Key", "value": "typed-header-4", "is_secret": "on", "position": 0}])
+    response = admin_client.post(ADD_URL, data)
+    assert "Ensure this value has at most 100 characters (it has 101)." in response.content.decode()
+    inputs = shown_inputs(response)
+    assert typed(inputs[secret]) == "typed-secret-1"
+    assert "typed-key-2" in typed(inputs["tls_client_key"])
+    assert typed(inputs["custom_parameters-0-value"]) == "typed-token-3"
+    assert typed(inputs["headers-0-value"]) == "typed-header-4"
+    assert "********" not in response.content.decode()  # an unsaved webhook has no stored secret to mask
+    assert "no-store" in response["Cache-Control"]  # what was typed is not kept by the browser's cache
+    assert not Webhook.objects.exists()
+
+
+def test_an_error_on_a_saved_webhook_gives_back_what_was_typed_never_what_is_stored(admin_client, organization,
+                                                                                     modules):
+    webhook = webhook_create(module=modules["Deals"], name="Books", auth_type="basic", auth_username="crm",
+                             auth_password="hunter2!", custom=[("authtoken", "tok-abcdef"), ("region", "tok-region")],
+                             headers=[("X-Api-Key", "key-abcdef", True)])
+    authtoken, region = webhook.custom_parameters.order_by("position")
+    header = webhook.headers.get()
+    url = reverse("admin:dispatcher_webhook_change", args=[webhook.pk])
+    response = admin_client.post(url, form_data(
+        organization, modules["Deals"], name="B" * 101, url=webhook.url, auth_type="basic", auth_username="crm",
+        auth_password="pw-typed",
+        custom=[{"id": authtoken.pk, "webhook": webhook.pk, "name": "authtoken", "value": "tok-typed", "position": 0},
+                {"id": region.pk, "webhook": webhook.pk, "name": "region", "value": "", "position": 1}],
+        headers=[{"id": header.pk, "webhook": webhook.pk, "name": "X-Api-Key", "value": "key-typed",
+                  "is_secret": "on", "position": 0}],
+        initial=(0, 2, 1)))
+    page = response.content.decode()
+    assert "Ensure this value has at most 100 characters (it has 101)." in page
+    inputs = shown_inputs(response)
+    assert [typed(inputs[name]) for name in ("auth_password", "custom_parameters-0-value",
+                                             "custom_parameters-1-value", "headers-0-value")] == [
+        "pw-typed", "tok-typed", "", "key-typed"]
+    assert inputs["custom_parameters-1-value"].get("placeholder") == "********"  # left empty: the stored one stays
+    for stored in ("hunter2!", "tok-abcdef", "tok-region", "key-abcdef"):
+        assert stored not in page
+    webhook.refresh_from_db()
+    assert (webhook.name, webhook.auth_password, header.value) == ("Books", "hunter2!", "key-abcdef")

@@ -242,3 +242,73 @@ def test_an_expression_that_backtracks_forever_is_stopped_and_recorded(receiver,
     assert send(fine, deal).attempts.get().captured["Invoice Number"]["written"] == "INV-5"
     from dispatcher.models import EngineCounter
     assert EngineCounter.objects.get(decision="capture", outcome="timeout").count == 1
+
+
+def big_json() -> dict:
+    """About 860 KB of JSON: `$..*` selects 81,000 values, the first of them the whole list (issue 25)."""
+    return {"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b"], "sub": {"x": i, "note": 'é"q'}}
+                      for i in range(9000)]}
+
+
+@pytest.mark.parametrize(("capture_type", "expression", "body", "content_type"), [
+    ("JSONPATH", "$..*", json.dumps(big_json()), "application/json"),
+    ("XPATH", "//*", "<r>" + "".join(f"<item><id>{i}</id><name>item {i}</name><sub><x>{i}</x></sub></item>"
+                                      for i in range(14000)) + "</r>", "application/xml"),
+])
+def test_what_a_capture_selects_is_cut_at_the_cap_and_the_cut_recorded(receiver, modules, fields, deal, settings,
+                                                                      capture_type, expression, body, content_type):
+    settings.WEBHOOK_CAPTURE_TIMEOUT = 60  # `$..*` over 81,000 values takes seconds: the cap is what is tested here
+    receiver.expect_request("/hook").respond_with_data(body, content_type=content_type)
+    hook = hook_with(receiver, modules, fields, capture_type, captures=[
+        ("success", expression, "Sync Status"), ("success", "$.items[0].name" if capture_type == "JSONPATH"
+                                                 else "//item[1]/name/text()", "Invoice Number")])
+    delivery = send(hook, deal)
+
+    captured = delivery.attempts.get().captured
+    assert len(json.dumps(captured, ensure_ascii=False).encode()) <= settings.WEBHOOK_MAX_CAPTURED_BYTES
+    everything = captured["Sync Status"]
+    assert everything["cut"].startswith("matches cut at 16 KB: ")  # 64 KB, half for matches, two captures
+    assert everything["written"] == "not written: the matches were cut at 16 KB, so the value would be incomplete"
+    assert captured["Invoice Number"] == {"expression": hook.captures.get(field=fields["Invoice Number"]).expression,
+                                          "matches": ["item 0"], "written": "item 0"}
+    deal.refresh_from_db()
+    assert "Sync_Status" not in deal.values and deal.values["Invoice_Number"] == "item 0"
+    from dispatcher.models import EngineCounter
+    assert EngineCounter.objects.get(decision="capture", outcome="cut").count == 1
+
+
+def test_a_secret_cut_in_two_by_the_cap_is_not_stored(receiver, modules, fields, deal, settings):
+    """The mask knows whole secrets only: the part of one that the cut leaves must not reach the log."""
+    settings.WEBHOOK_MAX_CAPTURED_BYTES = 2048
+    token = "tok-" + "s3cr3t" * 33
+    receiver.expect_request("/hook").respond_with_json({"echo": (token + "-") * 40})
+    hook = webhook_create(module=modules["Deals"], name="Echo", url=receiver.url_for("/hook"),
+                          entity=[("deal", "${Deals.Deal Name}")], custom=[("authtoken", token)])
+    hook.capture_response = True
+    hook.save()
+    Capture.objects.create(webhook=hook, when="success", expression="$.echo", field=fields["Sync Status"])
+    captured = send(hook, deal).attempts.get().captured
+    assert "cut" in captured["Sync Status"] and "s3cr3ts3cr3t" not in json.dumps(captured)
+    deal.refresh_from_db()
+    assert "Sync_Status" not in deal.values
+
+
+def test_the_capture_process_starts_with_an_empty_environment(monkeypatch):
+    """What runs an admin's expressions on a receiver's answer gets no key, password or database URL."""
+    from pathlib import Path
+
+    from dispatcher.capture_sandbox import Sandbox
+
+    for name, value in [("DJANGO_SECRET_KEY", "worker-secret-key"), ("WEBHOOK_SECRETS_KEYS", "worker-fernet-key"),
+                        ("DATABASE_URL", "postgres://app:worker-password@db/webhooks")]:
+        monkeypatch.setenv(name, value)
+    child = Sandbox()
+    try:
+        answer = child.run({"type": "JSONPATH", "body": "eyJhIjogMX0=", "expressions": ["$.a"], "namespaces": {},
+                            "max_bytes": [100]}, timeout=60)
+        assert child.process is not None
+        environment = Path(f"/proc/{child.process.pid}/environ").read_bytes()
+    finally:
+        child.stop()
+    assert answer == {"matches": [[1]], "cut": [None]}  # it works without any
+    assert environment == b""

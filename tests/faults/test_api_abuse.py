@@ -1,11 +1,13 @@
 """Hostile REST API calls: each is answered with the right status and a JSON error, and nothing is changed
 or fired (no record, no delivery, no rule run, no channel)."""
+import datetime
 import json
+from urllib.parse import urlencode
 
 import pytest
 
 from crm import services
-from crm.models import Record
+from crm.models import ApiScope, Record
 from dispatcher.models import Channel, Delivery
 from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
 from workflows.models import Action, ActionRun, WorkflowRule
@@ -156,6 +158,10 @@ CHANNEL_CALLS = [
     ({"events": ["Deals.create"], "notify_url": "https://receiver.example.com/hook", "expiry_time": "never"},
      "invalid_fields"),
     ({"events": ["Deals.create"], "notify_url": ["https://receiver.example.com/hook"]}, "invalid_fields"),
+    ({"events": ["Deals.create"], "notify_url": "https://receiver.example.com/hook",
+      "expiry_time": "9999-12-31T23:59:59-23:59"}, "invalid_fields"),
+    ({"events": ["Deals.create"], "notify_url": "https://receiver.example.com/hook",
+      "expiry_time": "0001-01-01T00:00:00+23:59"}, "invalid_fields"),
 ]
 
 
@@ -167,3 +173,69 @@ def test_a_hostile_channel_is_refused_and_nothing_is_created(client, key, body, 
                            headers={"X-API-Key": key})
     assert (response.status_code, response.json()["error"]["code"]) == (400, code), response.json()
     assert state() == before
+
+
+# Date/times in parameters: beyond Python's range once converted to UTC (year 10000, year 0), or not a date
+OUT_OF_RANGE = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2026-02-30T09:00:00Z",
+                "2026-12-01T09:00:00+24:00", "2026-12-01T09:00:00\x00", "yesterday"]
+
+
+@pytest.fixture
+def deliveries_key(owner):
+    return services.api_key_create(user=owner, name="Recoverer",
+                                   scopes=[ApiScope.DELIVERIES_READ, ApiScope.DELIVERIES_REPLAY])[1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+@pytest.mark.parametrize(("method", "path", "parameter"), [
+    ("GET", "records/Deals/?{query}", "modified_since"),
+    ("GET", "deliveries/?{query}", "created_after"),
+    ("GET", "deliveries/?{query}", "created_before"),
+    ("POST", "deliveries/recover/", "since"),
+    ("POST", "deliveries/recover/", "until"),
+])
+def test_a_date_time_parameter_out_of_range_is_a_400_naming_it(client, key, deliveries_key, deal, rule, method, path,
+                                                                parameter, moment):
+    before = state()
+    if method == "GET":
+        response = client.get(f"/api/v1/{path.format(query=urlencode({parameter: moment}))}",
+                              headers={"X-API-Key": key if path.startswith("records") else deliveries_key})
+    else:
+        body = {"webhook": Action.objects.get().webhook_id, "since": "2026-12-01T09:00:00Z", parameter: moment}
+        response = client.post(f"/api/v1/{path}", data=json.dumps(body), content_type="application/json",
+                               headers={"X-API-Key": deliveries_key})
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert (response.status_code, problem["code"], list(problem["fields"])) == (400, "invalid_fields", [parameter])
+    assert problem["detail"] == f"Some values are not valid: {parameter}."
+    assert state() == before
+
+
+@pytest.mark.django_db
+def test_the_first_and_last_moments_python_holds_are_taken(client, key, deal):
+    """The edges themselves are valid: everything since year 1, nothing since the end of year 9999; a time
+    without an offset is UTC."""
+    def names(since: str) -> list[str]:
+        response = client.get(f"/api/v1/records/Deals/?{urlencode({'modified_since': since})}",
+                              headers={"X-API-Key": key})
+        assert response.status_code == 200, response.json()
+        return [record["values"]["Deal_Name"] for record in response.json()["data"]]
+
+    assert names("0001-01-01T00:00:00Z") == ["Kept"]
+    assert names("2000-01-01T00:00:00+20:00") == ["Kept"]  # an offset PostgreSQL itself would refuse
+    assert names("9999-12-31T23:59:59Z") == []
+    assert names(deal.modified_at.astimezone(datetime.UTC).replace(tzinfo=None).isoformat()) == ["Kept"]
+
+
+@pytest.mark.django_db
+def test_a_channel_expiry_with_an_offset_postgresql_refuses_is_stored_in_utc(client, key):
+    """Python takes offsets up to ±23:59, PostgreSQL up to ±15:59: the expiry is stored in UTC (it was a 500)."""
+    expiry = (datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=20))) + datetime.timedelta(days=2))
+    response = client.post("/api/v1/channels/", data=json.dumps({
+        "events": ["Deals.create"], "notify_url": "https://receiver.example.com/hook",
+        "expiry_time": expiry.replace(microsecond=0).isoformat()}), content_type="application/json",
+        headers={"X-API-Key": key})
+    assert response.status_code == 201, response.json()
+    stored = datetime.datetime.fromisoformat(response.json()["data"]["expiry_time"])
+    assert stored == expiry.replace(microsecond=0) and stored.utcoffset() == datetime.timedelta(0)

@@ -1,11 +1,14 @@
 """Secrets never leave: a run with a Basic auth password and a token in a custom parameter, against a receiver
-that echoes the whole request back in a failing answer, then every output of the run is searched for them:
-logs (text and JSON), e-mails, auditor pages, the log export, the config export, /metrics."""
+that echoes the whole request back in a failing answer, re-encoded every way receivers and their logs do, then
+every output of the run is searched for them: logs (text and JSON), e-mails, auditor pages, the log export,
+the config export, /metrics."""
 import base64
+import html
 import io
 import json
 import logging
 import re
+from html.entities import codepoint2name
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -29,22 +32,49 @@ def lower_hex(text: str) -> str:
     return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
 
 
+def json_upper_hex(text: str) -> str:
+    """JSON with \\u escapes in upper-case hex (\\u00E9), as some encoders write them."""
+    return re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), json.dumps(text))
+
+
+def html_entities(text: str) -> str:
+    """Named references where HTML 4 has one (&eacute; &amp; &quot;), numeric ones for the rest of non-ASCII."""
+    return "".join(f"&{codepoint2name[ord(c)]};" if ord(c) in codepoint2name else c if c.isascii() else f"&#{ord(c)};"
+                   for c in text)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def spellings(*secrets: str) -> set[str]:
     forms = set()
     for secret in secrets:
         encoded = {quote_plus(secret), quote_plus(secret, safe=""), quote(secret, safe="")}
+        twice = {quote(quote(secret, safe=""), safe=""), quote_plus(quote_plus(secret))}
         forms |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-                  *encoded, *map(lower_hex, encoded)}
-    forms.add(base64.b64encode(f"crm:{PASSWORD}".encode()).decode())
+                  json_upper_hex(secret)[1:-1], html.escape(secret), html_entities(secret), b64(secret),
+                  secret.upper(), *encoded, *map(lower_hex, encoded), *twice, *map(lower_hex, twice)}
+    forms.add(b64(f"crm:{PASSWORD}"))
     return forms
 
 
 def echo(request) -> Response:
     """A receiver that answers 500 with everything it was sent, headers and body, and again re-encoded:
-    percent-encoded in lower-case hex, with + for spaces, and as JSON with \\u escapes."""
+    percent-encoded in lower-case hex, with + for spaces, and twice; as JSON with \\u escapes in lower- and
+    upper-case hex; with HTML entities; upper-cased; and each value it was sent (and the Basic password) alone
+    in base64, as receivers log them."""
     text = "\n".join(f"{k}: {v}" for k, v in request.headers.items()) + "\n\n" + request.get_data(as_text=True)
-    text += "\n" + lower_hex(quote(text, safe="")) + "\n" + quote_plus(text) + "\n" + json.dumps(text)
-    return Response(text, status=500, headers={"X-Echo-Authorization": request.headers.get("Authorization", "")})
+    values = [*request.args.values(), *request.form.values()]
+    if request.is_json:
+        values += [str(v) for v in request.get_json().values()]
+    if request.authorization:
+        values.append(request.authorization.password)
+    forms = [text, lower_hex(quote(text, safe="")), quote_plus(text), json.dumps(text), json_upper_hex(text),
+             html.escape(text), html_entities(text), quote(quote(text, safe=""), safe=""), text.upper(),
+             *map(b64, values)]
+    return Response("\n".join(forms), status=500,
+                    headers={"X-Echo-Authorization": request.headers.get("Authorization", "")})
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
 """Faults around real workers (Celery, Redis, PostgreSQL, a local receiver): workers killed at random
-moments, the broker restarted empty, the database cut off. Nothing is lost; duplicates stay bounded;
-no attempt is recorded twice. bench/faults.py runs the same faults longer and prints a table."""
+moments, the broker restarted empty, the database cut off, a worker frozen inside a transaction. Nothing is
+lost; duplicates stay bounded; no attempt is recorded twice. bench/faults.py runs the same faults longer and
+prints a table."""
+import json
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -13,9 +17,9 @@ from django.db.models import Count
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import BASE_DIR, wait_for
 from tests.factories import webhook_create
-from tests.faults.proxy import CuttableProxy
+from tests.faults.proxy import CuttableProxy, FreezingProxy
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -133,3 +137,89 @@ def test_a_database_cut_off_for_seconds_loses_nothing_and_records_no_attempt_twi
         assert duplicates <= 2 * CONCURRENCY * PER_PROCESS
     finally:
         proxy.close()
+
+
+# The statements a worker runs inside a transaction while it holds rows of deliveries: its claim (the rows it
+# is taking, locked by SELECT … FOR UPDATE SKIP LOCKED) and the storing of an outcome (the claimed row,
+# locked by the UPDATE … FROM UNNEST that concludes it, before the COMMIT).
+IN_TRANSACTION = {"claim": b"FOR UPDATE SKIP LOCKED", "outcome": b"FROM UNNEST("}
+IDLE_TIMEOUT = "2"  # seconds: DATABASE_IDLE_IN_TRANSACTION_TIMEOUT for the frozen worker's sessions
+IDLE_IN_TRANSACTION_ENDED = b"C25P03\x00"  # SQLSTATE idle_in_transaction_session_timeout, in the server's error
+
+
+@pytest.mark.parametrize("holding", IN_TRANSACTION)
+def test_a_worker_frozen_in_a_transaction_loses_its_deliveries_to_another_worker(start_worker, receiver, hook, deal,
+                                                                                  holding):
+    db = connection.settings_dict
+    proxy = FreezingProxy((db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)), IN_TRANSACTION[holding])
+    env = {**FAST, "WEBHOOK_ATTEMPT_FLUSH_SECONDS": "0"}
+    # In clear text, so that the proxy sees the statements (the server may offer TLS).
+    url = start_worker.env["DATABASE_URL"].replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/") + "?sslmode=disable"
+    deliveries = enqueue(hook, deal, 10)
+    frozen = start_worker(1, DATABASE_URL=url, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT=IDLE_TIMEOUT, **env)
+    try:
+        # The network between that worker and the database goes silent while its transaction holds the rows:
+        # the server has answered the statement and waits for the next one, which never comes.
+        wait_for(proxy.frozen.is_set, timeout=60, what=f"the worker to freeze holding rows ({holding})")
+        start_worker(CONCURRENCY, beat=True, **env)
+        # The other worker delivers everything: the server ended the frozen session (its transaction rolled
+        # back, its locks gone), and the claims that skipped the locked rows take them, after the lease for
+        # the ones the frozen worker had claimed.
+        check_nothing_lost(deliveries, receiver)
+        wait_for(proxy.ended.is_set, what="the server to close the frozen session")
+        assert IDLE_IN_TRANSACTION_ENDED in proxy.heard, bytes(proxy.heard)
+        assert frozen.process.poll() is None  # still there, still frozen: nothing came from it
+    finally:
+        frozen.kill()
+        proxy.close()
+
+
+CONNECTION_SETTINGS = """
+import json, socket
+import django
+django.setup()
+from django.db import connection
+
+with connection.cursor() as cursor:  # each setting's value, and whether this connection asked for it
+    cursor.execute("SELECT name, current_setting(name), source = 'client' FROM pg_settings"
+                   " WHERE name IN ('idle_in_transaction_session_timeout', 'statement_timeout')")
+    shown = {name: [value, asked] for name, value, asked in cursor.fetchall()}
+sock = socket.socket(fileno=connection.connection.fileno())
+try:
+    shown["keepalive"] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    shown["keepalive_idle"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+    shown["keepalive_interval"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+    shown["keepalive_count"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+    shown["user_timeout_ms"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+finally:
+    sock.detach()
+print(json.dumps(shown))
+"""
+
+
+def connection_settings(start_env: dict[str, str], **env: str) -> dict:
+    """What a product process's database connection has: the server's session settings and the socket's."""
+    process_env = {key: value for key, value in start_env.items() if not key.startswith("DATABASE_")}
+    done = subprocess.run([sys.executable, "-c", CONNECTION_SETTINGS], cwd=BASE_DIR, capture_output=True, text=True,
+                          env={**process_env, "DJANGO_SETTINGS_MODULE": "config.settings", **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_database_sessions_end_idle_transactions_and_sockets_keep_alive(start_worker):
+    url = start_worker.env["DATABASE_URL"]
+    shown = connection_settings(start_worker.env, DATABASE_URL=url)
+    assert shown.pop("idle_in_transaction_session_timeout") == ["1min", True]
+    assert shown.pop("statement_timeout")[1] is False  # not asked for: the server's own
+    assert shown == {"keepalive": 1, "keepalive_idle": 30, "keepalive_interval": 10, "keepalive_count": 3,
+                     "user_timeout_ms": 60_000}
+    # Behind PgBouncer: 0 asks for nothing (the role's setting applies); what DATABASE_URL's options name wins.
+    shown = connection_settings(
+        start_worker.env, DATABASE_URL=f"{url}?options=-c%20statement_timeout%3D5000",
+        DATABASE_IDLE_IN_TRANSACTION_TIMEOUT="0", DATABASE_STATEMENT_TIMEOUT="9",
+        DATABASE_KEEPALIVES_IDLE="5", DATABASE_KEEPALIVES_INTERVAL="2", DATABASE_KEEPALIVES_COUNT="4",
+    )
+    assert shown.pop("idle_in_transaction_session_timeout")[1] is False
+    assert shown.pop("statement_timeout") == ["5s", True]
+    assert shown == {"keepalive": 1, "keepalive_idle": 5, "keepalive_interval": 2, "keepalive_count": 4,
+                     "user_timeout_ms": 13_000}

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from crm.models import CrmUser, Organization
 from dispatcher.services import admin_password_file
-from workflows.demo import demo_load, demo_second_organization_load
+from workflows.demo import DEMO_API_SCOPES, demo_load, demo_second_organization_load
 
 
 class Command(BaseCommand):
@@ -41,17 +41,20 @@ class Command(BaseCommand):
             key_file.chmod(0o600)
         if key_file.exists():
             self.stdout.write(f"REST API key (X-API-Key): {key_file.read_text().strip()}")
+            self.stdout.write(f"       scopes: {', '.join(DEMO_API_SCOPES)} (every curl line of the README's "
+                              "REST API section)")
 
     def _staff_login(self, username: str, organization: Organization, email: str,
                      password: str) -> tuple[str, Organization]:
-        """A staff login in the Integration admin group, working in one organization through its CRM user."""
+        """A staff login in the Integration admin and Record editor groups (webhooks and rules, and the deals
+        that test them), working in one organization through its CRM user."""
         from django.contrib.auth.models import Group
 
         user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": email, "is_staff": True})
         if not user.check_password(password):
             user.set_password(password)
             user.save()
-        user.groups.add(Group.objects.get(name="Integration admin"))
+        user.groups.add(*Group.objects.filter(name__in=["Integration admin", "Record editor"]))
         CrmUser.objects.filter(organization=organization, email=email).update(user=user)
         return username, organization
 

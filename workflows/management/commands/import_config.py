@@ -19,12 +19,17 @@ class Command(BaseCommand):
             text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
+        except UnicodeDecodeError:
+            raise CommandError(f"{file} is not UTF-8 text (a configuration file is JSON in UTF-8).") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise CommandError(
                 f"{file} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
             ) from None
+        except (RecursionError, ValueError) as error:  # nested too deeply; an integer with too many digits
+            reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
+            raise CommandError(f"{file} cannot be read as JSON: {reason}.") from None
         try:
             report = config_import_all(data=data, dry_run=dry_run)
         except ConfigError as error:
