@@ -502,9 +502,10 @@ def _kept_secrets(webhook: Webhook, entry: WebhookShape, secrets: _Secrets) -> d
     given = {"auth_password": auth.password, "auth_token": auth.token, "oauth_client_secret": auth.client_secret,
              "tls_client_key": tls.client_key}
     kept: dict[str, list[str]] = defaultdict(list)
-    for name, (_, origin) in services.WEBHOOK_SECRETS.items():
+    for name, (_, origins) in services.WEBHOOK_SECRETS.items():
         if given[name] is None and getattr(webhook, name):
-            kept[origin].append(SECRET_KEYS[name])
+            for origin in origins:
+                kept[origin].append(SECRET_KEYS[name])
     kept["url"] += [f"the value of custom parameter “{p.name}”" for p in entry.custom_parameters or []
                     if p.value is None and secrets.custom.get(p.name)]
     if entry.headers is None:  # no "headers" key: every stored header stays, its secret values too

@@ -255,12 +255,14 @@ def webhook_unsupported_merge_fields(*, webhook: Webhook) -> list[tuple[str, str
     return sorted(found.items())
 
 
-# Secret fields of a webhook: how they are named to a person, and the URL field whose host they belong to.
-WEBHOOK_SECRETS = {
-    "auth_password": ("the Basic password", "url"),
-    "auth_token": ("the bearer token", "url"),
-    "oauth_client_secret": ("the OAuth client secret", "oauth_token_url"),
-    "tls_client_key": ("the client certificate's key", "url"),
+# Secret fields of a webhook: how they are named to a person, and the URL fields whose hosts they belong to.
+# The OAuth client secret belongs to both: it is sent to the token URL, and the access token it buys is sent
+# to the webhook's URL, so moving either asks for it again.
+WEBHOOK_SECRETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "auth_password": ("the Basic password", ("url",)),
+    "auth_token": ("the bearer token", ("url",)),
+    "oauth_client_secret": ("the OAuth client secret", ("oauth_token_url", "url")),
+    "tls_client_key": ("the client certificate's key", ("url",)),
 }
 
 

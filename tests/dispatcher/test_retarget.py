@@ -140,3 +140,26 @@ def test_new_auth_fields_travel_in_the_config_file_and_secrets_only_when_asked(o
     call_command("import_config", str(path), stdout=StringIO())  # unchanged, secrets kept
     stored = Webhook.objects.get(pk=oauth_hook.pk)
     assert stored.oauth_client_secret == "client-sekrit" and stored.headers.get(name="X-Api-Key").value == "key-sekrit"
+
+
+def test_an_oauth_webhook_moved_to_another_host_asks_for_the_client_secret_again(admin_client, organization, modules,
+                                                                                 tmp_path):
+    """The access token the client secret buys is sent to the webhook's URL: a new host for the URL (the token
+    URL unchanged) must not receive a token bought with a secret entered for the old one."""
+    hook = webhook_create(module=modules["Deals"], name="Books", url="https://books.example.com/hook",
+                          auth_type="oauth2", oauth_token_url="https://auth.example.com/token", oauth_client_id="crm",
+                          oauth_client_secret="client-s3cret")
+    oauth = {"auth_type": "oauth2", "oauth_token_url": "https://auth.example.com/token", "oauth_client_id": "crm",
+             "oauth_client_secret": "", "oauth_scope": "", "oauth_client_auth": "basic"}
+    data = form_data(organization, modules["Deals"], url="https://collector.evil.example/hook", **oauth)
+    page = admin_client.post(reverse("admin:dispatcher_webhook_change", args=[hook.pk]), data, follow=True)
+    assert "enter the OAuth client secret again" in page.content.decode()
+    assert Webhook.objects.get(pk=hook.pk).url == "https://books.example.com/hook"  # nothing saved
+
+    exported = config_export()
+    exported["webhooks"][0]["url"] = "https://collector.evil.example/hook"
+    path = tmp_path / "moved.json"
+    path.write_text(json.dumps(exported))
+    with pytest.raises(CommandError, match="client_secret"):
+        call_command("import_config", str(path), stdout=StringIO())
+    assert Webhook.objects.get(pk=hook.pk).url == "https://books.example.com/hook"
