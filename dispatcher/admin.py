@@ -81,16 +81,15 @@ class WebhookForm(forms.ModelForm):
         if cleaned.get("auth_type") != AuthType.OAUTH2:
             cleaned["oauth_token_url"] = cleaned["oauth_client_id"] = cleaned["oauth_scope"] = ""
         cleaned["oauth_client_auth"] = cleaned.get("oauth_client_auth") or OAuthClientAuth.BASIC
-        for name, (what, origin_fields) in services.WEBHOOK_SECRETS.items():
-            if cleaned.get(name) or stored is None or name in services.webhook_unused_secrets(
-                    auth_type=cleaned.get("auth_type"), certificate=cleaned.get("tls_client_certificate", "")):
+        unused = services.webhook_unused_secrets(auth_type=cleaned.get("auth_type"),
+                                                 certificate=cleaned.get("tls_client_certificate", ""))
+        for name in services.WEBHOOK_SECRETS:
+            if cleaned.get(name) or stored is None or name in unused:
                 continue
             cleaned[name] = getattr(stored, name)
-            problems = [problem for field in origin_fields if cleaned[name] and (
-                problem := services.webhook_retarget_problem(stored_url=getattr(stored, field),
-                                                             url=cleaned.get(field) or "", kept=[what]))]
-            if problems:
-                self.add_error(name, problems[0])
+            if cleaned[name] and (problem := services.webhook_secret_retarget_problem(name=name, stored=stored,
+                                                                                      urls=cleaned)):
+                self.add_error(name, problem)
         if self.errors:
             return cleaned
         candidate = Webhook(**{k: v for k, v in cleaned.items() if k in {f.name for f in Webhook._meta.fields}})

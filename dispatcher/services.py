@@ -16,8 +16,8 @@ from dispatcher.demo import admin_password_file, demo_load
 from dispatcher.quotas import quota_remaining
 from dispatcher.webhooks import (
     WEBHOOK_SECRETS, Header, Parameter, webhook_check_definition, webhook_check_headers, webhook_check_parameters,
-    webhook_preview, webhook_retarget_problem, webhook_save, webhook_send_test, webhook_unsupported_merge_fields,
-    webhook_unused_secrets,
+    webhook_preview, webhook_retarget_problem, webhook_save, webhook_secret_retarget_problem, webhook_send_test,
+    webhook_unsupported_merge_fields, webhook_unused_secrets,
 )
 
 __all__ = [
@@ -26,6 +26,6 @@ __all__ = [
     "delivery_log_cancelled", "demo_load", "entries_import", "outcome_of", "problems_of", "quota_remaining",
     "retry_policies_import", "scope_problem", "secret_decrypt", "secret_encrypt", "shape_parse", "Whole",
     "webhook_check_definition", "webhook_check_headers", "webhook_check_parameters", "webhook_preview",
-    "webhook_retarget_problem", "webhook_save", "webhook_send_test", "webhook_unsupported_merge_fields",
+    "webhook_retarget_problem", "webhook_save", "webhook_secret_retarget_problem", "webhook_send_test", "webhook_unsupported_merge_fields",
     "webhook_unused_secrets", "webhooks_import",
 ]

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -293,6 +293,13 @@ def webhook_retarget_problem(*, stored_url: str, url: str, kept: list[str]) -> s
         return None
     return (f"The URL now goes to {after[0]}://{after[1]}:{after[2]} instead of {before[0]}://{before[1]}:{before[2]}: "
             f"enter {', '.join(kept)} again. Secrets are only sent to the host they were entered for.")
+
+
+def webhook_secret_retarget_problem(*, name: str, stored: Webhook, urls: dict[str, Any]) -> str | None:
+    """Why the stored secret `name` may not be kept with these URLs (a host it belongs to moved), or None."""
+    what, origin_fields = WEBHOOK_SECRETS[name]
+    return next((problem for field in origin_fields if (problem := webhook_retarget_problem(
+        stored_url=getattr(stored, field), url=urls.get(field) or "", kept=[what]))), None)
 
 
 def webhook_preview(*, webhook: Webhook, record: Record, show_signature: bool = False) -> RenderedRequest:

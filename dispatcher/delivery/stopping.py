@@ -13,9 +13,10 @@ shutdown waited for the drain until the SIGKILL. Now:
 - **A pool process waiting for a job** stays until the main process closes the pool in order. It used to
   exit on the group's SIGTERM while the main process was still running, and the main process was then
   found waiting at exit for the pool's job-queue lock until the SIGKILL (two Ctrl-Cs of an idle command 1
-  in three). A SIGTERM after the first makes it exit by an exception, which releases its locks.
-- **A pool process running another task** exits by an exception at once, as before (the broker gives the
-  task again: tasks are acknowledged late).
+  in three; the same when the pool processes left by an exception).
+- **A pool process running another task**, or any pool process once the main process stops cold (SIGQUIT,
+  a second Ctrl-C: it then terminates its pool), exits by an exception at once, as before, which releases
+  its locks on the way out (the broker gives the task again: tasks are acknowledged late).
 - **The main process** (``worker_shutting_down``: SIGTERM, or Ctrl-C in a terminal) notes the request for
   drains it runs itself (solo or threads pool) and sends a note (``STOP_NOTE``) to its pool processes,
   which a container runtime's SIGTERM never reaches, and which may be given a drain task after the stop
@@ -41,11 +42,13 @@ DRAIN_TASKS = frozenset({"dispatcher.drain", "dispatcher.deliver"})
 # From a main process to its pool processes, "stop your drains": a real-time signal, which nothing sends by
 # accident and which billiard leaves alone (it replaces the handlers of SIGTERM, SIGUSR1/2 and the like).
 STOP_NOTE = signal.SIGRTMIN + 1
+COLD_NOTE = signal.SIGRTMIN + 2  # the same, for a cold shutdown: leave when the pool terminates its processes
 
 _stop = threading.Event()
 _running: dict[str, str] = {}  # task id -> task name, of the tasks this process runs now
 _pool_process = False  # this is a prefork pool process (worker_process_init ran here)
 _exiting = False  # a pool process on its way out: further signals change nothing
+_cold = False  # the main process stops cold (SIGQUIT, a second Ctrl-C): SIGTERM means "exit now"
 
 
 def stop_requested() -> bool:
@@ -64,6 +67,7 @@ def pool_process_started() -> None:
     _pool_process = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(STOP_NOTE, _stop_noted)
+    signal.signal(COLD_NOTE, _stop_noted)
 
 
 def task_started(*, task_id: str, name: str) -> None:
@@ -82,18 +86,20 @@ def _sigterm_handler_set() -> None:
 
 
 def _stop_noted(signum: int, frame: Any) -> None:
+    global _cold
     stop_request()
+    _cold = _cold or signum == COLD_NOTE
     _sigterm_handler_set()  # handlers run in the main thread, where a handler may be set
 
 
 def _pool_process_sigterm(signum: int, frame: Any) -> None:
     global _exiting
-    first = not stop_requested()
     stop_request()
-    if _exiting or any(name in DRAIN_TASKS for name in _running.values()):
-        return  # a drain sees the request and hands back what it holds
-    if first and not _running:
-        return  # waiting for a job: the main process closes the pool in order
+    if _exiting:
+        return
+    drain = any(name in DRAIN_TASKS for name in _running.values())
+    if not _cold and (drain or not _running):
+        return  # a drain hands back what it holds; a process waiting for a job stays until the pool closes
     _exiting = True
     raise SystemExit(0)  # unlike the signal's default action, this releases the pool's locks on the way out
 
@@ -102,10 +108,12 @@ def worker_shutting_down(*, how: str) -> None:
     """The main process begins a warm or cold shutdown: drains it runs itself stop, and its pool processes
     are told to stop theirs."""
     stop_request()
-    children = [child.pid for child in billiard.process.active_children() if child.pid]
+    # Pool processes only (billiard names them "…PoolWorker-N"): an embedded beat (worker -B) is a child too,
+    # and has no handler for the note.
+    children = [child.pid for child in billiard.process.active_children() if child.pid and "PoolWorker" in child.name]
     for pid in children:
         try:
-            os.kill(pid, STOP_NOTE)
+            os.kill(pid, COLD_NOTE if how == "Cold" else STOP_NOTE)
         except ProcessLookupError:  # it has just exited
             pass
     logger.info("worker.stopping how=%s pool_processes=%d", how, len(children))
