@@ -42,6 +42,8 @@ class ImportReportOut(Schema):
     retry_policies: ImportSection
     webhooks: ImportSection
     workflow_rules: ImportSection
+    actions_added: list[str]
+    actions_changed: list[str]
     actions_removed: list[str]
     runs_cancelled: int
     summary: list[str]

@@ -90,6 +90,8 @@ class FullReport:
     retry_policies: ImportReport
     webhooks: ImportReport
     rules: ImportReport
+    actions_added: list[str] = field(default_factory=list)
+    actions_changed: list[str] = field(default_factory=list)
     actions_removed: list[str] = field(default_factory=list)
     runs_cancelled: int = 0
 
@@ -246,6 +248,8 @@ def _rule_import(entry: RuleShape, index: int, lookups: _RuleLookups, report: Fu
     if outcome == UNCHANGED:
         return outcome  # not saved at all: its modified time, which the compiled rules watch, stays
     saved = services.rule_save(rule=rule, conditions=conditions, actions=actions)
+    report.actions_added += saved.actions_added
+    report.actions_changed += saved.actions_changed
     report.actions_removed += saved.actions_removed
     report.runs_cancelled += saved.runs_cancelled
     return outcome
@@ -307,8 +311,9 @@ def _action(organization: Organization, module: Module, item: ActionShape, index
 
 def report_lines(report: FullReport, *, dry_run: bool) -> list[str]:
     """What was (or would be) created, changed, deleted and cancelled, and what stays as it is."""
-    create, change, delete, cancel = ("Would create", "Would change", "Would delete", "Would cancel") if dry_run \
-        else ("Created", "Changed", "Deleted", "Cancelled")
+    create, change, delete, cancel, add = ("Would create", "Would change", "Would delete", "Would cancel",
+                                           "Would add") if dry_run \
+        else ("Created", "Changed", "Deleted", "Cancelled", "Added")
     lines = []
     for kind, section in [("retry policy(ies)", report.retry_policies), ("webhook(s)", report.webhooks),
                           ("workflow rule(s)", report.rules)]:
@@ -317,8 +322,10 @@ def report_lines(report: FullReport, *, dry_run: bool) -> list[str]:
                 lines.append(f"{verb} {len(names)} {kind}: {', '.join(names)}")
         if section.unchanged:
             lines.append(f"Unchanged {len(section.unchanged)} {kind}: {', '.join(section.unchanged)}")
-    if report.actions_removed:
-        lines.append(f"{delete} {len(report.actions_removed)} action(s): {'; '.join(report.actions_removed)}")
+    for verb, actions in [(add, report.actions_added), (change, report.actions_changed),
+                          (delete, report.actions_removed)]:
+        if actions:
+            lines.append(f"{verb} {len(actions)} action(s): {'; '.join(actions)}")
     if report.runs_cancelled or report.actions_removed:
         lines.append(f"{cancel} {report.runs_cancelled} scheduled run(s) of the deleted actions")
     if not report.changes_anything:
@@ -332,7 +339,8 @@ def report_data(report: FullReport, *, dry_run: bool) -> dict[str, Any]:
         return {"created": s.created, "updated": s.updated, "unchanged": s.unchanged}
 
     return {"dry_run": dry_run, "retry_policies": section(report.retry_policies), "webhooks": section(report.webhooks),
-            "workflow_rules": section(report.rules), "actions_removed": report.actions_removed,
+            "workflow_rules": section(report.rules), "actions_added": report.actions_added,
+            "actions_changed": report.actions_changed, "actions_removed": report.actions_removed,
             "runs_cancelled": report.runs_cancelled, "summary": report_lines(report, dry_run=dry_run)}
 
 

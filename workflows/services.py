@@ -124,6 +124,8 @@ class RuleSaved:
     """What saving a rule did to what was there: the rule, the actions it removed and the runs that cancelled."""
 
     rule: WorkflowRule
+    actions_added: list[str] = field(default_factory=list)
+    actions_changed: list[str] = field(default_factory=list)
     actions_removed: list[str] = field(default_factory=list)
     runs_cancelled: int = 0
 
@@ -153,9 +155,11 @@ def rule_save(*, rule: WorkflowRule, conditions: list[Condition], actions: list[
         raise ValidationError(dict(errors))
     rule.save()
     _conditions_sync(rule, conditions)
-    removed = _actions_sync(rule, actions)
-    names = [action_describe(action) for action in removed]
-    return RuleSaved(rule=rule, actions_removed=names, runs_cancelled=actions_remove(actions=removed))
+    added, changed, removed = _actions_sync(rule, actions)
+    return RuleSaved(rule=rule, actions_added=[action_describe(action) for action in added],
+                     actions_changed=[action_describe(action) for action in changed],
+                     actions_removed=[action_describe(action) for action in removed],
+                     runs_cancelled=actions_remove(actions=removed))
 
 
 def _conditions_sync(rule: WorkflowRule, conditions: list[Condition]) -> None:
@@ -170,8 +174,11 @@ def _conditions_sync(rule: WorkflowRule, conditions: list[Condition]) -> None:
     Condition.objects.filter(pk__in=[c.pk for c in stored.values()]).delete()
 
 
-def _actions_sync(rule: WorkflowRule, actions: list[Action]) -> list[Action]:
-    """Update the stored actions from the wanted ones; returns the stored actions that no wanted one matched."""
+def _actions_sync(rule: WorkflowRule, actions: list[Action]) -> tuple[list[Action], list[Action], list[Action]]:
+    """Update the stored actions from the wanted ones; returns the actions added, the stored ones changed (a
+    move in the list alone is not a change a person needs told) and the stored ones no wanted one matched."""
+    added: list[Action] = []
+    changed: list[Action] = []
     by_webhook: dict[int, list[Action]] = defaultdict(list)
     for action in rule.actions.select_related("webhook").order_by("position", "id"):
         by_webhook[action.webhook_id].append(action)
@@ -181,9 +188,15 @@ def _actions_sync(rule: WorkflowRule, actions: list[Action]) -> list[Action]:
         if not queue:
             action.rule = rule
             action.save()
-        elif _copy(action, kept := queue.pop(0), ACTION_FIELDS):
+            added.append(action)
+            continue
+        kept = queue.pop(0)
+        moved_only = all(getattr(action, name) == getattr(kept, name) for name in ACTION_FIELDS if name != "position")
+        if _copy(action, kept, ACTION_FIELDS):
             kept.save()
-    return [action for queue in by_webhook.values() for action in queue]
+            if not moved_only:
+                changed.append(kept)
+    return added, changed, [action for queue in by_webhook.values() for action in queue]
 
 
 def _copy(source: Condition | Action, target: Condition | Action, names: tuple[str, ...]) -> bool:

@@ -41,8 +41,10 @@ STOP_GRACE_SECONDS = 1.0
 DRAIN_TASKS = frozenset({"dispatcher.drain", "dispatcher.deliver"})
 # From a main process to its pool processes, "stop your drains": a real-time signal, which nothing sends by
 # accident and which billiard leaves alone (it replaces the handlers of SIGTERM, SIGUSR1/2 and the like).
-STOP_NOTE = signal.SIGRTMIN + 1
-COLD_NOTE = signal.SIGRTMIN + 2  # the same, for a cold shutdown: leave when the pool terminates its processes
+# Without real-time signals (macOS), no note is sent: pool processes hear of a stop from the group's SIGTERM.
+_REAL_TIME: int | None = getattr(signal, "SIGRTMIN", None)
+STOP_NOTE = None if _REAL_TIME is None else _REAL_TIME + 1
+COLD_NOTE = None if _REAL_TIME is None else _REAL_TIME + 2  # for a cold shutdown: leave when the pool terminates
 
 _stop = threading.Event()
 _running: dict[str, str] = {}  # task id -> task name, of the tasks this process runs now
@@ -66,8 +68,9 @@ def pool_process_started() -> None:
     global _pool_process
     _pool_process = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(STOP_NOTE, _stop_noted)
-    signal.signal(COLD_NOTE, _stop_noted)
+    for note in (STOP_NOTE, COLD_NOTE):
+        if note is not None:
+            signal.signal(note, _stop_noted)
 
 
 def task_started(*, task_id: str, name: str) -> None:
@@ -111,9 +114,11 @@ def worker_shutting_down(*, how: str) -> None:
     # Pool processes only (billiard names them "…PoolWorker-N"): an embedded beat (worker -B) is a child too,
     # and has no handler for the note.
     children = [child.pid for child in billiard.process.active_children() if child.pid and "PoolWorker" in child.name]
+    note = COLD_NOTE if how == "Cold" else STOP_NOTE
     for pid in children:
         try:
-            os.kill(pid, COLD_NOTE if how == "Cold" else STOP_NOTE)
+            if note is not None:
+                os.kill(pid, note)
         except ProcessLookupError:  # it has just exited
             pass
     logger.info("worker.stopping how=%s pool_processes=%d", how, len(children))

@@ -84,6 +84,7 @@ def test_an_import_updates_actions_in_place_and_cancels_only_the_runs_of_removed
     assert "Would delete 1 action(s): “Payment due reminder”: SMS payment reminder (+0 days from Payment Due " \
            "Date)" in dry
     assert "Would cancel 1 scheduled run(s) of the deleted actions" in dry
+    assert "Would change 1 action(s): “Commission on won deals”: Invoice to accounting (after 10 minutes)" in dry
     assert snapshot() == before  # a dry run changes nothing
 
     out = run("import_config", path)
@@ -221,4 +222,17 @@ def test_a_bad_retry_policy_is_refused_with_its_location(installation, tmp_path,
     with pytest.raises(CommandError) as caught:
         run("import_config", write(tmp_path, data))
     assert message in str(caught.value)
+    assert snapshot() == before
+
+
+def test_a_dry_run_itemises_the_actions_it_would_add(installation, tmp_path):
+    data = config_export_all(include_secrets=True)
+    rules = {rule["name"]: rule for rule in data["workflow_rules"]}
+    actions = rules["Commission on won deals"]["actions"]
+    actions.append({**actions[1], "delay": 20})  # a second invoice, 20 minutes after
+    before = snapshot()
+    dry = run("import_config", write(tmp_path, data), "--dry-run")
+    assert "Would change 1 workflow rule(s): Commission on won deals" in dry
+    assert "Would add 1 action(s): “Commission on won deals”: Invoice to accounting (after 20 minutes)" in dry
+    assert "Would change" not in dry.replace("Would change 1 workflow rule(s)", "")  # the others stay as they are
     assert snapshot() == before
