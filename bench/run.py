@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py [--quick] [--only render rules ...] [--out FILE]
 
 Each benchmark runs in its own process (they use their own databases: throw-away SQLite, or PostgreSQL
-databases webhooks_bench, webhooks_latency, webhooks_logscale, webhooks_memory, recreated) and writes its
+databases webhooks_bench, webhooks_isolation, webhooks_latency, webhooks_logscale, webhooks_memory,
+recreated) and writes its
 rows as JSON; this prints them as one table (figure, value, baseline, ratio, target, pass/fail) and
 writes them to --out with a description of the machine. Needs PostgreSQL and Redis on 127.0.0.1 for all
 but render and rules; nginx (apt-get install nginx-light) for the receiver.
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common
 from bench.table import markdown
 
-BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "latency", "logscale", "memory"]
+BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "isolation", "latency", "logscale", "memory"]
 
 
 def machine() -> dict:
