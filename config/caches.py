@@ -25,6 +25,8 @@ compiled templates, secret            the text                    none: functool
 spellings (dispatcher.rendering)
 client addresses refused for          address                     the end of the minute they were refused in
 invalid API keys (crm.api.throttle)                               (the database keeps the count)
+API keys seen valid, let past an      the key's SHA-256           none: a key that fails its normal check is
+address's refusal (crm.api.throttle)                              forgotten
 the sender pool and its HTTP          one per process             WEBHOOK_MAX_IN_FLIGHT…, WEBHOOK_EGRESS_PROXY
 session (dispatcher.delivery.pool)
 ====================================  ==========================  ==============================================

@@ -33,6 +33,7 @@ def records_found(*, module: Module, term: str, offset: int, limit: int) -> list
     if module.name_field:
         records = records.annotate(shown_name=KeyTextTransform(module.name_field, "values"))
         order = ["shown_name", "id"]
+    term = term.replace("\x00", "") if term else term  # PostgreSQL refuses NUL in a query
     if term:
         match = Q(shown_name__icontains=term) if module.name_field else Q(pk__in=[])
         if pk := id_of(term.removeprefix("#")):

@@ -258,6 +258,14 @@ class WebhookHeaderForm(forms.ModelForm):
             return WebhookHeader.objects.get(pk=self.instance.pk).value
         return value
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if getattr(self, "kept_stored_value", False) and not cleaned.get("is_secret"):
+            # A kept secret would become a plain value nobody typed: shown unmasked, and out of the retarget rule.
+            self.add_error("value", "Type the value again to make this header not secret (a secret value is "
+                                    "never shown, so it cannot become a plain one unseen).")
+        return cleaned
+
 
 class WebhookHeaderFormSet(SiblingAwareFormSet):
     def clean(self) -> None:

@@ -128,3 +128,22 @@ def test_a_locked_user_name_stays_locked_from_another_address(client, db, settin
     assert [login("wrong", f"203.0.113.{n}").status_code for n in range(3)] == [200, 200, 429]  # spread out
     moved = login("right-password", "198.51.100.9")
     assert moved.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_a_key_in_use_from_an_address_keeps_working_while_guesses_from_it_are_refused(client, keys, settings,
+                                                                                       monkeypatch):
+    """Clients behind one NAT or proxy share an address: a guesser among them blocks guesses, not the keys
+    this process has seen valid; a key not seen yet waits for the minute like a guess."""
+    settings.API_AUTH_FAILURES_PER_MINUTE = 2
+    moment = timezone.now().replace(second=20, microsecond=0)
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+    busy, calm = keys
+
+    def get(key):
+        return client.get("/api/v1/channels/", headers={"X-API-Key": key}, REMOTE_ADDR="203.0.113.8")
+
+    assert get(busy).status_code == 200
+    assert [get(f"crm_guess-{n}").status_code for n in range(3)] == [401, 401, 429]
+    assert get(busy).status_code == 200  # seen valid: still served
+    assert get(calm).status_code == 429  # not seen yet from here: refused with the guesses until the minute ends
+    assert get("crm_guess-9").status_code == 429

@@ -32,13 +32,15 @@ def authenticate(request: HttpRequest, scope: str) -> ApiKey:
         raise ApiError(401, "unauthorized", "Send a valid API key in the X-API-Key header or the zapikey query "
                        "parameter.")
     now, address = timezone.now(), throttle.client_address(request)
-    if (wait := throttle.address_refused(address=address, now=now)) is not None:
-        raise _guessing(wait)
+    if (wait := throttle.address_refused(address=address, now=now)) is not None and not throttle.known_valid(raw):
+        raise _guessing(wait)  # a key this process saw valid still works: a guesser behind one's address blocks only guesses
     key = services.api_key_authenticate(raw=raw)
     if key is None:
+        throttle.known_valid_forget(raw)
         if (wait := throttle.auth_failure_take(address=address, now=now)) is not None:
             raise _guessing(wait)
         raise ApiError(401, "unauthorized", "This API key is not valid or was revoked.")
+    throttle.known_valid_note(raw)
     if (wait := services.api_rate_take(key=key, now=now)) is not None:
         raise ApiError(429, "rate_limited", f"This key made {settings.API_RATE_LIMIT_PER_MINUTE} calls this minute, "
                        f"the most it may; try again in {wait} s.", retry_after=wait)

@@ -9,7 +9,9 @@ that they hold across web processes and machines:
 
 ``client_address`` is the caller's address for these and for the admin's login lockout (django-axes).
 """
+import collections
 import datetime
+import hashlib
 import ipaddress
 import threading
 
@@ -85,6 +87,32 @@ class _Refused:
 refused_addresses = _Refused()
 
 
+KNOWN_VALID_KEPT = 10_000  # digests of keys this process saw valid, so an address's guesses do not block them
+_known_valid: "collections.OrderedDict[str, None]" = collections.OrderedDict()
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def known_valid(raw: str) -> bool:
+    """Whether this process authenticated this key lately: such a key is let through to its normal check even
+    from an address over API_AUTH_FAILURES_PER_MINUTE (clients behind one NAT or proxy share an address)."""
+    return _digest(raw) in _known_valid
+
+
+def known_valid_note(raw: str) -> None:
+    digest = _digest(raw)
+    _known_valid[digest] = None
+    _known_valid.move_to_end(digest)
+    if len(_known_valid) > KNOWN_VALID_KEPT:
+        _known_valid.popitem(last=False)
+
+
+def known_valid_forget(raw: str) -> None:
+    _known_valid.pop(_digest(raw), None)
+
+
 def address_refused(*, address: str, now: datetime.datetime) -> int | None:
     """Seconds until this process lets the address try keys again, or None: no query, so that refusing a
     key guesser costs nothing."""
@@ -114,3 +142,4 @@ def api_throttle_windows_purge(*, now: datetime.datetime) -> int:
 
 
 cache_register("refused client addresses", refused_addresses.clear)
+cache_register("API keys known valid", _known_valid.clear)

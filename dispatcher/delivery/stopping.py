@@ -51,6 +51,7 @@ _running: dict[str, str] = {}  # task id -> task name, of the tasks this process
 _pool_process = False  # this is a prefork pool process (worker_process_init ran here)
 _exiting = False  # a pool process on its way out: further signals change nothing
 _cold = False  # the main process stops cold (SIGQUIT, a second Ctrl-C): SIGTERM means "exit now"
+_noted = False  # the main process said it stops (its note): the stop holds for every later task
 
 
 def stop_requested() -> bool:
@@ -76,6 +77,10 @@ def pool_process_started() -> None:
 def task_started(*, task_id: str, name: str) -> None:
     """Celery's task_prerun, in the process that runs the task."""
     _running[task_id] = name
+    if _stop.is_set() and not _noted and not _exiting:
+        # A SIGTERM to this process alone (revoke --terminate) stopped the task it ran, not the worker: a task
+        # given to it now means the worker goes on. A shutdown's note sets the stop again.
+        _stop.clear()
     _sigterm_handler_set()
 
 
@@ -89,7 +94,8 @@ def _sigterm_handler_set() -> None:
 
 
 def _stop_noted(signum: int, frame: Any) -> None:
-    global _cold
+    global _cold, _noted
+    _noted = True
     stop_request()
     _cold = _cold or signum == COLD_NOTE
     _sigterm_handler_set()  # handlers run in the main thread, where a handler may be set

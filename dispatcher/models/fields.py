@@ -20,7 +20,7 @@ class ReceiverURLField(models.CharField):
 
     def pre_save(self, model_instance, add):
         value = getattr(model_instance, self.attname)
-        if value:
-            value = url_normalise(value)
+        if value and len(normalised := url_normalise(value)) <= (self.max_length or len(normalised)):
+            value = normalised  # longer than the column (IDNA, %-encoding): cleaning refuses it with a message
             setattr(model_instance, self.attname, value)
         return value

@@ -163,3 +163,20 @@ def test_an_oauth_webhook_moved_to_another_host_asks_for_the_client_secret_again
     with pytest.raises(CommandError, match="client_secret"):
         call_command("import_config", str(path), stdout=StringIO())
     assert Webhook.objects.get(pk=hook.pk).url == "https://books.example.com/hook"
+
+
+def test_a_secret_header_cannot_be_unticked_into_a_plain_one_without_typing_it(admin_client, organization, modules):
+    """Unticking "secret" with the value left empty would make the stored secret a plain value nobody typed:
+    shown unmasked, and outside the retarget rule (moved to another host with it)."""
+    from dispatcher.models import WebhookHeader
+
+    hook = webhook_create(module=modules["Deals"], name="Books", url="https://books.example.com/hook",
+                          headers=[("X-Api-Key", "s3cret-header", True)])
+    header = hook.headers.get()
+    data = form_data(organization, modules["Deals"], url="https://collector.evil.example/hook", initial=(0, 0, 1),
+                     headers=[{"id": header.pk, "webhook": hook.pk, "name": "X-Api-Key", "value": "", "position": 0}])
+    page = admin_client.post(reverse("admin:dispatcher_webhook_change", args=[hook.pk]), data, follow=True)
+    assert "Type the value again to make this header not secret" in page.content.decode()
+    stored = WebhookHeader.objects.get(pk=header.pk)
+    assert (stored.value, stored.is_secret) == ("s3cret-header", True)
+    assert Webhook.objects.get(pk=hook.pk).url == "https://books.example.com/hook"
