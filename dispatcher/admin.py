@@ -259,7 +259,8 @@ class WebhookHeaderForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if getattr(self, "kept_stored_value", False) and not cleaned.get("is_secret"):
             # A kept secret would become a plain value nobody typed: shown unmasked, and out of the retarget rule.
             self.add_error("value", "Type the value again to make this header not secret (a secret value is "
