@@ -7,7 +7,8 @@ those asks the field's type (``field.kind``) instead of switching on ``field_typ
 one class here, one ``FieldType`` choice and its tests (tests/crm/test_field_types.py checks that every
 choice has its class). The admin's record form asks it too: ``form_field`` is the input a value of the
 type gets, ``form_initial`` how a stored value shows in it; what the input gives is cleaned by ``clean``,
-exactly as API input is.
+exactly as API input is. ``value_schema`` is the JSON Schema of a stored value, which channel
+notifications carry as it is (the event catalogue, dispatcher/event_types.py).
 """
 import datetime
 import json
@@ -29,7 +30,12 @@ TEXT_MAX_LENGTH = 255
 TEXTAREA_MAX_LENGTH = 32_000
 NUMBER_MAX_DIGITS = 18  # digits before the decimal point of a number or currency value (Zoho allows 16)
 ID_MAX_DIGITS = 18  # a database id (bigint) has at most 19 digits; 18 always fits
+# str(Decimal) as DecimalKind stores it: plain digits, or with an exponent when the number has one (1E+5, 0E-10).
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?(E[+-][0-9]+)?$"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A record or user id as lookups and user fields store it (id_of).
+ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 10 ** ID_MAX_DIGITS - 1}
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "object", list: "array"}
 
 
 class RenderContext(Protocol):
@@ -93,13 +99,20 @@ class FieldKind:
         input the user did not touch changes nothing."""
         return str(raw)
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        """The JSON Schema (draft 2020-12) of a value as clean() stores it: what a channel notification's
+        data holds for the field (rendering is for merge fields only)."""
+        raise NotImplementedError
+
 
 class TextKind(FieldKind):
     """Text, with a length limit and, for e-mail and URL, Django's validator."""
 
     def __init__(self, code: FieldType, *, max_length: int = TEXT_MAX_LENGTH, validator: Any = None,
-                 joins_matches: bool = False, widget: forms.Widget | None = None) -> None:
+                 json_format: str | None = None, joins_matches: bool = False,
+                 widget: forms.Widget | None = None) -> None:
         self.code, self.max_length, self.validator, self.joins_matches = code, max_length, validator, joins_matches
+        self.json_format = json_format  # the JSON Schema format its validator checks, if any
         self.widget = widget or forms.TextInput(attrs={"class": "vTextField"})
 
     def clean(self, field: Field, raw: Any, organization: Organization) -> str:
@@ -124,6 +137,12 @@ class TextKind(FieldKind):
 
     def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
         return forms.CharField(required=field.is_required, strip=False, widget=self.widget)
+
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
+        if self.json_format:
+            schema["format"] = self.json_format
+        return schema
 
 
 class _Numeric(FieldKind):
@@ -166,6 +185,10 @@ class NumberKind(_Numeric):
             raise ValidationError(f"expected a number of at most {NUMBER_MAX_DIGITS} digits.")
         return number
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {"type": "integer", "exclusiveMinimum": -10 ** NUMBER_MAX_DIGITS,
+                "exclusiveMaximum": 10 ** NUMBER_MAX_DIGITS}
+
 
 class DecimalKind(_Numeric):
     """Stored as text, so that 1234.50 keeps its exact digits in JSON; rendered as a number."""
@@ -191,12 +214,21 @@ class DecimalKind(_Numeric):
     def render(self, raw: Any, context: RenderContext) -> Decimal:
         return Decimal(raw)
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        """Text, not a JSON number: a receiver's float would lose the exact digits."""
+        return {"type": "string", "pattern": DECIMAL_PATTERN,
+                "description": "A decimal number as text, with its exact digits (e.g. 1234.5 or 1E+20)."}
+
 
 class CurrencyKind(DecimalKind):
     code = FieldType.CURRENCY
 
     def quantized(self, number: Decimal) -> Decimal:
         return number.quantize(Decimal("0.01"))
+
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+                "description": "An amount as text with two decimals (e.g. 1234.50), in the organization's currency."}
 
 
 class _Temporal(FieldKind):
@@ -244,6 +276,9 @@ class DateKind(_Temporal):
     def form_field(self, field: Field, organization: Organization, current: Any = None) -> forms.Field:
         return forms.CharField(required=field.is_required, widget=widgets.DateInput())
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {"type": "string", "format": "date"}
+
 
 class DateTimeKind(_Temporal):
     """Stored in UTC; input without an offset is in the organization's time zone."""
@@ -278,6 +313,9 @@ class DateTimeKind(_Temporal):
             return str(raw)
         return local.replace(tzinfo=None).isoformat(timespec="seconds" if local.second else "minutes")
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time", "description": "In UTC, e.g. 2026-05-01T12:30:00+00:00."}
+
 
 class BooleanKind(FieldKind):
     code = FieldType.BOOLEAN
@@ -298,6 +336,9 @@ class BooleanKind(FieldKind):
 
     def form_initial(self, raw: Any, organization: Organization) -> Any:
         return raw
+
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {"type": "boolean"}
 
 
 class PicklistKind(FieldKind):
@@ -324,6 +365,13 @@ class PicklistKind(FieldKind):
         return forms.TypedChoiceField(required=field.is_required, choices=choices,
                                       coerce=lambda text: values.get(text, text))
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        """The list's values as examples, not an enum: a value removed from the list stays on the records
+        that have it, and their notifications carry it."""
+        types = sorted({_JSON_TYPES.get(type(value), "string") for value in field.picklist_values}) or ["string"]
+        return {"type": types[0] if len(types) == 1 else types, "examples": list(field.picklist_values),
+                "description": "One of the pick list's values (or one removed from it since it was set)."}
+
 
 class LookupKind(FieldKind):
     """The id of a record of the field's lookup module; a merge field gives the record's name."""
@@ -349,6 +397,10 @@ class LookupKind(FieldKind):
         """A search box over the looked-up module's records, by name or id."""
         return forms.CharField(required=field.is_required, widget=widgets.RecordLookupInput(field))
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        target = field.lookup_module
+        return {**ID_SCHEMA, "description": f"The id of a record of {target.api_name if target else 'its module'}."}
+
 
 class UserKind(FieldKind):
     """The id of a CRM user of the organization; a merge field gives the user's full name."""
@@ -372,15 +424,19 @@ class UserKind(FieldKind):
         return forms.TypedChoiceField(required=field.is_required, coerce=int, choices=[("", "---------")] + [
             (str(user.pk), user.full_name or user.email) for user in users])
 
+    def value_schema(self, field: Field) -> dict[str, Any]:
+        return {**ID_SCHEMA, "description": "The id of a CRM user of the organization."}
+
 
 FIELD_KINDS: dict[str, FieldKind] = {kind.code: kind for kind in [
     TextKind(FieldType.TEXT, joins_matches=True),
     TextKind(FieldType.TEXTAREA, max_length=TEXTAREA_MAX_LENGTH, joins_matches=True,
              widget=forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"})),
+    # Django's validators take internationalised domains (bücher.example), so the formats are the IDN ones.
     TextKind(FieldType.EMAIL, validator=EmailValidator(message="not a valid e-mail address."),
-             widget=forms.EmailInput(attrs={"class": "vTextField"})),
+             json_format="idn-email", widget=forms.EmailInput(attrs={"class": "vTextField"})),
     TextKind(FieldType.PHONE, widget=widgets.TelInput(attrs={"class": "vTextField"})),
-    TextKind(FieldType.URL, validator=URLValidator(message="not a valid URL."),
+    TextKind(FieldType.URL, validator=URLValidator(message="not a valid URL."), json_format="iri",
              widget=forms.URLInput(attrs={"class": "vURLField"})),
     NumberKind(), DecimalKind(), CurrencyKind(), DateKind(), DateTimeKind(), BooleanKind(), PicklistKind(),
     LookupKind(), UserKind(),

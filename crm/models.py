@@ -343,7 +343,7 @@ class Record(models.Model):
 
 
 class ApiScope(models.TextChoices):
-    """What an API key may do; each operation of the REST API needs one (README "REST API")."""
+    """What an API key may do; each operation of the REST API needs one (docs/integrate/rest-api.md)."""
 
     RECORDS_READ = "records:read", "read records"
     RECORDS_WRITE = "records:write", "create, change and delete records (which fires workflow rules)"

@@ -7,6 +7,7 @@ from django.db.models.fields.json import KeyTextTransform
 
 from crm.field_types import id_of
 from crm.models import CrmUser, Field, Module, Record
+from crm.standard_modules import STANDARD_MODULES
 
 
 def records_related(*, record: Record, via_field: Field, limit: int) -> list[Record]:
@@ -23,6 +24,19 @@ def module_record_fields(*, module: Module) -> list[Field]:
     timestamps are columns of the record, and a deleted or disabled field cannot be set)."""
     return list(Field.objects.usable().filter(module=module, is_system=False).select_related("lookup_module")
                 .order_by("position", "id"))
+
+
+def standard_modules_unsaved() -> list[tuple[Module, list[Field]]]:
+    """The standard modules with their own fields, as every new organization gets them, as unsaved objects:
+    what the generated documentation describes, without a database or an organization."""
+    modules = {spec.api_name: Module(api_name=spec.api_name, singular_label=spec.singular, aliases=spec.aliases,
+                                     name_field=spec.name_field, supports_webhooks=spec.supports_webhooks)
+               for spec in STANDARD_MODULES}
+    return [(modules[spec.api_name], [
+        Field(module=modules[spec.api_name], label=f.label, api_name=f.api_name, field_type=f.field_type,
+              lookup_module=modules[f.lookup] if f.lookup else None, picklist_values=list(f.picklist),
+              is_required=f.required, position=position)
+        for position, f in enumerate(spec.fields, start=10)]) for spec in STANDARD_MODULES]
 
 
 def records_found(*, module: Module, term: str, offset: int, limit: int) -> list[Record]:

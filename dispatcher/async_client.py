@@ -24,7 +24,7 @@ channel verification, through dispatcher/sending.py) make a short-lived one.
 - Never raises for a network problem: the result says what happened, the caller decides.
 
 Why aiohttp rather than the threaded requests client: measured against a receiver answering in 100 ms
-(README "Delivery engine"), requests in 100 threads tops out at ~670 requests/s using 1.6 ms of CPU per
+(docs/internals/benchmarks.md), requests in 100 threads tops out at ~670 requests/s using 1.6 ms of CPU per
 request, aiohttp at ~940/s (100 in flight) using 0.3 ms, which leaves the CPU to the database work.
 """
 import asyncio

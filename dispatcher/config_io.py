@@ -2,7 +2,7 @@
 
 workflows.config_io reads and writes the whole file (webhooks and rules) with these pieces.
 
-The format is documented in the README ("Configuration files"). Secrets are left out of exports
+The format is documented in docs/operate/config-files.md. Secrets are left out of exports
 unless asked for; on import, a missing secret keeps the value already stored, for the host it was entered for.
 
 An import's statements do not grow with its new or unchanged webhooks, and grow by one UPDATE per changed
@@ -517,7 +517,7 @@ def _kept_secrets(webhook: Webhook, entry: WebhookShape, secrets: _Secrets) -> d
 
 
 def _retarget_check(webhook: Webhook, entry: WebhookShape, secrets: _Secrets) -> None:
-    """A secret the file leaves out is not sent to a host it was not entered for (README "Security")."""
+    """A secret the file leaves out is not sent to a host it was not entered for (docs/operate/security.md)."""
     for origin, kept in _kept_secrets(webhook, entry, secrets).items():
         if problem := services.webhook_retarget_problem(stored_url=secrets.origins[origin],
                                                         url=getattr(webhook, origin), kept=kept):

@@ -87,7 +87,7 @@ class PreviousSecretShape(Shape):
 
 
 class WebhookShape(Shape):
-    """One entry of "webhooks"; a key left out keeps what is stored where the README says so."""
+    """One entry of "webhooks"; a key left out keeps what is stored where docs/operate/config-files.md says so."""
 
     organization: str
     module: str

@@ -1,4 +1,4 @@
-"""Structured logs: one JSON line per delivery attempt, for log pipelines (README "Monitoring").
+"""Structured logs: one JSON line per delivery attempt, for log pipelines (docs/operate/monitoring.md).
 
 Only identifiers, outcomes and timings are logged; never URLs, headers or bodies, which can carry
 tokens and passwords.

@@ -26,7 +26,7 @@ def test_every_direct_pin_is_locked_at_the_same_version(source, lock):
     wanted, locked = _pins(ROOT / source), _pins(ROOT / lock)
     assert wanted, f"{source} pins nothing"
     drift = {name: (version, locked.get(name)) for name, version in wanted.items() if locked.get(name) != version}
-    assert not drift, f"re-run pip-compile (README, Dependencies): {drift}"
+    assert not drift, f"re-run pip-compile (docs/operate/install.md, Dependencies): {drift}"
 
 
 @pytest.mark.parametrize("lock", ["requirements.txt", "requirements-dev.txt"])

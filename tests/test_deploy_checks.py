@@ -1,5 +1,6 @@
 """No process runs without debug on keys that ship with the source, and `check --deploy` is clean with the
-production settings the README documents (issue 16). Each runs the real commands in processes of their own."""
+production settings docs/operate/deployment.md documents (issue 16). Each runs the real commands in processes of
+their own."""
 import subprocess
 import sys
 

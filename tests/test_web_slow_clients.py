@@ -1,5 +1,5 @@
-"""The web tier's limit against slow clients, as README "Security" states it (issue 25): in one gunicorn process
-of WEB_THREADS threads, a client trickling its headers holds a thread until it is done (gunicorn has no
+"""The web tier's limit against slow clients, as docs/operate/security.md states it (issue 25): in one gunicorn
+process of WEB_THREADS threads, a client trickling its headers holds a thread until it is done (gunicorn has no
 header deadline), a client that sends nothing holds one for gunicorn's first-bytes wait only, so fewer
 tricklers than threads leave the site answering, and the trickled requests are still answered in the end."""
 import socket

@@ -89,7 +89,7 @@ def rules_list(request: ApiRequest, paging: Query[Paging]):
 @router.get("/config/", response={200: dict[str, Any], **COMMON_ERRORS}, auth=CONFIG, summary="Export the configuration")
 def config_export(request: ApiRequest):
     """The key's organization's webhooks and rules, and the retry policies, in the format of export_config
-    (README "Configuration files"); secrets are null (they never leave through the API)."""
+    (docs/operate/config-files.md); secrets are null (they never leave through the API)."""
     return config_export_all(organization=request.auth.organization)
 
 

@@ -53,14 +53,14 @@ def demo_load() -> tuple[Organization, str | None]:
 
 
 DEMO_API_KEY = "Demo"
-# The demo's key may call every operation of the README's REST API section (records, channels, the delivery
-# log with resend and recover, usage, webhooks, rules and the configuration file), as its curl lines show.
+# The demo's key may call every operation of docs/integrate/rest-api.md (records, channels, the delivery log with
+# resend and recover, usage, webhooks, rules and the configuration file), as its curl lines show.
 DEMO_API_SCOPES = list(ApiScope.values)
 
 
 def _demo_api_key(organization: Organization) -> str | None:
     """The first time, a new raw key with every scope. A demo key made before it had every scope (by default:
-    records and channels only) is given the rest, so the key command 1 prints can follow the README."""
+    records and channels only) is given the rest, so the key command 1 prints can follow that page."""
     key = ApiKey.objects.filter(organization=organization, name=DEMO_API_KEY).first()
     if key is None:
         owner = CrmUser.objects.filter(organization=organization, is_admin=True).order_by("pk")[:1].get()

@@ -15,7 +15,7 @@ from ninja import Schema
 from pydantic import ConfigDict
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://crm-webhooks.example/problems/"  # documented in the README, "REST API"
+PROBLEM_TYPE_BASE = "https://crm-webhooks.example/problems/"  # documented in docs/integrate/rest-api.md, "Errors"
 
 
 class ApiError(Exception):

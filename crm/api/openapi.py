@@ -84,3 +84,15 @@ def openapi_schema(api: NinjaAPI, *, path_prefix: str | None = None,
     if path_prefix is None:
         path_prefix = api.get_root_path(path_params or {})
     return ScopedOpenAPISchema(api, path_prefix)
+
+
+def webhooks_include(schema: dict[str, Any], *, webhooks: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Add OpenAPI 3.1 ``webhooks`` (the requests the product sends) after the paths, and the schemas they refer
+    to. A name the API's own schemas already use is refused: it would silently replace one of them."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if clashes := sorted(set(components) & set(schemas)):
+        raise ValueError(f"Payload schema names already used by the API's schemas: {', '.join(clashes)}.")
+    components.update(schemas)
+    schema["webhooks"] = webhooks
+    for key in [key for key in schema if key not in ("openapi", "info", "paths", "webhooks")]:
+        schema[key] = schema.pop(key)  # keeps their order, after webhooks

@@ -22,7 +22,7 @@ class UsageCounter(models.Model):
     source = models.CharField("source", max_length=20, choices=DeliverySource.choices)
     outcome = models.CharField("outcome", max_length=20, choices=DeliveryStatus.choices)
     calls = models.PositiveIntegerField("attempts", default=0)
-    # Attempts that made an HTTP exchange, by duration, for the latency histogram (README "Monitoring").
+    # Attempts that made an HTTP exchange, by duration, for the latency histogram (docs/operate/monitoring.md).
     latency_count = models.PositiveIntegerField("timed attempts", default=0)
     latency_ms_total = models.BigIntegerField("total duration (ms)", default=0)
     latency_le_50 = models.PositiveIntegerField(default=0)

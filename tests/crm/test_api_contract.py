@@ -3,7 +3,6 @@ schemathesis against the served document — every answer of every operation con
 500. Bounded examples per operation, so the run is the same size on any machine."""
 import collections
 import re
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -20,9 +19,8 @@ from schemathesis.specs.openapi.checks import (
 from crm import services
 from crm.models import ApiScope
 from dispatcher import delivery as delivery_engine
+from tests.docs.pages import page
 from tests.factories import webhook_create
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_openapi_document_is_3_1_and_lists_every_operation(client):
@@ -53,16 +51,16 @@ def test_the_docs_page_is_served_from_the_package_without_a_cdn(client):
             assert finders.find(url.removeprefix("/static/")), url
 
 
-def test_the_readme_documents_exactly_the_operations_of_the_schema(client):
-    """The README's REST API table is checked against the served document, both ways."""
+def test_the_rest_api_page_documents_exactly_the_operations_of_the_schema(client):
+    """The operation table of docs/integrate/rest-api.md is checked against the served document, both ways."""
     document = client.get("/api/v1/openapi.json").json()
     served = {(method.upper(), path.removeprefix("/api/v1")) for path, item in document["paths"].items()
               for method in item}
-    section = README.read_text().split("## REST API", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)` \|", section, re.MULTILINE))
+    rest_api, channels = page("integrate/rest-api.md"), page("integrate/channels.md")
+    documented = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`]*)` \|", rest_api, re.MULTILINE))
     assert documented == served, (sorted(served - documented), sorted(documented - served))
-    curls = [line for line in re.findall(r"^curl .*$", README.read_text(), re.MULTILINE)]
-    for method, path in documented:  # and a curl example for each, in this section or Event subscriptions
+    curls = re.findall(r"^curl .*$", rest_api + "\n" + channels, re.MULTILINE)
+    for method, path in documented:  # and a curl example for each, on the REST API or the channels page
         url = r"[^\s/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", path))
         assert any(re.search(rf"(\$API|/api/v1){url}(?=[\s\"?\\]|$)", line)
                    and (f"-X {method} " in line) == (method != "GET") for line in curls), (method, path)

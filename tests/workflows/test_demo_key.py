@@ -1,4 +1,4 @@
-"""The API key command 1 prints can do what the README shows: every scope on a fresh demo, and a demo key
+"""The API key command 1 prints can do what the REST API page shows: every scope on a fresh demo, and a demo key
 made by an older version (records and channels only) is given the rest when the demo is loaded again."""
 from crm import services as crm_services
 from crm.models import ApiKey, ApiScope, CrmUser

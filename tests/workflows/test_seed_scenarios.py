@@ -30,7 +30,7 @@ def commissions() -> list[str]:
 
 def test_scenario_1_the_readme_curl_example_creates_a_won_deal_and_the_commission_is_queued(client, demo):
     _, api_key = demo
-    # README, "REST API": curl -X POST …/records/Deals/ -d '{"Deal_Name": "From curl", "Type": "New Business",
+    # docs/integrate/rest-api.md: curl -X POST …/records/Deals/ -d '{"Deal_Name": "From curl", "Type": "New Business",
     # "Stage": "Closed Won"}' — seed 003, scenario 1, step 4 ("add a test deal").
     deal = api(client, api_key, "post", "Deals/", {"Deal_Name": "From curl", "Type": "New Business",
                                                     "Stage": "Closed Won"})

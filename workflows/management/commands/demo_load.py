@@ -41,8 +41,8 @@ class Command(BaseCommand):
             key_file.chmod(0o600)
         if key_file.exists():
             self.stdout.write(f"REST API key (X-API-Key): {key_file.read_text().strip()}")
-            self.stdout.write(f"       scopes: {', '.join(DEMO_API_SCOPES)} (every curl line of the README's "
-                              "REST API section)")
+            self.stdout.write(f"       scopes: {', '.join(DEMO_API_SCOPES)} (every curl line of "
+                              "docs/integrate/rest-api.md)")
 
     def _staff_login(self, username: str, organization: Organization, email: str,
                      password: str) -> tuple[str, Organization]:
@@ -60,6 +60,7 @@ class Command(BaseCommand):
 
     def _admin_password(self) -> str:
         """DEMO_ADMIN_PASSWORD if set; else one generated on the first run and kept in var/admin-password."""
+        # The password demo_load gives the demo logins. Default: one generated on the first run, in var/admin-password.
         if from_env := os.environ.get("DEMO_ADMIN_PASSWORD"):
             return from_env
         path = admin_password_file()

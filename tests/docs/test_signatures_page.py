@@ -1,6 +1,5 @@
-"""The README's receiver code, run as printed against real deliveries of every content type and method."""
-import re
-from pathlib import Path
+"""The receivers of the signatures page (docs/integrate/signatures.md), run as printed against real deliveries of
+every content type and method: the Python functions, the Node.js module and the openssl script."""
 from urllib.parse import parse_qsl
 
 import pytest
@@ -11,18 +10,18 @@ from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.xml import safe_parser
+from tests.docs.pages import blocks, page
 from tests.factories import webhook_create
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SIGNATURES = "integrate/signatures.md"
 
 
 def receiver_snippets() -> dict:
-    """The Python blocks of the README's "Signatures, for receivers" section, executed."""
-    section = README.read_text().split("## Signatures, for receivers", 1)[1].split("\n## ", 1)[0]
+    """The Python blocks of the signatures page, executed."""
     namespace: dict = {}
-    for block in re.findall(r"```python\n(.*?)```", section, re.DOTALL):
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own documentation
-    assert {"receive", "verify", "receive_any"} <= set(namespace), "the README's receiver functions"
+    for block in blocks(page(SIGNATURES), "python"):
+        exec(compile(block, f"docs/{SIGNATURES}", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert {"receive", "verify", "receive_any"} <= set(namespace), "the page's receiver functions"
     return namespace
 
 
@@ -33,7 +32,7 @@ def receiver_snippets() -> dict:
     ("POST", "FORM", lambda payload, request: dict(parse_qsl(payload.decode()))),
     ("GET", "JSON", lambda payload, request: {k: v for k, v in request.args.items()}),
 ])
-def test_the_readme_receiver_verifies_every_content_type(receiver, owner, modules, method, content_type, parse):
+def test_the_python_receiver_verifies_every_content_type(receiver, owner, modules, method, content_type, parse):
     snippets = receiver_snippets()
     receiver.expect_request("/hook").respond_with_data("ok")
     hook = webhook_create(module=modules["Deals"], name=f"Books {method} {content_type}", url=receiver.url_for("/hook"),
@@ -57,7 +56,7 @@ def test_the_readme_receiver_verifies_every_content_type(receiver, owner, module
     assert not snippets["verify"](hook.signing_secret, {k.lower(): v for k, v in headers.items()}, tampered)
 
 
-def test_the_readme_receiver_accepts_either_secret_during_a_rotation(receiver, owner, modules):
+def test_the_python_receiver_accepts_either_secret_during_a_rotation(receiver, owner, modules):
     from dispatcher import secret_rotation
 
     snippets = receiver_snippets()
@@ -78,11 +77,6 @@ def test_the_readme_receiver_accepts_either_secret_during_a_rotation(receiver, o
         snippets["receive_any"](["whsec_" + "A" * 32], headers, body)
 
 
-def _section_blocks(language: str) -> list[str]:
-    section = README.read_text().split("## Signatures, for receivers", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
-
-
 @pytest.fixture
 def signed(receiver, owner, modules):
     """A real delivery the product signed, as the receiver got it: (secret, headers, body)."""
@@ -97,14 +91,14 @@ def signed(receiver, owner, modules):
     return hook.signing_secret, headers, request.get_data()
 
 
-def test_the_readme_node_receiver_verifies_a_real_delivery(signed, tmp_path):
+def test_the_node_receiver_verifies_a_real_delivery(signed, tmp_path):
     import json
     import shutil
     import subprocess
 
     node = shutil.which("node")
-    assert node, "Node.js is needed to check the README's Node.js receiver"
-    [block] = _section_blocks("javascript")
+    assert node, "Node.js is needed to check the page's Node.js receiver"
+    [block] = blocks(page(SIGNATURES), "javascript")
     (tmp_path / "verify.js").write_text(block)
     secret, headers, body = signed
     (tmp_path / "body.bin").write_bytes(body)
@@ -119,11 +113,11 @@ def test_the_readme_node_receiver_verifies_a_real_delivery(signed, tmp_path):
     assert json.loads(done.stdout) == [True, False, False]
 
 
-def test_the_readme_openssl_receiver_verifies_a_real_delivery(signed, tmp_path):
+def test_the_openssl_receiver_verifies_a_real_delivery(signed, tmp_path):
     import os
     import subprocess
 
-    [block] = _section_blocks("sh")
+    [block] = blocks(page(SIGNATURES), "sh")
     secret, headers, body = signed
     (tmp_path / "body.bin").write_bytes(body)
 

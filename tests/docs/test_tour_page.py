@@ -1,12 +1,12 @@
-"""The first tour's "receiver on your own machine" step, as printed: the settings it puts in .env, and its
-receiver.py run as a process of its own, which gets real signed deliveries from the engine, says `valid`
-and answers 204, and says `INVALID` and answers 401 when the signature was made with another secret."""
+"""The first tour's "receiver on your own machine" step (docs/use/tour.md), as printed: the settings it puts
+in .env, and its receiver.py run as a process of its own, which gets real signed deliveries from the engine,
+says `valid` and answers 204, and says `INVALID` and answers 401 when the signature was made with another
+secret."""
 import json
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from environ import Env
@@ -14,20 +14,19 @@ from environ import Env
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus, signing_secret_generate
+from tests.docs.pages import blocks, page, section
 from tests.factories import webhook_create
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TOUR = "use/tour.md"
 RECEIVER_DEFAULT_PORT = "8001"  # what the step's URL and WEBHOOK_ALLOWED_PORTS use
 
 
 def tour_step() -> tuple[dict[str, str], str]:
     """The step's .env lines, as a dict, and its receiver's code."""
-    tour = README.read_text().split("\n## A first tour\n", 1)[1].split("\n## ", 1)[0]
-    step = tour.split("**A receiver on your own machine.**", 1)[1]
-    dotenv = re.search(r"```bash\n(.*?)```", step, re.DOTALL).group(1)
-    code = re.search(r"```python\n(.*?)```", step, re.DOTALL).group(1)
+    step = section(page(TOUR), "A receiver on your own machine")
+    [dotenv], [code] = blocks(step, "bash"), blocks(step, "python")
     settings = dict(line.strip().split("=", 1) for line in dotenv.splitlines() if line.strip())
-    return settings, "\n".join(line.removeprefix("   ") for line in code.splitlines())
+    return settings, code
 
 
 @pytest.fixture
@@ -61,7 +60,7 @@ def test_the_step_allows_the_receiver_it_starts_and_nothing_else(settings):
     env.ENVIRON = dotenv
     assert env.bool("WEBHOOK_ALLOW_LOOPBACK") is True
     assert env.list("WEBHOOK_ALLOWED_PORTS") == ["80", "443", RECEIVER_DEFAULT_PORT]
-    assert f"http://127.0.0.1:{RECEIVER_DEFAULT_PORT}/hook" in README.read_text()
+    assert f"http://127.0.0.1:{RECEIVER_DEFAULT_PORT}/hook" in page(TOUR)
 
 
 def test_the_tour_receiver_gets_signed_deliveries_and_refuses_a_wrong_signature(settings, owner, modules,

@@ -1,14 +1,13 @@
-"""The README's REST API section as an integrator follows it on a fresh clone: command 1's demo data and the
-key it prints, then every curl line of the section as written, run by bash and curl against a live server.
-Only the base URL and the ids (DEAL, WEBHOOK, DELIVERY, JOB: the section says to put one's own) are the test's;
-each line must answer 2xx, so a README change that breaks one fails here."""
+"""The REST API page (docs/integrate/rest-api.md) as an integrator follows it on a fresh clone: command 1's demo
+data and the key it prints, then every curl line of the page as written, run by bash and curl against a live
+server. Only the base URL and the ids (DEAL, WEBHOOK, DELIVERY, JOB: the page says to put one's own) are the
+test's; each line must answer 2xx, so a change to the page that breaks one fails here."""
 import json
 import os
 import re
 import shutil
 import subprocess
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -17,22 +16,21 @@ from django.utils import timezone
 from crm.models import IdempotentRequest, Organization, Record
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus, Webhook
+from tests.docs.pages import blocks, page
 from workflows.config_io import config_export_all
 from workflows.config_jobs import config_import_job_submit
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the live server's thread reads
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-README_BASE_URL = "http://127.0.0.1:8000"
+PAGE_BASE_URL = "http://127.0.0.1:8000"
 # Each line's status, written by curl itself (to stderr, so a line's own redirection of stdout keeps working).
 STATUS_OF_EACH_CALL = "curl() { command curl --write-out '%{stderr}HTTP %{http_code}\\n' \"$@\"; }"
 
 
 def rest_api_commands() -> tuple[list[str], list[str]]:
-    """The shell commands of the section's bash blocks, continuation lines joined: the variables the section
-    sets first, and the curl lines in the order they are printed."""
-    section = README.read_text().split("\n## REST API\n", 1)[1].split("\n## ", 1)[0]
-    commands = [command.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    """The shell commands of the page's bash blocks, continuation lines joined: the variables the page sets
+    first, and the curl lines in the order they are printed."""
+    commands = [command.strip() for block in blocks(page("integrate/rest-api.md"), "bash")
                 for command in block.replace("\\\n", " ").splitlines() if command.strip()]
     curls = [command for command in commands if command.startswith("curl ")]
     return [command for command in commands if command not in curls], curls
@@ -66,13 +64,13 @@ def demo_ids(command_1) -> dict[str, str]:
             "DELIVERY": f"msg_{delivery.public_id.hex}", "JOB": str(job.public_id)}
 
 
-def test_every_curl_line_of_the_rest_api_section_answers_2xx_with_the_key_command_1_prints(
+def test_every_curl_line_of_the_rest_api_page_answers_2xx_with_the_key_command_1_prints(
         live_server, command_1, demo_ids, tmp_path):
     if shutil.which("curl") is None and not os.environ.get("CI"):
         pytest.skip("curl is not installed")  # CI has it: there this fails instead
     preamble, curls = rest_api_commands()
-    assert len(curls) >= 17 and any(README_BASE_URL in line for line in preamble), preamble
-    variables = [line.replace(README_BASE_URL, live_server.url) for line in preamble]
+    assert len(curls) >= 17 and any(PAGE_BASE_URL in line for line in preamble), preamble
+    variables = [line.replace(PAGE_BASE_URL, live_server.url) for line in preamble]
     ids = "; ".join(f"{name}={value}" for name, value in demo_ids.items())
     answers = {}
     for line in curls:
