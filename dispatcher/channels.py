@@ -26,7 +26,7 @@ from dispatcher.sending import send_now
 from dispatcher.links import api_link
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
-from dispatcher.delivery import deliveries_insert
+from dispatcher.delivery import deliveries_insert, delivery_build
 from dispatcher.rendering.request import RenderedRequest, request_sign
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ OPERATIONS = (crm_events.CREATE, crm_events.EDIT, crm_events.DELETE)
 OPERATION_SYNONYMS = {"update": crm_events.EDIT}  # seed 002 writes Leads.update
 EVENTS_MAX = 20
 CHANNEL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")  # fullmatch: "$" would let a trailing newline through
+VERIFICATION_TYPE = "verification"  # the "type" of the challenge channel_verify sends
 _EVENT_RE = re.compile(r"^(?P<module>[A-Za-z0-9_]+)\.(?:(?P<field>[A-Za-z0-9_]+)\.change|(?P<operation>[A-Za-z]+))$",
                        re.IGNORECASE)
 
@@ -77,6 +78,11 @@ def channel_events_clean(*, organization: Organization, events: Any) -> list[str
     if problems:
         raise ValidationError({"events": problems})
     return list(dict.fromkeys(clean))
+
+
+def event_name_valid(name: str) -> bool:
+    """Whether name is spelled as an event name can be (the event catalogue lists no other)."""
+    return _EVENT_RE.match(name) is not None
 
 
 def _module(modules: list[Module], name: str) -> Module | None:
@@ -239,7 +245,7 @@ def channel_verify(*, channel: Channel) -> str | None:
     Called outside any database transaction (a hanging URL must hold no lock and no connection in a
     transaction), within CHANNEL_VERIFY_TIMEOUT, and charged to the daily quota like any call."""
     challenge = secrets.token_urlsafe(24)
-    payload = {"type": "verification", "challenge": challenge,
+    payload = {"type": VERIFICATION_TYPE, "challenge": challenge,
                "channel": {"id": channel.public_id, "expiry_time": channel.expires_at.isoformat()}}
     if channel.token:
         payload["token"] = channel.token
@@ -290,7 +296,7 @@ def record_event_notify(event: crm_events.RecordEvent) -> list[Delivery]:
             continue
         payload = notification_payload(channel=channel, event=event, events=matched, changed=changed)
         request = _json_request(channel, payload)
-        deliveries.append(Delivery(
+        deliveries.append(delivery_build(
             organization_id=module.organization_id, channel=channel, webhook_name=f"Channel {channel.public_id}"[:100],
             record=record, record_ref=f"{module.api_name} #{record.pk}", source=DeliverySource.SUBSCRIPTION,
             trigger=", ".join(matched)[:200], retry_policy_id=RetryPolicy.default_id(), due_at=now,
@@ -312,7 +318,8 @@ def _matched_events(channel: Channel, module: str, operation: str, changed: list
 
 def notification_payload(*, channel: Channel, event: crm_events.RecordEvent, events: list[str],
                          changed: list[str]) -> dict[str, Any]:
-    """Seed 002's shape: module, operation, ids, resource_uri, token, channel, data (+ events, affected_fields)."""
+    """Seed 002's shape: module, operation, ids, resource_uri, token, channel, data (+ events, affected_fields).
+    Its JSON Schema is dispatcher/notification_schema.py's, which tests check real notifications against."""
     record = event.record
     module = record.module.api_name
     values = event.old_values if event.operation == crm_events.DELETE else event.new_values or record.values
@@ -332,12 +339,12 @@ def notification_payload(*, channel: Channel, event: crm_events.RecordEvent, eve
 
 
 def _system_values(record: Record) -> dict[str, Any]:
-    owner = record.owner
+    """Never null: an event's record is saved (both times set) and its owner is a required foreign key."""
     return {
         "id": str(record.pk),
-        "Owner": {"id": str(owner.pk), "name": owner.full_name} if owner else None,
-        "Created_Time": record.created_at.isoformat() if record.created_at else None,
-        "Modified_Time": record.modified_at.isoformat() if record.modified_at else None,
+        "Owner": {"id": str(record.owner.pk), "name": record.owner.full_name},
+        "Created_Time": record.created_at.isoformat(),
+        "Modified_Time": record.modified_at.isoformat(),
     }
 
 

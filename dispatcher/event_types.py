@@ -2,11 +2,12 @@
 the notification its notify URL receives, so that an integrator can write and check a receiver before the
 first record changes.
 
-Built from a module's usable fields through the field-type registry (``FieldKind.value_schema``: values travel
-as they are stored) and from the notification's shape (``channels.notification_payload``). Tests validate real
-notifications against it, so the two cannot drift apart. The live catalogue is an organization's
-(dispatcher.selectors, ``GET /api/v1/event-types/``); docs/integrate/event-types.md is that of the standard
-modules (dispatcher/event_types_page.py).
+Each event's schema is the notification's (dispatcher/notification_schema.py, which the OpenAPI document's
+ChannelNotification is too) pinned to the event's module, operation and event, with data built from the
+module's usable fields through the field-type registry (``FieldKind.value_schema``: values travel as they
+are stored). Tests validate real notifications against it, so the two cannot drift apart. The live catalogue
+is an organization's (dispatcher.selectors, ``GET /api/v1/event-types/``); docs/integrate/event-types.md is that
+of the standard modules (dispatcher/event_types_page.py).
 """
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +16,10 @@ from django.core.exceptions import ValidationError
 
 from crm.events import CREATE, DELETE, EDIT
 from crm.models import Field, Module
-from dispatcher.channels import event_name_valid
+from dispatcher.channels import OPERATIONS, event_name_valid
+from dispatcher.notification_schema import ALL, data_schema, notification_schema
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-ALL = "all"
-OPERATIONS = (CREATE, EDIT, DELETE)
-_ECMA_SYNTAX = set("\\^$.|?*+()[]{}/")  # what an ECMA-262 pattern (JSON Schema's dialect) escapes, and only that
-_ID_TEXT = {"type": "string", "pattern": "^[0-9]+$"}
 
 
 @dataclass(frozen=True)
@@ -65,19 +63,21 @@ def _module_event_types(module: Module, fields: list[Field]) -> list[EventType]:
         DELETE: f"When {record} is deleted. data holds the values it had.",
     }
     event_types = [EventType(f"{name}.{operation}", name, operation, None, text, _root(
-        f"{name}.{operation}", text, _payload_schema(module, operation, data, f"{name}.{operation}")))
+        f"{name}.{operation}", text, notification_schema(data=data, module=name, operation=operation,
+                                                         event=f"{name}.{operation}")))
         for operation, text in described.items()]
     every = (f"When {record} is created, changed or deleted: {name}.create, {name}.edit and {name}.delete in one "
              "subscription; operation says which. The field filter applies to the edits.")
     event_types.append(EventType(f"{name}.{ALL}", name, ALL, None, every, _root(f"{name}.{ALL}", every, {
-        "oneOf": [_payload_schema(module, operation, data, f"{name}.{ALL}") for operation in OPERATIONS]})))
+        "oneOf": [notification_schema(data=data, module=name, operation=operation, event=f"{name}.{ALL}")
+                  for operation in OPERATIONS]})))
     for field in fields:
         event = f"{name}.{field.api_name}.change"
         if event_name_valid(event):
             text = (f"When an edit of {record} changes “{field.label}” ({field.api_name}), whatever the channel's "
                     "field filter. The notification is the edit's.")
-            event_types.append(EventType(event, name, EDIT, field.api_name, text,
-                                         _root(event, text, _payload_schema(module, EDIT, data, event))))
+            event_types.append(EventType(event, name, EDIT, field.api_name, text, _root(
+                event, text, notification_schema(data=data, module=name, operation=EDIT, event=event))))
     return event_types
 
 
@@ -89,68 +89,14 @@ def _root(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]
     return {"$schema": DIALECT, "title": f"{name} notification", "description": description, **schema}
 
 
-def _payload_schema(module: Module, operation: str, data: dict[str, Any], event: str) -> dict[str, Any]:
-    """The body of one notification of operation, sent to a channel because it lists event."""
-    name = module.api_name
-    properties: dict[str, Any] = {
-        "module": {"const": name, "description": "The module's API name."},
-        "operation": {"const": operation, "description": "What happened to the record: create, edit or delete."},
-        "ids": {"type": "array", "items": _ID_TEXT, "minItems": 1, "maxItems": 1,
-                "description": "The record's id, as text, in a list of one."},
-        "resource_uri": {"type": "string", "format": "uri",
-                         "description": "The record in the REST API (readable with the records:read scope)."},
-        "token": {"type": ["string", "null"],
-                  "description": "The token given when subscribing, to recognise the channel; null without one."},
-        "channel": {"type": "object", "description": "The channel that was notified: its id and expiry_time.",
-                    "properties": {
-            "id": {"type": "string", "description": "The channel's id."},
-            "expiry_time": {"type": "string", "format": "date-time", "description": "When the channel expires."},
-        }, "required": ["id", "expiry_time"], "additionalProperties": False},
-        "events": {"type": "array", "items": _events_items(name, operation), "minItems": 1, "uniqueItems": True,
-                   "contains": {"const": event},
-                   "description": "The events of the channel that this notification answers."},
-        "data": data,
-    }
-    if operation == EDIT:
-        properties["affected_fields"] = {
-            "type": "array", "items": {"type": "string"}, "uniqueItems": True,
-            "description": "The API names of the fields the edit changed, sorted (empty: it changed none)."}
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
-def _events_items(module: str, operation: str) -> dict[str, Any]:
-    if operation != EDIT:
-        return {"enum": [f"{module}.{operation}", f"{module}.{ALL}"]}
-    # Field-change events by pattern: one for a field deleted since the channel listed it can still notify.
-    return {"type": "string", "pattern": rf"^{_ecma_escaped(module)}\.(edit|all|[A-Za-z0-9_]+\.change)$"}
-
-
-def _ecma_escaped(text: str) -> str:
-    """text matched literally by an ECMA-262 pattern (Python's re.escape also escapes "-" and " ", which
-    ECMA-262's unicode mode refuses)."""
-    return "".join("\\" + char if char in _ECMA_SYNTAX else char for char in text)
-
-
 def _data_schema(module: Module, fields: list[Field]) -> dict[str, Any]:
-    """The record's values by API name: the module's own fields (each as its type stores it; a record has only
-    those that hold a value) and the four the notification always adds (channels._system_values)."""
-    singular = module.singular_label
-    properties = {field.api_name: {"title": field.label, **_value_schema(field)} for field in fields}
-    properties.update({
-        "id": {"title": f"{singular} Id", **_ID_TEXT, "description": "The record's id, as text."},
-        "Owner": {"title": f"{singular} Owner", "type": "object", "properties": {
-            "id": {**_ID_TEXT, "description": "The CRM user's id, as text."},
-            "name": {"type": "string", "description": "The CRM user's full name."},
-        }, "required": ["id", "name"], "additionalProperties": False,
-            "description": "The record's owner: the CRM user's id, as text, and full name."},
-        "Created_Time": {"title": "Created Time", "type": "string", "format": "date-time"},
-        "Modified_Time": {"title": "Modified Time", "type": "string", "format": "date-time"},
-    })
-    return {"type": "object", "properties": properties, "required": ["id", "Owner", "Created_Time", "Modified_Time"],
-            "additionalProperties": True,
-            "description": "The record's values by field API name. A field without a value is left out; values of "
-                           "fields deleted or disabled since they were set, or added after this catalogue was read, "
-                           "may appear too."}
+    """The record's values: the module's own fields, each as its type stores it."""
+    return data_schema(
+        fields={field.api_name: {"title": field.label, **_value_schema(field)} for field in fields}, other=True,
+        singular=module.singular_label,
+        description="The record's values by field API name. A field without a value is left out; values of fields "
+                    "deleted or disabled since they were set, or added after this catalogue was read, may appear "
+                    "too.")
 
 
 def _value_schema(field: Field) -> dict[str, Any]:

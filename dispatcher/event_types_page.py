@@ -6,9 +6,10 @@ from typing import Any
 
 from crm.selectors import standard_modules_unsaved
 from dispatcher.event_types import EventType, event_types_of
+from dispatcher.notification_schema import RECORD_ID_PATTERN
 
 PAGE = "integrate/event-types.md"
-BASE_URL = "http://127.0.0.1:8000/api/v1"  # as in the README's REST API section
+BASE_URL = "http://127.0.0.1:8000/api/v1"  # as in docs/integrate/rest-api.md
 EXAMPLE_MODULE, EXAMPLE_EVENT = "Deals", "Deals.Stage.change"
 SCHEMA_IN_FULL = "Deals.edit"
 _JSON_NAMES = {str: "string", bool: "boolean", int: "integer", float: "number"}
@@ -131,7 +132,7 @@ def _type_text(schema: dict[str, Any]) -> str:
         text = f"array of {_type_text(schema.get('items', {}))}"
     if "format" in schema:
         text += f" ({schema['format']})"
-    if schema.get("pattern") == "^[0-9]+$":
+    if schema.get("pattern") == RECORD_ID_PATTERN:
         text += " of digits"
     if "maxLength" in schema:
         text += f", at most {schema['maxLength']:,} characters"

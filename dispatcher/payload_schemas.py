@@ -3,15 +3,17 @@ verification requests (dispatcher/channels.py) and a workflow webhook's JSON and
 (dispatcher/rendering/request.py), each with the Standard Webhooks headers (dispatcher/signing.py).
 
 Receivers generate types from them and validate what arrives, so the schemas are built from the constants of
-the code that sends, and tests/docs/test_openapi_document.py checks real deliveries against them.
+the code that sends, and tests/docs/test_openapi_document.py checks real deliveries against them. The channel
+notification is dispatcher/notification_schema.py's, which the event catalogue specialises per event.
 config/api.py adds them to the document (crm, below dispatcher, cannot).
 """
 from typing import Any
 
-from crm import events as crm_events
-from dispatcher.channels import CHANNEL_ID_RE, OPERATIONS, VERIFICATION_TYPE
+from dispatcher.channels import VERIFICATION_TYPE
 from dispatcher.models import ContentType, Method
-from dispatcher.models.channels import TOKEN_MAX_LENGTH
+from dispatcher.notification_schema import (
+    channel_reference_schema, data_schema, notification_schema, owner_schema, token_schema,
+)
 from dispatcher.rendering.request import CONTENT_TYPE_HEADERS
 from dispatcher.retry import GONE, RETRIED_STATUS_CODES
 from dispatcher.signing import (
@@ -24,12 +26,12 @@ MESSAGE_ID_PATTERN = r"^msg_[0-9a-f]{32}$"
 # One base64 HMAC-SHA256 (32 bytes: 43 characters and one "=") per signing secret, separated by spaces.
 _ONE_SIGNATURE = SIGNATURE_VERSION + r",[A-Za-z0-9+/]{43}="
 SIGNATURE_PATTERN = rf"^{_ONE_SIGNATURE}( {_ONE_SIGNATURE})*$"
-_NAME = "[A-Za-z0-9_]+"  # a module's or field's API name, as channel events spell them
-EVENT_NAME_PATTERN = rf"^{_NAME}\.(?:{'|'.join((*OPERATIONS, 'all'))}|{_NAME}\.change)$"
-RECORD_ID_PATTERN = r"^[0-9]+$"
 JSON_MEDIA_TYPE = CONTENT_TYPE_HEADERS[ContentType.JSON].split(";")[0]
 
 CHANNEL_NOTIFICATION = "ChannelNotification"
+CHANNEL_NOTIFICATION_RECORD = "ChannelNotificationRecord"
+CHANNEL_NOTIFICATION_OWNER = "ChannelNotificationOwner"
+CHANNEL_REFERENCE = "ChannelReference"
 CHANNEL_VERIFICATION = "ChannelVerification"
 WORKFLOW_WEBHOOK_BODY = "WorkflowWebhookBody"
 WORKFLOW_WEBHOOK_ARRAY_BODY = "WorkflowWebhookArrayBody"
@@ -42,45 +44,18 @@ def _ref(name: str) -> dict[str, str]:
 def payload_schemas() -> dict[str, dict[str, Any]]:
     """The components/schemas of the bodies sent, by name (fresh dicts: the caller may change them)."""
     return {
-        CHANNEL_NOTIFICATION: _notification_schema(),
-        "ChannelNotificationRecord": {
-            "type": "object",
-            "description": "The record's values by field API name, as stored (text, number, boolean, list or "
-                           "null, by field type): after the change, or for a delete the last values; with the "
-                           "four system values below.",
-            "required": ["id", "Owner", "Created_Time", "Modified_Time"],
-            "properties": {
-                "id": {"type": "string", "pattern": RECORD_ID_PATTERN, "description": "The record's id."},
-                "Owner": {"anyOf": [_ref("ChannelNotificationOwner"), {"type": "null"}],
-                          "description": "The record's owner; null when it has none."},
-                "Created_Time": {"type": ["string", "null"], "format": "date-time",
-                                 "description": "When the record was created (ISO 8601, UTC)."},
-                "Modified_Time": {"type": ["string", "null"], "format": "date-time",
-                                  "description": "When the record was last changed (ISO 8601, UTC)."},
-            },
-            "additionalProperties": {"description": "The value of another field, under its API name."},
+        CHANNEL_NOTIFICATION: {
+            "description": "One record event, for one channel that watches it (seed 002's shape).",
+            **notification_schema(data=_ref(CHANNEL_NOTIFICATION_RECORD), channel=_ref(CHANNEL_REFERENCE)),
         },
-        "ChannelNotificationOwner": {
-            "type": "object",
-            "required": ["id", "name"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "string", "pattern": RECORD_ID_PATTERN, "description": "The CRM user's id."},
-                "name": {"type": "string", "description": "The CRM user's full name."},
-            },
-        },
-        "ChannelReference": {
-            "type": "object",
-            "description": "The channel that sends this.",
-            "required": ["id", "expiry_time"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "string", "pattern": f"^{CHANNEL_ID_RE.pattern}$",
-                       "description": "The channel id: chosen when subscribing (channel_id) or generated (ch_…)."},
-                "expiry_time": {"type": "string", "format": "date-time",
-                                "description": "When the channel expires unless renewed (ISO 8601, UTC)."},
-            },
-        },
+        CHANNEL_NOTIFICATION_RECORD: data_schema(
+            fields={}, other={"description": "The value of another field, under its API name."},
+            owner=_ref(CHANNEL_NOTIFICATION_OWNER),
+            description="The record's values by field API name, as stored (text, number, boolean, list or null, by "
+                        "field type): after the change, or for a delete the last values; with the four system "
+                        "values below, always present."),
+        CHANNEL_NOTIFICATION_OWNER: owner_schema(),
+        CHANNEL_REFERENCE: channel_reference_schema(),
         CHANNEL_VERIFICATION: {
             "type": "object",
             "description": "The challenge a notify URL must echo before a channel with verify: true is saved, "
@@ -91,9 +66,8 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
                 "type": {"const": VERIFICATION_TYPE},
                 "challenge": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
                               "description": "A random text to send back."},
-                "channel": _ref("ChannelReference"),
-                "token": {"type": "string", "maxLength": TOKEN_MAX_LENGTH,
-                          "description": "The channel's token; only when it has one."},
+                "channel": _ref(CHANNEL_REFERENCE),
+                "token": token_schema(nullable=False, description="The channel's token; only when it has one."),
             },
         },
         WORKFLOW_WEBHOOK_BODY: {
@@ -121,37 +95,6 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
             "minItems": 1,
             "maxItems": 1,
         },
-    }
-
-
-def _notification_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": "One record event, for one channel that watches it (seed 002's shape).",
-        "required": ["module", "operation", "ids", "resource_uri", "token", "channel", "events", "data"],
-        "additionalProperties": False,
-        "properties": {
-            "module": {"type": "string", "description": "The module's API name, e.g. Deals."},
-            "operation": {"type": "string", "enum": list(OPERATIONS), "description": "What happened to the record."},
-            "ids": {"type": "array", "items": {"type": "string", "pattern": RECORD_ID_PATTERN}, "minItems": 1,
-                    "maxItems": 1, "description": "The record's id (one item)."},
-            "resource_uri": {"type": "string", "format": "uri",
-                             "description": "The record in this REST API (GET it with a key of scope records:read)."},
-            "token": {"type": ["string", "null"], "maxLength": TOKEN_MAX_LENGTH,
-                      "description": "The channel's token, as given when subscribing (check it is yours); null "
-                                     "without one."},
-            "channel": _ref("ChannelReference"),
-            "events": {"type": "array", "items": {"type": "string", "pattern": EVENT_NAME_PATTERN}, "minItems": 1,
-                       "description": "The channel's events this change matched: Module.operation, Module.all, "
-                                      "Module.Field.change."},
-            "data": _ref("ChannelNotificationRecord"),
-            "affected_fields": {"type": "array", "items": {"type": "string"},
-                                "description": f"Only when operation is {crm_events.EDIT}: the API names of the "
-                                               "fields the edit changed, sorted."},
-        },
-        "if": {"properties": {"operation": {"const": crm_events.EDIT}}},
-        "then": {"required": ["affected_fields"]},
-        "else": {"not": {"required": ["affected_fields"]}},
     }
 
 

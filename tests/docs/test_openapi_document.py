@@ -16,7 +16,9 @@ from werkzeug import Response
 
 from config.api_reference import api_reference, openapi_json
 from crm import services as crm_services
+from crm.selectors import standard_modules_unsaved
 from dispatcher import delivery as delivery_engine
+from dispatcher.event_types import event_types_of
 from dispatcher.models import ContentType, Method
 from tests.docs.pages import page
 from tests.factories import webhook_create
@@ -151,6 +153,38 @@ def test_a_real_verification_and_real_notifications_are_what_the_document_says(d
         invalid.validate({key: value for key, value in bodies[0].items() if key != "token"})
     with pytest.raises(ValidationError):  # affected_fields belongs to edits only
         invalid.validate({**bodies[0], "affected_fields": ["Stage"]})
+
+    # The document and the event catalogue publish one schema: what one refuses, the other refuses too.
+    [deals_all] = [event.payload_schema for event in event_types_of(modules=standard_modules_unsaved())
+                   if event.name == "Deals.all"]
+    catalogue = Draft202012Validator(deals_all, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert all(catalogue.is_valid(body) for body in bodies)
+    for untrue in untrue_notifications(bodies[0]):
+        assert not invalid.is_valid(untrue) and not catalogue.is_valid(untrue), untrue
+
+
+def untrue_notifications(create: dict) -> list[dict]:
+    """A create notification changed in ways no real one is: nothing the product sends is null, empty or
+    spelled otherwise there."""
+    data = create["data"]
+    return [
+        {key: value for key, value in create.items() if key != "events"},
+        {**create, "extra": 1},
+        {**create, "affected_fields": []},
+        {**create, "operation": "update"},
+        {**create, "token": ""},
+        {**create, "channel": {**create["channel"], "id": "not an id"}},
+        {**create, "events": []},
+        {**create, "events": ["Deals.all", "Deals.all"]},
+        {**create, "events": ["Deals.explode"]},
+        {**create, "ids": ["12", "13"]},
+        {**create, "data": {**data, "Owner": None}},
+        {**create, "data": {**data, "Owner": {"id": data["Owner"]["id"]}}},
+        {**create, "data": {**data, "Created_Time": None}},
+        {**create, "data": {**data, "Modified_Time": None}},
+        {**create, "data": {**data, "id": 12}},
+        {**create, "data": {key: value for key, value in data.items() if key != "Modified_Time"}},
+    ]
 
 
 @pytest.fixture
