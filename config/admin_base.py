@@ -14,7 +14,9 @@ from django.contrib.admin import AdminSite, AllValuesFieldListFilter, ModelAdmin
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest
+
+from config.version import __version__
 
 # Where each model's organization is, from the model (label_lower -> lookup path). A model not listed is
 # shared by every organization.
@@ -193,6 +195,11 @@ class OrganizationAutocompleteView(AutocompleteJsonView):
 class CrmAdminSite(AdminSite):
     site_header = site_title = "CRM webhooks"
     index_title = "Configuration and delivery logs"
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        """Every admin page's footer names the version (templates/admin/base_site.html), so a report of what an
+        admin saw says which release it was."""
+        return {**super().each_context(request), "product_version": __version__}
 
     def autocomplete_view(self, request):
         return OrganizationAutocompleteView.as_view(admin_site=self)(request)

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.admin_base import organization_ids
+from config.version import __version__
 from dispatcher.metrics import metrics_registry
 
 BROKER_TIMEOUT_SECONDS = 2
@@ -17,11 +18,13 @@ BROKER_TIMEOUT_SECONDS = 2
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 while the database answers (the web process needs nothing else to take records); the broker
-    is reported too, as its loss only delays deliveries."""
+    is reported too, as its loss only delays deliveries. The version says which release answered (a rolling
+    upgrade can be watched from the load balancer)."""
     checks = {"database": _check(_database), "broker": _check(_broker)}
     healthy = checks["database"] == "ok"
     status = "ok" if all(v == "ok" for v in checks.values()) else "degraded" if healthy else "failing"
-    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse({"status": status, "version": __version__, "checks": checks},
+                        status=200 if healthy else 503)
 
 
 def _check(probe) -> str:
