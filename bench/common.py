@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+CODE_DIR = BASE_DIR  # the checkout whose product the benchmark runs (bench/cost.py's --against sets another)
 BODY = b'{"ok": true}'
 FIELDS = ["Deal Name", "Amount", "Closing Date", "Stage", "Type", "Probability (%)", "Payment Due Date",
           "Deal Id", "Deal Owner", "Modified Time"]  # the 10 merge fields of the benchmark webhook
@@ -24,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
 
 
-def row(figure: str, value: float, unit: str, baseline: float | None = None, *, ratio: float | None = None,
+def row(figure: str, value: float | None, unit: str, baseline: float | None = None, *, ratio: float | None = None,
         target: str = "", passed: bool | None = None, note: str = "") -> dict:
     """One line of the results table: a figure, its baseline from the same run, and the target."""
     if ratio is None and baseline:
@@ -37,6 +38,7 @@ def report(rows: list[dict], json_path: Path | None, header: str = "") -> None:
     if header:
         print(header)
     print_table(rows)
+    print_cost_table(rows)
     if json_path:
         json_path.write_text(json.dumps(rows, indent=2))
 
@@ -56,6 +58,34 @@ def print_table(rows: list[dict]) -> None:
               f"{ratio:>7} {r['target'][:14]:>14} {verdict:4}")
         if r.get("note"):
             print(f"    {r['note']}")
+
+
+# The cost fields of a metered row (bench/cost.py), as the cost table shows them.
+COST_COLUMNS = [("cpu_worker_ms_per_delivery", "worker CPU ms"), ("cpu_postgres_ms_per_delivery", "PostgreSQL CPU ms"),
+                ("cpu_total_ms_per_delivery", "CPU ms"), ("transactions_per_delivery", "transactions"),
+                ("statements_per_delivery", "statements"), ("rows_written_per_delivery", "rows written"),
+                ("hot_update_share", "HOT updates")]
+
+
+def cost_cell(r: dict, key: str) -> str:
+    """One cost figure per delivery as the tables show it; after/before rows show ratios."""
+    value = r.get(key)
+    if value is None:
+        return ""
+    if r.get("compare"):
+        return f"{value:.2f}x"
+    return f"{value:.0%}" if key == "hot_update_share" else number(value)
+
+
+def print_cost_table(rows: list[dict]) -> None:
+    metered = [r for r in rows if "cpu_total_ms_per_delivery" in r]
+    if not metered:
+        return
+    print(f"\ncost per delivery (bench/cost.py)\n{'figure':58} {'deliv':>6} "
+          + " ".join(f"{label[:12]:>12}" for _, label in COST_COLUMNS))
+    for r in metered:
+        print(f"{r['figure'][:58]:58} {r.get('deliveries', ''):>6} "
+              + " ".join(f"{cost_cell(r, key):>12}" for key, _ in COST_COLUMNS))
 
 
 def free_port() -> int:
@@ -154,7 +184,7 @@ def postgres_environment(database: str) -> None:
 
 
 def django_ready() -> None:
-    sys.path.insert(0, str(BASE_DIR))
+    sys.path.insert(0, str(CODE_DIR))
     import django
     from django.core.management import call_command
 
@@ -179,19 +209,26 @@ def bench_webhook(url: str, **attributes):
 
 
 class Workers:
-    """`celery worker` processes on the deliveries queue, started and stopped by a benchmark."""
+    """`celery worker` processes on the deliveries queue, started and stopped by a benchmark. Metered, they
+    count their SQL statements for bench/cost.py (bench/metered_worker.py); sql_log lists them too."""
 
     def __init__(self, *, count: int = 1, concurrency: int = 4, env: dict | None = None, tag: str = "bench",
-                 beat: bool = False) -> None:
+                 beat: bool = False, metered: bool = False, sql_log: Path | None = None) -> None:
         from celery import current_app
 
         self.names = [f"{tag}{w}-{concurrency}-{os.urandom(3).hex()}@{socket.gethostname()}" for w in range(count)]
         schedule = tempfile.mkdtemp(prefix="bench-beat-")
+        self.meter_dir = tempfile.mkdtemp(prefix="bench-meter-") if metered else None
+        env = env or {**os.environ}
+        celery = [sys.executable, "-m", "celery"]
+        if self.meter_dir:
+            env = {**env, "BENCH_METER_DIR": self.meter_dir, "BENCH_SQL_LOG": str(sql_log or "")}
+            celery = [sys.executable, str(BASE_DIR / "bench" / "metered_worker.py")]
         self.processes = [subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "deliveries", "-n", name,
+            [*celery, "-A", "config", "worker", "-Q", "deliveries", "-n", name,
              "--concurrency", str(concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
              *(["-B", "--schedule", f"{schedule}/beat"] if beat and index == 0 else [])],
-            cwd=BASE_DIR, env=env or {**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=CODE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         ) for index, name in enumerate(self.names)]
         if (env or os.environ).get("CELERY_BROKER_URL", "").startswith("filesystem"):
@@ -222,12 +259,18 @@ class Workers:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        self._forget_counts()
 
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()  # warm shutdown: the worker lets its pool finish
         for process in self.processes:
             process.wait()
+        self._forget_counts()
+
+    def _forget_counts(self) -> None:
+        if self.meter_dir:
+            shutil.rmtree(self.meter_dir, ignore_errors=True)
 
 
 def rss_mb(pid: int) -> float:

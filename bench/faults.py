@@ -127,7 +127,7 @@ def database_unavailable(hook, deal, receiver, n: int, env: dict, seconds: float
 
 
 def markdown(results: list[dict]) -> str:
-    """The table for the README."""
+    """The table for docs/internals/faults.md ("Fault and abuse suite")."""
     from django.conf import settings
 
     lines = [f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, nginx receiver; worker concurrency {CONCURRENCY}, "

@@ -414,7 +414,8 @@ def rows_of(results: dict[str, Measured], quick: bool) -> list[dict]:
 
 
 def results_merge(rows: list[dict], seconds: float) -> Path:
-    """Into bench/results.json (the README's table), replacing this benchmark's earlier rows."""
+    """Into bench/results.json (the table of docs/internals/benchmarks.md), replacing this benchmark's earlier
+    rows."""
     from bench.table import markdown
 
     path = common.BASE_DIR / "bench" / "results.json"

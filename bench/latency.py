@@ -2,9 +2,12 @@
 rate, an instant webhook rule on Deals create, a real Celery worker, Redis and PostgreSQL. Each latency runs
 from just before the API call to the receiver's (nginx) access-log time of the webhook request.
 
-    .venv/bin/python bench/latency.py [--rate 50] [--n 1500] [--quick] [--json FILE]
+    .venv/bin/python bench/latency.py [--rates 10 50] [--n 1500] [--quick] [--json FILE] [--against REV]
 
-Baseline (same run): one direct request to the receiver (median round trip), for scale.
+Baseline (same run): one direct request to the receiver (median round trip), for scale. Each rate's p50
+row also has the cost per delivery of that rate's run (bench/cost.py: the worker's processes and their
+PostgreSQL backends; the API's are in its cost_detail); --against REV runs the same on REV's code and
+reports both with ratios.
 """
 import argparse
 import os
@@ -17,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common
+from bench import common, cost
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,10 +72,14 @@ def measure(api: str, headers: dict, rate: float, n: int, receiver: "common.Rece
 def main() -> None:
     parser = argparse.ArgumentParser()
     common.add_arguments(parser)
+    cost.add_arguments(parser)
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 50.0], help="API calls per second")
     parser.add_argument("--n", type=int, default=None, help="records (default 1500; --quick 300)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool size")
     args = parser.parse_args()
+    if args.against:
+        return cost.against(__file__, sys.argv[1:], args.against, args.json)
+    cost.use_code_dir(args.code_dir)
     n = args.n or (300 if args.quick else 1500)  # at the highest rate; lower rates send proportionally fewer
     common.postgres_environment("webhooks_latency")
     common.django_ready()
@@ -92,8 +99,8 @@ def main() -> None:
 
     port = common.free_port()
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "3",
-                            "--log-level", "warning"], cwd=common.BASE_DIR, env={**os.environ})
-    workers = common.Workers(count=1, concurrency=args.concurrency, tag="latency")
+                            "--log-level", "warning"], cwd=common.CODE_DIR, env={**os.environ})
+    workers = common.Workers(count=1, concurrency=args.concurrency, tag="latency", metered=True)
     try:
         common.wait_port(port)
         session = requests.Session()
@@ -107,11 +114,14 @@ def main() -> None:
             time.sleep(0.05)
         results = []
         seen = warm
-        for rate in args.rates:
+        for index, rate in enumerate(args.rates):
             count = max(int(n * rate / max(args.rates)), 100)
+            meter = cost.Meter(workers)
+            meter.start(settle=index == 0)  # after the first, the previous meter's result waited already
             latencies, achieved, answers = measure(api, headers, rate, count, receiver, seen)
+            meter.stop()
             seen += count
-            results.append((rate, count, achieved, latencies, answers))
+            results.append((rate, count, achieved, latencies, answers, meter.result(deliveries=count)))
         direct = []
         for _ in range(200):
             at = time.perf_counter()
@@ -124,12 +134,12 @@ def main() -> None:
         web.wait()
         receiver.stop()
     rows = [common.row("latency: baseline, one direct request to the receiver", baseline, "ms", baseline)]
-    for rate, count, achieved, latencies, answers in results:
+    for rate, count, achieved, latencies, answers, rate_cost in results:
         lost = count - len(latencies)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         note = f"{count} records, {achieved:.0f}/s achieved through the API; {lost} not seen by the receiver"
-        rows.append(common.row(f"latency at {rate:g}/s: API call to receiver, p50", p50, "ms", baseline,
-                               target="< 50 ms", passed=p50 < 50 and not lost, note=note))
+        rows.append(cost.metered(common.row(f"latency at {rate:g}/s: API call to receiver, p50", p50, "ms", baseline,
+                                            target="< 50 ms", passed=p50 < 50 and not lost, note=note), rate_cost))
         rows.append(common.row(f"latency at {rate:g}/s: API call to receiver, p99", p99, "ms", baseline,
                                target="< 250 ms", passed=p99 < 250 and not lost))
         rows.append(common.row(f"latency at {rate:g}/s: of which the API's answer, p50", percentile(answers, 50),

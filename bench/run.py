@@ -1,13 +1,15 @@
 """All benchmarks in one command: one table of ratios against baselines measured in the same run.
 
-    .venv/bin/python bench/run.py [--quick] [--only render rules ...] [--out FILE]
+    .venv/bin/python bench/run.py [--quick] [--only render rules ...] [--out FILE] [--against REV]
 
 Each benchmark runs in its own process (they use their own databases: throw-away SQLite, or PostgreSQL
-databases webhooks_bench, webhooks_isolation, webhooks_latency, webhooks_logscale, webhooks_memory,
-recreated) and writes its
+databases webhooks_bench, webhooks_isolation, webhooks_latency, webhooks_lone, webhooks_logscale,
+webhooks_memory, webhooks_slow, recreated) and writes its
 rows as JSON; this prints them as one table (figure, value, baseline, ratio, target, pass/fail) and
 writes them to --out with a description of the machine. Needs PostgreSQL and Redis on 127.0.0.1 for all
-but render and rules; nginx (apt-get install nginx-light) for the receiver.
+but render and rules; nginx (apt-get install nginx-light) for the receiver. The engine benchmarks
+(throughput, slow_receiver, latency, lone) also report the cost per delivery (bench/cost.py), printed and
+written as a second table; with --against REV they run on REV's code too, and report both with ratios.
 """
 import argparse
 import datetime
@@ -21,10 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common
+from bench import common, cost
 from bench.table import markdown
 
-BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "isolation", "latency", "logscale", "memory"]
+BENCHMARKS = ["render", "rules", "throughput", "slow_receiver", "isolation", "latency", "lone", "logscale", "memory"]
 
 
 def machine() -> dict:
@@ -50,12 +52,15 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=BENCHMARKS)
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON results (default bench/results.json; --quick: var/bench-quick.json)")
+    parser.add_argument("--against", metavar="REV", help="the engine benchmarks also on REV's code (a commit, or "
+                                                         "a folder with another checkout), reported with ratios")
     args = parser.parse_args()
     out = args.out or (common.BASE_DIR / ("var/bench-quick.json" if args.quick else "bench/results.json"))
     rows, timings = [], {}
     for name in args.only:
         with tempfile.NamedTemporaryFile(suffix=".json") as part:
-            command = [sys.executable, str(common.BASE_DIR / "bench" / f"{name}.py"), "--json", part.name]
+            command = [sys.executable, str(common.BASE_DIR / "bench" / f"{name}.py"), "--json", part.name,
+                       *(["--against", args.against] if args.against and name in cost.METERED else [])]
             started = time.monotonic()
             print(f"--- {name}", flush=True)
             result = subprocess.run(command + (["--quick"] if args.quick else []), cwd=common.BASE_DIR)
@@ -69,11 +74,12 @@ def main() -> None:
     print(f"\n{info['date']}: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, Python {info['python']}, "
           f"{info['postgresql']}, {info['redis']}; {'quick' if args.quick else 'full'} run, seconds: {timings}")
     common.print_table(rows)
+    common.print_cost_table(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     results = {"machine": info, "quick": args.quick, "seconds": timings, "rows": rows}
     out.write_text(json.dumps(results, indent=2))
     out.with_suffix(".md").write_text(markdown(results))
-    print(f"\nwritten to {out} and {out.with_suffix('.md')} (the README's table)")
+    print(f"\nwritten to {out} and {out.with_suffix('.md')} (the table of docs/internals/benchmarks.md)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Screenshots of the delivery log, a delivery's detail, the usage chart and the record form, for the README.
+"""Screenshots of the delivery log, a delivery's detail, the usage chart, the record form and a rule's actions,
+for the documentation: docs/screenshots/, shown in docs/use/usage-and-log.md, docs/use/roles.md and
+docs/use/workflow-rules.md.
 
 Run the product first (./scripts/dev.sh), then, with Debian's chromium and the playwright package
 (pip install playwright; no browser download is needed):

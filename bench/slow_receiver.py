@@ -3,7 +3,7 @@ of connections (an asyncio server, started and stopped here, in its own process)
 answers. Baseline: an asyncio HTTP client with 200 requests in flight against the same receiver, measured
 in the same run (what the machine allows).
 
-    .venv/bin/python bench/slow_receiver.py [--n 3000] [--quick] [--json FILE]
+    .venv/bin/python bench/slow_receiver.py [--n 3000] [--quick] [--json FILE] [--against REV]
 
 Rows (targets from issue 15):
 - 100 ms receiver: dispatcher, one worker with default settings (the Procfile's), enqueue→Success:
@@ -14,6 +14,10 @@ Rows (targets from issue 15):
   the second organization's p99 enqueue→Success < 2 s;
 - one event per transaction: the per-event enqueue cost <= 2x a bare INSERT + COMMIT of the same row, and
   with a worker running, enqueue→Success within 10% of the enqueue rate.
+
+The 100 ms and hanging rows also have their cost per delivery (bench/cost.py; the hanging row's per fast
+delivery, with what the hanging ones cost until the last fast one succeeded); --against REV runs the
+same on REV's code and reports both with ratios.
 """
 import argparse
 import asyncio
@@ -27,7 +31,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common
+from bench import common, cost
 
 DELAY = 0.1  # seconds the realistic receiver takes to answer
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n" + common.BODY
@@ -135,15 +139,15 @@ def run_fast(hook, deal, n: int) -> float:
     return n / (wait_success(ids) - started)
 
 
-def run_with_hanging(hook, hanging_hook, deal, n: int) -> float:
-    """The same, with every tenth delivery to a receiver that never answers: the fast ones' rate."""
+def run_with_hanging(hook, hanging_hook, deal, n: int) -> tuple[float, int]:
+    """The same, with every tenth delivery to a receiver that never answers: the fast ones' rate and number."""
     from dispatcher import delivery as delivery_engine
 
     items = [delivery_engine.Enqueue(hanging_hook if i % 10 == 9 else hook, deal) for i in range(n)]
     started = time.perf_counter()
     ids = enqueue_chunks(items)
     fast = [pk for pk, item in zip(ids, items, strict=True) if item.webhook is hook]
-    return len(fast) / (wait_success(fast) - started)
+    return len(fast) / (wait_success(fast) - started), len(fast)
 
 
 def second_organization(url: str):
@@ -173,8 +177,10 @@ def run_fairness(hook, deal, small_hook, small_deal, n: int) -> tuple[list[float
         from django.db import connection
 
         try:
-            while not stop.wait(1.0):
+            while True:  # the first at once: a short run (--quick) still measures one
                 small_ids.append(delivery_engine.delivery_enqueue(webhook=small_hook, record=small_deal).pk)
+                if stop.wait(1.0):
+                    break
         finally:
             connection.close()
 
@@ -227,6 +233,7 @@ def run_one_per_transaction(hook, deal, n: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     common.add_arguments(parser)
+    cost.add_arguments(parser)
     parser.add_argument("--n", type=int, default=None, help="deliveries per run (default 3000; --quick 1000)")
     parser.add_argument("--fair-n", type=int, default=None, help="the big organization's deliveries "
                                                                    "(default 20000; --quick 3000)")
@@ -239,6 +246,9 @@ def main() -> None:
         port, n, in_flight = args.client
         print(asyncio.run(_client(port, n, in_flight, sys.stdin.buffer.read())))
         return None
+    if args.against:
+        return cost.against(__file__, sys.argv[1:], args.against, args.json)
+    cost.use_code_dir(args.code_dir)
     n = args.n or (1000 if args.quick else 3000)
     fair_n = args.fair_n or (3000 if args.quick else 20_000)
     common.postgres_environment("webhooks_slow")
@@ -253,20 +263,30 @@ def main() -> None:
     body = webhook_render_request(webhook=hook, record=deal, message_id="msg_bench").body
     rows = []
     workers = common.Workers(count=1, concurrency=int(os.environ.get("WORKER_CONCURRENCY", 2)), tag="slow",
-                             beat=True)
+                             beat=True, metered=True)
     try:
         baseline = async_baseline(receiver.port, n, body)
+        meter = cost.Meter(workers)
+        meter.start()
         fast = run_fast(hook, deal, n)
+        meter.stop()
+        fast_cost = meter.result(deliveries=n)
         baseline_after = async_baseline(receiver.port, n, body)
         base = statistics.mean([baseline, baseline_after])
         rows.append(common.row("100 ms receiver: baseline, asyncio client, 200 in flight", base, "deliv/s", base,
                                note=f"before and after the dispatcher run: {baseline:.0f} / {baseline_after:.0f}"))
-        rows.append(common.row(f"100 ms receiver: dispatcher, 1 worker (defaults), N={n}, enqueue→Success", fast,
-                               "deliv/s", base, target=">= 0.5x", passed=fast / base >= 0.5))
-        with_hanging = run_with_hanging(hook, hanging_hook, deal, n)
-        rows.append(common.row("hanging receiver (10% of deliveries): the fast ones' enqueue→Success", with_hanging,
-                               "deliv/s", fast, target=">= 0.8x", passed=with_hanging / fast >= 0.8,
-                               note="baseline: the dispatcher run above, without the hanging receiver"))
+        rows.append(cost.metered(common.row(
+            f"100 ms receiver: dispatcher, 1 worker (defaults), N={n}, enqueue→Success", fast, "deliv/s", base,
+            target=">= 0.5x", passed=fast / base >= 0.5), fast_cost))
+        meter = cost.Meter(workers)
+        meter.start(settle=False)  # the previous meter's result waited for the statistics; nothing ran since
+        with_hanging, fast_ones = run_with_hanging(hook, hanging_hook, deal, n)
+        meter.stop()
+        rows.append(cost.metered(common.row(
+            "hanging receiver (10% of deliveries): the fast ones' enqueue→Success", with_hanging, "deliv/s", fast,
+            target=">= 0.8x", passed=with_hanging / fast >= 0.8,
+            note="baseline: the dispatcher run above, without the hanging receiver; cost per fast delivery"),
+            meter.result(deliveries=fast_ones)))
         small_hook, small_deal = second_organization(receiver.url("/hook"))
         times, big_rate = run_fairness(hook, deal, small_hook, small_deal, fair_n)
         p50 = statistics.median(times)

@@ -1,4 +1,4 @@
-"""The results of bench/run.py as a Markdown table (for the README).
+"""The results of bench/run.py as a Markdown table (for docs/internals/benchmarks.md).
 
     .venv/bin/python bench/table.py [bench/results.json]
 """
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import BASE_DIR, number
+from bench.common import BASE_DIR, COST_COLUMNS, cost_cell, number
 
 
 def markdown(results: dict) -> str:
@@ -26,7 +26,21 @@ def markdown(results: dict) -> str:
         baseline = f"{number(r['baseline'])} {r['unit']}" if r["baseline"] is not None else ""
         lines.append(f"| {r['figure']} | {number(r['value'])} {r['unit']} | {baseline} | {ratio} | "
                      f"{r['target']} | {verdict} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + cost_table(results["rows"])) + "\n"
+
+
+def cost_table(rows: list[dict]) -> list[str]:
+    """The cost per delivery of the metered rows (bench/cost.py), as a table of its own."""
+    metered = [r for r in rows if "cpu_total_ms_per_delivery" in r]
+    if not metered:
+        return []
+    lines = ["", "Cost per delivery (bench/cost.py; after / before rows: ratios):", "",
+             "| figure | deliveries | " + " | ".join(label for _, label in COST_COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COST_COLUMNS)]
+    for r in metered:
+        lines.append(f"| {r['figure']} | {r.get('deliveries', '')} | "
+                     + " | ".join(cost_cell(r, key) for key, _ in COST_COLUMNS) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """End-to-end delivery throughput against a single-threaded requests loop measured in the same run (issue 7, item 1).
 
     .venv/bin/python bench/throughput.py [--n 20000] [--workers 1] [--concurrency 4] [--batch 50 20]
-                                         [--repeat 3] [--quick] [--json FILE]
+                                         [--repeat 3] [--quick] [--json FILE] [--against REV]
 
 N deliveries of a signed 10-field JSON webhook, from the enqueue (committed in chunks of 500, as events
 arrive) to the last stored Success attempt, through real Celery worker processes, Redis and PostgreSQL
@@ -10,6 +10,9 @@ requests.Session in one thread sending the same pre-rendered requests to the sam
 Also: the same loop with http.client, and the embedded default (SQLite, file-system broker). The
 dispatcher runs with WEBHOOK_DRAIN_BATCH 100 (the default) and 50, three times each; the ratio is the median
 of the runs, each against the requests loop measured again beside it (the machine's speed drifts).
+Each dispatcher row also has the cost of its run per delivery (bench/cost.py: worker and PostgreSQL CPU,
+transactions, statements, rows written, HOT updates), from the enqueue of the first chunk to the last
+Success; --against REV runs the same on REV's code and reports both with ratios.
 """
 import argparse
 import http.client
@@ -24,19 +27,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common
+from bench import common, cost
 
 CHUNK = 500
 
 
-def dispatch(hook, deal, n: int, workers: "common.Workers") -> tuple[float, float]:
-    """Enqueue n deliveries in committed chunks; returns (enqueue→success, commit of the last chunk→success) rates."""
+def dispatch(hook, deal, n: int, workers: "common.Workers") -> tuple[float, float, dict | None]:
+    """Enqueue n deliveries in committed chunks; returns (enqueue→success, commit of the last chunk→success)
+    rates and, with metered workers, the cost of the run from the first enqueue to the last Success."""
     from django.db import transaction
 
     from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
     first = Delivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    meter = cost.Meter(workers) if workers.meter_dir else None
+    if meter:
+        meter.start()
     started = time.perf_counter()
     for offset in range(0, n, CHUNK):
         with transaction.atomic():
@@ -46,7 +53,10 @@ def dispatch(hook, deal, n: int, workers: "common.Workers") -> tuple[float, floa
     while done.count() < n:
         time.sleep(0.05)
     finished = time.perf_counter()
-    return n / (finished - started), n / (finished - committed)
+    if meter is None:
+        return n / (finished - started), n / (finished - committed), None
+    meter.stop()
+    return n / (finished - started), n / (finished - committed), meter.result(deliveries=n)
 
 
 def embedded(args) -> None:
@@ -59,7 +69,7 @@ def embedded(args) -> None:
     hook, deal = common.bench_webhook(f"http://127.0.0.1:{args.port}/hook")
     workers = common.Workers(count=1, concurrency=2, tag="embedded", beat=True)  # as the Procfile runs it
     try:
-        rate, _ = dispatch(hook, deal, args.n, workers)
+        rate, _, _ = dispatch(hook, deal, args.n, workers)
     finally:
         workers.stop()
     print(json.dumps({"rate": rate}))
@@ -68,6 +78,7 @@ def embedded(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     common.add_arguments(parser)
+    cost.add_arguments(parser)
     parser.add_argument("--n", type=int, default=None, help="deliveries (default 20000; --quick 1000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (celery worker commands)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[2],
@@ -82,7 +93,11 @@ def main() -> None:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.embedded:
         args.n = n
+        cost.use_code_dir(args.code_dir)
         return embedded(args)
+    if args.against:
+        return cost.against(__file__, sys.argv[1:], args.against, args.json)
+    cost.use_code_dir(args.code_dir)
     common.postgres_environment("webhooks_bench")
     common.django_ready()
     import requests
@@ -116,14 +131,15 @@ def main() -> None:
             with current_app.connection_for_write() as broker:
                 broker.default_channel.queue_purge("deliveries")
             workers = common.Workers(count=args.workers, concurrency=concurrency,
-                                     env={**os.environ, "WEBHOOK_DRAIN_BATCH": str(batch)})
+                                     env={**os.environ, "WEBHOOK_DRAIN_BATCH": str(batch)}, metered=True)
             try:
-                enqueue_rate, commit_rate = dispatch(hook, deal, n, workers)
+                enqueue_rate, commit_rate, run_cost = dispatch(hook, deal, n, workers)
             finally:
                 workers.stop()
             baselines.append(requests_loop())  # measured again beside each run: the machine's speed drifts
-            runs.append((enqueue_rate / baselines[-1], enqueue_rate, commit_rate))
-        dispatched.append((f"{args.workers}x{concurrency} proc, batch {batch}", batch, sorted(runs)[len(runs) // 2]))
+            runs.append((enqueue_rate / baselines[-1], enqueue_rate, commit_rate, run_cost))
+        median = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+        dispatched.append((f"{args.workers}x{concurrency} proc, batch {batch}", batch, median))
     baseline = statistics.median(baselines)
     rows = [
         common.row("throughput: baseline, requests.Session loop, 1 thread", baseline, "deliv/s", baseline,
@@ -131,16 +147,17 @@ def main() -> None:
         common.row("throughput: reference, http.client loop, 1 thread", raw, "deliv/s", baseline),
     ]
     default = settings.WEBHOOK_DRAIN_BATCH
-    for label, batch, (ratio, enqueue_rate, commit_rate) in dispatched:
-        rows.append(common.row(f"throughput: dispatcher {label}, enqueue→Success", enqueue_rate, "deliv/s",
-                               baseline, ratio=ratio, target=">= 1.0x" if batch == default else "",
-                               passed=ratio >= 1.0 if batch == default else None,
-                               note=f"the median of {args.repeat} runs, each against the loop measured beside it"
-                               if args.repeat > 1 else ""))
+    for label, batch, (ratio, enqueue_rate, commit_rate, run_cost) in dispatched:
+        rows.append(cost.metered(common.row(
+            f"throughput: dispatcher {label}, enqueue→Success", enqueue_rate, "deliv/s", baseline, ratio=ratio,
+            target=">= 1.0x" if batch == default else "", passed=ratio >= 1.0 if batch == default else None,
+            note=f"the median of {args.repeat} runs, each against the loop measured beside it; its cost"
+            if args.repeat > 1 else ""), run_cost))
         rows.append(common.row(f"throughput: dispatcher {label}, last commit→Success", commit_rate, "deliv/s",
                                baseline))
     small = max(n // 10, 200)
-    result = subprocess.run([sys.executable, __file__, "--embedded", "--n", str(small), "--port", str(receiver.port)],
+    result = subprocess.run([sys.executable, __file__, "--embedded", "--n", str(small), "--port", str(receiver.port),
+                             *(["--code-dir", str(args.code_dir)] if args.code_dir else [])],
                             capture_output=True, text=True, env={k: v for k, v in os.environ.items()
                                                                   if k not in ("DATABASE_URL", "CELERY_BROKER_URL")})
     receiver.stop()

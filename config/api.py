@@ -16,10 +16,11 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 
 from crm.api.errors import PROBLEM_CONTENT_TYPE, ApiError, error_response_of, problem_response
-from crm.api.openapi import openapi_schema
+from crm.api.openapi import openapi_schema, webhooks_include
 from crm.api.parser import HardenedParser, json_body
 from crm.apis import router as records_router
-from dispatcher.apis import channels_router, deliveries_router, webhooks_router
+from dispatcher.apis import channels_router, deliveries_router, event_types_router, webhooks_router
+from dispatcher.payload_schemas import payload_schemas, payload_webhooks
 from workflows.apis import router as configuration_router
 
 logger = logging.getLogger(__name__)
@@ -27,19 +28,22 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = """Records, event subscriptions (channels), the delivery log with resend and recover, usage,
 webhooks and workflow rules, and the configuration file. Authenticate with an API key in the `X-API-Key`
 header (or `?zapikey=`); each operation needs one scope of the key. Errors are RFC 9457 problem documents
-with a `code`. POSTs accept an `Idempotency-Key` header. See the README's "REST API" section."""
+with a `code`. POSTs accept an `Idempotency-Key` header. See docs/integrate/rest-api.md. The `webhooks`
+describe what this product sends to receivers: channel notifications and verifications, workflow webhooks."""
 
 
 class CrmApi(NinjaAPI):
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPISchema:
         """Each operation names its API-key scope and every POST its Idempotency-Key header
-        (crm/api/openapi.py); errors are documented as application/problem+json, which is what they are."""
+        (crm/api/openapi.py); errors are documented as application/problem+json, which is what they are; and
+        the requests the product sends are its webhooks (dispatcher/payload_schemas.py)."""
         schema = openapi_schema(self, *args, **kwargs)
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 for status, response in operation.get("responses", {}).items():
                     if str(status) >= "400" and "application/json" in response.get("content", {}):
                         response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}
+        webhooks_include(schema, webhooks=payload_webhooks(), schemas=payload_schemas())
         return schema
 
 
@@ -47,6 +51,7 @@ api = CrmApi(title="CRM webhooks API", version="1", description=DESCRIPTION, par
              urls_namespace="api", openapi_url="/openapi.json", docs_url="/docs")
 api.add_router("/records", records_router)
 api.add_router("/channels", channels_router)
+api.add_router("/event-types", event_types_router)
 api.add_router("/webhooks", webhooks_router)
 api.add_router("", deliveries_router)
 api.add_router("", configuration_router)

@@ -6,23 +6,26 @@ the caller's current version differs: one scheme, whatever the version is. The c
 ====================================  ==========================  ==============================================
 cache (where)                         key                         version: what makes it stale
 ====================================  ==========================  ==============================================
-merge-field schemas                   module                      its organization's ``schema_version``, which
-(dispatcher.rendering.merge)                                      crm.models.schema_changed renews on every
-                                                                  module or field change
+merge-field schemas, with the         module                      its organization's ``schema_version``, which
+parameters compiled against them                                  crm.models.schema_changed renews on every
+(dispatcher.rendering.merge)                                      module or field change
 compiled workflow rules               module                      (latest ``modified_at``, count) of its rules
 (workflows.engine)
 the engine's webhooks, with           webhook                     its ``modified_at`` (a change of a parameter,
 parameters, headers and captures                                  capture or header touches it; admin actions
-(dispatcher.delivery.run)                                         set it)
-the engine's organizations and        id                          the current 10-second period: a change (an
-retry policies                                                    edition without webhooks, a new delay) applies
-(dispatcher.delivery.run)                                         within KEEP_SECONDS
+(dispatcher.delivery.loader)                                      set it)
+the engine's organizations and        id                          the moment it was read: one older than
+retry policies                                                    RECENT_SECONDS is read again, so a change (an
+(dispatcher.delivery.loader)                                      edition without webhooks, a new delay) applies
+                                                                  within 10 s
 the default retry policy's id         one entry                   none: the row comes with the migrations
 (dispatcher.models.retry_policies)
 TLS contexts (dispatcher.sending)     the PEM texts               none: the key is the content
 OAuth access tokens                   client                      their expiry (dispatcher.sending._Tokens)
 compiled templates, secret            the text                    none: functools.lru_cache of pure functions
-spellings (dispatcher.rendering)
+spellings (dispatcher.rendering),
+destinations of URLs
+(dispatcher.models.endpoints)
 client addresses refused for          address                     the end of the minute they were refused in
 invalid API keys (crm.api.throttle)                               (the database keeps the count)
 API keys seen valid, let past an      the key's SHA-256           none: a key that fails its normal check is

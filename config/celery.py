@@ -19,6 +19,35 @@ def _refuse_insecure_start(sender=None, **kwargs) -> None:
         raise SystemExit(reason)  # not an Exception: Celery logs those from signal handlers and goes on
 
 
+# Celery's names for its pools, and the ones a worker runs with. A drain loop owns its process's sender pool
+# (dispatcher/delivery/pool.py) and its signal handling (dispatcher/delivery/stopping.py): prefork gives each
+# pool process one loop at a time, solo runs one in the worker. Threads, gevent and eventlet would run several
+# in one process (docs/internals/design/worker-pools.md).
+SUPPORTED_POOLS = {"prefork": "celery.concurrency.prefork:TaskPool", "solo": "celery.concurrency.solo:TaskPool"}
+
+
+def worker_pool_refusal(pool: object) -> str | None:
+    """Why a worker may not start with this pool (a class, or a name as in -P/worker_pool), or None."""
+    from celery.concurrency import ALIASES
+
+    if isinstance(pool, str):
+        path = ALIASES.get(pool, pool)
+    else:
+        path = f"{pool.__module__}:{getattr(pool, '__qualname__', '')}"
+    if path in SUPPORTED_POOLS.values():
+        return None
+    name = next((alias for alias, alias_path in ALIASES.items() if alias_path == path), path)
+    return (f"The Celery worker refuses to start with the {name} pool: it would run several drain loops in one "
+            "process, sharing its sender pool. Start it with -P prefork (the Procfile's default; --concurrency "
+            "sets the processes) or -P solo.")
+
+
+@signals.worker_init.connect
+def _refuse_unsupported_pool(sender=None, **kwargs) -> None:
+    if reason := worker_pool_refusal(sender.pool_cls):
+        raise SystemExit(reason)
+
+
 # A worker asked to stop (SIGTERM from honcho on Ctrl-C, systemd or a container runtime) hands back what its
 # drains hold within a few seconds and exits: see dispatcher/delivery/stopping.py.
 @signals.worker_process_init.connect

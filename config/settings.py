@@ -1,4 +1,4 @@
-"""Settings, all read from the environment (see README "Configuration").
+"""Settings, all read from the environment (see docs/operate/configuration.md, generated from this file).
 
 Defaults give a product that runs on a fresh machine with nothing installed:
 SQLite in ./var and a file-system Celery broker. Production sets DATABASE_URL
@@ -25,6 +25,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # --- Security ---------------------------------------------------------------
+# Django's debug mode: error pages with tracebacks and settings. Never in production; only with it may the
+# shipped secret key be used.
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 
@@ -34,19 +36,31 @@ def _kept(name: str) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-# INSECURE_SECRET_KEY (config/keys.py) only lets a development checkout start (DJANGO_DEBUG on); without debug
-# the processes refuse it (dispatcher/checks.py), as they refuse to run without WEBHOOK_SECRETS_KEYS.
+# Django's secret key (sessions, signed values). INSECURE_SECRET_KEY (config/keys.py) only lets a development
+# checkout start (DJANGO_DEBUG on); without debug the processes refuse it (dispatcher/checks.py), as they refuse
+# to run without WEBHOOK_SECRETS_KEYS. Default: the key command 1 keeps in var/secret-key, else INSECURE_SECRET_KEY.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_kept("secret-key") or INSECURE_SECRET_KEY)
+# Host names the web process answers (comma-separated); behind a proxy, the public one.
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Origins trusted for the admin's forms behind a proxy, e.g. https://crm.example.com.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
-# Behind TLS (README, "Deploying"): `check --deploy` is clean once these are set.
+
+# --- HTTPS ----------------------------------------------------------------------
+# Behind TLS (docs/operate/deployment.md): `check --deploy` is clean once these are set.
+
+# Plain-HTTP requests are redirected to HTTPS.
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# Seconds browsers are told to use only HTTPS for this site (HSTS); 0 sends no HSTS header.
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+# HSTS covers the subdomains too.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+# HSTS asks to be preloaded by browsers.
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# The session cookie only over HTTPS.
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+# The CSRF cookie only over HTTPS.
 CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
-if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):  # the proxy sets X-Forwarded-Proto; trust it only then
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):  # trust X-Forwarded-Proto: https from the proxy in front
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Applications -------------------------------------------------------------
@@ -77,17 +91,21 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into its answer
 ]
+# --- Admin logins ---------------------------------------------------------------
 # Admin logins: after AXES_FAILURE_LIMIT wrong passwords for one user name, from any address, that user name is
 # locked out for AXES_COOLOFF_MINUTES (django-axes; the API authenticates by key and has its own throttles).
 # The user name too: locking only the pair (user name, address) let a locked user name go on from another
 # address. The user name's count is never below the pair's, so it decides; the pair is kept for axes' own
 # check (W006 warns when no lockout parameter has the address).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)  # wrong passwords for a user name before it is locked
+# Minutes a locked-out user name stays locked.
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)  # proxies whose X-Forwarded-For counts
+# Proxies in front whose X-Forwarded-For counts, for the lockout and the REST API's per-address throttle: the
+# client is the entry that many from its end. None: the client is the address that connected.
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=None)
 # The client's address as the API throttles see it (django-ipware is not installed, so axes would otherwise
 # read REMOTE_ADDR only and ignore AXES_PROXY_COUNT).
 AXES_CLIENT_IP_CALLABLE = "crm.api.throttle.client_address"
@@ -112,8 +130,10 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------
 DATABASES = {
+    # e.g. postgres://user:pw@db:5432/webhooks: PostgreSQL in production. Default: SQLite in VAR_DIR/db.sqlite3.
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
+# Seconds a database connection is reused (0: one per request or task).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
@@ -128,34 +148,41 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A process whose connection dies without a word (a host crash, a network partition) would keep the rows
     # it had locked for as long as the server keeps its session (hours), and other workers' claims (SKIP
     # LOCKED) would pass them by. The server ends a session idle inside a transaction after
-    # DATABASE_IDLE_IN_TRANSACTION_TIMEOUT, which rolls it back and frees its rows (README "Scaling out"):
+    # DATABASE_IDLE_IN_TRANSACTION_TIMEOUT, which rolls it back and frees its rows (docs/operate/scaling.md):
     # no transaction of the product waits on a receiver between two statements. Keepalives and
     # tcp_user_timeout let a process notice a database it cannot reach instead of waiting on it forever.
     options = DATABASES["default"].setdefault("OPTIONS", {})
     _given = options.get("options", "")  # `?options=-c …` in DATABASE_URL wins for what it names
     _session_timeouts = {  # seconds; 0 leaves the server's (or the role's) own setting: behind PgBouncer
+        # PostgreSQL: seconds a session may sit idle inside a transaction before the server ends it (rolled
+        # back, its row locks freed: a worker cut off mid-transaction loses its deliveries to the others).
         "idle_in_transaction_session_timeout": env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=60.0),
+        # PostgreSQL: seconds one statement may run (0: no limit). If wanted, for web, worker and beat only, not
+        # for `migrate`: an index build on a large log takes longer.
         "statement_timeout": env.float("DATABASE_STATEMENT_TIMEOUT", default=0.0),
     }
     _startup = [f"-c {name}={max(1, round(seconds * 1000))}" for name, seconds in _session_timeouts.items()
                 if seconds > 0 and name not in _given]
     if _startup:
         options["options"] = " ".join([_given, *_startup]).strip()
-    _keepalives = (env.int("DATABASE_KEEPALIVES_IDLE", default=30), env.int("DATABASE_KEEPALIVES_INTERVAL", default=10),
-                   env.int("DATABASE_KEEPALIVES_COUNT", default=3))
+    _keepalives = (
+        env.int("DATABASE_KEEPALIVES_IDLE", default=30),  # PostgreSQL: seconds of silence before a TCP keepalive
+        env.int("DATABASE_KEEPALIVES_INTERVAL", default=10),  # PostgreSQL: seconds between two keepalive probes
+        env.int("DATABASE_KEEPALIVES_COUNT", default=3),  # PostgreSQL: unanswered probes that end the connection
+    )
     options.setdefault("keepalives", 1)
     options.setdefault("keepalives_idle", _keepalives[0])
     options.setdefault("keepalives_interval", _keepalives[1])
     options.setdefault("keepalives_count", _keepalives[2])
-    # Data sent and not acknowledged for this long (the database host gone mid-statement) ends the connection
-    # too; by default as long as unanswered keepalives take.
+    # PostgreSQL: seconds data sent may stay unacknowledged (the database host gone mid-statement) before the
+    # connection is given up. Default: as long as unanswered keepalives take, idle + interval × count (60).
     options.setdefault("tcp_user_timeout", round(1000 * env.float(
         "DATABASE_TCP_USER_TIMEOUT", default=_keepalives[0] + _keepalives[1] * _keepalives[2])))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Time and language --------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")  # the one the admin shows times in; data is stored in UTC
 USE_I18N = True
 USE_TZ = True
 
@@ -168,17 +195,23 @@ STORAGES = {
 }
 
 # --- E-mail -------------------------------------------------------------------
+# How notification e-mails are sent, e.g. smtp+tls://user:pw@smtp.example.com:587; consolemail:// prints them.
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 # Seconds an SMTP connection may take: a mail server that hangs delays only its notification task.
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhooks@localhost")
-# Base address of this installation, for links in e-mails.
-# Links in e-mails and notifications; command 1 passes its PORT, so the default follows it.
-SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhooks@localhost")  # sender of notification e-mails
+# The port the web process listens on (config/gunicorn.py); command 1 passes it on, and SITE_URL's default follows it.
+_port = env.int("PORT", default=8000)
+# Base address of this installation, for links in e-mails and notifications (and of API_BASE_URL): behind a proxy,
+# the public address. Command 1 exports it, so web, worker and beat agree. Default: http://127.0.0.1:PORT.
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{_port}")
 
 # --- Celery -------------------------------------------------------------------
+# e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//; filesystem:// keeps the messages as
+# files in VAR_DIR/broker and needs no server (one machine only).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Set by pytest-xdist in test processes, never by an operator: each then gets a Redis database of its own.
 if (_xdist := env.str("PYTEST_XDIST_WORKER", default="")).startswith("gw") and CELERY_BROKER_URL.startswith("redis://"):
     # Under `pytest -n`, each test process (and the workers its tests start) gets a Redis database of its
     # own, as it gets a test database of its own, so no worker takes another test's wake-ups.
@@ -203,7 +236,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)  # tasks run in-process: debugging only
 CELERY_TASK_ROUTES = {"dispatcher.*": {"queue": "deliveries"}, "workflows.*": {"queue": "deliveries"}}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -211,9 +244,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- REST API -------------------------------------------------------------------
 # Largest request body the records API reads (a bulk request of 100 records fits easily).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
-API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)  # calls per key; then 429
-# All the keys of one organization together: more keys do not buy an organization more calls.
-API_RATE_LIMIT_PER_ORGANIZATION = env.int("API_RATE_LIMIT_PER_ORGANIZATION", default=1200)  # per minute
+# REST API calls per key and minute; then 429 with Retry-After.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+# REST API calls per minute of all the keys of one organization together (then 429): more keys do not buy an
+# organization more calls.
+API_RATE_LIMIT_PER_ORGANIZATION = env.int("API_RATE_LIMIT_PER_ORGANIZATION", default=1200)
 # Calls with an invalid API key per client address and minute; then 429 until the minute ends.
 API_AUTH_FAILURES_PER_MINUTE = env.int("API_AUTH_FAILURES_PER_MINUTE", default=20)
 # A POST retried with the same Idempotency-Key within this many hours gets the first answer again.
@@ -224,63 +259,75 @@ CONFIG_IMPORT_SYNC_MAX_ENTRIES = env.int("CONFIG_IMPORT_SYNC_MAX_ENTRIES", defau
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # --- Outbound webhooks --------------------------------------------------------------
-# Ports a webhook URL may use; the CRM products allow only 80 and 443.
+# Ports a webhook URL may use (comma-separated; * allows any); the CRM products allow only 80 and 443.
 _ports = env.list("WEBHOOK_ALLOWED_PORTS", default=["80", "443"])
 WEBHOOK_ALLOW_ANY_PORT = "*" in _ports
 WEBHOOK_ALLOWED_PORTS = [int(port) for port in _ports if port != "*"]
 # Loopback targets are refused in production; tests and benchmarks turn this on for their local receiver.
 WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
-WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
-# Receivers are expected to answer within 10 seconds (seed 002).
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)  # seconds to connect to a receiver
+# Seconds a receiver may go silent while answering; receivers are expected to answer within 10 seconds (seed 002).
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
-# Upper bound for one whole attempt, so a receiver trickling bytes cannot hold a worker.
+# Seconds one whole attempt may take at most, so a receiver trickling bytes cannot hold a worker.
 WEBHOOK_TOTAL_TIMEOUT = env.float("WEBHOOK_TOTAL_TIMEOUT", default=30.0)
 # Responses are read up to this many bytes; the rest is discarded and the attempt marked truncated.
 WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=1024 * 1024)
-WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="CRM-Webhooks/1.0")
-# Delivery engine (README "Delivery engine"): how often the pump looks for due deliveries, how many a
-# worker claims at once, how long one drain task runs, and how long a claim lasts before another worker
-# may take it over.
+WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="CRM-Webhooks/1.0")  # the User-Agent header sent
+
+# --- Delivery engine ------------------------------------------------------------
+# Delivery engine (docs/internals/delivery-engine.md): seconds between two runs of the pump (celery beat), which looks
+# for due deliveries and sends drain tasks.
 WEBHOOK_PUMP_INTERVAL = env.float("WEBHOOK_PUMP_INTERVAL", default=2.0)
-WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)
-WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
-WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)
+WEBHOOK_PUMP_MAX_DRAINS = env.int("WEBHOOK_PUMP_MAX_DRAINS", default=8)  # most drain tasks one pump run sends
+WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)  # most deliveries a worker claims at once
+WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=60.0)  # seconds one drain task keeps claiming
 # After its budget a drain goes on claiming this long while it waits for its requests: the task then ends
 # within budget + tail + WEBHOOK_TOTAL_TIMEOUT (100 s), inside its 120 s soft time limit.
 WEBHOOK_DRAIN_TAIL_SECONDS = env.float("WEBHOOK_DRAIN_TAIL_SECONDS", default=10.0)
+# On PostgreSQL a worker's drain stays awake this long after the last delivery it claimed (within its budget),
+# woken by LISTEN/NOTIFY when a commit makes deliveries due: the next delivery then costs no task start and no
+# broker message (docs/internals/design/awake-drain-loop.md). 0: a drain ends as soon as nothing is due (the
+# only way elsewhere, e.g. on SQLite, and behind a PgBouncer in transaction pooling, where LISTEN cannot work).
+WEBHOOK_DRAIN_LINGER_SECONDS = env.float("WEBHOOK_DRAIN_LINGER_SECONDS", default=5.0)
+# Seconds a claim lasts; after it, another worker may take the delivery over. Default: WEBHOOK_TOTAL_TIMEOUT + 30.
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
 # Requests in flight together per worker process (a thread each, waiting on the network, not the CPU):
 # 100 keeps a 100 ms receiver at ~1,000 requests/s per process, more than two cores can record.
 WEBHOOK_MAX_IN_FLIGHT = env.int("WEBHOOK_MAX_IN_FLIGHT", default=100)
 # Requests in flight together per destination per process, so that a burst does not flood one receiver
 # and one that hangs holds at most this many of a process's slots. 50 lets one destination that answers
-# in 100 ms take ~500 deliveries/s per process (README "Delivery engine"); a receiver that needs less
+# in 100 ms take ~500 deliveries/s per process (docs/internals/delivery-engine.md); a receiver that needs less
 # gets a rate limit on its endpoint.
 WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION", default=50)
-# Isolation budgets (README "Security"; dispatcher/delivery/book.py). A destination starts with this many
+# Isolation budgets (docs/operate/security.md; dispatcher/delivery/book.py). A destination starts with this many
 # requests in flight at most per process; each fast answer adds one (up to the cap above), each request in
 # flight for over a second halves it, down to WEBHOOK_SLOW_DESTINATION_SLOTS: a receiver that hangs or
 # trickles holds 2 slots of a process, not 50, within a second or two.
 WEBHOOK_DESTINATION_START_SLOTS = env.int("WEBHOOK_DESTINATION_START_SLOTS", default=10)
+# The floor a slow destination's limit is halved down to (a request in flight for over a second is slow).
 WEBHOOK_SLOW_DESTINATION_SLOTS = env.int("WEBHOOK_SLOW_DESTINATION_SLOTS", default=2)
 # The part of a process's slots an organization over its fair share (the slots over the organizations with
 # work, plus one) may not take: it is kept for the others, so another organization's delivery starts at
 # once however busy the first one keeps the process (15 of 100 slots).
 WEBHOOK_ORGANIZATION_RESERVE = env.float("WEBHOOK_ORGANIZATION_RESERVE", default=0.15)
-# A busy drain loop looks for newly due work this often (an idle worker is woken through the broker).
+# A busy drain loop looks for newly due work this often while its last claim left some behind (and, where no
+# notifications come, off PostgreSQL, while requests are in flight); an awake loop is woken by NOTIFY, an idle
+# worker through the broker.
 WEBHOOK_CLAIM_POLL_SECONDS = env.float("WEBHOOK_CLAIM_POLL_SECONDS", default=0.05)
 # A worker stores finished attempts together, once the oldest has waited this long (or WEBHOOK_MAX_IN_FLIGHT
 # of them are waiting). A killed worker process sends again at most what it had in flight plus what it had
-# not stored yet (README "Delivery engine"); 0 stores every attempt as it ends.
+# not stored yet (docs/internals/delivery-engine.md); 0 stores every attempt as it ends.
 WEBHOOK_ATTEMPT_FLUSH_SECONDS = env.float("WEBHOOK_ATTEMPT_FLUSH_SECONDS", default=0.25)
 # Response headers kept on an attempt, like the body excerpt: more is cut and the cut recorded.
 WEBHOOK_MAX_STORED_HEADER_BYTES = env.int("WEBHOOK_MAX_STORED_HEADER_BYTES", default=64 * 1024)
+
+# --- Response capture -----------------------------------------------------------
 # A response capture (JSONPath or XPath over the answer) is stopped after this many seconds and recorded as
 # a capture error: an expression that backtracks cannot hold a worker.
 WEBHOOK_CAPTURE_TIMEOUT = env.float("WEBHOOK_CAPTURE_TIMEOUT", default=2.0)
 # Captures run beside the drain loop, on this many capture workers per worker process (a thread, a child
 # process of ~30 MB and, while busy, a database connection each): two let one organization's slow
-# expressions take one while the other serves everyone else (README "Response capture").
+# expressions take one while the other serves everyone else (docs/use/response-capture.md).
 WEBHOOK_CAPTURE_WORKERS = env.int("WEBHOOK_CAPTURE_WORKERS", default=2)
 # Captures of one organization running at once per worker process (more only on a worker that would be idle).
 WEBHOOK_CAPTURE_PER_ORGANIZATION = env.int("WEBHOOK_CAPTURE_PER_ORGANIZATION", default=1)
@@ -290,6 +337,8 @@ WEBHOOK_CAPTURE_MAX_WAITING = env.int("WEBHOOK_CAPTURE_MAX_WAITING", default=100
 # What one attempt keeps of its captures (matches and the values written from them), like the body excerpt:
 # `$..*` on a 1 MB answer would otherwise store 92 MB. The cut is recorded on the attempt.
 WEBHOOK_MAX_CAPTURED_BYTES = env.int("WEBHOOK_MAX_CAPTURED_BYTES", default=64 * 1024)
+
+# --- Retries, signing secrets, egress and log retention ------------------------------
 # Retry delays are moved at random by up to this fraction of themselves (0.1: ±10 %), so that deliveries failed
 # together by an outage come back spread out; 0 keeps them exact.
 WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)
@@ -301,32 +350,46 @@ WEBHOOK_SECRET_GRACE_HOURS = env.float("WEBHOOK_SECRET_GRACE_HOURS", default=24.
 WEBHOOK_EGRESS_PROXY = env.str("WEBHOOK_EGRESS_PROXY", default="")
 # Ended deliveries (and their attempts) older than this many days are purged, in batches, every hour.
 WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
+
+# --- Periodic tasks (celery beat) ----------------------------------------------------
 CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
     "dispatcher-purge-logs": {"task": "dispatcher.purge_logs", "schedule": 3600.0},
     "dispatcher-channel-expiry": {"task": "dispatcher.channels_expiry", "schedule": 300.0},
     "dispatcher-failure-digests": {"task": "dispatcher.failure_digests", "schedule": 300.0},
+    # Seconds between two runs of the task that fires due time-based actions and date rules.
     "workflows-fire-due": {"task": "workflows.fire_due", "schedule": env.float("WORKFLOW_TICK_SECONDS", default=15.0)},
 }
+
+# --- Endpoint health -------------------------------------------------------------
 # Endpoint health: a destination whose deliveries failed for good this many times in a row, over at
 # least this many hours, is disabled (deliveries held, admins told). 0 failures turns this off.
 WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=10)
+# Hours the run of failures must have lasted too (120: 5 days).
 WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=120.0)
-# Event subscriptions (channels): default and longest lifetime, and how long before expiry the owner is told.
+
+# --- Event subscriptions (channels) -----------------------------------------------------
+# Hours a channel created or renewed without expiry_time lives.
 CHANNEL_DEFAULT_EXPIRY_HOURS = env.float("CHANNEL_DEFAULT_EXPIRY_HOURS", default=24.0)
-CHANNEL_MAX_EXPIRY_DAYS = env.float("CHANNEL_MAX_EXPIRY_DAYS", default=7.0)
+CHANNEL_MAX_EXPIRY_DAYS = env.float("CHANNEL_MAX_EXPIRY_DAYS", default=7.0)  # longest a channel may be subscribed ahead
+# Hours before a channel expires that its owner is e-mailed.
 CHANNEL_EXPIRY_NOTICE_HOURS = env.float("CHANNEL_EXPIRY_NOTICE_HOURS", default=2.0)
 CHANNEL_VERIFY_TIMEOUT = env.float("CHANNEL_VERIFY_TIMEOUT", default=5.0)  # seconds a verification may take
-CHANNEL_MAX_PER_ORGANIZATION = env.int("CHANNEL_MAX_PER_ORGANIZATION", default=20)  # active channels
+CHANNEL_MAX_PER_ORGANIZATION = env.int("CHANNEL_MAX_PER_ORGANIZATION", default=20)  # active channels per organization
 CHANNEL_MAX_PER_EVENT = env.int("CHANNEL_MAX_PER_EVENT", default=5)  # active channels one record event notifies
-# Base address of the records API in notifications' resource_uri.
-API_BASE_URL = env.str("API_BASE_URL", default="")  # empty: SITE_URL + /api/v1 (dispatcher/links.py)
-# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" (or a staff user who may view
-# the delivery log); with no token set only such staff users get it.
+# Base address of the records API in notifications' resource_uri and the renew link of expiry e-mails; empty:
+# SITE_URL + /api/v1 (dispatcher/links.py).
+API_BASE_URL = env.str("API_BASE_URL", default="")
+
+# --- Monitoring ------------------------------------------------------------------
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", and a superuser, with the
+# installation's view; staff who may view the delivery log get their organization's series. Empty: no token works.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets).
+
+# --- Secrets at rest ---------------------------------------------------------------
+# Fernet keys for secrets at rest (Basic auth passwords, custom parameters, signing secrets), comma-separated.
 # The first key encrypts; the others still decrypt, which allows rotation. Default: the keys command 1 keeps in
-# var/secrets-keys; with none (debug only), one derived from SECRET_KEY.
+# var/secrets-keys; with none (debug only), one derived from DJANGO_SECRET_KEY.
 WEBHOOK_SECRETS_KEYS = [key for key in env.list("WEBHOOK_SECRETS_KEYS", default=_kept("secrets-keys").split())
                         if key]
 
@@ -342,6 +405,7 @@ LOGGING = {
         "json": {"()": "config.logformat.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
+    # The root log level: DEBUG, INFO, WARNING or ERROR.
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 # Celery logs through the configuration above (LOG_FORMAT included) instead of replacing it with its own.

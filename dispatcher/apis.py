@@ -1,5 +1,6 @@
-"""REST API of the dispatcher, as django-ninja routers: event subscriptions (channels), the delivery log
-(list, one delivery with its attempts, resend, recover), usage per day, and webhooks (read-only).
+"""REST API of the dispatcher, as django-ninja routers: event subscriptions (channels) and the catalogue of
+the events they can list, the delivery log (list, one delivery with its attempts, resend, recover), usage per
+day, and webhooks (read-only).
 
 Views stay thin: dispatcher.channels, dispatcher.delivery and dispatcher.selectors do the work; what an
 auditor sees here is what the admin shows (requests and answers masked when they were stored).
@@ -20,8 +21,9 @@ from crm.api.pagination import page
 from crm.api.params import DATETIME_DESCRIPTION, datetime_param
 from crm.api.parser import json_body
 from crm.models import ApiKey, ApiScope
-from dispatcher import channels, secret_rotation
+from dispatcher import channels, secret_rotation, selectors
 from dispatcher.delivery import deliveries_resend
+from dispatcher.event_types import EventType
 from dispatcher.models import Attempt, Channel, Delivery, DeliverySource, DeliveryStatus, Webhook
 from dispatcher.models.endpoints import Endpoint, destination_of
 from dispatcher.usage import usage_last_days
@@ -31,6 +33,7 @@ UPDATE_KEYS = {"events", "notify_url", "token", "fields", "active", "verify"}
 RECOVER_MAX = 10_000  # deliveries one recover call queues again
 
 channels_router = Router(tags=["channels"])
+event_types_router = Router(tags=["event types"])
 deliveries_router = Router(tags=["deliveries"])
 webhooks_router = Router(tags=["webhooks"])
 CHANNELS = key_auth(ApiScope.CHANNELS)
@@ -261,6 +264,62 @@ def channel_previous_secret(request: ApiRequest, channel_id: str):
     if not secret_rotation.signing_secret_expire_previous(sender=channel):
         raise ApiError(404, "not_found", "This channel has no previous signing secret.")
     return {"data": channel_data(channel)}
+
+
+# --- event types ----------------------------------------------------------------------------------------
+class EventTypeOut(Schema):
+    name: str = Field(description="What a channel lists in its events, e.g. Deals.edit or Deals.Stage.change.")
+    module: str = Field(description="The module's API name.")
+    operation: str = Field(description="create, edit, delete or all; a field-change event is an edit.")
+    field: str | None = Field(description="For a field-change event, the field's API name; else null.")
+    description: str = Field(description="When a channel listing this event is notified.")
+    payload_schema: dict[str, Any] = Field(description="The JSON Schema (draft 2020-12) of the notification's "
+                                           "JSON body.")
+
+
+class EventTypesAnswer(Schema):
+    data: list[EventTypeOut]
+
+
+class EventTypeFilters(Schema):
+    module: str | None = Field(None, description="Only this module's events: its API name or an alias, in any "
+                               "case (Deals, potentials).")
+
+
+class EventTypeAnswer(Schema):
+    data: EventTypeOut
+
+
+def event_type_data(event_type: EventType) -> dict[str, Any]:
+    return {"name": event_type.name, "module": event_type.module, "operation": event_type.operation,
+            "field": event_type.field, "description": event_type.description,
+            "payload_schema": event_type.payload_schema}
+
+
+@event_types_router.get("/", response={200: EventTypesAnswer, **COMMON_ERRORS}, auth=CHANNELS,
+                        summary="List the events channels can subscribe to")
+def event_types_list(request: ApiRequest, filters: Query[EventTypeFilters]):
+    """Every event of the organization's modules (create, edit, delete, all, and a change event per field),
+    each with the JSON Schema of the notification a channel receives for it; ``module`` (an API name or
+    alias) narrows the list to one module. Not paged: the catalogue follows the modules' fields."""
+    try:
+        found = selectors.event_types_list(organization=request.auth.organization, module=filters.module)
+    except ValidationError as error:
+        raise ApiError(400, "invalid_fields", "Some values are not valid: module.",
+                       fields={"module": error.messages}) from None
+    return {"data": [event_type_data(event_type) for event_type in found]}
+
+
+@event_types_router.get("/{event_type}/", response={200: EventTypeAnswer, **COMMON_ERRORS}, auth=CHANNELS,
+                        summary="Read one event type with its payload schema")
+def event_type_read(request: ApiRequest, event_type: str):
+    """By the name a channel lists it by (any case, a module alias, ``update`` for ``edit``); the answer
+    spells it canonically."""
+    try:
+        found = selectors.event_type_find(organization=request.auth.organization, name=event_type)
+    except ValidationError as error:
+        raise ApiError(404, "not_found", " ".join(error.messages)) from None
+    return {"data": event_type_data(found)}
 
 
 # --- deliveries -----------------------------------------------------------------------------------------

@@ -11,16 +11,18 @@ channel verification, through dispatcher/sending.py) make a short-lived one.
 - **The address connected to is checked**: every socket the connector opens is made by guarded_socket
   (aiohttp's public socket_factory hook), which refuses a forbidden peer address before the socket
   exists, so no byte is sent to it whatever the URL looked like (an address literal never reaches the
-  resolver). Through the egress proxy, the CONNECT target is checked the same way.
+  resolver). Through the egress proxy, the CONNECT target is checked by the same rule.
 - Redirects are never followed (a 3xx is the attempt's result); no proxies from the environment; no
   cookies kept.
 - Connect and read timeouts, and a total deadline held by the event loop (a receiver that trickles a
   byte at a time is cut at WEBHOOK_TOTAL_TIMEOUT); the body is read up to WEBHOOK_MAX_RESPONSE_BYTES.
 - Keep-alive connections are pooled per destination and reused.
 - With WEBHOOK_EGRESS_PROXY set, every connection is an HTTP CONNECT tunnel through that proxy to the
-  address the resolver checked (never to the host name: the proxy's own DNS answer is not trusted), and
-  TLS runs end to end inside it, verified for the URL's host name. The proxy's address is the operator's
-  and is not checked.
+  address the resolver checked (never to the host name: the proxy's own DNS answer is not trusted), plain
+  http included, and TLS runs end to end inside it, verified for the URL's host name. The proxy's address
+  is the operator's and is not checked. The tunnel is made through the same two public aiohttp hooks
+  (_Tunnels: the resolver opens it, socket_factory hands it over), no private aiohttp method, and every
+  process checks at start that aiohttp still uses them so (egress_problem, system check dispatcher.E004).
 - Never raises for a network problem: the result says what happened, the caller decides.
 
 Why aiohttp rather than the threaded requests client: measured against a receiver answering in 100 ms
@@ -31,14 +33,18 @@ import asyncio
 import base64
 import errno
 import ipaddress
+import itertools
 import socket
 import ssl
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import aiohappyeyeballs
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 
@@ -145,30 +151,96 @@ class EgressProxy:
         return sock
 
 
-class _GuardedConnector(aiohttp.TCPConnector):
-    """aiohttp's connector, whose connections go through the egress proxy when one is set.
+LITERAL_SUFFIX = ".address.invalid"  # a literal's name for the tunnel resolver (.invalid: RFC 6761, never in DNS)
+TICKETS = 65535  # tunnels numbered in turn; one is taken in the step it is made, so they never run out
 
-    Overrides TCPConnector._wrap_create_connection (aiohttp 3.14, pinned): it receives the addresses our
-    resolver checked, so the tunnel goes to exactly those, and aiohttp's TLS (hostname verification,
-    client certificates) then runs over it unchanged."""
 
-    def __init__(self, *args, egress: EgressProxy | None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._egress = egress
-
-    async def _wrap_create_connection(self, *args, addr_infos, req, timeout, client_error=aiohttp.ClientConnectorError,
-                                      **kwargs):
-        if self._egress is None:
-            return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, timeout=timeout,
-                                                         client_error=client_error, **kwargs)
-        sockaddr = addr_infos[0][4]
-        async with asyncio.timeout(timeout.sock_connect or timeout.connect):
-            sock = await self._egress.tunnel(self._loop, str(sockaddr[0]), int(sockaddr[1]))
+async def _checked_addresses(host: str, port: int, family: socket.AddressFamily) -> list[str]:
+    """Where a tunnel for host may go: the addresses the guarded resolver accepts, or the address a
+    literal's name spells (_as_sent); EgressProxy.tunnel checks the one it is given again."""
+    if host.endswith(LITERAL_SUFFIX):
         try:
-            return await self._loop.create_connection(*args, **kwargs, sock=sock)
-        except BaseException:
+            return [str(ipaddress.ip_address(bytes.fromhex(host.removesuffix(LITERAL_SUFFIX))))]
+        except ValueError:
+            raise OSError(socket.EAI_NONAME, "Failed to resolve") from None
+    return [result["host"] for result in await _GuardedResolver().resolve(host, port, family)]
+
+
+class NotThroughTheProxy(OSError):
+    """With the egress proxy, a connection aiohttp would open itself rather than take a tunnel."""
+
+    def __init__(self, address: object) -> None:
+        super().__init__(errno.EACCES, f"Refused to connect to {address} other than through the egress proxy")
+
+
+class _OpenTunnel(socket.socket):
+    """A socket already connected through the egress proxy. Connecting it again does nothing, so the connect
+    step aiohttp takes with what socket_factory returned (asyncio's sock_connect calls connect()) keeps it
+    as it is; egress_problem checks at start that this still holds."""
+
+    def connect(self, address: object, /) -> None:
+        return None
+
+
+class _Tunnels(AbstractResolver):
+    """With WEBHOOK_EGRESS_PROXY: the connector's resolver and its socket_factory, aiohttp's public hooks.
+
+    resolve() takes the target's checked addresses, opens a CONNECT tunnel to the first and answers with a
+    ticket: the unspecified address (no one's: a changed aiohttp connecting there itself would reach only
+    this machine, and nothing is looked up) and a port that numbers the tunnel. aiohttp hands that answer to
+    socket_factory in the same step, and socket_for gives back the tunnel instead of a new socket; no other
+    socket is made, so nothing bypasses the proxy. aiohttp's TLS (server name verification, client
+    certificate) then runs over the tunnel unchanged, and its pool keeps the connection per URL host."""
+
+    def __init__(self, open_tunnel: Callable[[str, int], Awaitable[socket.socket]],
+                 lookup: Callable[[str, int, socket.AddressFamily], Awaitable[list[str]]] = _checked_addresses
+                 ) -> None:
+        self._open_tunnel = open_tunnel
+        self._lookup = lookup
+        self._waiting: dict[tuple[str, int], socket.socket] = {}
+        self._numbers = itertools.count()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        addresses = await self._lookup(host, port, family)
+        sock = await self._open_tunnel(addresses[0], port)
+        ticket = ("::" if sock.family == socket.AF_INET6 else "0.0.0.0", next(self._numbers) % TICKETS + 1)
+        if (left := self._waiting.pop(ticket, None)) is not None:
+            left.close()  # its request was given up before it connected, TICKETS tunnels ago
+        self._waiting[ticket] = sock
+        return [ResolveResult(hostname=host, host=ticket[0], port=ticket[1], family=sock.family, proto=0,
+                              flags=socket.AI_NUMERICHOST)]
+
+    def socket_for(self, addr_info: tuple) -> socket.socket:
+        """socket_factory: the tunnel the ticket names."""
+        sockaddr = addr_info[4]
+        sock = self._waiting.pop((str(sockaddr[0]), int(sockaddr[1])), None)
+        if sock is None:
+            raise NotThroughTheProxy(sockaddr[0])
+        return _OpenTunnel(fileno=sock.detach())
+
+    async def close(self) -> None:
+        for sock in self._waiting.values():
             sock.close()
-            raise
+        self._waiting.clear()
+
+
+_TUNNELLED: "weakref.WeakSet[aiohttp.ClientSession]" = weakref.WeakSet()  # the sessions through the proxy
+
+
+def _as_sent(session: aiohttp.ClientSession, url: yarl.URL, headers: dict[str, str]
+             ) -> tuple[yarl.URL, dict[str, str], str | None]:
+    """URL, headers and TLS server name to hand aiohttp. aiohttp asks no resolver about an address literal,
+    so through the proxy a literal is sent as a name the tunnel resolver reads back (LITERAL_SUFFIX); the
+    Host header and the TLS server name stay the URL's."""
+    try:
+        address = ipaddress.ip_address(url.raw_host or "")
+    except ValueError:
+        return url, headers, None
+    if session not in _TUNNELLED:
+        return url, headers, None
+    renamed = url.with_host(f"{address.packed.hex()}{LITERAL_SUFFIX}")
+    return renamed, {**headers, "Host": url.host_port_subcomponent or ""}, url.raw_host
 
 
 GUARD_PROBE_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a receiver, whatever the settings allow
@@ -194,6 +266,53 @@ def guard_problem() -> str | None:
     return asyncio.run(probe())
 
 
+PROBE_REQUEST_LINE = b"GET /egress-probe HTTP/1.1\r\n"
+
+
+def egress_problem() -> str | None:
+    """Why a tunnel through the egress proxy would not be used as _Tunnels hands it over, or None: aiohttp
+    must pass the resolver's answer to socket_factory and connect through the socket it returns, as it is.
+    Processes with WEBHOOK_EGRESS_PROXY check it when they start (dispatcher/checks.py). It runs in memory:
+    the 'tunnel' is one end of a socket pair, and the other end answers."""
+
+    async def probe() -> str | None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+
+        async def open_tunnel(address: str, port: int) -> socket.socket:
+            return ours
+
+        async def lookup(host: str, port: int, family: socket.AddressFamily) -> list[str]:
+            return [GUARD_PROBE_ADDRESS]  # nothing is sent there: the tunnel is the socket pair
+
+        async def answer() -> bytes:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := await loop.sock_recv(theirs, 4096)):
+                head += chunk
+            await loop.sock_sendall(theirs, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            return head
+
+        answering = asyncio.ensure_future(answer())
+        try:
+            async with _tunnelled_session(1, _Tunnels(open_tunnel, lookup)) as session:
+                async with session.get("http://egress-probe.invalid/egress-probe", allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=5)) as response:
+                    status = response.status
+            heard = await answering if status == 204 else b""
+        except Exception as error:  # noqa: BLE001 - any failure is the problem to report
+            return f"a request through a tunnel failed ({type(error).__name__}: {error})"
+        finally:
+            answering.cancel()
+            ours.close()  # a no-op once aiohttp has it (detached), and its connection is closed
+            theirs.close()
+        if not heard.startswith(PROBE_REQUEST_LINE):
+            return f"a request through a tunnel was answered {status} by something else"
+        return None
+
+    return asyncio.run(probe())
+
+
 def egress_proxy() -> EgressProxy | None:
     return EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY) if settings.WEBHOOK_EGRESS_PROXY else None
 
@@ -203,12 +322,26 @@ _FROM_SETTINGS = EgressProxy("", 0, "")  # session_create's default: the proxy W
 
 def session_create(*, max_in_flight: int, egress: EgressProxy | None = _FROM_SETTINGS) -> aiohttp.ClientSession:
     """A session of the guarded client, used only by the event loop it was created in."""
+    proxy = egress_proxy() if egress is _FROM_SETTINGS else egress
+    if proxy is None:
+        return _session(max_in_flight, _GuardedResolver(), guarded_socket)
+    return _tunnelled_session(max_in_flight, _Tunnels(
+        lambda address, port: proxy.tunnel(asyncio.get_running_loop(), address, port)))
+
+
+def _tunnelled_session(max_in_flight: int, tunnels: _Tunnels) -> aiohttp.ClientSession:
+    session = _session(max_in_flight, tunnels, tunnels.socket_for)
+    _TUNNELLED.add(session)
+    return session
+
+
+def _session(max_in_flight: int, resolver: AbstractResolver, socket_factory: Callable[[tuple], socket.socket]
+             ) -> aiohttp.ClientSession:
     # No per-host limit here: aiohttp counts host and port, while a destination is also its path (two
     # webhooks on one host, one of them hanging, must not share slots); the sender pool caps each destination.
     # Waiting for a pooled connection would also count against the connect timeout.
-    connector = _GuardedConnector(limit=max_in_flight, limit_per_host=0, resolver=_GuardedResolver(),
-                                  socket_factory=guarded_socket, use_dns_cache=False, enable_cleanup_closed=True,
-                                  egress=egress_proxy() if egress is _FROM_SETTINGS else egress)
+    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0, resolver=resolver,
+                                     socket_factory=socket_factory, use_dns_cache=False, enable_cleanup_closed=True)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
 
@@ -225,17 +358,19 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    url = url_checked(request.url)
-    if isinstance(url, HttpResult):
-        return url
+    checked = url_checked(request.url)
+    if isinstance(checked, HttpResult):
+        return checked
+    url, request_headers, server_hostname = _as_sent(session, checked, request.headers)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.WEBHOOK_CONNECT_TIMEOUT,
                                     sock_read=settings.WEBHOOK_READ_TIMEOUT)
     status, headers, chunks = None, {}, []
     try:
         async with asyncio.timeout(max(total, 0.001)):
-            async with session.request(request.method, url, headers=request.headers,
+            async with session.request(request.method, url, headers=request_headers,
                                        data=request.body or None, allow_redirects=False, timeout=timeout,
-                                       ssl=tls if tls is not None else True) as response:
+                                       ssl=tls if tls is not None else True,
+                                       server_hostname=server_hostname) as response:
                 status = response.status
                 headers = _headers_as_sent(response.raw_headers)
                 cap, size = settings.WEBHOOK_MAX_RESPONSE_BYTES, 0

@@ -280,7 +280,11 @@ def _json_request(channel: Channel, payload: dict[str, Any]) -> RenderedRequest:
 # --- Notifying ------------------------------------------------------------------------------------
 
 def record_event_notify(event: crm_events.RecordEvent) -> list[Delivery]:
-    """Enqueue a notification for every receiving channel that watches this event (one per channel)."""
+    """Enqueue a notification for every receiving channel that watches this event (one per channel). A value
+    written by response capture (a system change) is notified as an edit like any other, if it changed
+    something: docs/internals/design/captured-changes.md."""
+    if event.system and not event.changed_fields:
+        return []  # a capture that wrote the values the record had: nothing happened a subscriber can see
     record = event.record
     module = record.module
     now = timezone.now()

@@ -1,5 +1,6 @@
 """System checks of our own: no process runs, without debug, on keys anyone with the source knows, nor with
-an egress proxy it cannot use, nor with an HTTP library that bypasses the connect-time address check.
+an egress proxy it cannot use, nor with an HTTP library that bypasses the connect-time address check or
+would not tunnel through the egress proxy.
 
 They run with every management command (`migrate`, `check`, `check --deploy`) and when the web and Celery
 processes start (config/wsgi.py, config/celery.py), which refuse to start on an error."""
@@ -45,14 +46,25 @@ def egress_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 @checks.register(checks.Tags.security)
 def guard_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    from dispatcher.async_client import guard_problem
+    """What the transport relies on in aiohttp, which it uses through public hooks only: socket_factory sees
+    every connection (the guard) and, with an egress proxy, connects through the socket it returns for the
+    resolver's answer (the tunnel)."""
+    from dispatcher.async_client import egress_problem, guard_problem
 
-    if (problem := guard_problem()) is None:
-        return []
-    return [checks.Error(f"The outbound guard is not in effect: {problem}.",
-                         hint="The installed aiohttp no longer calls the connector's socket_factory for every "
-                              "connection; install the version requirements.txt pins.",
-                         id="dispatcher.E004")]
+    problems: list[checks.CheckMessage] = []
+    if (problem := guard_problem()) is not None:
+        problems.append(checks.Error(
+            f"The outbound guard is not in effect: {problem}.",
+            hint="The installed aiohttp no longer calls the connector's socket_factory for every connection; "
+                 "install the version requirements.txt pins.",
+            id="dispatcher.E004"))
+    if settings.WEBHOOK_EGRESS_PROXY and (problem := egress_problem()) is not None:
+        problems.append(checks.Error(
+            f"The egress proxy cannot be used: {problem}.",
+            hint="The installed aiohttp no longer connects through the socket its socket_factory returns for "
+                 "the resolver's answer; install the version requirements.txt pins.",
+            id="dispatcher.E004"))
+    return problems
 
 
 def insecure_start_reason(process: str) -> str | None:

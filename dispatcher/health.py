@@ -22,7 +22,7 @@ from dispatcher import notifications
 from dispatcher.models import Delivery, DeliveryStatus, Endpoint
 from dispatcher.models.endpoints import destination_of
 from dispatcher.delivery import states
-from dispatcher.delivery.claims import deliveries_wake
+from dispatcher.delivery.wakeups import deliveries_wake
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +37,42 @@ def endpoint_for(*, organization: Organization, url: str) -> Endpoint:
 
 def endpoint_outcome(*, endpoint: Endpoint, success: bool, now: datetime.datetime) -> None:
     """Count a delivery that ended for good, and disable the destination after a long run of failures."""
-    if success:
-        # Most successes change nothing: skip the write unless failures were counted or the stamp is old.
-        if endpoint.consecutive_failures or not endpoint.last_success_at \
-                or now - endpoint.last_success_at > SUCCESS_STAMP_EVERY:
-            Endpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=0, failing_since=None,
-                                                           last_success_at=now)
-            endpoint.consecutive_failures, endpoint.failing_since, endpoint.last_success_at = 0, None, now
+    endpoint_outcomes(endpoint=endpoint, ended=[(success, now)])
+
+
+def endpoint_outcomes(*, endpoint: Endpoint, ended: list[tuple[bool, datetime.datetime]]) -> None:
+    """Count deliveries to this destination that ended for good (success or not, and when), in the order they
+    ended, with at most one UPDATE for all of them (a worker's batch); then disable the destination after a
+    long run of failures."""
+    if not ended:
         return
-    Endpoint.objects.filter(pk=endpoint.pk).update(
-        consecutive_failures=F("consecutive_failures") + 1, failing_since=Coalesce("failing_since", now),
-        last_failure_at=now,
-    )
-    endpoint.refresh_from_db(fields=["consecutive_failures", "failing_since", "disabled_at"])
+    last_success = max((n for n, (success, _) in enumerate(ended) if success), default=None)
+    failures = [when for success, when in ended if not success]
+    if last_success is None:  # a run of failures goes on: counted on top of what other workers counted
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            consecutive_failures=F("consecutive_failures") + len(failures),
+            failing_since=Coalesce("failing_since", failures[0]), last_failure_at=failures[-1])
+        endpoint.refresh_from_db(fields=["consecutive_failures", "failing_since", "disabled_at"])
+        _disable_if_failing(endpoint, failures[-1])
+        return
+    succeeded_at = ended[last_success][1]
+    run = [when for success, when in ended[last_success + 1:]]  # failures since the last success
+    # Most successes change nothing: skip the write unless failures were counted or the stamp is old.
+    if not failures and not endpoint.consecutive_failures and endpoint.last_success_at \
+            and succeeded_at - endpoint.last_success_at <= SUCCESS_STAMP_EVERY:
+        return
+    changes: dict = {"consecutive_failures": len(run), "failing_since": run[0] if run else None,
+                     "last_success_at": succeeded_at}
+    if failures:
+        changes["last_failure_at"] = failures[-1]
+    Endpoint.objects.filter(pk=endpoint.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(endpoint, name, value)
+    if run:
+        _disable_if_failing(endpoint, run[-1])
+
+
+def _disable_if_failing(endpoint: Endpoint, now: datetime.datetime) -> None:
     threshold = settings.WEBHOOK_DISABLE_AFTER_FAILURES
     if not threshold or endpoint.consecutive_failures < threshold:
         return
@@ -77,7 +100,7 @@ def endpoint_disable(*, endpoint: Endpoint, now: datetime.datetime, reason: str)
     endpoint.disabled_at, endpoint.disabled_reason = now, reason
     logger.warning("endpoint.disabled endpoint=%s organization=%s failures=%s", endpoint.destination,
                    endpoint.organization_id, endpoint.consecutive_failures)
-    notifications.notify_later("dispatcher.notify_endpoint_disabled", endpoint.pk)
+    notifications.notify_later(notifications.notify_endpoint_disabled, endpoint.pk)  # once disabled_at commits
     return True
 
 

@@ -1,10 +1,19 @@
 """E-mails to people: deliveries failed for good (as the retry policy says: none, each, or an hourly digest),
-the daily limit was reached (admins, once a day), a destination was disabled, a subscription expires."""
+the daily limit was reached (admins, once a day), a destination was disabled, a subscription expires.
+
+The e-mails that follow an outcome are tasks of their own, defined here beside what they send and queued when
+the transaction that stored the outcome commits (notify_later): a worker never mails about a change it cannot
+read yet, a rollback mails nobody, and a slow mail server (EMAIL_TIMEOUT) delays an e-mail, never a delivery.
+They live here rather than in dispatcher/tasks.py because that module imports the engine that queues them.
+"""
 import datetime
+import functools
 from collections.abc import Iterable
 import logging
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
@@ -40,19 +49,53 @@ def _send(subject: str, body: str, recipients: Iterable[str | None]) -> None:
         logger.exception("notify.mail_failed subject=%s", subject)
 
 
-def notify_later(task_name: str, *args) -> None:
-    """Queue an e-mail as a task of its own (after the outcome that causes it is stored); if the broker
-    cannot take it, send the e-mail here rather than lose it."""
-    from dispatcher import tasks  # the tasks module imports the services that call this
+def notify_later(task: Any, *args: Any) -> None:
+    """Queue one of the e-mail tasks below once the caller's transaction commits (at once outside one), so
+    the worker that sends it reads what caused it; a transaction rolled back (or a savepoint) queues nothing.
+    Not Celery's apply_async_on_commit: that one loses the e-mail when the broker cannot take it."""
+    transaction.on_commit(functools.partial(_queue, task, args))
 
-    task = getattr(tasks, task_name.removeprefix("dispatcher."))
+
+def _queue(task: Any, args: tuple) -> None:
+    """If the broker cannot take the task, send the e-mail here rather than lose it. Never raises (but a
+    task's time limit): an on-commit callback that raised would drop the transaction's other callbacks."""
     try:
         task.apply_async(args=args)
+        return
     except SoftTimeLimitExceeded:
         raise
     except Exception:
-        logger.warning("notify.queue_failed task=%s; sending now", task_name, exc_info=True)
+        logger.warning("notify.queue_failed task=%s; sending now", task.name, exc_info=True)
+    try:
         task.run(*args)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        logger.exception("notify.send_failed task=%s", task.name)
+
+
+# The e-mail tasks take ids, as any task: they read the rows as committed, after notify_later queued them.
+NOTIFY_OPTIONS = {"soft_time_limit": 60, "time_limit": 90, "acks_late": True, "ignore_result": True}
+
+
+@shared_task(name="dispatcher.notify_delivery_failed", **NOTIFY_OPTIONS)
+def notify_delivery_failed(delivery_id: int) -> None:
+    found = Delivery.objects.select_related("organization", "record__owner", "channel__owner", "webhook") \
+        .filter(pk=delivery_id).first()
+    if found is not None:
+        delivery_failed(delivery=found)
+
+
+@shared_task(name="dispatcher.notify_limit_reached", **NOTIFY_OPTIONS)
+def notify_limit_reached(organization_id: int, at: str) -> None:
+    organization = Organization.objects.select_related("edition").get(pk=organization_id)
+    limit_reached(organization=organization, now=datetime.datetime.fromisoformat(at))
+
+
+@shared_task(name="dispatcher.notify_endpoint_disabled", **NOTIFY_OPTIONS)
+def notify_endpoint_disabled(endpoint_id: int) -> None:
+    if (endpoint := Endpoint.objects.select_related("organization").filter(pk=endpoint_id).first()) is not None:
+        endpoint_disabled(endpoint=endpoint)
 
 
 def _owner(delivery: Delivery) -> str | None:
@@ -75,7 +118,7 @@ def delivery_failed_notify(delivery: Delivery, error_class: str) -> None:
     about ours: a webhook that cannot be prepared or signed here is told at once, whatever the policy."""
     policy = delivery.retry_policy.failure_emails
     if policy == FailureEmails.EACH or (policy == FailureEmails.NONE and error_class == errors.INTERNAL_ERROR):
-        notify_later("dispatcher.notify_delivery_failed", delivery.pk)
+        notify_later(notify_delivery_failed, delivery.pk)
 
 
 def delivery_failed(*, delivery: Delivery) -> None:

@@ -1,5 +1,9 @@
-"""Reads for the webhook admin and CLI."""
-from crm.models import Module, Record
+"""Reads for the webhook admin, the CLI and the API."""
+from django.core.exceptions import ValidationError
+
+from crm.models import Field, Module, Organization, Record
+from dispatcher.channels import channel_events_clean
+from dispatcher.event_types import EventType, event_type_pick, event_types_of
 from dispatcher.models import Webhook
 from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, schema_for
 
@@ -45,3 +49,33 @@ def webhook_find(*, reference: str) -> Webhook:
 
 def records_for_preview(*, webhook: Webhook, limit: int = 100) -> list[Record]:
     return list(Record.objects.filter(module=webhook.module).select_related("module", "owner").order_by("-id")[:limit])
+
+
+def event_types_list(*, organization: Organization, module: str | None = None) -> list[EventType]:
+    """The organization's event catalogue (dispatcher/event_types.py), its modules by API name; with module
+    (an API name or alias, in any case, as channels take them), that module's events only."""
+    modules = list(Module.objects.filter(organization=organization).order_by("api_name"))
+    if module is not None:
+        modules = [_subscribable_module(modules, module)]
+    fields: dict[int, list[Field]] = {}
+    for field in Field.objects.usable().filter(module__in=modules, is_system=False).select_related(
+            "lookup_module").order_by("position", "id"):
+        fields.setdefault(field.module_id, []).append(field)
+    return event_types_of(modules=[(m, fields.get(m.pk, [])) for m in modules])
+
+
+def event_type_find(*, organization: Organization, name: str) -> EventType:
+    """One event of the catalogue by the name a channel would list (any case, aliases, update for edit);
+    ValidationError says why there is none."""
+    [canonical] = channel_events_clean(organization=organization, events=[name])
+    return event_type_pick(event_types_list(organization=organization, module=canonical.split(".", 1)[0]), canonical)
+
+
+def _subscribable_module(modules: list[Module], name: str) -> Module:
+    lowered = name.lower()
+    found = next((m for m in modules if lowered in {n.lower() for n in m.merge_names}), None)
+    if found is None:
+        raise ValidationError(f"There is no module “{name}”.")
+    if not found.supports_webhooks:
+        raise ValidationError(f"{found.api_name} records cannot be subscribed to.")
+    return found

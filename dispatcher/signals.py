@@ -19,7 +19,7 @@ def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:
 
 def _on_webhook_part_changed(sender, instance, **kwargs) -> None:
     """A parameter or capture changed: the webhook counts as modified, so workers load it again
-    (dispatcher/delivery/run.py keeps webhooks while their modified_at stays the same)."""
+    (dispatcher/delivery/loader.py keeps webhooks while their modified_at stays the same)."""
     from django.utils import timezone
 
     from dispatcher.models import Webhook

@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 import yarl
 from django.core.exceptions import ValidationError
-from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 
 NAME_RE = re.compile(r"^[\w\- ]+$")
 PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
@@ -32,6 +31,21 @@ def validate_parameter_name(value: str) -> None:
 # IPv6 forms that carry an IPv4 address and that Python still calls global: IPv4-compatible (::a.b.c.d,
 # deprecated by RFC 4291) and IPv4-translated (::ffff:0:a.b.c.d, RFC 2765). No public receiver uses them.
 EMBEDDED_IPV4_RANGES = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+
+# Networks that relay or translate to other networks, inside ones included, or are never a receiver, and
+# that Python's is_global lets through (some only in older CPython releases: python/cpython#113171). The
+# list requests-hardened 1.3.0 keeps, vendored: the package was a dependency for this constant alone.
+EXTRA_BLOCKED_NETWORKS = (
+    ipaddress.ip_network("192.88.99.0/24"),  # 6to4 relay anycast: RFC 3068, deprecated by RFC 7526
+    ipaddress.ip_network("100.64.0.0/10"),  # shared address space (carrier-grade NAT): RFC 6598
+    ipaddress.ip_network("5f00::/16"),  # segment routing (SRv6) SIDs: RFC 9602
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64 well-known prefix, IPv4 translated: RFC 6052
+    ipaddress.ip_network("2001:20::/28"),  # ORCHIDv2 overlay identifiers: RFC 7343
+    ipaddress.ip_network("192.0.0.0/24"),  # IETF protocol assignments: RFC 6890
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use IPv4/IPv6 translation: RFC 8215
+    ipaddress.ip_network("2002::/16"),  # 6to4, an IPv4 address inside: RFC 3056
+    ipaddress.ip_network("3fff::/20"),  # documentation: RFC 9637
+)
 
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an RFC 9110 token
@@ -168,6 +182,5 @@ def address_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
         address = address.ipv4_mapped
     if address.is_loopback and settings.WEBHOOK_ALLOW_LOOPBACK:
         return False
-    # requests-hardened's extra ranges: NAT64, 6to4, CGNAT and others that can reach inside networks.
-    return (not address.is_global or address.is_multicast or any(address in net for net in EXTRA_BLOCKED_NET_RANGES)
+    return (not address.is_global or address.is_multicast or any(address in net for net in EXTRA_BLOCKED_NETWORKS)
             or any(address in net for net in EMBEDDED_IPV4_RANGES))

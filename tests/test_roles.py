@@ -1,6 +1,7 @@
 """The Auditor and Integration admin groups: auditors read everything and change nothing, see no secret."""
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
@@ -70,7 +71,7 @@ def test_an_auditor_changes_nothing(auditor, setup):
 def test_an_integration_admin_manages_webhooks_and_resends(client, organization, setup):
     client.force_login(staff_login(organization, "integrator", group="Integration admin"))
     webhook, deal, delivery = setup
-    Delivery.objects.filter(pk=delivery.pk).update(status="failed")
+    Delivery.objects.filter(pk=delivery.pk).update(status="failed", finished_at=timezone.now())
     client.post(reverse("admin:dispatcher_delivery_changelist"), {"action": "resend", "_selected_action": [delivery.pk]})
     delivery.refresh_from_db()
     assert (delivery.status, delivery.resent_by) == ("queued", "integrator")

@@ -1,31 +1,36 @@
 """The delivery engine, read top to bottom as a delivery goes through it:
 
 - ``enqueue``: delivery rows written in the caller's transaction (the outbox), resends, cancellations;
-- ``claims``: which due deliveries a worker takes (fair across organizations) and the broker wake-ups;
-- ``run``: the drain loop of a worker process, from claim to stored outcome;
+- ``wakeups``: how drain loops hear of due work: NOTIFY to a loop that is awake, broker wake-ups, the pump;
+- ``claims``: which due deliveries a worker takes (fair across organizations), claimed and loaded at once;
+- ``loader``: the claimed deliveries with what their attempts need, from the claim's rows and the caches;
+- ``run``: the drain loop of a worker process, from claim to stored outcome, awake while work keeps coming;
+- ``quota_reservation``, ``destinations``: what a loop keeps, the daily quota reserved, and its endpoints,
+  slots and deliveries waiting for a destination;
 - ``attempt``: the checks before sending, signing, and what an answer means;
 - ``pool``: the sender threads, many requests in flight, a cap per destination;
 - ``outcomes``: attempts stored on their own terms (cleaned, cut, row by row if a batch write fails);
 - ``followups``: capture, endpoint health, e-mails and usage, after the outcome is stored;
-- ``states``: the state machine, and the only functions that write a delivery's status;
+- ``states``: the state machine: the builder of new deliveries, the only functions that write a status;
 - ``counters``: the engine's decisions, counted for /metrics;
 - ``purge``: ended deliveries past the retention period.
 
 The retry rule (dispatcher/retry.py), quotas (dispatcher/quotas.py) and endpoint health
 (dispatcher/health.py) are used by the engine but also by the admin and the API, so they stay beside it.
 """
-from dispatcher.delivery.claims import deliveries_claim, deliveries_pump, deliveries_wake, delivery_wake_at
+from dispatcher.delivery.claims import deliveries_claim
 from dispatcher.delivery.enqueue import (
     Enqueue, deliveries_enqueue, deliveries_insert, deliveries_resend, delivery_enqueue, delivery_log_cancelled,
     delivery_log_test,
 )
 from dispatcher.delivery.purge import deliveries_purge
 from dispatcher.delivery.run import deliveries_attempt, deliveries_drain, delivery_attempt, delivery_run
-from dispatcher.delivery.states import RESENDABLE
+from dispatcher.delivery.states import RESENDABLE, delivery_build
+from dispatcher.delivery.wakeups import deliveries_pump, deliveries_wake, delivery_wake_at
 
 __all__ = [
     "Enqueue", "RESENDABLE", "deliveries_attempt", "deliveries_claim", "deliveries_drain", "deliveries_enqueue",
     "deliveries_insert", "deliveries_pump", "deliveries_purge", "deliveries_resend", "deliveries_wake",
-    "delivery_attempt", "delivery_enqueue", "delivery_log_cancelled", "delivery_log_test", "delivery_run",
-    "delivery_wake_at",
+    "delivery_attempt", "delivery_build", "delivery_enqueue", "delivery_log_cancelled", "delivery_log_test",
+    "delivery_run", "delivery_wake_at",
 ]

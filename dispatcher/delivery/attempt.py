@@ -10,15 +10,16 @@ import datetime
 import logging
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from dispatcher import errors, health, quotas, retry
 from dispatcher.delivery import counters, states
-from dispatcher.delivery.claims import delivery_wake_at
+from dispatcher.delivery.quota_reservation import QuotaReservation
+from dispatcher.delivery.wakeups import delivery_wake_at
 from dispatcher.cleaning import clean_text
 from dispatcher.http_client import HttpResult
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint
@@ -30,16 +31,6 @@ logger = logging.getLogger(__name__)
 
 RESPONSE_EXCERPT_CHARS = 64 * 1024  # of a response body kept on the attempt; the client already capped the read
 MAX_EXTRA_CLAIMS = 3  # claims beyond the policy's attempts (workers that died mid-send) before giving up
-
-
-class Engine(Protocol):
-    """What an attempt needs from the drain loop that runs it (see delivery/run.py)."""
-
-    def quota_take(self, delivery: Delivery, now: datetime.datetime) -> bool: ...
-
-    def endpoint(self, delivery: Delivery, url: str) -> Endpoint: ...
-
-    def limit_reached(self, delivery: Delivery, now: datetime.datetime) -> None: ...
 
 
 @dataclass
@@ -68,18 +59,23 @@ class Send:
     auth: SendAuth | None = None  # added at send time (OAuth token, client certificate)
 
 
-def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Send | Outcome | None:
-    """Everything before the request is sent; None when the delivery was given back to wait."""
+def attempt_prepare(delivery: Delivery, token: uuid.UUID, *, quota: QuotaReservation,
+                    endpoint_of: Callable[[Delivery, str], Endpoint],
+                    limit_reached: Callable[[Delivery, datetime.datetime], None]) -> Send | Outcome | None:
+    """Everything before the request is sent; None when the delivery was given back to wait. It takes its
+    call from the loop's quota reservation, finds its destination's endpoint with endpoint_of (the loop's,
+    one per destination), and calls limit_reached when the organization's day is used up."""
     now = timezone.now()
     if delivery.cycle_attempts > len(delivery.retry_policy.delays) + 1 + MAX_EXTRA_CLAIMS:
         return outcome_without_request(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                                        "Workers stopped while sending it several times; given up.")
     if (problem := _unsendable(delivery)) is not None:
         return outcome_without_request(delivery, token, now, *problem)
-    if not delivery.request_sealed and (failed := _render(delivery, token, now)) is not None:
-        return failed
-    request = RenderedRequest.unseal(delivery.request_sealed)
-    endpoint = engine.endpoint(delivery, request.url)
+    request = _render(delivery, token, now) if not delivery.request_sealed else \
+        RenderedRequest.unseal(delivery.request_sealed)
+    if isinstance(request, Outcome):  # it could not be rendered
+        return request
+    endpoint = endpoint_of(delivery, request.url)
     if endpoint.is_disabled:
         counters.count("held")
         release(delivery, token, DeliveryStatus.HELD, due_at=None,
@@ -109,8 +105,8 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, engine: Engine) -> Sen
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
             "The webhook's client certificate or CA bundle cannot be loaded; enter them again and resend.")
-    if not engine.quota_take(delivery, now):
-        engine.limit_reached(delivery, now)
+    if not quota.take(delivery, now):
+        limit_reached(delivery, now)
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.LIMIT_REACHED, errors.LIMIT_REACHED,
             f"Daily limit of {quotas.daily_limit(organization=delivery.organization)} calls reached.")
@@ -131,7 +127,7 @@ def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
     return None
 
 
-def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Outcome | None:
+def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> RenderedRequest | Outcome:
     """Render and keep the request on the first attempt (stored with this attempt's outcome, and resent
     as is on retries); a rendering failure ends this delivery alone."""
     # Only a webhook's delivery with its record gets here (_unsendable; a channel's is rendered at enqueue).
@@ -148,7 +144,7 @@ def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Out
     delivery.request_sealed = request.seal()
     delivery.request_display = clean_text(request.masked().as_text())[0]  # record values may hold NUL
     delivery.request_prepared = True
-    return None
+    return request
 
 
 def outcome_of_result(send: Send, result: HttpResult, sent: RenderedRequest | None = None) -> Outcome:

@@ -1,29 +1,33 @@
-"""Claims and wake-ups: which due deliveries a worker takes, fairly across organizations, and the
-broker messages that tell workers there is work.
+"""Claims: which due deliveries a worker takes, fairly across organizations, in as few statements as
+the fairness allows.
 
-The database is the source of truth; the broker only carries wake-ups (``dispatcher.deliver`` on
-commit, ``dispatcher.drain`` from the pump). Losing one delays a delivery, never loses it. A claim is a
-conditional update guarded by a claim token and a lease, so two workers never own the same delivery,
-and a worker that dies leaves its deliveries claimable again when the lease runs out.
+A claim is a conditional update guarded by a claim token and a lease, so two workers never own the same
+delivery, and a worker that dies leaves its deliveries claimable again when the lease runs out. On
+PostgreSQL the claim also loads what the attempts need (delivery/loader.py) in the same statement:
+``WITH … UPDATE … RETURNING`` joined to the endpoint, record, owner and module.
+
+- **At once** (one statement): when everything due fits in the claim's limit and in what the claiming
+  process may start for each organization and slow destination (its ClaimRoom), taking all of it is what
+  the fair shares would take too. ``SELECT … FOR UPDATE SKIP LOCKED`` picks them, the same statement
+  checks that they fit and claims them, or claims nothing and says they did not fit.
+- **Fairly** (a transaction of a few statements): otherwise the claim is shared out between the
+  organizations with due work (_choose, _choose_within), then claimed and loaded by id in one statement.
+
+SQLite (no FOR UPDATE, no data-modifying WITH) always claims fairly, and the loader reads the claimed rows
+with the ORM. Wake-ups are delivery/wakeups.py.
 """
 import collections
 import datetime
-import functools
 import logging
 import math
-import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import current_app
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Value, When
-from django.utils import timezone
 
 from dispatcher.delivery import counters, states
 from dispatcher.models import Delivery, DeliveryStatus
@@ -32,7 +36,6 @@ from dispatcher.models.deliveries import WAITING_STATUSES
 logger = logging.getLogger(__name__)
 
 FAIR_ORGANIZATIONS_MAX = 50  # organizations a claim shares out between; more wait for the next claim
-LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as an ETA task in a worker
 
 
 @dataclass(frozen=True)
@@ -53,32 +56,154 @@ class ClaimRoom:
         return self.newcomer > 0 or any(n > 0 for n in self.organizations.values())
 
 
+@dataclass(frozen=True)
+class ClaimLoad:
+    """What the claim statement returns for each delivery it claims (PostgreSQL; built by delivery/loader.py):
+    the delivery's columns (`returning`, by column name), then `columns` over the claimed rows (``claimed``)
+    and the tables `joins` adds to them."""
+
+    returning: tuple[str, ...]
+    columns: tuple[str, ...]
+    joins: str = ""
+
+
+@dataclass
+class Claim:
+    """Deliveries claimed with one token: their ids, and on PostgreSQL with a ClaimLoad the load's columns per
+    delivery (None: the loader reads them). complete: the claim took everything due that it could see, so
+    nothing is left for a claim before new work is made due."""
+
+    token: uuid.UUID
+    ids: list[int]
+    rows: list[tuple] | None = None
+    complete: bool = False
+
+
 def deliveries_claim(*, now: datetime.datetime, limit: int, ids: list[int] | None = None,
                      first: int | None = None, room: ClaimRoom | None = None) -> list[tuple[int, uuid.UUID]]:
     """Claim up to limit due deliveries for this worker, delivery `first` before the others if it is due;
-    returns (id, claim token) pairs.
+    returns (id, claim token) pairs (claim_due says how they are chosen)."""
+    claim = claim_due(now=now, limit=limit, ids=ids, first=first, room=room)
+    return [(pk, claim.token) for pk in claim.ids]
+
+
+def claim_due(*, now: datetime.datetime, limit: int, ids: list[int] | None = None, first: int | None = None,
+              room: ClaimRoom | None = None, load: ClaimLoad | None = None, at_once: bool = True) -> Claim:
+    """Claim up to limit due deliveries (of ids only, if given), loaded as `load` says on PostgreSQL.
 
     Fair across organizations: the claim is shared out equally between the organizations that have due
     work, so one organization's import of 100,000 deliveries delays another's single delivery by one
     claim, not by the whole import. What a share leaves unused goes to the others. With a room (a drain
-    loop's), no organization gets more than the process can start for it now.
-    """
+    loop's), no organization gets more than the process can start for it now. at_once=False skips the
+    one-statement attempt (the caller knows more is due than fits)."""
     token = uuid.uuid4()
+    if limit <= 0:
+        return Claim(token, [], [] if load is not None else None)
     lease_until = now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    if connection.vendor != "postgresql":
+        return _claim_fairly_elsewhere(now, limit, ids, first, room, token, lease_until)
+    claim = _claim_at_once(now, limit, ids, room, load or _IDS_ONLY, token, lease_until) \
+        if at_once or ids is not None else None
+    if claim is None:
+        with transaction.atomic():
+            chosen = _choose(now, limit, ids, first) if room is None or ids is not None \
+                else _choose_within(now, limit, first, room)
+            # The chosen rows are locked (FOR UPDATE) in this transaction: nobody can have moved them.
+            rows = _claim_ids(chosen, load or _IDS_ONLY, token, lease_until) if chosen else []
+        claim = _claimed(token, rows, complete=False)
+    if load is None:
+        claim.rows = None
+    return claim
+
+
+_IDS_ONLY = ClaimLoad(returning=("id",), columns=())
+
+
+def _claim_at_once(now: datetime.datetime, limit: int, ids: list[int] | None, room: ClaimRoom | None,
+                   load: ClaimLoad, token: uuid.UUID, lease_until: datetime.datetime) -> Claim | None:
+    """Everything due, claimed in one statement if it fits (the fair shares would take all of it too); None if
+    it did not fit (nothing claimed). With ids, the first `limit` of them by due time, as _choose takes them."""
+    rows = Delivery.objects.due(now)
+    if ids is not None:
+        rows = rows.filter(pk__in=ids)
+    wanted = limit if ids is not None else limit + 1  # one more than fits says it did not
+    select, params = rows.order_by("due_at").values_list("pk", "status", "organization_id", "endpoint_id") \
+        [:wanted].query.sql_with_params()
+    fit, fit_params = _fit(limit, None if ids is not None else room)
+    table, assignments, assigned, returning, columns = _claim_parts(load, token, lease_until)
+    nulls = ", ".join(["NULL"] * (2 + len(load.columns)))
+    sql = (f"WITH candidates (id, status, organization_id, endpoint_id) AS ({select} FOR UPDATE SKIP LOCKED), "
+           f"fits AS (SELECT {fit} AS ok FROM candidates), "
+           f"claimed AS (UPDATE {table} AS t SET {assignments} FROM candidates AS c, fits WHERE t.id = c.id AND fits.ok "
+           f"RETURNING c.status AS claimed_from, {returning}) "
+           f"SELECT {columns} FROM claimed {load.joins} UNION ALL SELECT {nulls} FROM fits WHERE NOT fits.ok")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *fit_params, *assigned])
+        found = cursor.fetchall()
+    if found and found[-1][1] is None:  # the row that says they did not fit
+        return None
+    return _claimed(token, found, complete=True)
+
+
+def _fit(limit: int, room: ClaimRoom | None) -> tuple[str, list[Any]]:
+    """The condition under which the candidates are all claimed: no more than limit, and for each
+    organization and slow destination no more than its room."""
+    if room is None:
+        return "count(*) <= %s", [limit]
+    organizations, slow = list(room.organizations.items()), list(room.slow_destinations.items())
+    sql = ("count(*) <= %s"
+           " AND NOT EXISTS (SELECT 1 FROM candidates AS c GROUP BY c.organization_id HAVING count(*) > COALESCE("
+           "(SELECT r.room FROM unnest(%s::bigint[], %s::integer[]) AS r(id, room) WHERE r.id = c.organization_id),"
+           " %s))"
+           " AND NOT EXISTS (SELECT 1 FROM candidates AS c JOIN unnest(%s::bigint[], %s::integer[]) AS s(id, room)"
+           " ON s.id = c.endpoint_id GROUP BY s.id, s.room HAVING count(*) > s.room)")
+    return sql, [limit, [o for o, _ in organizations], [n for _, n in organizations], room.newcomer,
+                 [d for d, _ in slow], [n for _, n in slow]]
+
+
+def _claim_ids(chosen: list[int], load: ClaimLoad, token: uuid.UUID, lease_until: datetime.datetime) -> list[tuple]:
+    """Claim and load deliveries chosen (and locked) already, in one statement."""
+    table, assignments, assigned, returning, columns = _claim_parts(load, token, lease_until)
+    sql = (f"WITH claimed AS (UPDATE {table} AS t SET {assignments} WHERE t.id = ANY(%s) "
+           f"RETURNING NULL::varchar AS claimed_from, {returning}) SELECT {columns} FROM claimed {load.joins}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*assigned, chosen])
+        return cursor.fetchall()
+
+
+def _claim_parts(load: ClaimLoad, token: uuid.UUID, lease_until: datetime.datetime) \
+        -> tuple[str, str, list[Any], str, str]:
+    """The table, the claim's SET clause and its parameters (delivery/states.py), what the UPDATE returns and
+    what the statement selects: the former status, the id, then the load's columns."""
+    quote = connection.ops.quote_name
+    assignments, assigned = states.dispatch_assignments(token=token, lease_until=lease_until)
+    returning = ", ".join(f"t.{quote(column)}" for column in dict.fromkeys(("id", *load.returning)))
+    columns = ", ".join(("claimed.claimed_from", f"claimed.{quote('id')}", *load.columns))
+    return quote(Delivery._meta.db_table), assignments, assigned, returning, columns
+
+
+def _claimed(token: uuid.UUID, rows: list[tuple], *, complete: bool) -> Claim:
+    taken_over = sum(1 for row in rows if row[0] == DeliveryStatus.DISPATCHED)
+    if taken_over:  # their worker died or hung past its lease
+        counters.count("lease_taken_over", amount=taken_over)
+    return Claim(token, [row[1] for row in rows], [row[2:] for row in rows], complete=complete)
+
+
+def _claim_fairly_elsewhere(now: datetime.datetime, limit: int, ids: list[int] | None, first: int | None,
+                            room: ClaimRoom | None, token: uuid.UUID, lease_until: datetime.datetime) -> Claim:
+    """SQLite: chosen fairly, claimed with the ORM; the loader reads the claimed rows."""
     with transaction.atomic():
         chosen = _choose(now, limit, ids, first) if room is None or ids is not None \
             else _choose_within(now, limit, first, room)
         if not chosen:
-            return []
-        # PostgreSQL locked the chosen rows (FOR UPDATE): nobody can have moved them. SQLite takes its write
-        # lock only now, so there the rows are checked again.
-        rows = Delivery.objects.filter(pk__in=chosen) if connection.vendor == "postgresql" \
-            else Delivery.objects.due(now).filter(pk__in=chosen)
-        claimed = states.deliveries_dispatch(rows=rows, token=token, lease_until=lease_until)
-    if claimed == len(chosen):  # all of them (always so on PostgreSQL, where they were locked)
-        return [(pk, token) for pk in chosen]
+            return Claim(token, [])
+        # SQLite takes its write lock only now (FOR UPDATE is ignored), so the rows are checked again.
+        claimed = states.deliveries_dispatch(rows=Delivery.objects.due(now).filter(pk__in=chosen), token=token,
+                                             lease_until=lease_until)
+    if claimed == len(chosen):
+        return Claim(token, chosen)
     counters.count("claim_lost", amount=len(chosen) - claimed)
-    return [(pk, token) for pk in Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)]
+    return Claim(token, list(Delivery.objects.filter(claim_token=token).values_list("pk", flat=True)))
 
 
 def _choose(now: datetime.datetime, limit: int, ids: list[int] | None, first: int | None) -> list[int]:
@@ -178,81 +303,3 @@ def _organizations_with_due_work(now: datetime.datetime) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
-
-
-def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
-    """Periodic: send as many drain wake-ups as the due work needs (bounded); returns how many."""
-    cap = settings.WEBHOOK_PUMP_MAX_DRAINS * settings.WEBHOOK_DRAIN_BATCH
-    due = Delivery.objects.due(now or timezone.now())[:cap].count()
-    drains = min(math.ceil(due / settings.WEBHOOK_DRAIN_BATCH), settings.WEBHOOK_PUMP_MAX_DRAINS)
-    for _ in range(drains):
-        _drain_send()
-    return drains
-
-
-def _drain_send() -> None:
-    """A wake-up for whatever is due; expiring, so wake-ups cannot pile up in the broker while workers are busy."""
-    current_app.send_task("dispatcher.drain", expires=settings.WEBHOOK_PUMP_INTERVAL * 5)
-
-
-def deliveries_wake(ids: list[int]) -> None:
-    """On commit, one wake-up per batch of these deliveries (a woken worker claims a whole batch), coalesced
-    with the other wake-ups of this process (see _Coalescer)."""
-    for first in ids[::settings.WEBHOOK_DRAIN_BATCH]:
-        transaction.on_commit(functools.partial(_coalescer.wake, first))
-
-
-class _Coalescer:
-    """At most one wake-up per WAKE_COALESCE_SECONDS per process: the first is sent at once, those that
-    follow within the window become one ``dispatcher.drain`` at its end (a drain claims whatever is due).
-    A process that commits one event at a time (the API) then pays for a broker message per window, not per
-    event; a wake-up lost with the process is found by the pump."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.sent_at = -math.inf
-        self.timer: threading.Timer | None = None
-
-    def wake(self, delivery_id: int) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if now - self.sent_at >= WAKE_COALESCE_SECONDS and self.timer is None:
-                self.sent_at = now
-                send_now = True
-            else:
-                send_now = False
-                if self.timer is None:
-                    self.timer = threading.Timer(max(self.sent_at + WAKE_COALESCE_SECONDS - now, 0.0), self._trail)
-                    self.timer.daemon = True
-                    self.timer.start()
-        if send_now:
-            _send(delivery_id)
-
-    def _trail(self) -> None:
-        with self.lock:
-            self.timer, self.sent_at = None, time.monotonic()
-        try:
-            _drain_send()
-        except Exception:  # the pump will find the work
-            logger.warning("deliver_wake.failed drain", exc_info=True)
-
-
-WAKE_COALESCE_SECONDS = 0.02  # short against a receiver's answer, long against one API call on two cores
-_coalescer = _Coalescer()
-
-
-def delivery_wake_at(delivery_id: int, when: datetime.datetime) -> None:
-    """On commit, a wake-up for this delivery at a later moment (rate limits, busy destinations), if the
-    wait is short; the pump finds the others."""
-    wait = (when - timezone.now()).total_seconds()
-    if wait <= LATER_MAX_SECONDS:
-        transaction.on_commit(lambda: _send(delivery_id, countdown=max(wait, 0)))
-
-
-def _send(delivery_id: int, countdown: float | None = None) -> None:
-    try:
-        current_app.send_task("dispatcher.deliver", args=[delivery_id], countdown=countdown)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception:  # the broker being down only delays the delivery: the pump will find it
-        logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)

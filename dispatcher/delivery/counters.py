@@ -1,6 +1,6 @@
 """Engine decisions counted in memory and added to the database with the outcomes they belong to, so
 /metrics shows every worker's claims lost, leases taken over, fallbacks, cuts, failures to render or
-sign, capture errors, and deliveries held, throttled or given back (README "Monitoring")."""
+sign, capture errors, and deliveries held, throttled or given back (docs/operate/monitoring.md)."""
 import os
 import socket
 import threading

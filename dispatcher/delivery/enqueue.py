@@ -3,6 +3,7 @@ only enter the log: cancelled without ever being sent, or test sends made at onc
 Workers are woken when the transaction commits."""
 import datetime
 import logging
+import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -13,7 +14,7 @@ from django.utils import timezone
 from crm.models import Record
 from dispatcher.delivery import states
 from dispatcher.delivery.attempt import RESPONSE_EXCERPT_CHARS
-from dispatcher.delivery.claims import deliveries_wake
+from dispatcher.delivery.wakeups import deliveries_wake
 from dispatcher import errors
 from dispatcher.cleaning import clean_headers, clean_text
 from dispatcher.http_client import HttpResult
@@ -57,7 +58,7 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
         if record.module_id != webhook.module_id:
             raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
                                   f"{record.module.api_name}.")
-        delivery = Delivery(
+        delivery = states.delivery_build(
             organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
             record_ref=f"{record.module.api_name} #{record.pk}", source=item.source, trigger=item.trigger[:200],
             retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=item.due_at or now,
@@ -70,11 +71,9 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
 
 
 def deliveries_insert(deliveries: list[Delivery]) -> list[Delivery]:
-    """Insert prepared deliveries (webhook or channel) with one statement; workers are woken on commit."""
+    """Insert prepared deliveries (webhook or channel) with one statement; workers are woken on commit. One
+    in a status it cannot be created with is refused (states.IllegalMove, from DeliveryQuerySet.bulk_create)."""
     now = timezone.now()
-    for delivery in deliveries:
-        if delivery.status not in states.INITIAL:
-            raise states.IllegalMove(f"A delivery cannot be created as {delivery.status}.")
     Delivery.objects.bulk_create(deliveries)
     deliveries_wake([d.pk for d in deliveries if d.due_at and d.due_at <= now])
     return deliveries
@@ -97,42 +96,54 @@ def deliveries_resend(*, ids: list[int], by: str) -> int:
 def delivery_log_cancelled(
     *, webhook: Webhook, record: Record | None, record_ref: str, trigger: str, reason: str
 ) -> Delivery:
-    """A delivery that was due but will not be sent (its record is gone or no longer qualifies), for the log."""
-    now = timezone.now()
-    return Delivery.objects.create(
+    """A delivery that was due but will not be sent (its record is gone or no longer qualifies), for the log:
+    created Cancelled (and finished), which no worker claims."""
+    delivery = states.delivery_build(
         organization_id=webhook.organization_id, webhook=webhook, webhook_name=webhook.name, record=record,
         record_ref=record_ref, source=DeliverySource.WORKFLOW, trigger=trigger[:200],
         retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
-        status_reason=reason[:300], finished_at=now,
+        status_reason=reason[:300],
     )
+    delivery.save(force_insert=True)
+    return delivery
 
 
 def delivery_log_test(*, webhook: Webhook, record: Record, request: RenderedRequest, result: HttpResult,
                       started_at: datetime.datetime, by: str, public_id) -> Delivery:
     """A test send from the admin, in the log as a delivery of source "Test" with its one attempt (masked
     as every attempt is). It went out at once through the guarded client, outside the engine: it is not
-    retried and not charged to the daily quota, but it is shown and counted in the usage."""
-    now = timezone.now()
+    retried and not charged to the daily quota, but it is shown and counted in the usage.
+
+    Logged after the fact, in one transaction, through the moves any delivery makes (Queued, Dispatched to
+    this process, then Success or Failed): never visible half-way, so no worker can claim it and send it
+    again, and it holds the same columns as an engine's delivery."""
     error_class = errors.error_class_of(result)
     status = DeliveryStatus.SUCCESS if result.is_success else DeliveryStatus.FAILED
     reason = "" if result.is_success else errors.failure_reason(error_class, result.error_message,
                                                                 "a test send is not retried.")
     headers, _ = clean_headers({name: request.mask(value) for name, value in result.headers.items()})
     body, _ = clean_text(request.mask(result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]))
+    token = uuid.uuid4()
     with transaction.atomic():
-        delivery = Delivery.objects.create(
+        delivery = states.delivery_build(
             public_id=public_id, organization_id=webhook.organization_id, webhook=webhook,
             webhook_name=webhook.name, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
             source=DeliverySource.TEST, trigger=f"Test send by {by}"[:200],
-            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=status,
-            status_reason=clean_text(reason)[0][:300], attempt_count=1,
-            request_display=clean_text(request.masked().as_text())[0], last_status_code=result.status_code,
-            last_error_class=error_class, last_duration_ms=result.duration_ms, finished_at=now,
+            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(),
+            request_display=clean_text(request.masked().as_text())[0],
         )
+        delivery.save(force_insert=True)  # due_at empty: never due to a worker
+        states.deliveries_dispatch(rows=Delivery.objects.filter(pk=delivery.pk), token=token,
+                                   lease_until=timezone.now())
         Attempt.objects.create(
             delivery=delivery, number=1, started_at=started_at, duration_ms=result.duration_ms,
             status_code=result.status_code, error_class=error_class,
             error_message=clean_text(result.error_message)[0][:500], response_truncated=result.truncated,
             outcome=status, response_headers=headers, response_body=body,
         )
+        states.deliveries_conclude([(delivery.pk, token, {
+            "status": status, "status_reason": clean_text(reason)[0][:300], "last_status_code": result.status_code,
+            "last_error_class": error_class, "last_duration_ms": result.duration_ms,
+        })])
+    delivery.refresh_from_db()
     return delivery

@@ -8,6 +8,7 @@ here can undo or hold up an outcome: a failure is logged and recorded, never rai
 """
 import atexit
 import collections
+import datetime
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from dispatcher.capture_sandbox import Sandbox, sandbox
 from dispatcher.delivery import counters
 from dispatcher.delivery.attempt import Outcome
 from dispatcher.logs import attempt_log
-from dispatcher.models import DeliverySource, DeliveryStatus
+from dispatcher.models import DeliverySource, DeliveryStatus, Endpoint
 from dispatcher.notifications import delivery_failed_notify
 from dispatcher.usage import UsageTally
 
@@ -43,7 +44,11 @@ STOP_WAIT_SECONDS = 2.0  # with the drain's 1 s, inside honcho's 5 s before SIGK
 
 def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTally) -> None:
     """The follow-ups of stored outcomes; updated holds the deliveries that moved on (the others' claims were
-    taken over: they are counted and logged, the rest is their new owner's). Captures last, off this thread."""
+    taken over: they are counted and logged, the rest is their new owner's). Endpoint health is counted once
+    per destination for the batch (health.endpoint_outcomes: a statement at most, none for successes that
+    change nothing). Captures last, off this thread."""
+    ended: dict[int, tuple[Endpoint, list[tuple[bool, datetime.datetime]]]] = {}
+    gone: list[tuple[Endpoint, datetime.datetime]] = []
     for outcome in outcomes:
         delivery, attempt = outcome.delivery, outcome.attempt
         usage.add(organization=delivery.organization, now=outcome.now, source=_usage_source(delivery),
@@ -51,16 +56,22 @@ def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTal
         attempt_log(delivery, attempt)
         if delivery.pk not in updated:
             continue
-        if outcome.timed and delivery.endpoint is not None and attempt.outcome in (DeliveryStatus.SUCCESS,
-                                                                                   DeliveryStatus.FAILED):
-            _guarded(health.endpoint_outcome, endpoint=delivery.endpoint, now=outcome.now,
-                     success=attempt.outcome == DeliveryStatus.SUCCESS)
+        if outcome.timed and delivery.endpoint is not None and attempt.outcome in ENDED_BY_ANSWER:
+            ended.setdefault(delivery.endpoint.pk, (delivery.endpoint, []))[1].append(
+                (attempt.outcome == DeliveryStatus.SUCCESS, outcome.now))
             if outcome.result is not None and retry.is_gone(outcome.result):
-                _guarded(health.endpoint_gone, endpoint=delivery.endpoint, now=outcome.now)
+                gone.append((delivery.endpoint, outcome.now))
         if attempt.outcome == DeliveryStatus.FAILED:
             _guarded(delivery_failed_notify, delivery, attempt.error_class)
+    for endpoint, results in ended.values():
+        _guarded(health.endpoint_outcomes, endpoint=endpoint, ended=results)
+    for endpoint, now in gone:
+        _guarded(health.endpoint_gone, endpoint=endpoint, now=now)
     for outcome in outcomes:
         _capture(outcome, claimed=outcome.delivery.pk in updated)
+
+
+ENDED_BY_ANSWER = (DeliveryStatus.SUCCESS, DeliveryStatus.FAILED)  # what endpoint health counts
 
 
 def capture_pending_mark(outcome: Outcome) -> None:

@@ -1,9 +1,10 @@
 """Storing outcomes: each attempt and its delivery's next state, on its own terms.
 
-The outcomes a worker has gathered are stored together (one insert of attempts, one UPDATE of their
-deliveries, each conditional on its claim token). Values are made storable first (delivery/cleaning.py).
-If the batch write still fails, each outcome is written on its own, so at most the delivery that
-caused it is affected; one that cannot be stored even so is stored without the receiver's answer.
+The outcomes a worker has gathered are stored together, in one transaction: one INSERT of their attempts
+and one UPDATE of their deliveries, each row conditional on its claim token (delivery/batch_sql.py). Values
+are made storable first (dispatcher/cleaning.py). If the batch write still fails, each outcome is written
+on its own, so at most the delivery that caused it is affected; one that cannot be stored even so is stored
+without the receiver's answer.
 """
 import logging
 
@@ -12,9 +13,10 @@ from django.db import transaction
 
 from dispatcher.delivery import counters, states
 from dispatcher.delivery.attempt import Outcome
+from dispatcher.delivery.batch_sql import attempts_insert
 from dispatcher.delivery.followups import capture_pending_mark
 from dispatcher.cleaning import clean_headers, clean_text
-from dispatcher.models import Attempt
+from dispatcher.models import DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +38,24 @@ def outcome_clean(outcome: Outcome) -> None:
         attempt.cleaned = "; ".join(notes)[:300]
 
 
+def _sealed_request_dropped_on_success(outcome: Outcome) -> None:
+    """A delivery that succeeded is never sent again (Success is final and cannot be resent), so its request,
+    secrets included, is not kept: nothing to encrypt on its first attempt, nothing left at rest after a
+    retry. The masked copy for the log is kept."""
+    if outcome.changes.get("status") == DeliveryStatus.SUCCESS:
+        outcome.changes["request_sealed"] = ""
+
+
 def outcomes_write(outcomes: list[Outcome]) -> set[int]:
     """Store these outcomes; returns the ids of the deliveries that moved on (the others' claims were taken
     over meanwhile: their attempts are recorded all the same, they happened)."""
     for outcome in outcomes:
         outcome_clean(outcome)
+        _sealed_request_dropped_on_success(outcome)
         capture_pending_mark(outcome)
     try:
         with transaction.atomic():
-            Attempt.objects.bulk_create([o.attempt for o in outcomes])
+            attempts_insert([o.attempt for o in outcomes])
             updated = states.deliveries_conclude([(o.delivery.pk, o.token, o.changes) for o in outcomes])
     except SoftTimeLimitExceeded:
         raise

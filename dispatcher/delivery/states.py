@@ -1,22 +1,29 @@
-"""The delivery state machine: the status moves that are allowed, and the only functions that write a
-delivery's status once it exists.
+"""The delivery state machine: the status moves that are allowed, the one builder of new deliveries, and
+the only functions that write a delivery's status once it exists.
 
 Every write is a conditional UPDATE on the status it moves from (and, for a claimed delivery, on the
-claim token), so two workers, an admin and a purge can never move the same delivery twice.
+claim token), so two workers, an admin and a purge can never move the same delivery twice. Each status
+carries its columns: a claim token and a lease exactly while Dispatched, a finish time exactly while final.
+The moves here set them; the table's CHECK constraints (delivery_claimed_while_dispatched,
+delivery_finished_when_final) refuse any other writer that gets them wrong, and the ORM refuses to create
+a delivery in any status but an initial one (DeliveryQuerySet.create and bulk_create).
 """
 import datetime
 import uuid
 from typing import Any
 
 from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from dispatcher.delivery.batch_sql import deliveries_update_claimed
 from dispatcher.models import Delivery, DeliveryStatus
+from dispatcher.models.deliveries import INITIAL_STATUSES, TERMINAL_STATUSES, IllegalMove
 
 S = DeliveryStatus
 
 #: Status a delivery is created with: waiting to be sent, or logged as never sent.
-INITIAL = frozenset({S.QUEUED, S.CANCELLED})
+INITIAL = frozenset(INITIAL_STATUSES)
+FINAL = frozenset(TERMINAL_STATUSES)
 
 #: from status -> statuses it may move to.
 MOVES: dict[str, frozenset[str]] = {
@@ -40,14 +47,42 @@ MOVES: dict[str, frozenset[str]] = {
 
 RESENDABLE = (S.FAILED, S.LIMIT_REACHED, S.CANCELLED)
 
-
-class IllegalMove(ValueError):
-    """A status move the state machine does not allow: a bug, never a user's mistake."""
+__all__ = [
+    "FINAL", "INITIAL", "MOVES", "RESENDABLE", "IllegalMove", "deliveries_conclude", "deliveries_dispatch",
+    "deliveries_requeue", "delivery_build", "delivery_move", "delivery_release", "dispatch_assignments",
+    "move_check", "sources_of", "status_columns", "waiting_status",
+]
 
 
 def move_check(from_status: str, to_status: str) -> None:
     if to_status not in MOVES.get(from_status, ()):
         raise IllegalMove(f"A delivery cannot move from {from_status} to {to_status}.")
+
+
+def status_columns(to_status: str, changes: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    """changes with the columns to_status implies added where missing: the claim token and lease cleared
+    unless Dispatched, the finish time set (now) when final and cleared otherwise. Changes that contradict
+    the status are refused, before any statement (the CHECK constraints would refuse them after one)."""
+    implied: dict[str, Any] = {"finished_at": now if to_status in FINAL else None}
+    if to_status == S.DISPATCHED:
+        if changes.get("claim_token") is None or changes.get("lease_expires_at") is None:
+            raise IllegalMove("A delivery is Dispatched with a claim token and a lease.")
+    else:
+        implied.update(claim_token=None, lease_expires_at=None)
+    for name, value in implied.items():
+        if name in changes and (changes[name] is None) != (value is None):
+            raise IllegalMove(f"A delivery moving to {to_status} cannot have {name} = {changes[name]!r}.")
+    return {**implied, **changes}
+
+
+def delivery_build(*, status: str = S.QUEUED, **fields: Any) -> Delivery:
+    """A new delivery, not saved: Queued, or Cancelled (then finished now, as it will never be sent). The one
+    way product code makes a delivery (saved with deliveries_insert or save())."""
+    if status not in INITIAL:
+        raise IllegalMove(f"A delivery cannot be created as {status}.")
+    if status in FINAL:
+        fields.setdefault("finished_at", timezone.now())
+    return Delivery(status=status, **fields)
 
 
 def sources_of(to_status: str) -> list[str]:
@@ -57,12 +92,13 @@ def sources_of(to_status: str) -> list[str]:
 
 def delivery_move(*, delivery_id: int, from_status: str, to_status: str, token: uuid.UUID | None = None,
                   **changes: Any) -> bool:
-    """Move one delivery if it is still in from_status (and, when given, still claimed with token)."""
+    """Move one delivery if it is still in from_status (and, when given, still claimed with token); the
+    columns to_status implies are set with it (status_columns)."""
     move_check(from_status, to_status)
     rows = Delivery.objects.filter(pk=delivery_id, status=from_status)
     if token is not None:
         rows = rows.filter(claim_token=token)
-    return rows.update(status=to_status, **changes) == 1
+    return rows.update(status=to_status, **status_columns(to_status, changes, timezone.now())) == 1
 
 
 def deliveries_dispatch(*, rows: QuerySet, token: uuid.UUID, lease_until: datetime.datetime) -> int:
@@ -74,13 +110,23 @@ def deliveries_dispatch(*, rows: QuerySet, token: uuid.UUID, lease_until: dateti
         status=S.DISPATCHED, claim_token=token, lease_expires_at=lease_until, attempt_count=F("attempt_count") + 1)
 
 
+def dispatch_assignments(*, token: uuid.UUID, lease_until: datetime.datetime) -> tuple[str, list[Any]]:
+    """The same claim as deliveries_dispatch, as the SET clause (and its parameters) of the statement that
+    claims and loads in one (delivery/claims.py, on PostgreSQL)."""
+    for source in (S.QUEUED, S.RETRY, S.THROTTLED, S.DISPATCHED):
+        move_check(source, S.DISPATCHED)
+    return ("status = %s, claim_token = %s, lease_expires_at = %s, attempt_count = attempt_count + 1",
+            [S.DISPATCHED, token, lease_until])
+
+
 def deliveries_requeue(*, ids: list[int], from_statuses: tuple[str, ...], now: datetime.datetime,
                        **changes: Any) -> int:
     """Resend ended deliveries or release held ones: Queued again, due now, the retry policy from the start."""
     for source in from_statuses:
         move_check(source, S.QUEUED)
     return Delivery.objects.filter(pk__in=ids, status__in=from_statuses).update(
-        status=S.QUEUED, due_at=now, finished_at=None, status_reason="", cycle_start=F("attempt_count"), **changes)
+        status=S.QUEUED, due_at=now, status_reason="", cycle_start=F("attempt_count"),
+        **status_columns(S.QUEUED, changes, now))
 
 
 def delivery_release(*, delivery: Delivery, token: uuid.UUID, to_status: str, changes: dict[str, Any]) -> bool:
@@ -99,9 +145,17 @@ def delivery_release(*, delivery: Delivery, token: uuid.UUID, to_status: str, ch
 
 def deliveries_conclude(rows: list[tuple[int, uuid.UUID, dict[str, Any]]]) -> set[int]:
     """Store the outcome of attempts: each claimed delivery moves to the status in its changes, where its
-    claim token still matches (one statement for all of them); returns the ids that moved."""
+    claim token still matches (one statement for all of them); returns the ids that moved. An outcome ends
+    the claim: the token and lease are cleared and a final one is finished (added to its changes where
+    missing); changes that contradict their status are refused before the statement."""
+    now = timezone.now()
     for _, _, changes in rows:
-        move_check(S.DISPATCHED, changes["status"])
+        status = changes["status"]
+        move_check(S.DISPATCHED, status)
+        if status == S.DISPATCHED:
+            raise IllegalMove("An attempt's outcome ends its claim: it cannot leave the delivery Dispatched.")
+        for name, value in status_columns(status, changes, now).items():
+            changes.setdefault(name, value)
     return deliveries_update_claimed(rows)
 
 

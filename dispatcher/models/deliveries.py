@@ -1,7 +1,10 @@
 """The outbox: one Delivery per webhook call to make, one Attempt per try. Together they are the log."""
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
 from crm.models import Organization, Record
 from dispatcher import errors
@@ -28,6 +31,19 @@ TERMINAL_STATUSES = (
     DeliveryStatus.SUCCESS, DeliveryStatus.FAILED, DeliveryStatus.LIMIT_REACHED, DeliveryStatus.CANCELLED,
 )
 WAITING_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.RETRY, DeliveryStatus.THROTTLED)
+#: Status a delivery is created with: waiting to be sent, or logged as never sent (delivery/states.py).
+INITIAL_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.CANCELLED)
+
+
+class IllegalMove(ValueError):
+    """A status move or a new delivery's status the state machine does not allow: a bug, never a user's
+    mistake."""
+
+
+def _initial_check(status: str) -> None:
+    if status not in INITIAL_STATUSES:
+        raise IllegalMove(f"A delivery cannot be created as {status}; it is created Queued or Cancelled and "
+                          "moved on by dispatcher/delivery/states.py.")
 
 
 class DeliverySource(models.TextChoices):
@@ -52,6 +68,33 @@ class DeliveryQuerySet(models.QuerySet):
             models.Q(status__in=WAITING_STATUSES, due_at__lte=now)
             | models.Q(status=DeliveryStatus.DISPATCHED, lease_expires_at__lte=now)
         ).filter(models.Q(ordering_key="") | ~models.Exists(earlier_pending))
+
+    # Every way the ORM inserts a delivery refuses a status it cannot be born with: whatever a delivery
+    # became, states.py moved it there (the table's CHECK constraints guard the columns that go with it).
+    def create(self, **kwargs: Any) -> Any:
+        _initial_check(kwargs.get("status", DeliveryStatus.QUEUED))
+        return super().create(**kwargs)
+
+    def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        objs = list(objs)
+        for delivery in objs:
+            _initial_check(delivery.status)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def create_historical(self, **fields: Any) -> "Delivery":
+        """A delivery in any status, as if the engine had moved it there: for tests, the demo seed and
+        benchmarks only. A final one is finished now unless finished_at is given; the CHECK constraints still
+        hold (a Dispatched one needs its claim token and lease)."""
+        return self.bulk_create_historical([Delivery(**fields)])[0]
+
+    def bulk_create_historical(self, objs: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """Many deliveries in any status with one insert (see create_historical)."""
+        objs = list(objs)
+        now = timezone.now()
+        for delivery in objs:
+            if delivery.status in TERMINAL_STATUSES and delivery.finished_at is None:
+                delivery.finished_at = now
+        return super().bulk_create(objs, **kwargs)
 
 
 class Delivery(models.Model):
@@ -148,6 +191,23 @@ class Delivery(models.Model):
                 name="delivery_one_sender_kind",
                 violation_error_message="A delivery is sent by a webhook or by a channel, never by both.",
             ),
+            # What states.py promises, held by the table whoever writes it (the ORM, batch SQL, a console):
+            # a claim (token and lease) exactly while Dispatched, a finish time exactly while final.
+            models.CheckConstraint(
+                condition=(models.Q(status=DeliveryStatus.DISPATCHED, claim_token__isnull=False,
+                                    lease_expires_at__isnull=False)
+                           | (~models.Q(status=DeliveryStatus.DISPATCHED)
+                              & models.Q(claim_token__isnull=True, lease_expires_at__isnull=True))),
+                name="delivery_claimed_while_dispatched",
+                violation_error_message="A delivery has a claim token and a lease while Dispatched, and only then.",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(status__in=TERMINAL_STATUSES, finished_at__isnull=False)
+                           | (~models.Q(status__in=TERMINAL_STATUSES) & models.Q(finished_at__isnull=True))),
+                name="delivery_finished_when_final",
+                violation_error_message=("A delivery has a finish time while Success, Failed, Daily limit reached "
+                                         "or Cancelled, and only then."),
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "due_at"], name="delivery_due",
@@ -165,6 +225,12 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_name} → {self.record_ref} ({self.get_status_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A new delivery is saved Queued or Cancelled only, as DeliveryQuerySet.create makes it."""
+        if self._state.adding:
+            _initial_check(self.status)
+        super().save(*args, **kwargs)
 
     @property
     def is_subscription(self) -> bool:

@@ -1,14 +1,18 @@
+import functools
 from urllib.parse import urlsplit
 
 from django.db import models
 
+from config.caches import cache_register
 from crm.models import Organization
 from dispatcher.validators import url_normalise
 
 
+@functools.lru_cache(maxsize=4096)
 def destination_of(url: str) -> str:
     """Scheme, host, port unless the default, and path of the normalised URL (validators.url_normalise):
-    what identifies a receiver, however its URL was spelled; not the query."""
+    what identifies a receiver, however its URL was spelled; not the query. Kept per URL: a worker asks it
+    for every first attempt, and parsing a URL costs more than the rest of finding its endpoint."""
     normalised = url_normalise(url)
     parts = urlsplit(normalised)
     host = (parts.hostname or "").lower()
@@ -61,3 +65,6 @@ class Endpoint(models.Model):
     @property
     def is_disabled(self) -> bool:
         return self.disabled_at is not None
+
+
+cache_register("destinations of URLs", destination_of.cache_clear)

@@ -5,6 +5,7 @@ organization's metadata; values depend on the record. Both follow seed 003: a de
 or unknown field, a deleted lookup, or a module the webhook cannot reach is ``${Unsupported_Field}``.
 """
 import uuid
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,9 @@ class Schema:
         for field in Field.objects.filter(module__organization_id=module.organization_id).order_by("position", "id"):
             self._fields[field.module_id].append(field)
         self._bindings: dict[MergeField, Binding] = {}
+        # What renderers compile against this metadata (a parameter's template and binding), by their key:
+        # every render of the version shares it (dispatcher/rendering/request.py).
+        self.compiled: dict[Hashable, Any] = {}
 
     def binding(self, merge_field: MergeField) -> Binding:
         """bind(), kept: it depends only on this metadata, so every render of the version shares it."""

@@ -1,6 +1,6 @@
 """Rendering the exact HTTP request of a webhook for a record: method, URL with query, headers, body.
 
-Where parameters go (README "Rendering"):
+Where parameters go (docs/use/rendering.md):
 - GET: entity and custom parameters in the query string, no body.
 - POST/PUT with a user-defined body: the body is the rendered template; parameters go in the query string.
 - POST/PUT without one: parameters are the body, encoded as the content type says (JSON object,
@@ -8,7 +8,6 @@ Where parameters go (README "Rendering"):
   a related module become an array with one item per related record.
 """
 import base64
-import dataclasses
 import datetime
 import functools
 import html.entities
@@ -29,7 +28,7 @@ from dispatcher.models import AuthType, ContentType, Method, Webhook
 from dispatcher.rendering.encoding import as_json_value, as_text, in_json_string, xml_comment_text, xml_text
 from dispatcher.rendering.merge import MergeContext, OnRelated, Schema, schema_for
 from dispatcher.rendering.template import Slot, Template, template_compile
-from dispatcher.signing import signature_compute
+from dispatcher.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_compute
 from dispatcher.validators import HEADER_VALUE_FORBIDDEN_RE
 
 MASK = "********"
@@ -57,9 +56,9 @@ class RenderedRequest:
         headers = {name: self.mask(value) for name, value in self.headers.items()}
         if "Authorization" in headers:
             headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " " + MASK
-        if not keep_signature and "webhook-signature" in headers:
-            headers["webhook-signature"] = " ".join(
-                f"{part.split(',', 1)[0]},{MASK}" for part in headers["webhook-signature"].split())
+        if not keep_signature and SIGNATURE_HEADER in headers:
+            headers[SIGNATURE_HEADER] = " ".join(
+                f"{part.split(',', 1)[0]},{MASK}" for part in headers[SIGNATURE_HEADER].split())
         return RenderedRequest(self.method, self.mask(self.url), headers,
                                self.mask(self.body.decode("utf-8", "replace")).encode())
 
@@ -190,8 +189,8 @@ def webhook_render_request(
 def webhook_render_unsigned(*, webhook: Webhook, record: Record) -> RenderedRequest:
     """Everything but the signature headers, which are made fresh for every attempt."""
     context = merge_context_build(webhook=webhook, record=record)
-    entity = [_parameter(context, p.name, p.value) for p in webhook.entity_parameters.all()]
-    custom = [(p.name, p.value) for p in webhook.custom_parameters.all()]
+    entity = [_parameter(context, p.name, p.value) for p in _parts(webhook, "entity_parameters")]
+    custom = [(p.name, p.value) for p in _parts(webhook, "custom_parameters")]
     query: list[tuple[str, str]] = []
     body = ""
     if webhook.method == Method.GET or webhook.body:
@@ -204,7 +203,7 @@ def webhook_render_unsigned(*, webhook: Webhook, record: Record) -> RenderedRequ
     if webhook.method != Method.GET:
         headers["Content-Type"] = CONTENT_TYPE_HEADERS[webhook.content_type]
     secrets = [value for _, value in custom if value]
-    for header in webhook.headers.all():
+    for header in _parts(webhook, "headers"):
         if header.is_secret:
             headers[header.name] = header.value
             secrets.append(header.value)
@@ -225,23 +224,44 @@ def webhook_render_unsigned(*, webhook: Webhook, record: Record) -> RenderedRequ
     )
 
 
+def _parts(webhook: Webhook, name: str) -> Iterable[Any]:
+    """webhook.<name>.all(): the rows prefetched with the webhook when it was loaded so (the engine does),
+    without a related manager and a queryset made for every render."""
+    prefetched = getattr(webhook, "_prefetched_objects_cache", {})
+    return prefetched[name] if name in prefetched else getattr(webhook, name).all()
+
+
 def request_sign(request: RenderedRequest, *, secrets: Sequence[str], message_id: str,
                  timestamp: int | None = None) -> RenderedRequest:
     """Add the Standard Webhooks headers for this moment (a retry gets a new timestamp, the same id): one
     signature per secret (the current one, and the previous one during a rotation's grace period)."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     signed = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(
+        ID_HEADER: message_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: " ".join(
             signature_compute(secret=secret, message_id=message_id, timestamp=timestamp, body=request.body)
             for secret in secrets
         ),
     }
-    return dataclasses.replace(request, headers={**request.headers, **signed})
+    return RenderedRequest(request.method, request.url, {**request.headers, **signed}, request.body, request.secrets)
+
+
+COMPILED_KEPT = 4096  # compiled parameters a schema keeps (far more than its webhooks have); then it starts again
 
 
 def _parameter(context: MergeContext, name: str, value: str) -> _Parameter:
+    """The parameter compiled against the schema, once per metadata version (every render of it shares it)."""
+    compiled, key = context.schema.compiled, (_Parameter, name, value)
+    parameter = compiled.get(key)
+    if parameter is None:
+        if len(compiled) >= COMPILED_KEPT:
+            compiled.clear()
+        parameter = compiled[key] = _parameter_compile(context, name, value)
+    return parameter
+
+
+def _parameter_compile(context: MergeContext, name: str, value: str) -> _Parameter:
     template = template_compile(value)
     via = next(
         (binding.via for binding in map(context.binding, template.merge_fields) if isinstance(binding, OnRelated)),

@@ -46,7 +46,7 @@ def run_due() -> list[Delivery]:
 
 def test_paging_through_1000_deliveries_gives_each_once(call, owner, modules, hook):
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Many"})
-    Delivery.objects.bulk_create([Delivery(
+    Delivery.objects.bulk_create_historical([Delivery(
         organization=owner.organization, webhook=hook, webhook_name=hook.name, record=deal, record_ref="Deals #1",
         retry_policy=hook.retry_policy, status=DeliveryStatus.FAILED if n % 3 else DeliveryStatus.SUCCESS,
         finished_at=timezone.now()) for n in range(1000)])

@@ -48,7 +48,8 @@ def fail_deliveries(hook, deal, count: int) -> list[Delivery]:
     return run_due()
 
 
-def test_a_long_run_of_failures_disables_the_destination_holds_deliveries_and_enable_replays(receiver, hook, deal):
+def test_a_long_run_of_failures_disables_the_destination_holds_deliveries_and_enable_replays(
+        receiver, hook, deal, django_capture_on_commit_callbacks):
     receiver.expect_request("/hook").respond_with_data("down", status=500)
     assert {d.status for d in fail_deliveries(hook, deal, 3)} == {DeliveryStatus.FAILED}
     endpoint = Endpoint.objects.get()
@@ -56,7 +57,8 @@ def test_a_long_run_of_failures_disables_the_destination_holds_deliveries_and_en
     assert endpoint.consecutive_failures == 3 and not endpoint.is_disabled  # 3 in a row, but not for 24 hours
     Endpoint.objects.update(failing_since=timezone.now() - 25 * HOUR)  # the run started a day ago
     mail.outbox.clear()
-    fail_deliveries(hook, deal, 1)
+    with django_capture_on_commit_callbacks(execute=True):  # the worker's transaction commits
+        fail_deliveries(hook, deal, 1)
     endpoint.refresh_from_db()
     assert endpoint.is_disabled and "4 deliveries in a row failed" in endpoint.disabled_reason
     [notice] = [m for m in mail.outbox if "destination disabled" in m.subject]
@@ -142,11 +144,13 @@ def test_endpoint_admin_shows_health_and_enables(admin_client, receiver, hook, d
     assert Delivery.objects.filter(status=DeliveryStatus.QUEUED).count() == 1
 
 
-def test_410_gone_is_final_and_disables_the_destination_at_once(receiver, hook, deal, settings):
+def test_410_gone_is_final_and_disables_the_destination_at_once(receiver, hook, deal, settings,
+                                                                django_capture_on_commit_callbacks):
     settings.WEBHOOK_DISABLE_AFTER_FAILURES = 10  # one failure is far from the usual threshold
     receiver.expect_request("/hook").respond_with_data("no such subscription", status=410)
     delivery_engine.delivery_enqueue(webhook=hook, record=deal)
-    [gone] = run_due()
+    with django_capture_on_commit_callbacks(execute=True):  # the worker's transaction commits
+        [gone] = run_due()
     assert gone.status == DeliveryStatus.FAILED and gone.last_error_class == "http_410"
     assert gone.status_reason.endswith("not retried: 410 Gone, the receiver says this endpoint no longer exists; "
                                        "the destination is disabled.")

@@ -14,6 +14,7 @@ import threading
 import pytest
 from django.core import mail
 from django.db import connection
+from django.test import TestCase
 from django.utils import timezone
 
 from crm import services as crm_services
@@ -77,7 +78,8 @@ def run_one_batch(hooks: list[Webhook], deal) -> dict[str, Delivery]:
     made = {hook.name: delivery_engine.delivery_enqueue(webhook=hook, record=deal) for hook in hooks}
     claimed = delivery_engine.deliveries_claim(now=Delivery.objects.latest("pk").due_at, limit=100)
     assert len(claimed) == len(made)
-    delivery_engine.deliveries_attempt(claimed=claimed)
+    with TestCase.captureOnCommitCallbacks(execute=True):  # a worker's e-mails are queued as its writes commit
+        delivery_engine.deliveries_attempt(claimed=claimed)
     return {name: Delivery.objects.get(pk=d.pk) for name, d in made.items()}
 
 

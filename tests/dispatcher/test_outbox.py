@@ -10,6 +10,7 @@ import uuid
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.test import TestCase
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
@@ -41,9 +42,11 @@ def hook(receiver, modules):
 
 
 def run_due(now: datetime.datetime | None = None) -> list[Delivery]:
-    """One worker pass at the given moment: claim what is due and attempt it."""
-    claimed = delivery_engine.deliveries_claim(now=now or timezone.now(), limit=100)
-    return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
+    """One worker pass at the given moment: claim what is due and attempt it. A worker runs outside any
+    transaction, so what it queues on commit (the e-mails) goes at once: here at the end of the pass."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        claimed = delivery_engine.deliveries_claim(now=now or timezone.now(), limit=100)
+        return [delivery_engine.delivery_attempt(delivery_id=pk, token=token) for pk, token in claimed]
 
 
 def test_a_delivery_is_sent_signed_and_logged(receiver, hook, deal):
@@ -258,7 +261,8 @@ def test_a_late_worker_records_its_attempt_but_cannot_change_the_outcome(receive
     [(pk, slow_token)] = delivery_engine.deliveries_claim(now=now, limit=1)
     [(_, token)] = delivery_engine.deliveries_claim(now=now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1), limit=1)
     delivery_engine.delivery_attempt(delivery_id=pk, token=token)
-    Delivery.objects.filter(pk=pk).update(claim_token=slow_token, status=DeliveryStatus.DISPATCHED)
+    Delivery.objects.filter(pk=pk).update(claim_token=slow_token, status=DeliveryStatus.DISPATCHED, finished_at=None,
+                                          lease_expires_at=now + datetime.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS))
     Delivery.objects.filter(pk=pk).update(claim_token=uuid.uuid4())  # the slow one lost its claim again
     assert delivery_engine.delivery_attempt(delivery_id=pk, token=slow_token).status == DeliveryStatus.DISPATCHED
     assert Attempt.objects.filter(delivery=delivery).count() == 1
@@ -304,7 +308,8 @@ def test_a_batch_update_moves_on_only_the_deliveries_still_claimed(hook, deal):
     Delivery.objects.filter(pk=second.pk).update(claim_token=uuid.uuid4())  # taken over meanwhile
     now = timezone.now()
     changes = {"status": DeliveryStatus.SUCCESS, "status_reason": "Answered 200.", "due_at": None,
-               "claim_token": None, "last_status_code": 200, "finished_at": now, "endpoint": None}
+               "claim_token": None, "lease_expires_at": None, "last_status_code": 200, "finished_at": now,
+               "endpoint": None}
     assert deliveries_update_claimed([(first.pk, token, changes), (second.pk, other, changes)]) == {first.pk}
     first.refresh_from_db()
     second.refresh_from_db()
@@ -317,11 +322,11 @@ def test_a_slow_destination_gets_its_cap_in_flight_and_the_rest_back_unattempted
                                                                                   monkeypatch):
     """With one request in flight allowed per destination, and every destination counted as slow: one is
     sent, the others go back to the database (not an attempt), due again shortly, and are sent then."""
-    from dispatcher.delivery import run
+    from dispatcher.delivery import destinations
 
     receiver.expect_request("/hook").respond_with_data("ok")
     settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 1
-    monkeypatch.setattr(run, "SLOW_DESTINATION_SECONDS", 0)
+    monkeypatch.setattr(destinations, "SLOW_DESTINATION_SECONDS", 0)
     first, second, third = (delivery_engine.delivery_enqueue(webhook=hook, record=deal) for _ in range(3))
     claimed = delivery_engine.deliveries_claim(now=timezone.now(), limit=3)
     delivery_engine.deliveries_attempt(claimed=claimed)

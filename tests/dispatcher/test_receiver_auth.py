@@ -367,6 +367,15 @@ def test_all_webhook_traffic_goes_through_the_egress_proxy_to_the_checked_addres
     assert result.status_code == 200 and len(tunnel.asked) >= 2
 
 
+def test_an_address_in_the_url_is_tunnelled_to_and_sent_as_the_host(receiver, proxy, modules, deal):
+    tunnel = proxy()
+    receiver.expect_request("/hook").respond_with_data("ok")
+    hook = webhook_create(module=modules["Deals"], url=f"http://127.0.0.1:{receiver.port}/hook", entity=ENTITY)
+    assert deliver(hook, deal).status == DeliveryStatus.SUCCESS
+    assert tunnel.asked == [f"CONNECT 127.0.0.1:{receiver.port} HTTP/1.1"]
+    assert receiver.log[-1][0].headers["Host"] == f"127.0.0.1:{receiver.port}"
+
+
 def test_tls_runs_end_to_end_through_the_proxy_with_the_client_certificate(tls_server, proxy, modules, deal):
     tunnel = proxy()
     port = tls_server["url"].split(":")[2].split("/")[0]

@@ -78,7 +78,7 @@ def echo(request) -> Response:
 
 
 @pytest.fixture
-def run(receiver, owner, modules, settings, caplog):
+def run(receiver, owner, modules, settings, caplog, django_capture_on_commit_callbacks):
     """One failed delivery (no retries), with every log line captured."""
     settings.ADMINS = []
     CrmUser.objects.create(organization=owner.organization, last_name="Admin", email="admin@zylker.example",
@@ -91,7 +91,8 @@ def run(receiver, owner, modules, settings, caplog):
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
     caplog.set_level(logging.DEBUG)
     delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
-    delivery_engine.delivery_run(delivery_id=delivery.pk)
+    with django_capture_on_commit_callbacks(execute=True):  # the failure e-mail is queued as the outcome commits
+        delivery_engine.delivery_run(delivery_id=delivery.pk)
     delivery = Delivery.objects.get(pk=delivery.pk)
     assert delivery.status == DeliveryStatus.FAILED and len(receiver.log) == 1
     sent = receiver.log[0][0]

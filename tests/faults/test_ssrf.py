@@ -299,6 +299,41 @@ def test_the_egress_proxy_is_never_asked_for_an_inside_address(settings, modules
         proxy.close()
 
 
+def test_a_name_spelling_an_inside_address_is_refused_before_the_proxy_is_asked(request_send, settings,
+                                                                                no_connections):
+    """Through the proxy an address literal travels as such a name (async_client.LITERAL_SUFFIX); typed by
+    someone, it is judged as the address it spells."""
+    proxy = ConnectProxy()
+    settings.WEBHOOK_EGRESS_PROXY = proxy.url
+    try:
+        for host in ("7f000001.address.invalid", "a9fea9fe.address.invalid", f"{'0' * 31}1.address.invalid"):
+            result = request_send(RenderedRequest("POST", f"http://{host}/hook", {}, b"{}"))
+            assert result.status_code is None and result.error_class == ErrorClass.BLOCKED_ADDRESS, (host, result)
+        assert proxy.asked == [] and no_connections == []
+    finally:
+        proxy.close()
+
+
+def test_through_the_egress_proxy_no_connection_is_opened_directly(settings, no_connections):
+    """A request that skips the client's own steps (an address literal aiohttp would connect to itself) finds
+    no tunnel waiting, and no socket is made for it."""
+    proxy = ConnectProxy()
+    settings.WEBHOOK_EGRESS_PROXY = proxy.url
+
+    async def send_bypassing_the_client(url: str):
+        async with async_client.session_create(max_in_flight=2) as session:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)):
+                pass
+
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError) as error:
+            asyncio.run(send_bypassing_the_client("http://93.184.216.34/"))
+        assert isinstance(error.value.__cause__, async_client.NotThroughTheProxy)
+        assert proxy.asked == [] and no_connections == []
+    finally:
+        proxy.close()
+
+
 def test_processes_refuse_to_start_if_the_http_library_stops_calling_the_socket_guard(monkeypatch, no_connections):
     from dispatcher.checks import guard_check, insecure_start_reason
 
@@ -313,3 +348,25 @@ def test_processes_refuse_to_start_if_the_http_library_stops_calling_the_socket_
     assert error.id == "dispatcher.E004" and "192.0.2.1" in error.msg
     assert "The worker refuses to start: The outbound guard is not in effect" in insecure_start_reason("worker")
     assert {address[0] for address in no_connections} == {"192.0.2.1"}  # only the probes, refused by this test
+
+
+def test_processes_with_a_proxy_refuse_to_start_if_the_http_library_would_not_use_the_tunnel(monkeypatch, settings,
+                                                                                            no_connections):
+    """The egress path relies on aiohttp connecting through the socket socket_factory returns for the
+    resolver's answer; its probe runs in memory, so a healthy start opens no connection at all."""
+    from dispatcher.checks import guard_check, insecure_start_reason
+
+    settings.WEBHOOK_EGRESS_PROXY = "http://egress.internal:3128"
+    assert guard_check() == [] and no_connections == []
+    original = aiohttp.TCPConnector.__init__
+
+    def ignoring_socket_factory(self, *args, socket_factory=None, **kwargs):  # as a changed aiohttp might
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.TCPConnector, "__init__", ignoring_socket_factory)
+    errors = guard_check()
+    assert [error.id for error in errors] == ["dispatcher.E004", "dispatcher.E004"]
+    assert errors[1].msg.startswith("The egress proxy cannot be used: a request through a tunnel failed")
+    assert "The egress proxy cannot be used" in insecure_start_reason("worker")
+    # Only the probes were tried, and neither could leave this machine (both refused by this test).
+    assert {address[0] for address in no_connections} == {"192.0.2.1", "0.0.0.0"}
