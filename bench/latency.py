@@ -138,13 +138,18 @@ def main() -> None:
         lost = count - len(latencies)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         note = f"{count} records, {achieved:.0f}/s achieved through the API; {lost} not seen by the receiver"
+        p50_bar = P50_TARGET_MS.get(rate, 50)  # issue 27: < 30 ms at 10/s, < 50 ms at 50/s
         rows.append(cost.metered(common.row(f"latency at {rate:g}/s: API call to receiver, p50", p50, "ms", baseline,
-                                            target="< 50 ms", passed=p50 < 50 and not lost, note=note), rate_cost))
+                                            target=f"< {p50_bar} ms", passed=p50 < p50_bar and not lost, note=note),
+                                 rate_cost))
         rows.append(common.row(f"latency at {rate:g}/s: API call to receiver, p99", p99, "ms", baseline,
                                target="< 250 ms", passed=p99 < 250 and not lost))
         rows.append(common.row(f"latency at {rate:g}/s: of which the API's answer, p50", percentile(answers, 50),
                                "ms", baseline, note="the record is stored and its rules have run when it answers"))
     common.report(rows, args.json, header=f"receiver: {receiver.label}; {os.cpu_count()} cores")
+
+
+P50_TARGET_MS = {10: 30, 50: 50}  # enqueue through the REST API -> arrival at the receiver
 
 
 if __name__ == "__main__":

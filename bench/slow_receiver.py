@@ -278,6 +278,13 @@ def main() -> None:
         rows.append(cost.metered(common.row(
             f"100 ms receiver: dispatcher, 1 worker (defaults), N={n}, enqueue→Success", fast, "deliv/s", base,
             target=">= 0.5x", passed=fast / base >= 0.5), fast_cost))
+        rows.append(common.row("100 ms receiver: CPU per delivery, worker + PostgreSQL", fast_cost["cpu_total_ms_per_delivery"],
+                               "ms", None, target="<= 1.0 ms", passed=fast_cost["cpu_total_ms_per_delivery"] <= 1.0,
+                               note=f"worker {fast_cost['cpu_worker_ms_per_delivery']:.2f} ms, PostgreSQL "
+                                    f"{fast_cost['cpu_postgres_ms_per_delivery']:.2f} ms (bench/cost.py)"))
+        rows.append(common.row("100 ms receiver: transactions per delivery (full batches)",
+                               fast_cost["transactions_per_delivery"], "xacts", None, target="<= 0.1",
+                               passed=fast_cost["transactions_per_delivery"] <= 0.1))
         meter = cost.Meter(workers)
         meter.start(settle=False)  # the previous meter's result waited for the statistics; nothing ran since
         with_hanging, fast_ones = run_with_hanging(hook, hanging_hook, deal, n)

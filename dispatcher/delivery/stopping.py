@@ -18,7 +18,7 @@ shutdown waited for the drain until the SIGKILL. Now:
   a second Ctrl-C: it then terminates its pool), exits by an exception at once, as before, which releases
   its locks on the way out (the broker gives the task again: tasks are acknowledged late).
 - **The main process** (``worker_shutting_down``: SIGTERM, or Ctrl-C in a terminal) notes the request for
-  drains it runs itself (solo or threads pool) and sends a note (``STOP_NOTE``) to its pool processes,
+  a drain it runs itself (solo pool) and sends a note (``STOP_NOTE``) to its pool processes (prefork),
   which a container runtime's SIGTERM never reaches, and which may be given a drain task after the stop
   (Celery's consumer takes one more batch of messages as it stops). A note and not SIGTERM, so that it is
   never taken for a second terminate signal.

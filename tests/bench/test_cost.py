@@ -20,7 +20,7 @@ def postgresql_here() -> None:
         pytest.skip("the meter reads the PostgreSQL server's processes in /proc: the server must be local")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the migrated rows for later tests
 def test_the_counter_counts_statements_and_the_transactions_they_begin():
     postgresql_here()
     counter = StatementCounter()
@@ -38,7 +38,7 @@ def test_the_counter_counts_statements_and_the_transactions_they_begin():
     assert (counter.statements, counter.transactions) == (5, 4)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the migrated rows for later tests
 def test_a_backend_is_the_workers_when_its_client_is_a_worker_process():
     postgresql_here()
     settings = connection.settings_dict
