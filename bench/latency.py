@@ -99,7 +99,7 @@ def main() -> None:
 
     port = common.free_port()
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "3",
-                            "--log-level", "warning"], cwd=common.CODE_DIR, env={**os.environ})
+                            "--log-level", "warning"], cwd=common.CODE_DIR, env={**os.environ, **API_LIMITS})
     workers = common.Workers(count=1, concurrency=args.concurrency, tag="latency", metered=True)
     try:
         common.wait_port(port)
@@ -149,6 +149,9 @@ def main() -> None:
     common.report(rows, args.json, header=f"receiver: {receiver.label}; {os.cpu_count()} cores")
 
 
+# 50 events/s is 3,000 API calls a minute from one key: above the default throttle (600 a minute per key, 1,200 per
+# organization). An operator raises these for such an integration; the benchmark measures latency, not the throttle.
+API_LIMITS = {"API_RATE_LIMIT_PER_MINUTE": "100000", "API_RATE_LIMIT_PER_ORGANIZATION": "100000"}
 P50_TARGET_MS = {10: 30, 50: 50}  # enqueue through the REST API -> arrival at the receiver
 
 

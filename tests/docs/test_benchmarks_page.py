@@ -5,12 +5,13 @@ docs/internals/faults.md is bench/faults.md's."""
 import json
 import re
 
-from bench.common import number
+from bench.common import COST_COLUMNS, cost_cell, number
 from tests.docs.pages import ROOT, page, section
 
 BENCHMARKS = "internals/benchmarks.md"
 LATEST_FULL_RUN = "Earlier full run (render, rules, log scale, memory; not re-run for issue 15)"
 ISOLATION = "Isolation between organizations (issue 25)"
+COST = "The cost of a delivery (issue 27)"
 #: Measured on 2026-12-01 by the engine benchmarks one at a time, before bench/run.py wrote them to
 #: bench/results.json; the page says so under the table.
 NOT_IN_RESULTS = "Delivery engine v2 (issue 15)"
@@ -31,11 +32,10 @@ def verdict(passed: bool | None) -> str:
     return "" if passed is None else "pass" if passed else "**miss**"
 
 
-def test_the_latest_full_run_table_is_bench_results_json():
-    rows = table_rows(section(page(BENCHMARKS), LATEST_FULL_RUN))
-    assert rows[0] == ["figure", "value", "baseline", "ratio", "target", ""]
+def assert_rows_are_results(rows: list[list[str]]) -> None:
+    """Rows of a figure table (figure, value, baseline, ratio, target, verdict) as bench/results.json has them."""
     stored = results()
-    for figure, value, baseline, ratio, target, shown in rows[1:]:
+    for figure, value, baseline, ratio, target, shown in rows:
         assert figure in stored, f"{figure!r} is not in bench/results.json"
         row = stored[figure]
         expected_baseline = "" if row["baseline"] is None else f"{number(row['baseline'])} {row['unit']}"
@@ -43,7 +43,28 @@ def test_the_latest_full_run_table_is_bench_results_json():
         assert (value, baseline, ratio, target, shown) == (
             f"{number(row['value'])} {row['unit']}", expected_baseline, expected_ratio, row["target"],
             verdict(row["pass"])), figure
-    assert len(rows) > 20
+
+
+def test_the_latest_full_run_table_is_bench_results_json():
+    rows = table_rows(section(page(BENCHMARKS), LATEST_FULL_RUN))
+    assert rows[0] == ["figure", "value", "baseline", "ratio", "target", ""]
+    assert_rows_are_results(rows[1:])
+    assert len(rows) > 10
+
+
+def test_the_cost_tables_are_bench_results_json():
+    rows = table_rows(section(page(BENCHMARKS), COST))
+    header = ["figure", "deliveries", *(label for _, label in COST_COLUMNS)]
+    assert rows[0] == ["figure", "value", "baseline", "ratio", "target", ""] and header in rows
+    figures, costs = rows[1:rows.index(header)], rows[rows.index(header) + 1:]
+    assert_rows_are_results(figures)
+    stored = results()
+    for figure, deliveries, *cells in costs:
+        assert figure in stored, f"{figure!r} is not in bench/results.json"
+        row = stored[figure]
+        assert deliveries == str(row.get("deliveries", "")), figure
+        assert cells == [cost_cell(row, key) for key, _ in COST_COLUMNS], figure
+    assert len(figures) > 30 and len(costs) >= 6
 
 
 def test_the_isolation_table_is_bench_results_json():
@@ -68,7 +89,7 @@ def test_a_table_not_in_bench_results_json_says_so():
     assert "not in `bench/results.json`" in text
     tables = [heading for heading in re.findall(r"^## (.+)$", page(BENCHMARKS), re.MULTILINE)
               if table_rows(section(page(BENCHMARKS), heading))]
-    assert sorted(tables) == sorted([LATEST_FULL_RUN, ISOLATION, NOT_IN_RESULTS]), "a new table: check it here too"
+    assert sorted(tables) == sorted([LATEST_FULL_RUN, ISOLATION, NOT_IN_RESULTS, COST]), "a new table: check it here too"
 
 
 def test_the_fault_table_is_bench_faults_md():
