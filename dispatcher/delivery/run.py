@@ -49,7 +49,7 @@ from dispatcher.delivery.loader import claim_load, deliveries_load
 from dispatcher.delivery.outcomes import outcomes_write
 from dispatcher.delivery.pool import SenderPool, sender_pool
 from dispatcher.delivery.quota_reservation import QuotaReservation, limit_reached_notify
-from dispatcher.delivery.wakeups import Listener
+from dispatcher.delivery.wakeups import Listener, drain_wake
 from dispatcher.models import Delivery
 from dispatcher.usage import UsageTally
 
@@ -140,13 +140,14 @@ class DrainLoop:
         self.next_claim_at, self.claimed_once, self.quiet, self.at_once = 0.0, False, False, True
         self.claimed_at = -math.inf  # when a claim last brought deliveries: the linger counts from it
         self.last_claim_at = -math.inf  # when the loop last claimed, whatever it brought
+        self.deadline = math.inf  # end of the budget (run sets it): after it the loop no longer keeps up
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None, ids: list[int] | None = None,
             linger_seconds: float = 0.0, wind_down: threading.Event | None = None) -> None:
         """Claim and attempt until the budget is spent (then, while requests are still in flight, go on
         claiming for the tail) and nothing is left in flight; linger as the module's docstring says."""
-        deadline = time.monotonic() + budget_seconds
+        deadline = self.deadline = time.monotonic() + budget_seconds
         self.claim_until = deadline + settings.WEBHOOK_DRAIN_TAIL_SECONDS
         refill = self.destinations.slots.refill(batch)
         wind_down = wind_down or threading.Event()
@@ -158,6 +159,8 @@ class DrainLoop:
                     return
                 self._listen()
                 now = time.monotonic()
+                if now >= deadline:  # in its tail: enqueuers wake other loops rather than wait for this one
+                    self._keep_up(False)
                 claiming = not self.claimed_once or now < deadline or (now < self.claim_until and not self.idle())
                 if claiming and now >= self.next_claim_at:
                     self._claim_next(batch=batch, refill=refill, first=first, ids=ids)
@@ -210,6 +213,9 @@ class DrainLoop:
             return False
         self.listener.close()
         self.listener = None
+        if self.closing():  # its requests could outlive the claims (and the task's time limit): another loop
+            drain_wake()  # takes what was committed while enqueuers still left it to this one
+            return False
         claim = self._claim(limit=self.destinations.room(), room=None, ids=None, first=None)
         self.quiet = True
         self.next_claim_at = math.inf  # nothing more to claim once these are sent
@@ -255,7 +261,7 @@ class DrainLoop:
     def _keep_up(self, keeping_up: bool) -> None:
         """Tell enqueuers whether this loop takes new work promptly (delivery/wakeups.py)."""
         if self.listener is not None:
-            self.listener.keep_up(keeping_up)
+            self.listener.keep_up(keeping_up and time.monotonic() < self.deadline)
 
     def stop(self) -> None:
         """The worker is asked to stop (delivery/stopping.py): claim and start nothing more, store what ends

@@ -172,11 +172,11 @@ def deliveries_pump(*, now: datetime.datetime | None = None) -> int:
     due = Delivery.objects.due(now or timezone.now())[:cap].count()
     drains = min(math.ceil(due / settings.WEBHOOK_DRAIN_BATCH), settings.WEBHOOK_PUMP_MAX_DRAINS)
     for _ in range(drains):
-        _drain_send()
+        drain_wake()
     return drains
 
 
-def _drain_send() -> None:
+def drain_wake() -> None:
     """A wake-up for whatever is due; expiring, so wake-ups cannot pile up in the broker while workers are busy."""
     current_app.send_task("dispatcher.drain", expires=settings.WEBHOOK_PUMP_INTERVAL * 5)
 
@@ -211,7 +211,7 @@ class _Coalescer:
         with self.lock:
             self.timer, self.sent_at = None, time.monotonic()
         try:
-            _drain_send()
+            drain_wake()
         except Exception:  # the pump will find the work
             logger.warning("deliver_wake.failed drain", exc_info=True)
 

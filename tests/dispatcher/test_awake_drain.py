@@ -268,3 +268,21 @@ def test_nothing_is_heard_inside_a_transaction(hook, deal):
     delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
     assert delivery_engine.deliveries_drain(batch=10, budget_seconds=300, linger_seconds=300) == 1
     assert status_of(delivery) == DeliveryStatus.SUCCESS
+
+
+@transactional
+def test_a_loop_near_its_end_wakes_another_instead_of_claiming_once_more(on_postgresql, hook, deal, broker_queue,
+                                                                          settings):
+    """A request started by the last claim of a loop whose claims end soon could outlive the drain task's time
+    limit: such a loop does not claim when it stops listening, it sends a broker wake-up for whatever is due
+    (nothing committed while it listened is left to the pump)."""
+    settings.WEBHOOK_TOTAL_TIMEOUT = 600  # longer than the budget and its tail: the loop is closing from its start
+    first = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    with current_app.connection_for_write() as broker:
+        broker.default_channel.queue_purge("deliveries")  # the first delivery's own wake-up
+    drain = AwakeDrain()
+    wait_for(lambda: status_of(first) == DeliveryStatus.SUCCESS and wakeups.loop_awake(), timeout=60,
+             what="the loop to listen after its first delivery")
+    drain.wind_down.set()
+    assert drain.join() == 1
+    assert broker_queue() == 1  # its last act: a wake-up instead of a claim

@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.db import migrations, models
+from django.db import migrations
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -12,7 +12,7 @@ FINAL = ("success", "failed", "limit_reached", "cancelled")
 
 
 def deliveries_repair(apps, schema_editor):
-    """Rows that break the rules the constraints below enforce are put right first, by the same rules, so
+    """Rows that break the rules the constraints of 0018 enforce are put right first, by the same rules, so
     that migrating a real database cannot fail: a claim only while Dispatched, a finish time only while final."""
     Delivery = apps.get_model("dispatcher", "Delivery")
     Attempt = apps.get_model("dispatcher", "Attempt")
@@ -34,6 +34,9 @@ def deliveries_repair(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    """The repair runs in a migration (a transaction) of its own: on PostgreSQL a row updated twice in one
+    transaction leaves deferred foreign-key checks pending, and ALTER TABLE … ADD CONSTRAINT refuses to run
+    while any are (0018 adds the constraints)."""
 
     dependencies = [
         ('crm', '0012_record_help_texts'),
@@ -42,12 +45,4 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(deliveries_repair, migrations.RunPython.noop, elidable=True),
-        migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('claim_token__isnull', False), ('lease_expires_at__isnull', False), ('status', 'dispatched')), models.Q(models.Q(('status', 'dispatched'), _negated=True), ('claim_token__isnull', True), ('lease_expires_at__isnull', True)), _connector='OR'), name='delivery_claimed_while_dispatched', violation_error_message='A delivery has a claim token and a lease while Dispatched, and only then.'),
-        ),
-        migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('finished_at__isnull', False), ('status__in', ('success', 'failed', 'limit_reached', 'cancelled'))), models.Q(models.Q(('status__in', ('success', 'failed', 'limit_reached', 'cancelled')), _negated=True), ('finished_at__isnull', True)), _connector='OR'), name='delivery_finished_when_final', violation_error_message='A delivery has a finish time while Success, Failed, Daily limit reached or Cancelled, and only then.'),
-        ),
     ]
