@@ -29,6 +29,16 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"CI is set but Redis is unreachable: {error}") from error
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Every transactional test restores the migrated rows (serialized_rollback): one that does not ends with
+    a flush after which Django creates the content types again, and the next serialized test of the same
+    worker, inserting them from its copy, fails with duplicate keys — in whichever test follows it."""
+    unsafe = [item.nodeid for item in items if (marker := item.get_closest_marker("django_db"))
+              and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback")]
+    if unsafe:
+        raise pytest.UsageError("django_db(transaction=True) needs serialized_rollback=True: " + ", ".join(unsafe))
+
+
 @pytest.fixture(autouse=True)
 def process_caches_reset():
     """Each test starts with a process that has kept none of its rows (ids can repeat after a rollback)."""

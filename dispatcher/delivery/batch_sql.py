@@ -118,12 +118,15 @@ def attempts_insert(attempts: list[Attempt]) -> None:
     columns = ", ".join(quote(column) for _, column in fields)
     definitions = ", ".join(f"{quote(column)} {_record_type(field)}" for field, column in fields)
     sql = (f"INSERT INTO {quote(Attempt._meta.db_table)} ({columns}) SELECT {columns} "
-           f"FROM json_to_recordset(%s::json) AS v({definitions}) RETURNING id")
+           f"FROM json_to_recordset(%s::json) AS v({definitions}) RETURNING id, delivery_id, number")
     with connection.cursor() as cursor:
         cursor.execute(sql, [json.dumps(document, ensure_ascii=False)])
-        ids = [row[0] for row in cursor.fetchall()]
-    for attempt, pk in zip(attempts, ids, strict=True):  # PostgreSQL returns them in the order inserted
-        attempt.pk, attempt._state.adding, attempt._state.db = pk, False, connection.alias
+        # Paired by (delivery, number), unique per attempt (attempt_unique_number): RETURNING's row order is
+        # not a promise of PostgreSQL's.
+        ids = {(delivery_id, number): pk for pk, delivery_id, number in cursor.fetchall()}
+    for attempt in attempts:
+        attempt.pk = ids[(attempt.delivery_id, attempt.number)]
+        attempt._state.adding, attempt._state.db = False, connection.alias
 
 
 def _reader(field: models.Field) -> Callable[[Model], Any]:
