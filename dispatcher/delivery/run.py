@@ -49,7 +49,7 @@ from dispatcher.delivery.loader import claim_load, deliveries_load
 from dispatcher.delivery.outcomes import outcomes_write
 from dispatcher.delivery.pool import SenderPool, sender_pool
 from dispatcher.delivery.quota_reservation import QuotaReservation, limit_reached_notify
-from dispatcher.delivery.wakeups import Listener, drain_wake
+from dispatcher.delivery.wakeups import WAKE_COALESCE_SECONDS, Listener, drain_wake
 from dispatcher.models import Delivery
 from dispatcher.usage import UsageTally
 
@@ -59,11 +59,6 @@ LEASE_MARGIN_SECONDS = 5  # a request is only started with at least the total ti
 REPORT_EVERY_SECONDS = 1.0  # how often a busy process writes its requests in flight (for /metrics) and usage
 LISTENING_CLAIM_SECONDS = 1.0  # a listening loop still claims this often: work that becomes due by the clock
 LINGER_WAIT_SECONDS = 0.25  # a lingering loop waits at most this long at a time: a stop is seen within it
-# A notification is answered by a claim at once, or this long after the last claim: commits that come faster
-# (an API answering one event per transaction) are claimed together, one claim for several rather than a
-# claim each, and the loop leaves the enqueuers their share of the cores. Below the claims' own cost at 10
-# or 50 events/s, so a lone delivery waits for nothing.
-NOTIFIED_CLAIM_GAP_SECONDS = 0.02
 
 
 def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0,
@@ -246,8 +241,11 @@ class DrainLoop:
         self._keep_up(claim.complete and self.destinations.room() > 0)
 
     def _claim_soon(self) -> None:
-        """A notification came: claim now, or NOTIFIED_CLAIM_GAP_SECONDS after the last claim."""
-        self.next_claim_at = min(self.next_claim_at, self.last_claim_at + NOTIFIED_CLAIM_GAP_SECONDS)
+        """A notification came: claim now, or one wake-up window (WAKE_COALESCE_SECONDS, as for broker
+        wake-ups) after the last claim. Commits that come faster (an API answering one event per transaction)
+        are claimed together, one claim for several, and the enqueuers keep their share of the cores; at 10
+        or 50 events/s a lone delivery waits for nothing."""
+        self.next_claim_at = min(self.next_claim_at, self.last_claim_at + WAKE_COALESCE_SECONDS)
 
     def _claim(self, *, limit: int, room, ids: list[int] | None, first: int | None) -> Claim:
         self.last_claim_at = time.monotonic()
