@@ -195,7 +195,7 @@ def django_ready() -> None:
 def bench_webhook(url: str, **attributes):
     """The demo organization with no daily limit, and a 10-field JSON webhook on Deals; returns (webhook, deal)."""
     from crm.models import Edition, Record
-    from dispatcher.demo import demo_load
+    from dispatcher.config_io.demo import demo_load
     from dispatcher.models import Webhook
     from tests.factories import webhook_create
 

@@ -250,7 +250,7 @@ def load_channels(org, owner, deal, receivers, n) -> None:
     from django.test import Client
 
     from crm import services as crm_services
-    from dispatcher.channels import channel_create
+    from dispatcher.senders.channels import channel_create
 
     for i in range(1, 6):
         channel_create(organization=org, owner=owner, events=["Deals.create"], notify_url=receivers.url(f"/trickle/c{i}"))

@@ -32,7 +32,7 @@ call_command("migrate", verbosity=0)
 
 from crm.formats import DATE_FORMATS  # noqa: E402
 from crm.models import Record  # noqa: E402
-from dispatcher.demo import demo_load, starter_body  # noqa: E402
+from dispatcher.config_io.demo import demo_load, starter_body  # noqa: E402
 from dispatcher.models import ContentType, Webhook  # noqa: E402
 from dispatcher.rendering import request as rendering  # noqa: E402
 from dispatcher.rendering.request import merge_context_build, webhook_render_request  # noqa: E402

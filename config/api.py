@@ -19,8 +19,8 @@ from crm.api.errors import PROBLEM_CONTENT_TYPE, ApiError, error_response_of, pr
 from crm.api.openapi import openapi_schema, webhooks_include
 from crm.api.parser import HardenedParser, json_body
 from crm.apis import router as records_router
-from dispatcher.apis import channels_router, deliveries_router, event_types_router, webhooks_router
-from dispatcher.payload_schemas import payload_schemas, payload_webhooks
+from dispatcher.api import channels_router, deliveries_router, event_types_router, webhooks_router
+from dispatcher.senders.payload_schemas import payload_schemas, payload_webhooks
 from workflows.apis import router as configuration_router
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class CrmApi(NinjaAPI):
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPISchema:
         """Each operation names its API-key scope and every POST its Idempotency-Key header
         (crm/api/openapi.py); errors are documented as application/problem+json, which is what they are; and
-        the requests the product sends are its webhooks (dispatcher/payload_schemas.py)."""
+        the requests the product sends are its webhooks (dispatcher/senders/payload_schemas.py)."""
         schema = openapi_schema(self, *args, **kwargs)
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():

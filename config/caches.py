@@ -20,8 +20,8 @@ retry policies                                                    RECENT_SECONDS
                                                                   within 10 s
 the default retry policy's id         one entry                   none: the row comes with the migrations
 (dispatcher.models.retry_policies)
-TLS contexts (dispatcher.sending)     the PEM texts               none: the key is the content
-OAuth access tokens                   client                      their expiry (dispatcher.sending._Tokens)
+TLS contexts (dispatcher.transport.sending)     the PEM texts               none: the key is the content
+OAuth access tokens                   client                      their expiry (dispatcher.transport.sending._Tokens)
 compiled templates, secret            the text                    none: functools.lru_cache of pure functions
 spellings (dispatcher.rendering),
 destinations of URLs

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.api_reference import OPENAPI_PAGE, REFERENCE_PAGE, api_reference, openapi_json
-from dispatcher.event_types_page import PAGE as EVENT_TYPES_PAGE, event_types_page
+from dispatcher.senders.event_types_page import PAGE as EVENT_TYPES_PAGE, event_types_page
 from config.settings_reference import configuration_page
-from dispatcher.metrics_reference import monitoring_page
+from dispatcher.ops.metrics_reference import monitoring_page
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 

@@ -378,7 +378,7 @@ CHANNEL_VERIFY_TIMEOUT = env.float("CHANNEL_VERIFY_TIMEOUT", default=5.0)  # sec
 CHANNEL_MAX_PER_ORGANIZATION = env.int("CHANNEL_MAX_PER_ORGANIZATION", default=20)  # active channels per organization
 CHANNEL_MAX_PER_EVENT = env.int("CHANNEL_MAX_PER_EVENT", default=5)  # active channels one record event notifies
 # Base address of the records API in notifications' resource_uri and the renew link of expiry e-mails; empty:
-# SITE_URL + /api/v1 (dispatcher/links.py).
+# SITE_URL + /api/v1 (dispatcher/ops/links.py).
 API_BASE_URL = env.str("API_BASE_URL", default="")
 
 # --- Monitoring ------------------------------------------------------------------

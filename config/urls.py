@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config.api import api
-from dispatcher import ops
+from dispatcher.ops import healthz as ops
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -1,5 +1,5 @@
 """Counters that concurrent processes share without overshooting a limit: the daily webhook quota
-(dispatcher.quotas), usage counts (dispatcher.usage) and the API's per-key rate (crm.services)."""
+(dispatcher.ops.quotas), usage counts (dispatcher.ops.usage) and the API's per-key rate (crm.services)."""
 from django.db import models
 from django.db.models import F
 

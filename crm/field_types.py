@@ -8,7 +8,7 @@ one class here, one ``FieldType`` choice and its tests (tests/crm/test_field_typ
 choice has its class). The admin's record form asks it too: ``form_field`` is the input a value of the
 type gets, ``form_initial`` how a stored value shows in it; what the input gives is cleaned by ``clean``,
 exactly as API input is. ``value_schema`` is the JSON Schema of a stored value, which channel
-notifications carry as it is (the event catalogue, dispatcher/event_types.py).
+notifications carry as it is (the event catalogue, dispatcher/senders/event_types.py).
 """
 import datetime
 import json

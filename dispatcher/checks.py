@@ -32,7 +32,7 @@ def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 @checks.register(checks.Tags.security)
 def egress_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    from dispatcher.async_client import EgressProxy
+    from dispatcher.transport.client import EgressProxy
 
     if not settings.WEBHOOK_EGRESS_PROXY:
         return []
@@ -49,7 +49,7 @@ def guard_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """What the transport relies on in aiohttp, which it uses through public hooks only: socket_factory sees
     every connection (the guard) and, with an egress proxy, connects through the socket it returns for the
     resolver's answer (the tunnel)."""
-    from dispatcher.async_client import egress_problem, guard_problem
+    from dispatcher.transport.client import egress_problem, guard_problem
 
     problems: list[checks.CheckMessage] = []
     if (problem := guard_problem()) is not None:

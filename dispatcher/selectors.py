@@ -2,8 +2,8 @@
 from django.core.exceptions import ValidationError
 
 from crm.models import Field, Module, Organization, Record
-from dispatcher.channels import channel_events_clean
-from dispatcher.event_types import EventType, event_type_pick, event_types_of
+from dispatcher.senders.channels import channel_events_clean
+from dispatcher.senders.event_types import EventType, event_type_pick, event_types_of
 from dispatcher.models import Webhook
 from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, schema_for
 
@@ -52,7 +52,7 @@ def records_for_preview(*, webhook: Webhook, limit: int = 100) -> list[Record]:
 
 
 def event_types_list(*, organization: Organization, module: str | None = None) -> list[EventType]:
-    """The organization's event catalogue (dispatcher/event_types.py), its modules by API name; with module
+    """The organization's event catalogue (dispatcher/senders/event_types.py), its modules by API name; with module
     (an API name or alias, in any case, as channels take them), that module's events only."""
     modules = list(Module.objects.filter(organization=organization).order_by("api_name"))
     if module is not None:

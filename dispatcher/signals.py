@@ -12,7 +12,7 @@ def _on_setting_changed(*, setting: str, **kwargs) -> None:
 
 
 def _on_record_changed(sender, event: RecordEvent, **kwargs) -> None:
-    from dispatcher.channels import record_event_notify
+    from dispatcher.senders.channels import record_event_notify
 
     record_event_notify(event)
 

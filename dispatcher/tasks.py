@@ -6,10 +6,13 @@ from django.utils import timezone
 from crm import services as crm_services
 from crm.api.idempotency import idempotent_requests_purge
 from crm.api.throttle import api_throttle_windows_purge
-from dispatcher import channels, delivery, notifications, secret_rotation
+from dispatcher import delivery
+from dispatcher.senders import channels
+from dispatcher.ops import notifications
+from dispatcher.senders import secret_rotation
 
 TASK_OPTIONS = {"acks_late": True, "ignore_result": True}
-# The e-mails that follow an outcome (dispatcher.notify_*) are tasks of dispatcher/notifications.py, which
+# The e-mails that follow an outcome (dispatcher.notify_*) are tasks of dispatcher/ops/notifications.py, which
 # queues them when the outcome commits; this module imports the engine that queues them, so they cannot be
 # here. Importing notifications above registers them wherever these tasks are.
 

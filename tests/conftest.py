@@ -108,6 +108,6 @@ def _send_through_the_engine(request):
 def request_send(request):
     """Both ways through the guarded client: one-off sends (test sends, channel verification) and the engine's
     sender pool."""
-    from dispatcher.sending import send_now
+    from dispatcher.transport.sending import send_now
 
     return (lambda rendered: send_now(rendered)[0]) if request.param == "one-off client" else _send_through_the_engine

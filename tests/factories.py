@@ -3,7 +3,7 @@ import factory
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition, Organization
-from dispatcher import services
+from dispatcher.senders import webhooks as services
 from dispatcher.models import Webhook
 
 

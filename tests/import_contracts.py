@@ -13,7 +13,7 @@ class PublicModulesContract(Contract):
 
     Options:
         - package: the app, e.g. dispatcher.
-        - public: its modules others may import, e.g. dispatcher.models, dispatcher.services.
+        - public: its modules others may import, e.g. dispatcher.models, dispatcher.selectors.
         - exempt_importers: packages allowed everything (the composition root, config).
     """
 

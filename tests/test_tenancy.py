@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.admin_base import ORGANIZATION_PATHS
 from crm import services as crm_services
 from crm.models import ApiKey, CrmUser, Field, Module, Organization, Record
-from dispatcher import channels
+from dispatcher.senders import channels
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import (
     Attempt, Capture, Channel, CustomParameter, DailyUsage, Delivery, Endpoint, EntityParameter, RetryPolicy, Webhook,

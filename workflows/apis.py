@@ -11,7 +11,7 @@ from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError
 from crm.api.idempotency import idempotent
 from crm.api.pagination import page
 from crm.models import ApiScope
-from dispatcher.services import ConfigError
+from dispatcher.config_io.files import ConfigError
 from workflows.config_io import config_export_all, config_import_all, report_data, rule_export, rules_loaded
 from workflows.config_jobs import (
     config_import_is_large, config_import_job_data, config_import_job_get, config_import_job_submit,

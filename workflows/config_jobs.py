@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.models import Organization
-from dispatcher.services import config_check_header, secret_encrypt
+from dispatcher.config_io.files import config_check_header
+from dispatcher.crypto import encrypt as secret_encrypt
 from workflows.config_io import JOB_STOPPED, JOB_TIME_LIMIT_SECONDS
 from workflows.models import ConfigImportJob, ImportStatus
 from workflows.tasks import config_import

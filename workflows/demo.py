@@ -5,8 +5,8 @@ from django.db import transaction
 
 from crm import services as crm_services
 from crm.models import ApiKey, ApiScope, CrmUser, Edition, Field, Organization, Record
-from dispatcher import services as webhook_services
-from dispatcher.services import demo_load as webhooks_demo_load
+from dispatcher.senders import webhooks as webhook_services
+from dispatcher.config_io.demo import demo_load as webhooks_demo_load
 from dispatcher.models import RetryPolicy, Webhook
 from workflows import services
 from workflows.models import Action, Condition, WorkflowRule

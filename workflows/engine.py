@@ -18,7 +18,7 @@ from django.utils import timezone
 from config.caches import VersionedCache
 from crm import events
 from crm.models import Record
-from dispatcher.services import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
+from dispatcher.delivery import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
 from dispatcher.models import DeliverySource, Webhook
 from workflows.conditions import CompiledCondition
 from workflows.models import Action, ActionKind, ActionRun, EditMode, RunStatus, Trigger, WorkflowRule

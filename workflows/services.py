@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.models import Field, Record
-from dispatcher.services import quota_remaining
+from dispatcher.ops.quotas import quota_remaining
 from dispatcher.models import Capture
 from workflows.conditions import condition_value_error
 from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_cancel

@@ -15,8 +15,8 @@
 - ``counters``: the engine's decisions, counted for /metrics;
 - ``purge``: ended deliveries past the retention period.
 
-The retry rule (dispatcher/retry.py), quotas (dispatcher/quotas.py) and endpoint health
-(dispatcher/health.py) are used by the engine but also by the admin and the API, so they stay beside it.
+The retry rule (dispatcher/delivery/retry.py), quotas (dispatcher/ops/quotas.py) and endpoint health
+(dispatcher/delivery/endpoint_health.py) are used by the engine but also by the admin and the API, so they stay beside it.
 """
 from dispatcher.delivery.claims import deliveries_claim
 from dispatcher.delivery.enqueue import (

@@ -16,16 +16,24 @@ from dataclasses import dataclass, field
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
-from dispatcher import errors, health, quotas, retry
+from dispatcher.transport import errors
+
+from dispatcher.delivery import endpoint_health as health
+
+from dispatcher.ops import quotas
+
+from dispatcher.delivery import retry
 from dispatcher.delivery import counters, states
 from dispatcher.delivery.quota_reservation import QuotaReservation
 from dispatcher.delivery.wakeups import delivery_wake_at
-from dispatcher.cleaning import clean_text
-from dispatcher.http_client import HttpResult
+from dispatcher.transport.cleaning import clean_text
+from dispatcher.transport.result import HttpResult
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from dispatcher.models.deliveries import TERMINAL_STATUSES
-from dispatcher.rendering.request import RenderedRequest, request_sign, webhook_render_unsigned
-from dispatcher.sending import SendAuth, send_auth_for
+from dispatcher.rendering.request import request_sign, webhook_render_unsigned
+from dispatcher.transport.request import RenderedRequest
+from dispatcher.rendering.request import send_auth_for
+from dispatcher.transport.sending import SendAuth
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
-from dispatcher import health
+from dispatcher.delivery import endpoint_health as health
 from dispatcher.delivery import counters, states
 from dispatcher.delivery.attempt import Send, release
 from dispatcher.delivery.book import SLOW_ANSWER_SECONDS, SlotBook

@@ -15,11 +15,12 @@ from crm.models import Record
 from dispatcher.delivery import states
 from dispatcher.delivery.attempt import RESPONSE_EXCERPT_CHARS
 from dispatcher.delivery.wakeups import deliveries_wake
-from dispatcher import errors
-from dispatcher.cleaning import clean_headers, clean_text
-from dispatcher.http_client import HttpResult
+from dispatcher.transport import errors
+from dispatcher.transport.cleaning import clean_headers, clean_text
+from dispatcher.transport.result import HttpResult
 from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
-from dispatcher.rendering.request import RenderedRequest, webhook_render_unsigned
+from dispatcher.rendering.request import webhook_render_unsigned
+from dispatcher.transport.request import RenderedRequest
 
 logger = logging.getLogger(__name__)
 

@@ -19,17 +19,19 @@ from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from dispatcher import health, retry
-from dispatcher.capture import (
+from dispatcher.delivery import endpoint_health as health
+
+from dispatcher.delivery import retry
+from dispatcher.capture.apply import (
     PENDING, CaptureJob, capture_job, capture_wanted, captured_store, response_capture,
 )
-from dispatcher.capture_sandbox import Sandbox, sandbox
+from dispatcher.capture.sandbox import Sandbox, sandbox
 from dispatcher.delivery import counters
 from dispatcher.delivery.attempt import Outcome
-from dispatcher.logs import attempt_log
+from dispatcher.ops.logs import attempt_log
 from dispatcher.models import DeliverySource, DeliveryStatus, Endpoint
-from dispatcher.notifications import delivery_failed_notify
-from dispatcher.usage import UsageTally
+from dispatcher.ops.notifications import delivery_failed_notify
+from dispatcher.ops.usage import UsageTally
 
 logger = logging.getLogger(__name__)
 

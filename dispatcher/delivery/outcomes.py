@@ -2,7 +2,7 @@
 
 The outcomes a worker has gathered are stored together, in one transaction: one INSERT of their attempts
 and one UPDATE of their deliveries, each row conditional on its claim token (delivery/batch_sql.py). Values
-are made storable first (dispatcher/cleaning.py). If the batch write still fails, each outcome is written
+are made storable first (dispatcher/transport/cleaning.py). If the batch write still fails, each outcome is written
 on its own, so at most the delivery that caused it is affected; one that cannot be stored even so is stored
 without the receiver's answer.
 """
@@ -15,7 +15,7 @@ from dispatcher.delivery import counters, states
 from dispatcher.delivery.attempt import Outcome
 from dispatcher.delivery.batch_sql import attempts_insert
 from dispatcher.delivery.followups import capture_pending_mark
-from dispatcher.cleaning import clean_headers, clean_text
+from dispatcher.transport.cleaning import clean_headers, clean_text
 from dispatcher.models import DeliveryStatus
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The sender pool: the requests of a worker process in flight together.
 
 Sending is waiting on the network, so one event loop in a thread of its own does it, through the
-engine's guarded client (dispatcher/async_client.py: the checked address is the one connected to, no
+engine's guarded client (dispatcher/transport/client.py: the checked address is the one connected to, no
 redirects, a total deadline and a size cap, keep-alive pools per destination), and hands each result
 back on a queue. Everything else (claims, rendering, quotas, storing outcomes) stays in the thread that
 owns the database connection. At most WEBHOOK_MAX_IN_FLIGHT requests are in flight per process, and to
@@ -24,10 +24,12 @@ from django.conf import settings
 
 from config.caches import cache_register
 
-from dispatcher import async_client, sending
+from dispatcher.transport import client as async_client
+
+from dispatcher.transport import sending
 from dispatcher.delivery.book import DestinationLimits
-from dispatcher.http_client import ErrorClass, HttpResult
-from dispatcher.rendering.request import RenderedRequest
+from dispatcher.transport.result import ErrorClass, HttpResult
+from dispatcher.transport.request import RenderedRequest
 
 
 @dataclass

@@ -9,9 +9,9 @@ import collections
 import datetime
 
 from crm.models import Organization
-from dispatcher import quotas
+from dispatcher.ops import quotas
 from dispatcher.models import Delivery
-from dispatcher.notifications import notify_later, notify_limit_reached
+from dispatcher.ops.notifications import notify_later, notify_limit_reached
 
 
 class QuotaReservation:

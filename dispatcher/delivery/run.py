@@ -51,7 +51,7 @@ from dispatcher.delivery.pool import SenderPool, sender_pool
 from dispatcher.delivery.quota_reservation import QuotaReservation, limit_reached_notify
 from dispatcher.delivery.wakeups import WAKE_COALESCE_SECONDS, Listener, drain_wake
 from dispatcher.models import Delivery
-from dispatcher.usage import UsageTally
+from dispatcher.ops.usage import UsageTally
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import crm.formats
 import dispatcher.crypto
 import dispatcher.models
-import dispatcher.validators
+import dispatcher.transport.addresses
 import django.core.validators
 import django.db.models.deletion
 from django.db import migrations, models
@@ -22,9 +22,9 @@ class Migration(migrations.Migration):
             name='Webhook',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Letters, digits, spaces, hyphens and underscores; at most 100 characters.', max_length=100, validators=[dispatcher.validators.validate_webhook_name], verbose_name='name')),
+                ('name', models.CharField(help_text='Letters, digits, spaces, hyphens and underscores; at most 100 characters.', max_length=100, validators=[dispatcher.transport.addresses.validate_webhook_name], verbose_name='name')),
                 ('description', models.CharField(blank=True, help_text='At most 200 characters.', max_length=200, verbose_name='description')),
-                ('url', models.CharField(help_text='http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.', max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='URL to notify')),
+                ('url', models.CharField(help_text='http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.', max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='URL to notify')),
                 ('method', models.CharField(choices=[('GET', 'GET'), ('POST', 'POST'), ('PUT', 'PUT')], default='POST', help_text='GET sends every parameter in the query string.', max_length=4, verbose_name='method')),
                 ('content_type', models.CharField(choices=[('JSON', 'JSON'), ('JSONARRAY', 'JSON array'), ('XML', 'XML'), ('FORM', 'Form (x-www-form-urlencoded)')], default='JSON', help_text='How parameters are encoded in the body of a POST or PUT.', max_length=10, verbose_name='content type')),
                 ('auth_type', models.CharField(choices=[('none', 'No authentication'), ('basic', 'Basic authentication')], default='none', max_length=10, verbose_name='authorization')),
@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
             name='EntityParameter',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Dots nest objects in JSON and XML (customer.name); a related module's fields become an array.", max_length=100, validators=[dispatcher.validators.validate_parameter_name], verbose_name='parameter name')),
+                ('name', models.CharField(help_text="Dots nest objects in JSON and XML (customer.name); a related module's fields become an array.", max_length=100, validators=[dispatcher.transport.addresses.validate_parameter_name], verbose_name='parameter name')),
                 ('value', models.CharField(help_text='Merge fields such as ${Deals.Deal Name}, with text around them if needed.', max_length=3000, verbose_name='value')),
                 ('position', models.PositiveIntegerField(default=0, verbose_name='position')),
                 ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entity_parameters', to='dispatcher.webhook', verbose_name='webhook')),
@@ -64,7 +64,7 @@ class Migration(migrations.Migration):
             name='CustomParameter',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Dots nest objects in JSON and XML bodies.', max_length=100, validators=[dispatcher.validators.validate_parameter_name], verbose_name='parameter name')),
+                ('name', models.CharField(help_text='Dots nest objects in JSON and XML bodies.', max_length=100, validators=[dispatcher.transport.addresses.validate_parameter_name], verbose_name='parameter name')),
                 ('value', dispatcher.crypto.EncryptedTextField(help_text='Sent as is. Stored encrypted; leave empty to keep the saved value.', verbose_name='value')),
                 ('position', models.PositiveIntegerField(default=0, verbose_name='position')),
                 ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='custom_parameters', to='dispatcher.webhook', verbose_name='webhook')),

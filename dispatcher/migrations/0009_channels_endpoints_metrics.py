@@ -3,7 +3,7 @@
 import dispatcher.crypto
 import dispatcher.models.channels
 import dispatcher.models.webhooks
-import dispatcher.validators
+import dispatcher.transport.addresses
 import django.db.models.deletion
 from django.db import migrations, models
 
@@ -118,7 +118,7 @@ class Migration(migrations.Migration):
                 ('public_id', models.CharField(default=dispatcher.models.channels.channel_id_generate, editable=False, help_text='Chosen by the subscriber or generated; sent as channel.id.', max_length=40, verbose_name='channel id')),
                 ('events', models.JSONField(default=list, help_text='Event names such as Leads.create, Deals.edit, Deals.Stage.change.', verbose_name='events')),
                 ('fields', models.JSONField(blank=True, default=list, help_text='API names of fields; when set, edits notify only if one of these fields changed.', verbose_name='field filter')),
-                ('notify_url', models.CharField(max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='notify URL')),
+                ('notify_url', models.CharField(max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='notify URL')),
                 ('token', dispatcher.crypto.EncryptedTextField(blank=True, help_text='Echoed in every notification so the receiver can recognise it.', verbose_name='token')),
                 ('signing_secret', dispatcher.crypto.EncryptedTextField(default=dispatcher.models.webhooks.signing_secret_generate, editable=False, verbose_name='signing secret')),
                 ('expires_at', models.DateTimeField(verbose_name='expires')),

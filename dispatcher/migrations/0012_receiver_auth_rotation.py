@@ -3,7 +3,7 @@
 import dispatcher.crypto
 import dispatcher.models.retry_policies
 import dispatcher.models.webhooks
-import dispatcher.validators
+import dispatcher.transport.addresses
 import django.core.validators
 import django.db.models.deletion
 from django.db import migrations, models
@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='webhook',
             name='oauth_token_url',
-            field=models.CharField(blank=True, help_text='OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as the webhook URL apply.', max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='token URL'),
+            field=models.CharField(blank=True, help_text='OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as the webhook URL apply.', max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='token URL'),
         ),
         migrations.AddField(
             model_name='webhook',
@@ -107,8 +107,8 @@ class Migration(migrations.Migration):
             name='WebhookHeader',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='E.g. X-Api-Key. Not Host, Content-Length, hop-by-hop or webhook-* headers.', max_length=100, validators=[dispatcher.validators.validate_header_name], verbose_name='header')),
-                ('value', dispatcher.crypto.EncryptedTextField(help_text='Text, with merge fields such as ${Deals.Deal Name} unless secret; at most 2,000 characters.', validators=[dispatcher.validators.validate_header_value, django.core.validators.MaxLengthValidator(2000)], verbose_name='value')),
+                ('name', models.CharField(help_text='E.g. X-Api-Key. Not Host, Content-Length, hop-by-hop or webhook-* headers.', max_length=100, validators=[dispatcher.transport.addresses.validate_header_name], verbose_name='header')),
+                ('value', dispatcher.crypto.EncryptedTextField(help_text='Text, with merge fields such as ${Deals.Deal Name} unless secret; at most 2,000 characters.', validators=[dispatcher.transport.addresses.validate_header_value, django.core.validators.MaxLengthValidator(2000)], verbose_name='value')),
                 ('is_secret', models.BooleanField(default=False, help_text="Sent as typed (no merge fields), masked wherever it is shown, and kept only for this URL's host.", verbose_name='secret')),
                 ('position', models.PositiveIntegerField(default=0, help_text='Order in which headers are sent.', verbose_name='position')),
                 ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='headers', to='dispatcher.webhook', verbose_name='webhook')),

@@ -3,8 +3,8 @@
 from django.db import migrations
 
 import dispatcher.models.fields
-import dispatcher.validators
-from dispatcher.validators import url_normalise
+import dispatcher.transport.addresses
+from dispatcher.transport.addresses import url_normalise
 
 
 def urls_normalise(apps, schema_editor):
@@ -29,17 +29,17 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='channel',
             name='notify_url',
-            field=dispatcher.models.fields.ReceiverURLField(help_text="Where the notifications are sent (through the guarded client, like a webhook's URL).", max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='notify URL'),
+            field=dispatcher.models.fields.ReceiverURLField(help_text="Where the notifications are sent (through the guarded client, like a webhook's URL).", max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='notify URL'),
         ),
         migrations.AlterField(
             model_name='webhook',
             name='oauth_token_url',
-            field=dispatcher.models.fields.ReceiverURLField(blank=True, help_text='OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as the webhook URL apply.', max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='token URL'),
+            field=dispatcher.models.fields.ReceiverURLField(blank=True, help_text='OAuth 2.0 token endpoint of the receiver (client credentials grant); the same address rules as the webhook URL apply.', max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='token URL'),
         ),
         migrations.AlterField(
             model_name='webhook',
             name='url',
-            field=dispatcher.models.fields.ReceiverURLField(help_text='http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.', max_length=200, validators=[dispatcher.validators.validate_webhook_url], verbose_name='URL to notify'),
+            field=dispatcher.models.fields.ReceiverURLField(help_text='http or https, at most 200 characters, ports 80 and 443 only; no user name or password in it.', max_length=200, validators=[dispatcher.transport.addresses.validate_webhook_url], verbose_name='URL to notify'),
         ),
         migrations.RunPython(urls_normalise, migrations.RunPython.noop),
     ]

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from crm.models import Organization, Record
-from dispatcher import errors
+from dispatcher.transport import errors
 from dispatcher.crypto import EncryptedTextField
 from dispatcher.models.channels import Channel
 from dispatcher.models.endpoints import Endpoint

@@ -5,7 +5,7 @@ from django.db import models
 
 from config.caches import cache_register
 from crm.models import Organization
-from dispatcher.validators import url_normalise
+from dispatcher.transport.addresses import url_normalise
 
 
 @functools.lru_cache(maxsize=4096)

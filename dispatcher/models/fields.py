@@ -1,7 +1,7 @@
 """Model fields shared by the dispatcher's models."""
 from django.db import models
 
-from dispatcher.validators import url_normalise, validate_webhook_url
+from dispatcher.transport.addresses import url_normalise, validate_webhook_url
 
 
 class ReceiverURLField(models.CharField):

@@ -10,7 +10,8 @@ from crm.formats import DATE_FORMAT_CHOICES, DATETIME_FORMAT_CHOICES, validate_t
 from crm.models import Module, Organization
 from dispatcher.crypto import EncryptedTextField
 from dispatcher.models.fields import ReceiverURLField
-from dispatcher.validators import (
+from dispatcher.transport.sending import CLIENT_AUTH_BASIC, CLIENT_AUTH_BODY
+from dispatcher.transport.addresses import (
     validate_header_name, validate_header_value, validate_parameter_name, validate_webhook_name,
 )
 
@@ -47,8 +48,8 @@ class AuthType(models.TextChoices):
 
 
 class OAuthClientAuth(models.TextChoices):
-    BASIC = "basic", "Client id and secret as Basic authentication (client_secret_basic)"
-    BODY = "body", "Client id and secret in the form body (client_secret_post)"
+    BASIC = CLIENT_AUTH_BASIC, "Client id and secret as Basic authentication (client_secret_basic)"
+    BODY = CLIENT_AUTH_BODY, "Client id and secret in the form body (client_secret_post)"
 
 
 HEADERS_MAX = 20

@@ -11,7 +11,7 @@ from django.utils import timezone
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import DeliverySource, DeliveryStatus, Webhook
-from dispatcher.usage import usage_count
+from dispatcher.ops.usage import usage_count
 from tests.factories import CrmUserFactory, OrganizationFactory, staff_login, webhook_create
 
 

@@ -8,7 +8,7 @@ from werkzeug import Response
 from crm import services as crm_services
 from crm.models import Field, FieldType
 from dispatcher import delivery as delivery_engine
-from dispatcher.capture import captures_check
+from dispatcher.capture.apply import captures_check
 from dispatcher.models import Capture, Delivery, Webhook
 from tests.factories import webhook_create
 from workflows.models import Action, WorkflowRule
@@ -297,7 +297,7 @@ def test_the_capture_process_starts_with_an_empty_environment(monkeypatch):
     """What runs an admin's expressions on a receiver's answer gets no key, password or database URL."""
     from pathlib import Path
 
-    from dispatcher.capture_sandbox import Sandbox
+    from dispatcher.capture.sandbox import Sandbox
 
     for name, value in [("DJANGO_SECRET_KEY", "worker-secret-key"), ("WEBHOOK_SECRETS_KEYS", "worker-fernet-key"),
                         ("DATABASE_URL", "postgres://app:worker-password@db/webhooks")]:

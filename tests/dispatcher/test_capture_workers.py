@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from crm import services as crm_services
 from crm.models import Field, Record
 from dispatcher import delivery as delivery_engine
-from dispatcher.capture import PENDING, RECORD_GONE
+from dispatcher.capture.apply import PENDING, RECORD_GONE
 from dispatcher.delivery import followups
 from dispatcher.delivery.followups import STOPPED, captures_wait
 from dispatcher.models import Capture, DailyUsage, Delivery, DeliveryStatus

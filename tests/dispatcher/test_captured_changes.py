@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import Field
-from dispatcher import channels
+from dispatcher.senders import channels
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Capture, Delivery, DeliveryStatus
 from tests.factories import webhook_create

@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from werkzeug import Response
 
 from crm import services as crm_services
-from dispatcher import channels
+from dispatcher.senders import channels
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Channel, DailyUsage, Delivery, DeliverySource, DeliveryStatus
 from tests.factories import CrmUserFactory, OrganizationFactory, staff_login

@@ -3,7 +3,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from crm import services as crm_services
-from dispatcher import channels
+from dispatcher.senders import channels
 from dispatcher.delivery import delivery_enqueue, delivery_run
 from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy
 from tests.factories import webhook_create

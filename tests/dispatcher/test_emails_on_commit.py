@@ -14,7 +14,9 @@ from kombu.exceptions import OperationalError
 from crm import services as crm_services
 from crm.models import CrmUser
 from dispatcher import delivery as delivery_engine
-from dispatcher import health, notifications, quotas
+from dispatcher.delivery import endpoint_health as health
+from dispatcher.ops import notifications
+from dispatcher.ops import quotas
 from dispatcher.delivery.quota_reservation import limit_reached_notify
 from dispatcher.models import DailyUsage, Delivery, DeliveryStatus, Endpoint, FailureEmails, RetryPolicy
 from tests.factories import webhook_create

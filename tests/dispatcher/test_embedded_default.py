@@ -51,7 +51,7 @@ with connection.cursor() as cursor:
 
 def test_links_follow_the_port_unless_site_url_is_set(tmp_path):
     code = SETTINGS + """
-from dispatcher.links import admin_link, api_link
+from dispatcher.ops.links import admin_link, api_link
 print(admin_link("admin:dispatcher_delivery_change", 7), api_link("records/Deals/3/"))
 """
     on_9123 = python(code, database=tmp_path / "db.sqlite3", PORT="9123").communicate(timeout=120)[0]

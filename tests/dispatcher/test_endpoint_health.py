@@ -10,7 +10,7 @@ from django.utils import timezone
 from crm import services as crm_services
 from crm.models import CrmUser
 from dispatcher import delivery as delivery_engine
-from dispatcher import health
+from dispatcher.delivery import endpoint_health as health
 from dispatcher.models import Delivery, DeliveryStatus, Endpoint, RetryPolicy
 from tests.factories import webhook_create
 

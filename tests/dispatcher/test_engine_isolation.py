@@ -120,7 +120,7 @@ def test_a_nul_byte_and_a_lone_surrogate_in_the_body_are_cleaned_in_the_log(heal
 
 
 def test_the_cleaning_is_recorded_for_headers_too(settings):
-    from dispatcher.cleaning import clean_headers
+    from dispatcher.transport.cleaning import clean_headers
 
     kept, notes = clean_headers({"X-Poison": "a\x00b", "X-Lone": "\ud800", **{f"X-{i}": "h" * 64_000 for i in range(3)}})
     assert (kept["X-Poison"], kept["X-Lone"]) == ("a\ufffdb", "\ufffd")

@@ -9,8 +9,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from crm import services as crm_services
 from crm.models import ApiScope, Field, FieldType
 from crm.selectors import standard_modules_unsaved
-from dispatcher.channels import channel_events_clean
-from dispatcher.event_types import event_types_of
+from dispatcher.senders.channels import channel_events_clean
+from dispatcher.senders.event_types import event_types_of
 from tests.dispatcher.test_channels import received, run_due
 from tests.factories import CrmUserFactory, OrganizationFactory
 

@@ -6,8 +6,8 @@ import threading
 import pytest
 from werkzeug import Response
 
-from dispatcher.http_client import ErrorClass
-from dispatcher.rendering.request import RenderedRequest
+from dispatcher.transport.result import ErrorClass
+from dispatcher.transport.request import RenderedRequest
 
 
 def post(url: str, body: bytes = b'{"a": 1}') -> RenderedRequest:

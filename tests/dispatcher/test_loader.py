@@ -16,7 +16,8 @@ from dispatcher.delivery import counters
 from dispatcher.delivery.claims import claim_due
 from dispatcher.delivery.loader import claim_load, deliveries_load
 from dispatcher.models import Delivery, EngineCounter, Endpoint
-from dispatcher.rendering.request import RenderedRequest, webhook_render_unsigned
+from dispatcher.rendering.request import webhook_render_unsigned
+from dispatcher.transport.request import RenderedRequest
 from tests.factories import webhook_create
 
 pytestmark = pytest.mark.django_db

@@ -108,7 +108,7 @@ def test_old_ended_deliveries_are_purged_in_batches(log, monkeypatch):
 
 def test_usage_is_counted_as_it_happens_and_charted(admin_client, log, organization):
     from dispatcher.models import UsageCounter
-    from dispatcher.usage import usage_last_days
+    from dispatcher.ops.usage import usage_last_days
 
     counted = {(c.source, c.outcome): c.calls for c in UsageCounter.objects.all()}
     assert counted == {("workflow", "success"): 1, ("workflow", "failed"): 1}

@@ -8,9 +8,9 @@ from werkzeug import Response
 
 from config.caches import caches_reset
 from crm import services as crm_services
-from dispatcher import services
-from dispatcher.http_client import HttpResult
-from dispatcher.sending import TOKEN_LIFETIME_MAX, OAuthClient, token_of, token_request
+from dispatcher.senders import webhooks as services
+from dispatcher.transport.result import HttpResult
+from dispatcher.transport.sending import TOKEN_LIFETIME_MAX, OAuthClient, token_of, token_request
 from tests.factories import webhook_create
 
 

@@ -105,7 +105,7 @@ def test_each_attempt_is_one_json_log_line_without_secrets(caplog, receiver, hoo
 def test_healthz_is_503_when_the_database_does_not_answer(client, monkeypatch):
     from django.db import OperationalError
 
-    from dispatcher import ops
+    from dispatcher.ops import healthz as ops
 
     def down():
         raise OperationalError("connection refused")

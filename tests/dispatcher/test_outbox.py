@@ -16,7 +16,8 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition
-from dispatcher import delivery as delivery_engine, notifications
+from dispatcher import delivery as delivery_engine
+from dispatcher.ops import notifications
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, FailureEmails, RetryPolicy
 from dispatcher.rendering.request import webhook_render_unsigned
 from tests.factories import webhook_create

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
-from dispatcher import health, quotas
+from dispatcher.delivery import endpoint_health as health
+from dispatcher.ops import quotas
 from dispatcher.crypto import decrypt
 from dispatcher.models import AuthType, DailyUsage, Delivery, DeliveryStatus, Endpoint
 from tests.factories import webhook_create

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 
 from crm.models import Edition
-from dispatcher import quotas, retry
-from dispatcher.http_client import ErrorClass, HttpResult
+from dispatcher.ops import quotas
+from dispatcher.delivery import retry
+from dispatcher.transport.result import ErrorClass, HttpResult, is_retryable
 from dispatcher.models import DailyUsage, RetryPolicy
 from tests.factories import OrganizationFactory
 
@@ -98,7 +99,7 @@ def result(status=None, error=None, headers=None) -> HttpResult:
     (result(error=ErrorClass.INVALID_URL), False),
 ])
 def test_which_results_are_retried(outcome, retried):
-    assert retry.is_retryable(outcome) is retried
+    assert is_retryable(outcome) is retried
 
 
 def test_retry_after_as_an_http_date_is_honoured_and_capped(db):

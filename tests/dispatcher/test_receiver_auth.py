@@ -19,9 +19,10 @@ from werkzeug import Response
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
-from dispatcher import secret_rotation, services
+from dispatcher.senders import webhooks as services
+from dispatcher.senders import secret_rotation
 from dispatcher.models import Delivery, DeliveryStatus, RetryPolicy, Webhook
-from dispatcher.rendering.request import MASK
+from dispatcher.transport.request import MASK
 from config.caches import caches_reset
 from tests.factories import webhook_create
 from tests.faults.proxy import ConnectProxy

@@ -9,11 +9,11 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
 from crm.models import Field
-from dispatcher import services
-from dispatcher.demo import demo_load
+from dispatcher.senders import webhooks as services
+from dispatcher.config_io.demo import demo_load
 from dispatcher.models import ContentType, Method, Webhook
 from dispatcher.rendering.request import webhook_render_request
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 from tests.factories import webhook_create
 
 HOSTILE = 'He said "hi" <b>&amp;</b>\nline2 \\ tab\t é 日本 \'quote\''
@@ -276,7 +276,7 @@ def test_signature_verifies_with_the_standard_webhooks_library(modules, deal):
 
 
 def test_the_receiver_helper_verifies_the_signature(modules, deal):
-    from dispatcher.signing import signature_verify
+    from dispatcher.transport.signing import signature_verify
 
     hook = webhook_create(module=modules["Deals"], entity=ENTITY)
     request = render(hook, deal, message_id="msg_x", timestamp=1_700_000_000)

@@ -12,7 +12,7 @@ from dispatcher.models import ContentType, Webhook
 from dispatcher.rendering.encoding import XML_ILLEGAL_RE, as_json_value, in_json_string, xml_text
 from dispatcher.rendering.request import webhook_render_request
 from dispatcher.rendering.template import MERGE_FIELD_RE, Slot, template_compile
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 from tests.factories import webhook_create
 
 TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200)

@@ -4,7 +4,7 @@ import re
 
 from crm import services as crm_services
 from crm.models import ApiScope
-from dispatcher.event_types_page import PAGE, event_types_page
+from dispatcher.senders.event_types_page import PAGE, event_types_page
 from tests.docs.pages import blocks, page, section
 
 REGENERATE = "run python scripts/docs_generate.py"

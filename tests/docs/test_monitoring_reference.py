@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.metrics import PENDING_STATUSES
-from dispatcher.metrics_reference import monitoring_page
+from dispatcher.ops.metrics import PENDING_STATUSES
+from dispatcher.ops.metrics_reference import monitoring_page
 from dispatcher.models import DeliverySource, EngineCounter
 from tests.docs.pages import ROOT, page, section
 from tests.factories import OrganizationFactory, staff_login

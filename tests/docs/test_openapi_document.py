@@ -18,7 +18,7 @@ from config.api_reference import api_reference, openapi_json
 from crm import services as crm_services
 from crm.selectors import standard_modules_unsaved
 from dispatcher import delivery as delivery_engine
-from dispatcher.event_types import event_types_of
+from dispatcher.senders.event_types import event_types_of
 from dispatcher.models import ContentType, Method
 from tests.docs.pages import page
 from tests.factories import webhook_create

@@ -9,7 +9,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 from tests.docs.pages import blocks, page
 from tests.factories import webhook_create
 
@@ -57,7 +57,7 @@ def test_the_python_receiver_verifies_every_content_type(receiver, owner, module
 
 
 def test_the_python_receiver_accepts_either_secret_during_a_rotation(receiver, owner, modules):
-    from dispatcher import secret_rotation
+    from dispatcher.senders import secret_rotation
 
     snippets = receiver_snippets()
     receiver.expect_request("/hook").respond_with_data("ok")

@@ -7,7 +7,7 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
-from dispatcher import channels
+from dispatcher.senders import channels
 from dispatcher.models import Delivery, DeliverySource, DeliveryStatus
 from tests.e2e.conftest import wait_for
 

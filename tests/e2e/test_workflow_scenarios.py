@@ -8,7 +8,7 @@ from lxml import etree
 
 from crm.models import Record
 from dispatcher.models import Delivery, Webhook
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 from tests.e2e.conftest import wait_for
 from workflows import engine
 from workflows.demo import demo_load

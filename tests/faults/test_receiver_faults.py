@@ -10,7 +10,7 @@ from django.utils import timezone
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus
-from dispatcher.rendering.request import RenderedRequest
+from dispatcher.transport.request import RenderedRequest
 from tests.factories import webhook_create
 from tests.faults import hostile
 

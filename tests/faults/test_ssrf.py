@@ -14,12 +14,12 @@ from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import ApiScope
-from dispatcher import async_client
+from dispatcher.transport import client as async_client
 from dispatcher import delivery as delivery_engine
-from dispatcher.http_client import ErrorClass
+from dispatcher.transport.result import ErrorClass
 from dispatcher.models import DeliveryStatus
-from dispatcher.rendering.request import RenderedRequest
-from dispatcher.validators import address_display, validate_webhook_url
+from dispatcher.transport.request import RenderedRequest
+from dispatcher.transport.addresses import address_display, validate_webhook_url
 from tests.factories import webhook_create
 from tests.faults.proxy import ConnectProxy
 

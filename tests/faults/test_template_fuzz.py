@@ -13,7 +13,7 @@ from dispatcher.models import ContentType
 from dispatcher.rendering.encoding import XML_ILLEGAL_RE
 from dispatcher.rendering.request import webhook_render_request
 from dispatcher.rendering.template import UNSUPPORTED, template_compile
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 from tests.factories import webhook_create
 
 CODE = ["{{7*7}}", "${7*7}", "{% for x in range(3) %}x{% endfor %}", "__import__('os').system('id')",

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from crm import services as crm_services
 from crm.models import ApiScope
-from dispatcher import services as dispatcher_services
+from dispatcher.senders import webhooks as dispatcher_services
 from dispatcher.models import Webhook
 from tests.dispatcher.test_admin import form_data
 from tests.factories import webhook_create

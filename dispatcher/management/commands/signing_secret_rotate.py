@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from dispatcher import secret_rotation, selectors
+from dispatcher import selectors
+
+from dispatcher.senders import secret_rotation
 from dispatcher.models import Channel, Webhook
 
 

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crm.models import Record
 from dispatcher import selectors
-from dispatcher import webhooks as services
+from dispatcher.senders import webhooks as services
 from dispatcher.models import Webhook
 
 

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from crm.models import CrmUser, Organization
-from dispatcher.services import admin_password_file
+from dispatcher.config_io.demo import admin_password_file
 from workflows.demo import DEMO_API_SCOPES, demo_load, demo_second_organization_load
 
 

@@ -10,7 +10,7 @@ metrics token and superusers; and an organization's (its own series only, withou
 and processes, which are the installation's), for its staff.
 
 Every metric is declared once in METRICS: collect() fills it in, describe() lists it without a query, and so
-does the monitoring reference (dispatcher/metrics_reference.py, docs/operate/monitoring.md).
+does the monitoring reference (dispatcher/ops/metrics_reference.py, docs/operate/monitoring.md).
 """
 import datetime
 from collections.abc import Callable, Collection, Iterator
@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from crm.models import Organization
-from dispatcher import quotas
+from dispatcher.ops import quotas
 from dispatcher.models import (
     Channel, DailyUsage, Delivery, DeliveryStatus, Endpoint, EngineCounter, SenderProcess, UsageCounter,
 )

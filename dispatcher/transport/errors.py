@@ -1,5 +1,5 @@
 """Error classes stored on attempts, and what they mean to an admin (seed 003's error table)."""
-from dispatcher.http_client import ErrorClass, HttpResult
+from dispatcher.transport.result import ErrorClass, HttpResult
 
 URL_REFUSED = "url_refused"
 LIMIT_REACHED = "limit_reached"

@@ -23,8 +23,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from crm.models import Field, Module, Organization
-from dispatcher import webhooks as services
-from dispatcher.config_shapes import (
+from dispatcher.senders import webhooks as services
+from dispatcher.config_io.shapes import (
     AuthShape, CaptureSettingsShape, HeaderShape, PreviousSecretShape, RetryPolicyShape, TlsShape, WebhookShape,
     shape_parse, text_problems,
 )

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.admin_base import organization_ids
 from config.version import __version__
-from dispatcher.metrics import metrics_registry
+from dispatcher.ops.metrics import metrics_registry
 
 BROKER_TIMEOUT_SECONDS = 2
 

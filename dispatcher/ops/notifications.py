@@ -21,11 +21,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm.models import CrmUser, Organization
-from dispatcher import errors, quotas
+from dispatcher.transport import errors
+from dispatcher.ops import quotas
 from dispatcher.models import (
     Channel, Delivery, DeliveryStatus, Endpoint, FailureDigest, FailureEmails, Webhook,
 )
-from dispatcher.links import admin_link, api_link
+from dispatcher.ops.links import admin_link, api_link
 from dispatcher.models.endpoints import destination_of
 
 logger = logging.getLogger(__name__)

@@ -1,22 +1,23 @@
 """What this product sends, as the OpenAPI 3.1 ``webhooks`` of the served document: channel notifications and
-verification requests (dispatcher/channels.py) and a workflow webhook's JSON and JSON array bodies
-(dispatcher/rendering/request.py), each with the Standard Webhooks headers (dispatcher/signing.py).
+verification requests (dispatcher/senders/channels.py) and a workflow webhook's JSON and JSON array bodies
+(dispatcher/rendering/request.py), each with the Standard Webhooks headers (dispatcher/transport/signing.py).
 
 Receivers generate types from them and validate what arrives, so the schemas are built from the constants of
 the code that sends, and tests/docs/test_openapi_document.py checks real deliveries against them. The channel
-notification is dispatcher/notification_schema.py's, which the event catalogue specialises per event.
+notification is dispatcher/senders/notification_schema.py's, which the event catalogue specialises per event.
 config/api.py adds them to the document (crm, below dispatcher, cannot).
 """
 from typing import Any
 
-from dispatcher.channels import VERIFICATION_TYPE
+from dispatcher.senders.channels import VERIFICATION_TYPE
 from dispatcher.models import ContentType, Method
-from dispatcher.notification_schema import (
+from dispatcher.senders.notification_schema import (
     channel_reference_schema, data_schema, notification_schema, owner_schema, token_schema,
 )
 from dispatcher.rendering.request import CONTENT_TYPE_HEADERS
-from dispatcher.retry import GONE, RETRIED_STATUS_CODES
-from dispatcher.signing import (
+from dispatcher.delivery.retry import GONE
+from dispatcher.transport.result import RETRIED_STATUS_CODES
+from dispatcher.transport.signing import (
     ID_HEADER, SECRET_PREFIX, SIGNATURE_HEADER, SIGNATURE_VERSION, TIMESTAMP_HEADER,
 )
 

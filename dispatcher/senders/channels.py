@@ -21,13 +21,16 @@ from django.utils import timezone
 
 from crm import events as crm_events
 from crm.models import CrmUser, Field, Module, Organization, Record
-from dispatcher import errors, notifications, quotas
-from dispatcher.sending import send_now
-from dispatcher.links import api_link
+from dispatcher.transport import errors
+from dispatcher.ops import notifications
+from dispatcher.ops import quotas
+from dispatcher.transport.sending import send_now
+from dispatcher.ops.links import api_link
 from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
 from dispatcher.delivery import deliveries_insert, delivery_build
-from dispatcher.rendering.request import RenderedRequest, request_sign
+from dispatcher.rendering.request import request_sign
+from dispatcher.transport.request import RenderedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +326,7 @@ def _matched_events(channel: Channel, module: str, operation: str, changed: list
 def notification_payload(*, channel: Channel, event: crm_events.RecordEvent, events: list[str],
                          changed: list[str]) -> dict[str, Any]:
     """Seed 002's shape: module, operation, ids, resource_uri, token, channel, data (+ events, affected_fields).
-    Its JSON Schema is dispatcher/notification_schema.py's, which tests check real notifications against."""
+    Its JSON Schema is dispatcher/senders/notification_schema.py's, which tests check real notifications against."""
     record = event.record
     module = record.module.api_name
     values = event.old_values if event.operation == crm_events.DELETE else event.new_values or record.values

@@ -1,6 +1,6 @@
 """The guarded HTTP client: the only way this project sends a request to a URL someone typed. asyncio and
 aiohttp; the delivery engine's sender pool keeps one session per process, one-off sends (test sends,
-channel verification, through dispatcher/sending.py) make a short-lived one.
+channel verification, through dispatcher/transport/sending.py) make a short-lived one.
 
 - The URL is normalised as aiohttp itself does (yarl: IDNA, so `１２７．０．０．１` is 127.0.0.1) and checked
   before any connection (http_client.url_checked: scheme, port, address literals); that very URL object
@@ -48,10 +48,10 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 
-from dispatcher.http_client import (
+from dispatcher.transport.result import (
     CHUNK_SIZE, ErrorClass, HttpResult, classify, exception_chain, total_timeout, url_checked,
 )
-from dispatcher.validators import address_forbidden
+from dispatcher.transport.addresses import address_forbidden
 
 MAX_HEADER_BYTES = 64 * 1024  # one response header line, as http.client allows; longer is a protocol error
 MAX_PROXY_HEAD_BYTES = 16 * 1024  # the egress proxy's answer to CONNECT

@@ -27,7 +27,7 @@ from typing import IO, Any
 from jsonpath_ng.ext import parse as jsonpath_parse
 from lxml import etree
 
-from dispatcher.xml import safe_parser
+from dispatcher.rendering.xml import safe_parser
 
 JSONPATH, XPATH = "JSONPATH", "XPATH"  # the values of CaptureType
 
@@ -159,7 +159,7 @@ def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
 
 # The child's command: -E ignores PYTHON* variables (there are none anyway), -s the user's site-packages.
 # With -m, the working directory (the project) is where the dispatcher package is found.
-CHILD_COMMAND = (sys.executable, "-E", "-s", "-m", "dispatcher.capture_sandbox")
+CHILD_COMMAND = (sys.executable, "-E", "-s", "-m", "dispatcher.capture.sandbox")
 CHILD_ENVIRONMENT: dict[str, str] = {}  # nothing of the worker's: no DJANGO_SECRET_KEY, keys or DATABASE_URL
 
 
@@ -193,7 +193,7 @@ class Sandbox:
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self.process is None or self.pid != os.getpid() or self.process.poll() is not None:
-            root = Path(__file__).resolve().parents[1]
+            root = Path(__file__).resolve().parents[2]  # the project, where -m finds the dispatcher package
             self.process = subprocess.Popen(CHILD_COMMAND, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=subprocess.DEVNULL, env=CHILD_ENVIRONMENT)
             self.pid = os.getpid()

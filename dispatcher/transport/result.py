@@ -1,4 +1,4 @@
-"""What the guarded HTTP client (dispatcher/async_client.py) answers, and the checks it makes before any
+"""What the guarded HTTP client (dispatcher/transport/client.py) answers, and the checks it makes before any
 connection: the result of one request (an HTTP answer or a classified network error, never an exception),
 the refusal of a URL that must not be sent, and the mapping of exceptions to error classes.
 """
@@ -9,7 +9,7 @@ import yarl
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from dispatcher.validators import address_forbidden, literal_address, port_allowed, url_parse
+from dispatcher.transport.addresses import address_forbidden, literal_address, port_allowed, url_parse
 
 CHUNK_SIZE = 16 * 1024
 
@@ -117,3 +117,20 @@ def exception_chain(error: BaseException):
         stack.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
         if (reason := getattr(current, "reason", None)) is not None and isinstance(reason, BaseException):
             stack.append(reason)
+
+
+RETRIED_STATUS_CODES = frozenset({408, 429})  # and every 5xx
+RETRIED_ERRORS = frozenset({
+    ErrorClass.CONNECTION_ERROR, ErrorClass.TIMEOUT, ErrorClass.DNS_FAILURE, ErrorClass.TLS_ERROR,
+    ErrorClass.PROTOCOL_ERROR,
+})
+
+
+def is_retryable(result: HttpResult) -> bool:
+    """Connection failures, timeouts, 408, 429 and 5xx may heal; refused URLs, 3xx and other 4xx do not."""
+    if result.retryable is not None:
+        return result.retryable
+    if result.error_class is not None:
+        return result.error_class in RETRIED_ERRORS
+    code = result.status_code or 0
+    return code in RETRIED_STATUS_CODES or 500 <= code < 600

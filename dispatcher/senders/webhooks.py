@@ -17,22 +17,24 @@ from django.utils import timezone
 from lxml import etree
 
 from crm.models import Record
-from dispatcher.capture import captures_check
+from dispatcher.capture.apply import captures_check
 from dispatcher.delivery import delivery_log_test
-from dispatcher.http_client import HttpResult
+from dispatcher.transport.result import HttpResult
 from dispatcher.models import (
     AuthType, Capture, ContentType, CustomParameter, Delivery, DeliverySource, EntityParameter, Method, Webhook,
     WebhookHeader,
 )
 from dispatcher.rendering.merge import OnRelated, Unsupported, schema_for
-from dispatcher.rendering.request import MASK, RenderedRequest, webhook_render_request
-from dispatcher.sending import send_auth_for, send_now, tls_problem
+from dispatcher.rendering.request import webhook_render_request
+from dispatcher.transport.request import MASK, RenderedRequest
+from dispatcher.rendering.request import send_auth_for
+from dispatcher.transport.sending import send_now, tls_problem
 from dispatcher.rendering.template import Slot, merge_fields_in, template_compile
-from dispatcher.usage import usage_count
+from dispatcher.ops.usage import usage_count
 from dispatcher.models.webhooks import HEADERS_MAX
-from dispatcher.signing import SECRET_PREFIX
-from dispatcher.validators import url_parse
-from dispatcher.xml import safe_parser
+from dispatcher.transport.signing import SECRET_PREFIX
+from dispatcher.transport.addresses import url_parse
+from dispatcher.rendering.xml import safe_parser
 
 ENTITY_FIELDS_MAX = 10  # seed 003: data of at most 10 CRM fields per webhook
 ENTITY_PARAMETERS_MAX_LENGTH = 3_000  # seed 003: entity parameters, 3000 characters in all

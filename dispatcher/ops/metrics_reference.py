@@ -1,14 +1,14 @@
 """The monitoring reference (docs/operate/monitoring.md): every metric /metrics exports, listed from the metric
-objects of dispatcher/metrics.py (what DispatcherCollector.describe() yields, no database), inside the
+objects of dispatcher/ops/metrics.py (what DispatcherCollector.describe() yields, no database), inside the
 hand-written text of docs/_templates/monitoring.md.in. A metric added to the collector without
 `python scripts/docs_generate.py` fails tests/docs/test_monitoring_reference.py, which scrapes a real /metrics.
 """
 from pathlib import Path
 
-from dispatcher.metrics import METRICS, DispatcherCollector, MetricSpec
+from dispatcher.ops.metrics import METRICS, DispatcherCollector, MetricSpec
 from dispatcher.models.usage import LATENCY_BUCKETS_MS
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "docs" / "_templates" / "monitoring.md.in"
+TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "_templates" / "monitoring.md.in"
 MARKER = "<!-- metrics -->"
 # The names a family's samples have in the text format, by type.
 SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}

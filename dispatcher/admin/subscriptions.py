@@ -7,8 +7,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from config.admin_base import CrmAdminMixin
-from dispatcher import channels, health
-from dispatcher.admin_secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
+from dispatcher.senders import channels
+from dispatcher.delivery import endpoint_health as health
+from dispatcher.admin.secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
 from dispatcher.models import Channel, DeliveryStatus, Endpoint
 
 

@@ -2,12 +2,12 @@
 the notification its notify URL receives, so that an integrator can write and check a receiver before the
 first record changes.
 
-Each event's schema is the notification's (dispatcher/notification_schema.py, which the OpenAPI document's
+Each event's schema is the notification's (dispatcher/senders/notification_schema.py, which the OpenAPI document's
 ChannelNotification is too) pinned to the event's module, operation and event, with data built from the
 module's usable fields through the field-type registry (``FieldKind.value_schema``: values travel as they
 are stored). Tests validate real notifications against it, so the two cannot drift apart. The live catalogue
 is an organization's (dispatcher.selectors, ``GET /api/v1/event-types/``); docs/integrate/event-types.md is that
-of the standard modules (dispatcher/event_types_page.py).
+of the standard modules (dispatcher/senders/event_types_page.py).
 """
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +16,8 @@ from django.core.exceptions import ValidationError
 
 from crm.events import CREATE, DELETE, EDIT
 from crm.models import Field, Module
-from dispatcher.channels import OPERATIONS, event_name_valid
-from dispatcher.notification_schema import ALL, data_schema, notification_schema
+from dispatcher.senders.channels import OPERATIONS, event_name_valid
+from dispatcher.senders.notification_schema import ALL, data_schema, notification_schema
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -45,7 +45,7 @@ def event_types_of(*, modules: list[tuple[Module, list[Field]]]) -> list[EventTy
 
 
 def event_type_pick(event_types: list[EventType], name: str) -> EventType:
-    """The event type of a canonical name (dispatcher.channels.channel_events_clean spells it)."""
+    """The event type of a canonical name (dispatcher.senders.channels.channel_events_clean spells it)."""
     found = next((event_type for event_type in event_types if event_type.name == name), None)
     if found is None:  # an event a channel may list but that never notifies, such as Deals.Modified_Time.change
         raise ValidationError(f"“{name}” notifies nothing: a change event is for one of the module's own fields.")

@@ -1,5 +1,5 @@
 """How a rendered request reaches its receiver: the authentication that is added at send time, through
-the guarded client (dispatcher/async_client.py), in the sender pool or once (test sends, verification).
+the guarded client (dispatcher/transport/client.py), in the sender pool or once (test sends, verification).
 
 What is rendered once and kept with the delivery (headers, Basic, bearer token) is in the request. What
 changes or must not be stored in it is added here, for each attempt:
@@ -29,11 +29,12 @@ import aiohttp
 from django.conf import settings
 
 from config.caches import cache_register
-from dispatcher import async_client, retry
-from dispatcher.http_client import ErrorClass, HttpResult
-from dispatcher.models import AuthType, Channel, OAuthClientAuth, Webhook
-from dispatcher.rendering.request import RenderedRequest
+from dispatcher.transport import client as async_client
+from dispatcher.transport.result import ErrorClass, HttpResult, is_retryable
+from dispatcher.transport.request import RenderedRequest
 
+CLIENT_AUTH_BASIC = "basic"  # RFC 6749 2.3.1: client id and secret as Basic (client_secret_basic)
+CLIENT_AUTH_BODY = "body"  # ... or in the form body (client_secret_post)
 TOKEN_LIFETIME_DEFAULT = 300  # seconds a token without expires_in (or with one that is not a number) is kept
 TOKEN_LIFETIME_MAX = 24 * 3600  # a token is fetched again at least daily, whatever its server says (1e308)
 TOKEN_REFRESH_MARGIN = 30  # seconds before expiry a kept token is no longer used
@@ -49,7 +50,7 @@ class OAuthClient:
     client_id: str
     client_secret: str = field(repr=False)
     scope: str = ""
-    client_auth: str = OAuthClientAuth.BASIC
+    client_auth: str = CLIENT_AUTH_BASIC
 
     @property
     def key(self) -> tuple:
@@ -64,21 +65,6 @@ class SendAuth:
 
     oauth: OAuthClient | None = None
     tls: ssl.SSLContext | None = field(default=None, compare=False)
-
-
-def send_auth_for(webhook: Webhook | Channel | None) -> SendAuth | None:
-    """What the sender's requests need at send time: a webhook's OAuth client or TLS identity (channels
-    authenticate by their signature alone)."""
-    if not isinstance(webhook, Webhook):
-        return None
-    oauth = None
-    if webhook.auth_type == AuthType.OAUTH2:
-        oauth = OAuthClient(webhook.oauth_token_url, webhook.oauth_client_id, webhook.oauth_client_secret,
-                            webhook.oauth_scope, webhook.oauth_client_auth)
-    tls = None
-    if webhook.tls_client_certificate or webhook.tls_ca_bundle:
-        tls = tls_context(webhook.tls_client_certificate, webhook.tls_client_key, webhook.tls_ca_bundle)
-    return SendAuth(oauth, tls) if oauth or tls else None
 
 
 @lru_cache(maxsize=TLS_CONTEXTS_KEPT)
@@ -156,7 +142,7 @@ def token_request(client: OAuthClient) -> RenderedRequest:
         form["scope"] = client.scope
     headers = {"User-Agent": settings.WEBHOOK_USER_AGENT, "Accept": "application/json",
                "Content-Type": "application/x-www-form-urlencoded"}
-    if client.client_auth == OAuthClientAuth.BODY:
+    if client.client_auth == CLIENT_AUTH_BODY:
         form |= {"client_id": client.client_id, "client_secret": client.client_secret}
     else:  # RFC 6749 2.3.1: each part form-encoded before Basic
         pair = f"{quote(client.client_id, safe='')}:{quote(client.client_secret, safe='')}".encode()
@@ -172,7 +158,7 @@ def token_of(result: HttpResult, request: RenderedRequest) -> tuple[str, float] 
                           error_message=request.mask(message)[:500], retryable=retryable)
 
     if result.status_code is None:  # a refused URL stays refused; a network failure may heal
-        return failed(f"The token URL could not be reached: {result.error_message}", retry.is_retryable(result))
+        return failed(f"The token URL could not be reached: {result.error_message}", is_retryable(result))
     try:
         data = json.loads(result.body)
     except ValueError:

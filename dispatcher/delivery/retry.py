@@ -10,25 +10,10 @@ from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 
-from dispatcher.http_client import ErrorClass, HttpResult
+from dispatcher.transport.result import HttpResult, is_retryable
 from dispatcher.models import RetryPolicy
 
-RETRIED_STATUS_CODES = frozenset({408, 429})  # and every 5xx
 GONE = 410
-RETRIED_ERRORS = frozenset({
-    ErrorClass.CONNECTION_ERROR, ErrorClass.TIMEOUT, ErrorClass.DNS_FAILURE, ErrorClass.TLS_ERROR,
-    ErrorClass.PROTOCOL_ERROR,
-})
-
-
-def is_retryable(result: HttpResult) -> bool:
-    """Connection failures, timeouts, 408, 429 and 5xx may heal; refused URLs, 3xx and other 4xx do not."""
-    if result.retryable is not None:
-        return result.retryable
-    if result.error_class is not None:
-        return result.error_class in RETRIED_ERRORS
-    code = result.status_code or 0
-    return code in RETRIED_STATUS_CODES or 500 <= code < 600
 
 
 def next_attempt_at(

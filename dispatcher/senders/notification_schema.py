@@ -2,15 +2,15 @@
 in one place.
 
 Two documents publish it and must never disagree: the OpenAPI document's ``ChannelNotification``
-(dispatcher/payload_schemas.py: any module and operation, ``data`` generic) and each event's ``payload_schema``
-in the event catalogue (dispatcher/event_types.py: one module, operation and event, ``data`` from the module's
+(dispatcher/senders/payload_schemas.py: any module and operation, ``data`` generic) and each event's ``payload_schema``
+in the event catalogue (dispatcher/senders/event_types.py: one module, operation and event, ``data`` from the module's
 fields). Both call ``notification_schema``, so the envelope's keys, its ``events`` and ``affected_fields``
 rules, the channel's id and token and the system values of ``data`` are written once, here.
 """
 from typing import Any
 
 from crm.events import EDIT
-from dispatcher.channels import CHANNEL_ID_RE, OPERATIONS
+from dispatcher.senders.channels import CHANNEL_ID_RE, OPERATIONS
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
 
 Schema = dict[str, Any]

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition, Module, Organization, Record
-from dispatcher import webhooks as services
+from dispatcher.senders import webhooks as services
 from dispatcher.models import AuthType, ContentType, Method, Webhook
 
 ORGANIZATION = "Zylker Inc"

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from crm.models import Organization
-from dispatcher import notifications
+from dispatcher.ops import notifications
 from dispatcher.models import Delivery, DeliveryStatus, Endpoint
 from dispatcher.models.endpoints import destination_of
 from dispatcher.delivery import states

@@ -1,4 +1,4 @@
-"""Webhook admin: thin forms over dispatcher.webhooks, a preview page and a test send; the delivery log."""
+"""Webhook admin: thin forms over dispatcher.senders.webhooks, a preview page and a test send; the delivery log."""
 import csv
 import uuid
 from typing import Any
@@ -17,18 +17,19 @@ from django.utils.html import format_html, format_html_join
 from config.admin_base import CrmAdminMixin, scoped
 from config.formsets import SiblingAwareFormSet, SiblingFormSetsMixin, formset_rows
 from crm.models import Module, Organization, Record
-from dispatcher import retry, selectors
-from dispatcher import webhooks as services
-from dispatcher.admin_secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
-from dispatcher import capture
+from dispatcher import selectors
+from dispatcher.delivery import retry
+from dispatcher.senders import webhooks as services
+from dispatcher.admin.secrets import expire_previous_signing_secrets, rotate_signing_secrets, signing_secrets_html
+from dispatcher.capture import apply as capture
 from dispatcher.delivery import deliveries_resend
-from dispatcher.admin_paging import CappedCountPaginator, ErrorClassFilter, ModuleFilter, TriggerFilter
+from dispatcher.admin.paging import CappedCountPaginator, ErrorClassFilter, ModuleFilter, TriggerFilter
 from dispatcher.models import (
     Attempt, AuthType, Capture, CustomParameter, DailyUsage, Delivery, EntityParameter, OAuthClientAuth, RetryPolicy,
     Webhook, WebhookHeader,
 )
-from dispatcher.rendering.request import MASK
-from dispatcher.usage import usage_last_days
+from dispatcher.transport.request import MASK
+from dispatcher.ops.usage import usage_last_days
 
 RESPONSE_DISPLAY_LIMIT = 10_000  # characters of a test response shown on the page
 
@@ -706,4 +707,4 @@ class DailyUsageAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/dispatcher/dailyusage/chart.html", context)
 
 
-from dispatcher import admin_subscriptions  # noqa: E402,F401  (registers channels and endpoints)
+from dispatcher.admin import subscriptions as admin_subscriptions  # noqa: E402,F401  (registers channels and endpoints)

@@ -6,7 +6,7 @@ from django.db.models import Sum
 
 from crm.services import counter_increment
 from crm.models import Organization
-from dispatcher import quotas
+from dispatcher.ops import quotas
 from dispatcher.models import DeliverySource, DeliveryStatus, UsageCounter
 from dispatcher.models.usage import latency_column
 

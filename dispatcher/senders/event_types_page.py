@@ -5,8 +5,8 @@ import json
 from typing import Any
 
 from crm.selectors import standard_modules_unsaved
-from dispatcher.event_types import EventType, event_types_of
-from dispatcher.notification_schema import RECORD_ID_PATTERN
+from dispatcher.senders.event_types import EventType, event_types_of
+from dispatcher.senders.notification_schema import RECORD_ID_PATTERN
 
 PAGE = "integrate/event-types.md"
 BASE_URL = "http://127.0.0.1:8000/api/v1"  # as in docs/integrate/rest-api.md
@@ -16,7 +16,7 @@ _JSON_NAMES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 INTRO = f"""# Event types
 
-<!-- Generated from dispatcher/event_types.py by `python scripts/docs_generate.py`: change the code, not this page. -->
+<!-- Generated from dispatcher/senders/event_types.py by `python scripts/docs_generate.py`: change the code, not this page. -->
 
 A [channel](channels.md) subscribes to record events by name, and its notify URL receives one signed JSON
 POST per record change it listed an event for. This page lists the events of the standard modules every

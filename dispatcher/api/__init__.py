@@ -2,7 +2,7 @@
 the events they can list, the delivery log (list, one delivery with its attempts, resend, recover), usage per
 day, and webhooks (read-only).
 
-Views stay thin: dispatcher.channels, dispatcher.delivery and dispatcher.selectors do the work; what an
+Views stay thin: dispatcher.senders.channels, dispatcher.delivery and dispatcher.selectors do the work; what an
 auditor sees here is what the admin shows (requests and answers masked when they were stored).
 """
 import datetime
@@ -21,12 +21,14 @@ from crm.api.pagination import page
 from crm.api.params import DATETIME_DESCRIPTION, datetime_param
 from crm.api.parser import json_body
 from crm.models import ApiKey, ApiScope
-from dispatcher import channels, secret_rotation, selectors
+from dispatcher import selectors
+from dispatcher.senders import channels
+from dispatcher.senders import secret_rotation
 from dispatcher.delivery import deliveries_resend
-from dispatcher.event_types import EventType
+from dispatcher.senders.event_types import EventType
 from dispatcher.models import Attempt, Channel, Delivery, DeliverySource, DeliveryStatus, Webhook
 from dispatcher.models.endpoints import Endpoint, destination_of
-from dispatcher.usage import usage_last_days
+from dispatcher.ops.usage import usage_last_days
 
 CREATE_KEYS = {"events", "notify_url", "token", "fields", "expiry_time", "channel_id", "verify"}
 UPDATE_KEYS = {"events", "notify_url", "token", "fields", "active", "verify"}

@@ -21,8 +21,8 @@ from lxml import etree
 from crm import services as crm_services
 from crm.field_types import FieldKind
 from crm.models import Record
-from dispatcher.capture_sandbox import CaptureTimeout, Sandbox, text_within, values_within
-from dispatcher.cleaning import clean_json
+from dispatcher.capture.sandbox import CaptureTimeout, Sandbox, text_within, values_within
+from dispatcher.transport.cleaning import clean_json
 from dispatcher.models import Attempt, Capture, CaptureType, Webhook
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def capture_job(*, webhook: Webhook, captures: list[Capture], delivery_id: int, 
 def response_capture(*, job: CaptureJob, sandbox: Sandbox) -> dict[str, Any]:
     """Evaluate the captures on the answer and write the values into the record.
 
-    The expressions run in a child process with a time bound of their own (dispatcher/capture_sandbox.py).
+    The expressions run in a child process with a time bound of their own (dispatcher/capture/sandbox.py).
     Returns what to store on the attempt: per field label the expression, the matches and the value written
     (or the reason it was not); or {"error": …} when the body cannot be read, the expressions took too
     long or the record is gone. Matches are masked with the job's mask (the request's secrets): a receiver

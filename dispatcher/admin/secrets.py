@@ -5,7 +5,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from dispatcher import secret_rotation
+from dispatcher.senders import secret_rotation
 
 
 def signing_secrets_html(sender) -> str:

@@ -1,0 +1,1 @@
+"""Configuration in and out: config files (export, check, import) and the demo data."""

@@ -1,0 +1,1 @@
+"""How a request reaches its receiver, and nothing about webhooks: the guarded HTTP client, the address rules it obeys, the result and error classes, send-time authentication (OAuth tokens, mutual TLS) and signatures."""
