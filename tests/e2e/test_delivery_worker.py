@@ -72,9 +72,10 @@ def test_a_failing_receiver_gets_the_retry_schedule_then_failed_and_emails(start
     wait_for(lambda: status_of(delivery) == DeliveryStatus.RETRY, what="the first retry to be scheduled")
     due = Delivery.objects.get(pk=delivery.pk).due_at
     assert datetime.timedelta(minutes=13) < due - timezone.now() <= datetime.timedelta(minutes=16.5)  # ±10 % jitter
-    # The controllable clock: the retry falls due now instead of in 15 minutes; the pump wakes the worker.
+    # The controllable clock: the retry falls due now instead of in 15 minutes; the pump wakes the worker
+    # (whose drain loop, if still lingering, may have claimed it already: then the pump finds nothing due).
     Delivery.objects.filter(pk=delivery.pk).update(due_at=timezone.now() - datetime.timedelta(seconds=1))
-    assert delivery_engine.deliveries_pump() == 1
+    assert delivery_engine.deliveries_pump() in (0, 1)
     wait_for(lambda: status_of(delivery) == DeliveryStatus.FAILED, what="the delivery to fail")
     attempts = Delivery.objects.get(pk=delivery.pk).attempts.order_by("number")
     assert [(a.number, a.status_code, a.outcome) for a in attempts] == [(1, 503, "retry"), (2, 503, "failed")]
