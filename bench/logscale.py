@@ -49,7 +49,7 @@ def fill(hook, deal, upto: int) -> None:
 
 
 def dispatch_rate(hook, deal, n: int) -> float:
-    """Deliveries per second through the outbox in this process (claim, render, sign, send, record)."""
+    """Deliveries per second through the delivery engine in this process (claim, render, sign, send, record)."""
     from django.db import transaction
 
     from dispatcher import delivery as delivery_engine

@@ -26,8 +26,8 @@ def derived_key(secret_key: str) -> str:
 
 
 def var_dir() -> Path:
-    # The folder of local state: SQLite file, file-system broker, beat schedule, keys, demo logins (bench runs
-    # move it). Default: var/ in the project folder.
+    # The folder of local state: SQLite file, file-system broker, keys, demo logins (bench runs move it).
+    # Default: var/ in the project folder.
     return Path(os.environ.get("VAR_DIR") or Path(__file__).resolve().parents[1] / "var")
 
 

@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
+from config.database import database_prepare
 from config.keys import INSECURE_SECRET_KEY, var_dir
+from config.logformat import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Local state: SQLite file, file-system broker, beat schedule, keys, demo logins (VAR_DIR moves it: bench runs).
+# Local state: SQLite file, file-system broker, keys, demo logins (VAR_DIR moves it: bench runs).
 VAR_DIR = var_dir()
 VAR_DIR.mkdir(mode=0o700, exist_ok=True)
 try:
@@ -135,49 +138,33 @@ DATABASES = {
 }
 # Seconds a database connection is reused (0: one per request or task).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    # Web, worker and beat share one SQLite file: wait for locks instead of failing. A transaction takes the
-    # write lock when it begins (IMMEDIATE): a deferred one that reads, then writes, fails at once when
-    # another process writes, instead of waiting. WAL lets readers go on while one process writes.
-    options = DATABASES["default"].setdefault("OPTIONS", {})
-    options.setdefault("timeout", 20)
-    options.setdefault("transaction_mode", "IMMEDIATE")
-    options.setdefault("init_command", "PRAGMA journal_mode=WAL;")
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A process whose connection dies without a word (a host crash, a network partition) would keep the rows
-    # it had locked for as long as the server keeps its session (hours), and other workers' claims (SKIP
-    # LOCKED) would pass them by. The server ends a session idle inside a transaction after
-    # DATABASE_IDLE_IN_TRANSACTION_TIMEOUT, which rolls it back and frees its rows (docs/operate/scaling.md):
-    # no transaction of the product waits on a receiver between two statements. Keepalives and
-    # tcp_user_timeout let a process notice a database it cannot reach instead of waiting on it forever.
-    options = DATABASES["default"].setdefault("OPTIONS", {})
-    _given = options.get("options", "")  # `?options=-c …` in DATABASE_URL wins for what it names
-    _session_timeouts = {  # seconds; 0 leaves the server's (or the role's) own setting: behind PgBouncer
-        # PostgreSQL: seconds a session may sit idle inside a transaction before the server ends it (rolled
-        # back, its row locks freed: a worker cut off mid-transaction loses its deliveries to the others).
-        "idle_in_transaction_session_timeout": env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=60.0),
-        # PostgreSQL: seconds one statement may run (0: no limit). If wanted, for web, worker and beat only, not
-        # for `migrate`: an index build on a large log takes longer.
-        "statement_timeout": env.float("DATABASE_STATEMENT_TIMEOUT", default=0.0),
-    }
-    _startup = [f"-c {name}={max(1, round(seconds * 1000))}" for name, seconds in _session_timeouts.items()
-                if seconds > 0 and name not in _given]
-    if _startup:
-        options["options"] = " ".join([_given, *_startup]).strip()
-    _keepalives = (
-        env.int("DATABASE_KEEPALIVES_IDLE", default=30),  # PostgreSQL: seconds of silence before a TCP keepalive
-        env.int("DATABASE_KEEPALIVES_INTERVAL", default=10),  # PostgreSQL: seconds between two keepalive probes
-        env.int("DATABASE_KEEPALIVES_COUNT", default=3),  # PostgreSQL: unanswered probes that end the connection
-    )
-    options.setdefault("keepalives", 1)
-    options.setdefault("keepalives_idle", _keepalives[0])
-    options.setdefault("keepalives_interval", _keepalives[1])
-    options.setdefault("keepalives_count", _keepalives[2])
-    # PostgreSQL: seconds data sent may stay unacknowledged (the database host gone mid-statement) before the
-    # connection is given up. Default: as long as unanswered keepalives take, idle + interval × count (60).
-    options.setdefault("tcp_user_timeout", round(1000 * env.float(
-        "DATABASE_TCP_USER_TIMEOUT", default=_keepalives[0] + _keepalives[1] * _keepalives[2])))
+# The pooler DATABASE_URL goes through (PgBouncer; docs/operate/scaling.md): empty for none, `session` or
+# `transaction` for its pool mode. Either: the session timeouts below are not sent (a pooler refuses startup
+# options; set them on the role). `transaction`: also no server-side cursors and no awake drain (LISTEN and
+# its advisory lock need a session of their own).
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in {"", "session", "transaction"}:
+    raise ImproperlyConfigured(f"DATABASE_POOLER is {DATABASE_POOLER!r}: leave it empty, or set session or transaction.")
+# PostgreSQL: seconds a session may sit idle inside a transaction before the server ends it (rolled back, its
+# row locks freed: a worker cut off mid-transaction loses its deliveries to the others); 0 leaves the server's
+# (or the role's) own setting. Default: 60, or 0 with DATABASE_POOLER (then set it on the role).
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT",
+                                                 default=0.0 if DATABASE_POOLER else 60.0)
+# PostgreSQL: seconds one statement may run (0: no limit). If wanted, for web, worker and beat only, not for
+# `migrate`: an index build on a large log takes longer.
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=0.0)
+_keepalives = (
+    env.int("DATABASE_KEEPALIVES_IDLE", default=30),  # PostgreSQL: seconds of silence before a TCP keepalive
+    env.int("DATABASE_KEEPALIVES_INTERVAL", default=10),  # PostgreSQL: seconds between two keepalive probes
+    env.int("DATABASE_KEEPALIVES_COUNT", default=3),  # PostgreSQL: unanswered probes that end the connection
+)
+# PostgreSQL: seconds data sent may stay unacknowledged (the database host gone mid-statement) before the
+# connection is given up. Default: as long as unanswered keepalives take, idle + interval × count (60).
+DATABASE_TCP_USER_TIMEOUT = env.float("DATABASE_TCP_USER_TIMEOUT",
+                                      default=_keepalives[0] + _keepalives[1] * _keepalives[2])
+database_prepare(DATABASES["default"], pooler=DATABASE_POOLER, keepalives=_keepalives,
+                 idle_in_transaction_timeout=DATABASE_IDLE_IN_TRANSACTION_TIMEOUT,
+                 statement_timeout=DATABASE_STATEMENT_TIMEOUT, tcp_user_timeout=DATABASE_TCP_USER_TIMEOUT)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Time and language --------------------------------------------------------------
@@ -287,8 +274,10 @@ WEBHOOK_DRAIN_TAIL_SECONDS = env.float("WEBHOOK_DRAIN_TAIL_SECONDS", default=10.
 # On PostgreSQL a worker's drain stays awake this long after the last delivery it claimed (within its budget),
 # woken by LISTEN/NOTIFY when a commit makes deliveries due: the next delivery then costs no task start and no
 # broker message (docs/internals/design/awake-drain-loop.md). 0: a drain ends as soon as nothing is due (the
-# only way elsewhere, e.g. on SQLite, and behind a PgBouncer in transaction pooling, where LISTEN cannot work).
-WEBHOOK_DRAIN_LINGER_SECONDS = env.float("WEBHOOK_DRAIN_LINGER_SECONDS", default=5.0)
+# only way elsewhere, e.g. on SQLite, and with `DATABASE_POOLER=transaction`, where LISTEN cannot work and a
+# drain never lingers). Default: 5, or 0 with `DATABASE_POOLER=transaction`.
+WEBHOOK_DRAIN_LINGER_SECONDS = env.float("WEBHOOK_DRAIN_LINGER_SECONDS",
+                                         default=0.0 if DATABASE_POOLER == "transaction" else 5.0)
 # Seconds a claim lasts; after it, another worker may take the delivery over. Default: WEBHOOK_TOTAL_TIMEOUT + 30.
 WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=int(WEBHOOK_TOTAL_TIMEOUT) + 30)
 # Requests in flight together per worker process (a thread each, waiting on the network, not the CPU):
@@ -352,6 +341,10 @@ WEBHOOK_EGRESS_PROXY = env.str("WEBHOOK_EGRESS_PROXY", default="")
 WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 
 # --- Periodic tasks (celery beat) ----------------------------------------------------
+# Every process that runs beat (each worker of the Procfile, `celery worker -B`, or any number of `celery beat`)
+# claims each job's run in the database: each interval runs once whatever their number, and any one left goes
+# on when a host dies (config/scheduler.py, docs/internals/design/no-single-scheduler.md). Intervals only.
+CELERY_BEAT_SCHEDULER = "config.scheduler:ClaimingScheduler"
 CELERY_BEAT_SCHEDULE = {
     "dispatcher-pump": {"task": "dispatcher.pump", "schedule": WEBHOOK_PUMP_INTERVAL},
     "dispatcher-purge-logs": {"task": "dispatcher.purge_logs", "schedule": 3600.0},
@@ -394,19 +387,11 @@ WEBHOOK_SECRETS_KEYS = [key for key in env.list("WEBHOOK_SECRETS_KEYS", default=
                         if key]
 
 # --- Logging --------------------------------------------------------------------
-# LOG_FORMAT=json writes every log line as a JSON object (one per delivery attempt from
-# "dispatcher.attempts", with delivery id, webhook or channel, organization, outcome and duration).
+# LOG_FORMAT=json writes every log line as a JSON object: time, level, logger, message (an event's name, such
+# as delivery.attempt, one per delivery attempt) and the event's fields (ids, outcome, duration); text, one
+# line each with the fields as key=value. The events and their fields: docs/operate/monitoring.md.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "config.logformat.JsonFormatter"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
-    # The root log level: DEBUG, INFO, WARNING or ERROR.
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# The root log level: DEBUG, INFO, WARNING or ERROR.
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
 # Celery logs through the configuration above (LOG_FORMAT included) instead of replacing it with its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

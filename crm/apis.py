@@ -6,20 +6,20 @@ and announces each change, so workflow rules fire in the same transaction as the
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from ninja import Body, Query, Router, Schema
 from pydantic import Field
 
 from crm import services
 from crm.api.auth import ApiRequest, key_auth
+from crm.api.envelopes import Answer, Page
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError, invalid_fields
 from crm.api.idempotency import idempotent
+from crm.api.lookup import owned_or_404
 from crm.api.pagination import page
 from crm.api.params import DATETIME_DESCRIPTION, datetime_param
 from crm.models import ApiKey, ApiScope, Module, Record
 
 BULK_MAX = 100  # records per bulk request
-DATABASE_ID_MAX = 2**63 - 1
 
 router = Router(tags=["records"])
 READ, WRITE = key_auth(ApiScope.RECORDS_READ), key_auth(ApiScope.RECORDS_WRITE)
@@ -39,26 +39,9 @@ class RecordOut(Schema):
     values: dict[str, Any]
 
 
-class RecordAnswer(Schema):
-    data: RecordOut
-
-
-class RecordsAnswer(Schema):
-    data: list[RecordOut]
-
-
-class RecordPage(Schema):
-    data: list[RecordOut]
-    next_cursor: str | None
-
-
 class Deleted(Schema):
     id: int
     deleted: bool
-
-
-class DeletedAnswer(Schema):
-    data: Deleted
 
 
 class RecordFilters(Schema):
@@ -69,21 +52,14 @@ class RecordFilters(Schema):
 
 
 def module_of(key: ApiKey, name: str) -> Module:
-    # A NUL (%00 in the path) cannot even be sent to PostgreSQL in a query: no module has it in its name.
-    module = None if "\x00" in name else Module.objects.filter(organization_id=key.organization_id,
-                                                               api_name=name).first()
-    if module is None:
-        raise ApiError(404, "unknown_module", f"There is no module “{name}”.")
-    return module
+    return owned_or_404(Module, key.organization_id, api_name=name, not_found=f"There is no module “{name}”.",
+                        error_code="unknown_module")
 
 
 def _record(module: Module, pk: int) -> Record:
-    # Another organization's record is not found, exactly like a missing one: a 403 would tell which ids exist.
-    record = None if pk > DATABASE_ID_MAX else Record.objects.select_related(
-        "module__organization", "owner").filter(pk=pk, module=module).first()
-    if record is None:
-        raise ApiError(404, "not_found", f"There is no {module.singular_label} record with id {pk}.")
-    return record
+    return owned_or_404(Record.objects.select_related("module__organization", "owner"), module.organization_id,
+                        organization_path="module__organization", module=module, pk=pk,
+                        not_found=f"There is no {module.singular_label} record with id {pk}.")
 
 
 def record_data(record: Record) -> dict[str, Any]:
@@ -97,7 +73,7 @@ def record_data(record: Record) -> dict[str, Any]:
     }
 
 
-@router.get("/{module}/", response={200: RecordPage, **COMMON_ERRORS}, auth=READ, summary="List records")
+@router.get("/{module}/", response={200: Page[RecordOut], **COMMON_ERRORS}, auth=READ, summary="List records")
 def records_list(request: ApiRequest, module: str, filters: Query[RecordFilters]):
     """Newest first, ``limit`` (1–200, default 50) per page; pass ``next_cursor`` back as ``cursor`` for the
     next page. ``modified_since`` (ISO 8601; without an offset, UTC) and ``equals=API_name:value`` (repeatable;
@@ -116,7 +92,7 @@ def records_list(request: ApiRequest, module: str, filters: Query[RecordFilters]
     return page(records, cursor=filters.cursor, limit=filters.limit, serialize=record_data)
 
 
-@router.post("/{module}/", response={201: RecordAnswer, **POST_ERRORS}, auth=WRITE,
+@router.post("/{module}/", response={201: Answer[RecordOut], **POST_ERRORS}, auth=WRITE,
              summary="Create a record")
 def records_create(request: ApiRequest, module: str, values: Body[dict[str, Any]]):
     """Creates the record and fires the workflow rules of the module, as the admin would."""
@@ -132,7 +108,7 @@ def records_create(request: ApiRequest, module: str, values: Body[dict[str, Any]
     return idempotent(request, request.auth, create)
 
 
-@router.post("/{module}/bulk/", response={201: RecordsAnswer, **POST_ERRORS},
+@router.post("/{module}/bulk/", response={201: Answer[list[RecordOut]], **POST_ERRORS},
              auth=WRITE, summary="Create up to 100 records")
 def records_bulk_create(request: ApiRequest, module: str, records: Body[list[Any]]):
     """All or none: one invalid record and nothing is created or fired."""
@@ -143,29 +119,16 @@ def records_bulk_create(request: ApiRequest, module: str, records: Body[list[Any
         raise ApiError(400, "too_many_records", f"At most {BULK_MAX} records per request; this has {len(records)}.")
 
     def create() -> tuple[int, dict]:
-        errors: dict[str, Any] = {}
         try:
-            with transaction.atomic():
-                made = []
-                for index, values in enumerate(records):
-                    if not isinstance(values, dict):
-                        errors[str(index)] = {"__all__": ["Send a JSON object of field values keyed by API name."]}
-                        continue
-                    try:
-                        made.append(services.record_create(module=target, owner=request.auth.user, values=values))
-                    except ValidationError as error:
-                        errors[str(index)] = error.message_dict if hasattr(error, "error_dict") else error.messages
-                if errors:
-                    raise ValidationError("invalid")
-        except ValidationError:
-            raise ApiError(400, "invalid_records", f"{len(errors)} of {len(records)} records are not valid; none "
-                           "was created.", records=errors) from None
+            made = services.records_create(module=target, owner=request.auth.user, items=records)
+        except services.RecordsInvalid as error:
+            raise ApiError(400, "invalid_records", str(error), records=error.errors) from None
         return 201, {"data": [record_data(r) for r in made]}
 
     return idempotent(request, request.auth, create)
 
 
-@router.get("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=READ, summary="Read a record")
+@router.get("/{module}/{int:pk}/", response={200: Answer[RecordOut], **COMMON_ERRORS}, auth=READ, summary="Read a record")
 def record_read(request: ApiRequest, module: str, pk: int):
     return {"data": record_data(_record(module_of(request.auth, module), pk))}
 
@@ -179,19 +142,19 @@ def _update(request: ApiRequest, module: str, pk: int, values: dict[str, Any], *
     return {"data": record_data(record)}
 
 
-@router.patch("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
+@router.patch("/{module}/{int:pk}/", response={200: Answer[RecordOut], **COMMON_ERRORS}, auth=WRITE,
               summary="Change some values of a record")
 def record_patch(request: ApiRequest, module: str, pk: int, values: Body[dict[str, Any]]):
     return _update(request, module, pk, values, replace=False)
 
 
-@router.put("/{module}/{int:pk}/", response={200: RecordAnswer, **COMMON_ERRORS}, auth=WRITE,
+@router.put("/{module}/{int:pk}/", response={200: Answer[RecordOut], **COMMON_ERRORS}, auth=WRITE,
             summary="Replace the values of a record")
 def record_put(request: ApiRequest, module: str, pk: int, values: Body[dict[str, Any]]):
     return _update(request, module, pk, values, replace=True)
 
 
-@router.delete("/{module}/{int:pk}/", response={200: DeletedAnswer, **COMMON_ERRORS}, auth=WRITE,
+@router.delete("/{module}/{int:pk}/", response={200: Answer[Deleted], **COMMON_ERRORS}, auth=WRITE,
                summary="Delete a record")
 def record_delete(request: ApiRequest, module: str, pk: int):
     services.record_delete(record=_record(module_of(request.auth, module), pk))

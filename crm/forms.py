@@ -1,5 +1,5 @@
 """The admin's record form: one labelled input per field of the module, as the field's type asks for it
-(crm/field_types.py), checked by the service the API uses (record_clean_values), each error beside its
+(crm/field_types/), checked by the service the API uses (record_clean_values), each error beside its
 field, and what was typed kept."""
 from typing import Any
 
@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from crm import selectors, services
+from crm.field_types import kind_of
 from crm.models import CrmUser, Field, Module, Record
 
 VALUE_PREFIX = "values__"  # form names of value inputs: values__Deal_Name, so no API name meets "owner"
@@ -36,7 +37,7 @@ class RecordForm(forms.ModelForm):
         stored = self.instance.values if self.instance.pk else {}
         for field in self.module_fields:
             name, current = value_input_name(field.api_name), stored.get(field.api_name)
-            formfield = field.kind.form_field(field, organization, current)
+            formfield = kind_of(field).form_field(field, organization, current)
             formfield.label = field.label
             formfield.error_messages["required"] = f"{field.label} is required."  # the service's words
             formfield.help_text = " ".join(filter(None, [str(formfield.help_text), f"API name: {field.api_name}."]))
@@ -44,7 +45,7 @@ class RecordForm(forms.ModelForm):
             # back: a value set meanwhile (by the API, a capture) is not put back.
             formfield.show_hidden_initial = self.instance.pk is not None
             self.fields[name] = formfield
-            self.initial[name] = None if current is None else field.kind.form_initial(current, organization)
+            self.initial[name] = None if current is None else kind_of(field).form_initial(current, organization)
         owner = self.fields.get("owner")
         if isinstance(owner, forms.ModelChoiceField):  # the organization's active users, and the owner as is
             owner.queryset = CrmUser.objects.filter(Q(is_active=True) | Q(pk=self.instance.owner_id or 0),

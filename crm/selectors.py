@@ -5,7 +5,7 @@ from typing import Any
 from django.db.models import Q
 from django.db.models.fields.json import KeyTextTransform
 
-from crm.field_types import id_of
+from crm.field_types import id_of, kind_of
 from crm.models import CrmUser, Field, Module, Record
 from crm.standard_modules import STANDARD_MODULES
 
@@ -86,7 +86,7 @@ def record_values_shown(*, record: Record) -> list[tuple[str, str]]:
     rows = []
     for field in fields:
         raw = record.values.get(field.api_name)
-        shown = None if raw is None else field.kind.render(raw, context)
+        shown = None if raw is None else kind_of(field).render(raw, context)
         if isinstance(shown, bool):
             shown = "yes" if shown else "no"
         elif shown is None and raw is not None:

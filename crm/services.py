@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from crm import events
 from crm.counters import counter_increment
+from crm.field_types import kind_of
 from crm.models import (
     DEFAULT_API_SCOPES, ApiKey, ApiKeyWindow, CrmUser, Edition, Field, FieldType, Module, Organization, Record, SystemField,
     schema_changed, validate_api_scopes,
@@ -102,7 +103,7 @@ def record_clean_values(*, module: Module, values: dict[str, Any], partial: bool
             cleaned[api_name] = None
             continue
         try:
-            cleaned[api_name] = field.kind.clean(field, raw, module.organization)
+            cleaned[api_name] = kind_of(field).clean(field, raw, module.organization)
         except ValidationError as error:
             errors[api_name] = [f"{field.label}: {message}" for message in error.messages]
     for field in fields.values():
@@ -127,6 +128,34 @@ def record_create(*, module: Module, owner: CrmUser, values: dict[str, Any]) -> 
     events.announce(events.RecordEvent(record=record, operation=events.CREATE, old_values={},
                                        new_values=dict(record.values)))
     return record
+
+
+class RecordsInvalid(Exception):
+    """Some records of a batch are not valid, so none was created: each one's messages by its position."""
+
+    def __init__(self, errors: dict[str, Any], total: int) -> None:
+        super().__init__(f"{len(errors)} of {total} records are not valid; none was created.")
+        self.errors = errors
+
+
+def records_create(*, module: Module, owner: CrmUser, items: list[Any]) -> list[Record]:
+    """Create every record or none (the records API's bulk create): one invalid and nothing is kept, neither
+    the records made before it nor what their events queued (deliveries of rules and channels), all in one
+    transaction. Every item is checked, so RecordsInvalid tells all that is wrong at once."""
+    errors: dict[str, Any] = {}
+    with transaction.atomic():
+        made = []
+        for index, values in enumerate(items):
+            if not isinstance(values, dict):
+                errors[str(index)] = {"__all__": ["Send a JSON object of field values keyed by API name."]}
+                continue
+            try:
+                made.append(record_create(module=module, owner=owner, values=values))
+            except ValidationError as error:
+                errors[str(index)] = error.message_dict if hasattr(error, "error_dict") else error.messages
+        if errors:
+            raise RecordsInvalid(errors, total=len(items))  # leaving the block undoes the records made
+    return made
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""Inputs of the admin's record form, as the field types ask for them (crm/field_types.py ``form_field``)."""
+"""Inputs of the admin's record form, as the field types ask for them (crm/field_types/ ``form_field``)."""
 from typing import Any
 
 from django import forms

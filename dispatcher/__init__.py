@@ -10,7 +10,8 @@ Packages, top to bottom; each imports only those below it (.importlinter's dispa
   payload schemas, signing-secret rotation).
 - ``delivery``: the engine that sends (enqueue, claim, attempt, store, retry, endpoint health).
 - ``capture``: values taken from a receiver's answer into the record and the log (JSONPath, XPath, sandboxed).
-- ``ops``: what the installation counts and tells (daily quota, usage, metrics, /healthz, logs, e-mails).
+- ``ops``: what the installation counts and tells (daily quota, usage, metrics, /healthz, logs, e-mails), and
+  the periodic jobs' runs, claimed by the schedulers.
 - ``rendering``: a webhook's request for a record (merge fields, templates, encodings, XML).
 - ``models``: the tables.
 - ``transport``: how a request reaches a receiver (guarded client, address rules, results, auth, signing).

@@ -6,6 +6,8 @@ class DispatcherConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self) -> None:
-        from dispatcher import checks, signals  # noqa: F401 - checks registers the system checks
+        # Here, not at the top: signals imports the models, which cannot load before the app registry is
+        # ready, and this module is what Django loads to fill it. Importing checks registers the system checks.
+        from dispatcher import checks, signals  # noqa: F401
 
         signals.connect()

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core import checks
 
 from config.keys import INSECURE_SECRET_KEY
+from dispatcher.transport.client import EgressProxy
+from dispatcher.transport.probes import egress_problem, guard_problem
 
 
 @checks.register(checks.Tags.security)
@@ -32,8 +34,6 @@ def keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 @checks.register(checks.Tags.security)
 def egress_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    from dispatcher.transport.client import EgressProxy
-
     if not settings.WEBHOOK_EGRESS_PROXY:
         return []
     try:
@@ -49,8 +49,6 @@ def guard_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """What the transport relies on in aiohttp, which it uses through public hooks only: socket_factory sees
     every connection (the guard) and, with an egress proxy, connects through the socket it returns for the
     resolver's answer (the tunnel)."""
-    from dispatcher.transport.client import egress_problem, guard_problem
-
     problems: list[checks.CheckMessage] = []
     if (problem := guard_problem()) is not None:
         problems.append(checks.Error(

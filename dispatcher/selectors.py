@@ -1,10 +1,14 @@
 """Reads for the webhook admin, the CLI and the API."""
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
+from crm.field_types import kind_of
 from crm.models import Field, Module, Organization, Record
 from dispatcher.senders.channels import channel_events_clean
 from dispatcher.senders.event_types import EventType, event_type_pick, event_types_of
-from dispatcher.models import Webhook
+from dispatcher.models import Channel, Delivery, Endpoint, Webhook
+from dispatcher.models.delivery_filters import DeliveryFilters, deliveries_filter
+from dispatcher.models.endpoints import destination_of
 from dispatcher.rendering.merge import ORGANIZATION_FIELDS, USER_FIELDS, schema_for
 
 
@@ -15,14 +19,14 @@ def merge_fields_available(*, module: Module) -> list[tuple[str, list[str]]]:
     seen = {module.pk}
     for lookup in schema.fields(module):
         target = lookup.lookup_module
-        if lookup.kind.links_records and lookup.is_usable and target is not None and target.pk not in seen:
+        if kind_of(lookup).links_records and lookup.is_usable and target is not None and target.pk not in seen:
             seen.add(target.pk)
             tokens = [f"${{{target.api_name}.{f.label}}}" for f in schema.fields(target) if f.is_usable]
             groups.append((f"{target.api_name} (through “{lookup.label}”)", tokens))
     for candidate in Module.objects.filter(organization_id=module.organization_id).exclude(pk__in=seen):
         backlinks = [
             f for f in schema.fields(candidate)
-            if f.kind.links_records and f.lookup_module_id == module.pk and f.is_usable
+            if kind_of(f).links_records and f.lookup_module_id == module.pk and f.is_usable
         ]
         if backlinks:
             tokens = [f"${{{candidate.api_name}.{f.label}}}" for f in schema.fields(candidate) if f.is_usable]
@@ -45,6 +49,33 @@ def webhook_find(*, reference: str) -> Webhook:
             f"No webhook named “{reference}”." if not matches else f"Several webhooks are named “{reference}”; use the id."
         )
     return matches[0]
+
+
+def deliveries_list(*, organization: Organization | int | None, filters: DeliveryFilters) -> QuerySet[Delivery]:
+    """The delivery log as the REST API, the admin's list and its CSV export show it: the organization's
+    deliveries (an Organization or its id) narrowed by filters, newest first, each with its channel.
+
+    organization None is every organization's: the admin, whose queryset is then scoped to the login
+    (config.admin_base.scoped); a superuser's organization filter is the organization given here. Which
+    admin filter and which API parameter is which field of DeliveryFilters: see its docstring. The
+    request columns, large, are left out until read (the request is shown on one delivery's page only)."""
+    deliveries = Delivery.objects.all() if organization is None else Delivery.objects.filter(organization=organization)
+    return deliveries_filter(deliveries, filters).select_related("channel").defer(
+        "request_sealed", "request_display").order_by("-pk")
+
+
+def channels_list(*, organization: Organization | int) -> QuerySet[Channel]:
+    return Channel.objects.filter(organization=organization)
+
+
+def channel_endpoint(*, channel: Channel) -> Endpoint | None:
+    """The endpoint of the channel's notify URL (its health), once a notification went there."""
+    return Endpoint.objects.filter(organization_id=channel.organization_id,
+                                   destination=destination_of(channel.notify_url)).first()
+
+
+def webhooks_list(*, organization: Organization | int) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(organization=organization).select_related("module", "retry_policy")
 
 
 def records_for_preview(*, webhook: Webhook, limit: int = 100) -> list[Record]:

@@ -21,6 +21,9 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"CI is set but DATABASE_URL is not PostgreSQL ({engine}).")
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
         raise pytest.UsageError("CI is set but CELERY_BROKER_URL is not Redis.")
+    if not os.environ.get("CELERY_BROKER_URL_AMQP", "").startswith(("amqp://", "pyamqp://")):
+        raise pytest.UsageError("CI is set but CELERY_BROKER_URL_AMQP (RabbitMQ, for the end-to-end tests: "
+                                "tests/e2e/conftest.py) is not an amqp:// URL.")
     import redis
 
     try:

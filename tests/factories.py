@@ -4,6 +4,7 @@ import factory
 from crm import services as crm_services
 from crm.models import CrmUser, Edition, Organization
 from dispatcher.senders import webhooks as services
+from dispatcher.senders.webhook_rows import Header, Parameter
 from dispatcher.models import Webhook
 
 
@@ -41,9 +42,9 @@ def webhook_create(*, entity=(), custom=(), headers=None, **attributes) -> Webho
         attributes["organization"] = attributes["module"].organization
     return services.webhook_save(
         webhook=Webhook(**attributes),
-        entity_parameters=[services.Parameter(n, v) for n, v in entity],
-        custom_parameters=[services.Parameter(n, v) for n, v in custom],
-        headers=None if headers is None else [services.Header(*header) for header in headers],
+        entity_parameters=[Parameter(n, v) for n, v in entity],
+        custom_parameters=[Parameter(n, v) for n, v in custom],
+        headers=None if headers is None else [Header(*header) for header in headers],
     )
 
 

@@ -43,7 +43,7 @@ def _shown_help_texts() -> dict[str, str]:
 def test_help_texts_read_on_the_page_as_written():
     """The admin puts help texts into the page as HTML: "Bearer <token>" showed as "Bearer ." (issue 26)."""
     texts = _shown_help_texts()
-    assert "crm.Record.created_at" in texts and "dispatcher.admin.WebhookForm.auth_token" in texts
+    assert "crm.Record.created_at" in texts and "dispatcher.admin.webhook_forms.WebhookForm.auth_token" in texts
     marked_up = {name: str(text) for name, text in texts.items()
                  if not isinstance(text, SafeString) and re.search(r"[<>]", str(text))}
     assert marked_up == {}

@@ -7,28 +7,19 @@ from django.urls import reverse
 from ninja import Body, Query, Router, Schema
 
 from crm.api.auth import ApiRequest, key_auth
+from crm.api.envelopes import Answer, Page
 from crm.api.errors import COMMON_ERRORS, POST_ERRORS, ApiError
 from crm.api.idempotency import idempotent
-from crm.api.pagination import page
+from crm.api.lookup import owned_or_404
+from crm.api.pagination import Paging, page
 from crm.models import ApiScope
-from dispatcher.config_io.files import ConfigError
+from dispatcher.config_io.report import ConfigError
 from workflows.config_io import config_export_all, config_import_all, report_data, rule_export, rules_loaded
-from workflows.config_jobs import (
-    config_import_is_large, config_import_job_data, config_import_job_get, config_import_job_submit,
-)
+from workflows.config_jobs import config_import_is_large, config_import_job_data, config_import_job_submit
+from workflows.models import ConfigImportJob
 
 router = Router(tags=["configuration"])
 CONFIG = key_auth(ApiScope.CONFIG)
-
-
-class RulePage(Schema):
-    data: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class Paging(Schema):
-    cursor: str | None = None
-    limit: int | None = None
 
 
 class ImportSection(Schema):
@@ -47,10 +38,6 @@ class ImportReportOut(Schema):
     actions_removed: list[str]
     runs_cancelled: int
     summary: list[str]
-
-
-class ImportAnswer(Schema):
-    data: ImportReportOut
 
 
 class ImportCounts(Schema):
@@ -75,11 +62,7 @@ class ImportJobOut(Schema):
     finished_at: datetime.datetime | None
 
 
-class ImportJobAnswer(Schema):
-    data: ImportJobOut
-
-
-@router.get("/workflow-rules/", response={200: RulePage, **COMMON_ERRORS}, auth=CONFIG, summary="List workflow rules")
+@router.get("/workflow-rules/", response={200: Page[dict[str, Any]], **COMMON_ERRORS}, auth=CONFIG, summary="List workflow rules")
 def rules_list(request: ApiRequest, paging: Query[Paging]):
     """Each rule as in the configuration file, with its id."""
     return page(rules_loaded().filter(organization_id=request.auth.organization_id), cursor=paging.cursor,
@@ -93,7 +76,7 @@ def config_export(request: ApiRequest):
     return config_export_all(organization=request.auth.organization)
 
 
-@router.post("/config/", response={200: ImportAnswer, 202: ImportJobAnswer, **POST_ERRORS}, auth=CONFIG,
+@router.post("/config/", response={200: Answer[ImportReportOut], 202: Answer[ImportJobOut], **POST_ERRORS}, auth=CONFIG,
              summary="Import the configuration")
 def config_import(request: ApiRequest, file: Body[dict[str, Any]], dry_run: bool = False):
     """The import_config command over HTTP: all or nothing, with every problem located (422 ``invalid_config``,
@@ -115,14 +98,13 @@ def config_import(request: ApiRequest, file: Body[dict[str, Any]], dry_run: bool
     return idempotent(request, key, run)
 
 
-@router.get("/config/imports/{job_id}/", response={200: ImportJobAnswer, **COMMON_ERRORS}, auth=CONFIG,
+@router.get("/config/imports/{job_id}/", response={200: Answer[ImportJobOut], **COMMON_ERRORS}, auth=CONFIG,
             url_name="config_import_job", summary="Read a configuration import job")
 def config_import_job(request: ApiRequest, job_id: str):
     """How a file imported by a worker went: ``pending``, ``running``, ``done`` (``counts`` and the ``report``
     a synchronous import answers) or ``failed`` (``problems``: nothing was imported)."""
-    job = config_import_job_get(organization=request.auth.organization, public_id=job_id)
-    if job is None:
-        raise ApiError(404, "not_found", "There is no configuration import with this id.")
+    job = owned_or_404(ConfigImportJob, request.auth.organization_id, public_id=job_id,
+                       not_found="There is no configuration import with this id.")
     return {"data": _job_answer(request, config_import_job_data(job))}
 
 

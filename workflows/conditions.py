@@ -1,7 +1,7 @@
 """Evaluating one condition on a record's stored values (and, for edits, its previous values).
 
 The operators are the workflow's; what a value of a field type is under them (how it compares, what
-equals it, which day it falls on) is the field type's (crm/field_types.py, ``field.kind``).
+equals it, which day it falls on) is the field type's (crm/field_types/, ``kind_of(field)``).
 """
 import datetime
 import operator as op
@@ -12,7 +12,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from crm.models import Field
-from crm.field_types import FieldKind
+from crm.field_types import FieldKind, kind_of
 from crm.field_types import aligned as values_aligned
 from workflows.models import Operator
 
@@ -40,7 +40,7 @@ class CompiledCondition:
     kind: FieldKind = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", self.field.kind)  # resolved once: conditions run for every record event
+        object.__setattr__(self, "kind", kind_of(self.field))  # resolved once: conditions run for every record event
 
     def holds(self, values: dict[str, Any], old_values: dict[str, Any] | None, time_zone: str,
               now: datetime.datetime) -> bool:
@@ -82,7 +82,7 @@ def condition_value_error(field: Field, operator: str, value: str, value_to: str
     """Why a condition's value cannot be compared with the field, in words; None when it can."""
     if operator in WITHOUT_VALUE:
         return None
-    kind = field.kind
+    kind = kind_of(field)
     if operator in NEEDS_ORDER and not kind.ordered:
         return f"“{field.label}” is not a number or date, so it cannot be compared with <, > or between."
     if operator in NEEDS_TIME and not kind.temporal:

@@ -1,4 +1,4 @@
-"""The whole configuration as one JSON file: webhooks (dispatcher.config_io.files) and workflow rules.
+"""The whole configuration as one JSON file: webhooks (dispatcher.config_io) and workflow rules.
 
 Rules refer to modules and fields by API name and to webhooks by name, so a file moves between
 environments whose ids differ. Imports are all or nothing, every problem named with its location.
@@ -22,7 +22,9 @@ from pydantic import AfterValidator
 
 from crm.models import Field, Module, Organization
 from dispatcher.models import RetryPolicy, Webhook
-from dispatcher.config_io.files import ConfigError, ImportReport, ImportScope, UNCHANGED, config_check_header, config_export, outcome_of, problems_of, retry_policies_import, scope_problem, webhooks_import
+from dispatcher.config_io.export import config_export
+from dispatcher.config_io.imports import ImportScope, config_check_header, retry_policies_import, webhooks_import
+from dispatcher.config_io.report import UNCHANGED, ConfigError, ImportReport, outcome_of, problems_of, scope_problem
 from dispatcher.config_io.shapes import Shape, Whole, shape_parse
 from dispatcher.crypto import decrypt as secret_decrypt
 from workflows import services

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from crm.models import Organization
-from dispatcher.config_io.files import config_check_header
+from dispatcher.config_io.imports import config_check_header
 from dispatcher.crypto import encrypt as secret_encrypt
 from workflows.config_io import JOB_STOPPED, JOB_TIME_LIMIT_SECONDS
 from workflows.models import ConfigImportJob, ImportStatus
@@ -45,15 +45,6 @@ def config_import_job_submit(*, data: Any, dry_run: bool, organization: Organiza
         file=secret_encrypt(json.dumps(data, ensure_ascii=False)))
     transaction.on_commit(lambda: config_import.delay(job.pk))
     return job
-
-
-def config_import_job_get(*, organization: Organization, public_id: str) -> ConfigImportJob | None:
-    """The organization's job of that id (another organization's is not found, like a missing one)."""
-    try:
-        wanted = uuid.UUID(public_id)
-    except ValueError:
-        return None
-    return ConfigImportJob.objects.filter(organization=organization, public_id=wanted).first()
 
 
 def config_import_job_data(job: ConfigImportJob, *, now: datetime.datetime | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from django.db import transaction
 from crm import services as crm_services
 from crm.models import ApiKey, ApiScope, CrmUser, Edition, Field, Organization, Record
 from dispatcher.senders import webhooks as webhook_services
+from dispatcher.senders.webhook_rows import Parameter
 from dispatcher.config_io.demo import demo_load as webhooks_demo_load
 from dispatcher.models import RetryPolicy, Webhook
 from workflows import services
@@ -92,9 +93,8 @@ def demo_second_organization_load() -> Organization:
                             description="Vtiger: a new deal becomes an order in the ERP.",
                             url="https://erp.acme.example/orders", method="POST", content_type="JSON",
                             retry_policy=RetryPolicy.objects.get(code=RetryPolicy.VTIGER)),
-            entity_parameters=[webhook_services.Parameter("deal", "${Deals.Deal Name}"),
-                               webhook_services.Parameter("amount", "${Deals.Amount}")],
-            custom_parameters=[webhook_services.Parameter("api_key", "demo-acme-erp-key")],
+            entity_parameters=[Parameter("deal", "${Deals.Deal Name}"), Parameter("amount", "${Deals.Amount}")],
+            custom_parameters=[Parameter("api_key", "demo-acme-erp-key")],
         )
     if not WorkflowRule.objects.filter(organization=organization, name="New deal to ERP").exists():
         services.rule_save(

@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from config.caches import VersionedCache
 from crm import events
+from crm.field_types import kind_of
 from crm.models import Record
-from dispatcher.delivery import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled
+from dispatcher.delivery import Enqueue, deliveries_enqueue, delivery_enqueue, delivery_log_cancelled, record_ref_of
 from dispatcher.models import DeliverySource, Webhook
 from workflows.conditions import CompiledCondition
 from workflows.models import Action, ActionKind, ActionRun, EditMode, RunStatus, Trigger, WorkflowRule
@@ -151,13 +152,13 @@ def rule_fire(compiled: CompiledRule, record: Record, operation: str, now: datet
 
 def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
                now: datetime.datetime) -> list[ActionRun]:
-    """Run the actions of the rules an event matched: instant ones to the outbox now, time-based ones
+    """Run the actions of the rules an event matched: instant ones queued for delivery now, time-based ones
     scheduled. One query loads their webhooks; one insert stores the runs."""
     if not matched:
         return []
     ids = {a.webhook_id for compiled in matched for a in compiled.instant + compiled.timed}
     webhooks = {w.pk: w for w in Webhook.objects.select_related("organization__edition", "module").filter(pk__in=ids)}
-    record_ref = f"{record.module.api_name} #{record.pk}"
+    record_ref = record_ref_of(record)
     runs, sends = [], []
     for compiled in matched:
         rule = compiled.rule
@@ -186,7 +187,8 @@ def rules_fire(matched: list[CompiledRule], record: Record, operation: str,
                     run.status = RunStatus.SKIPPED
                     run.reason = "The due time is already past." if run.due_at else "The date field is empty."
             runs.append(run)
-        logger.info("workflow.fire rule=%s record=%s operation=%s", rule.pk, record.pk, operation)
+        logger.info("workflow.fire", extra={"rule_id": rule.pk, "record_id": record.pk,
+                                            "organization_id": rule.organization_id, "operation": operation})
     for (run, _), delivery in zip(sends, deliveries_enqueue([send for _, send in sends]), strict=True):
         run.delivery = delivery
     ActionRun.objects.bulk_create(runs)
@@ -203,7 +205,7 @@ def action_due_at(action: Action, record: Record, now: datetime.datetime, time_z
 
 def _due_today(action: Action, due: datetime.datetime, now: datetime.datetime, time_zone: str) -> bool:
     """Relative to a date (not a date/time) field whose day, in the organization's zone, is today."""
-    if action.relative_field is None or not action.relative_field.kind.date_only:
+    if action.relative_field is None or not kind_of(action.relative_field).date_only:
         return False
     zone = zoneinfo.ZoneInfo(time_zone)
     return due.astimezone(zone).date() == now.astimezone(zone).date()
@@ -258,8 +260,8 @@ def date_rule_schedule(rule: WorkflowRule, record: Record, now: datetime.datetim
     due = _next_date_occurrence(rule, record.values.get(watched_field(rule)), now)
     if due is None:
         return None
-    return ActionRun.objects.create(rule=rule, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
-                                    event="date", due_at=due)
+    return ActionRun.objects.create(rule=rule, record=record, record_ref=record_ref_of(record), event="date",
+                                    due_at=due)
 
 
 def _next_date_occurrence(rule: WorkflowRule, value: Any, now: datetime.datetime) -> datetime.datetime | None:

@@ -163,7 +163,7 @@ class Action(models.Model):
 class RunStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     RUNNING = "running", "Running"
-    ENQUEUED = "enqueued", "Sent to the outbox"
+    ENQUEUED = "enqueued", "Delivery queued"
     CANCELLED = "cancelled", "Cancelled"
     SKIPPED = "skipped", "Skipped"
 
@@ -182,7 +182,7 @@ class ActionRun(models.Model):
     event = models.CharField("event", max_length=20, help_text="What fired the rule: create, edit, delete or date.")
     due_at = models.DateTimeField("due", null=True, blank=True, help_text="When the action runs.")
     status = models.CharField("status", max_length=20, choices=RunStatus.choices, default=RunStatus.SCHEDULED,
-                              help_text=("Scheduled, running, sent to the outbox (the delivery was made), cancelled "
+                              help_text=("Scheduled, running, delivery queued (its delivery is in the log), cancelled "
                                          "or skipped."))
     reason = models.CharField("reason", max_length=300, blank=True, help_text="Why it was cancelled.")
     delivery = models.ForeignKey(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",

@@ -6,8 +6,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from crm.field_types import kind_of
 from crm.models import Field, Record
-from dispatcher.ops.quotas import quota_remaining
+from dispatcher.ops.quotas import quota_remaining, webhooks_refusal
 from dispatcher.models import Capture
 from workflows.conditions import condition_value_error
 from workflows.engine import date_rule_schedule, rule_compile, rule_fire, run_cancel
@@ -53,10 +54,10 @@ def _trigger_problem(rule: WorkflowRule) -> tuple[str, str] | None:
         return "trigger_field", "Choose the field this trigger watches."
     if field.module_id != rule.module_id:
         return "trigger_field", f"“{field.label}” is not a field of {rule.module.api_name}."
-    if rule.trigger == Trigger.DATE and not field.kind.temporal:
+    if rule.trigger == Trigger.DATE and not kind_of(field).temporal:
         return "trigger_field", f"“{field.label}” is not a date or date/time field."
     if rule.trigger == Trigger.FIELD_UPDATE and rule.trigger_value and (
-            problem := field.kind.condition_value_problem(field, rule.trigger_value)):
+            problem := kind_of(field).condition_value_problem(field, rule.trigger_value)):
         return "trigger_value", problem
     return None
 
@@ -65,8 +66,8 @@ def _actions_problems(rule: WorkflowRule, actions: list[Action]) -> list[str]:
     """The edition's limits on a rule's actions (seed 003: six per rule, one instant), then each action."""
     problems = []
     edition = rule.organization.edition
-    if actions and not edition.webhooks_enabled:
-        problems.append(f"The {edition.name} does not include webhooks.")
+    if actions and (refusal := webhooks_refusal(rule.organization)):
+        problems.append(refusal)
     instant = [a for a in actions if a.kind == ActionKind.INSTANT]
     if len(actions) > edition.webhooks_per_rule:
         problems.append(
@@ -85,7 +86,7 @@ def _condition_problem(rule: WorkflowRule, condition: Condition) -> str | None:
     if lookup is None and field.module_id != rule.module_id:
         return f"“{field.label}” is a field of {field.module.api_name}; choose the lookup that reaches it."
     if lookup is not None:
-        if lookup.module_id != rule.module_id or not lookup.kind.links_records:
+        if lookup.module_id != rule.module_id or not kind_of(lookup).links_records:
             return f"“{lookup.label}” is not a lookup field of {rule.module.api_name}."
         if lookup.lookup_module is None or lookup.lookup_module_id != field.module_id:
             looked_up = lookup.lookup_module.api_name if lookup.lookup_module else "nothing"
@@ -114,7 +115,7 @@ def _action_problem(rule: WorkflowRule, action: Action) -> str | None:
         relative: Field | None = action.relative_field
         if relative is None and not action.delay_amount:
             return f"“{webhook.name}”: a time-based action needs a delay or a date field to be relative to."
-        if relative is not None and (relative.module_id != rule.module_id or not relative.kind.temporal):
+        if relative is not None and (relative.module_id != rule.module_id or not kind_of(relative).temporal):
             return f"“{webhook.name}”: “{relative.label}” is not a date field of {rule.module.api_name}."
     return None
 

@@ -7,11 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
+from ninja import Schema
 
 from crm.api.errors import ApiError
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
+
+
+class Paging(Schema):
+    """The query parameters of a list that takes no filters of its own."""
+
+    cursor: str | None = None
+    limit: int | None = None
 
 
 def cursor_encode(pk: int) -> str:

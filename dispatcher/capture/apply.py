@@ -19,7 +19,7 @@ from jsonpath_ng.ext import parse as jsonpath_parse
 from lxml import etree
 
 from crm import services as crm_services
-from crm.field_types import FieldKind
+from crm.field_types import FieldKind, kind_of
 from crm.models import Record
 from dispatcher.capture.sandbox import CaptureTimeout, Sandbox, text_within, values_within
 from dispatcher.transport.cleaning import clean_json
@@ -80,7 +80,7 @@ def captures_check(*, webhook: Webhook, captures: list[Capture]) -> list[str]:
         field = capture.field
         if field.module_id != webhook.module_id:
             problems.append(f"“{field.label}” is not a field of {webhook.module.api_name}.")
-        elif field.is_system or not field.is_usable or field.kind.links_records:
+        elif field.is_system or not field.is_usable or kind_of(field).links_records:
             problems.append(f"“{field.label}” cannot be written by a capture (system, lookup, deleted or disabled).")
     if captures and not webhook.capture_response:
         problems.append("Switch on “capture the response” to use these captures, or remove them.")
@@ -102,7 +102,7 @@ class CaptureJob:
     """What capturing one stored attempt's answer needs, taken in the drain loop's thread."""
 
     delivery_id: int
-    public_id: str
+    message_id: str  # the delivery's id in the API and the log (msg_…)
     attempt_number: int
     organization_id: int
     record_id: int
@@ -123,14 +123,14 @@ def capture_wanted(*, webhook: Webhook | None, record_id: int | None, status_cod
     return [c for c in webhook.captures.all() if c.when == when]
 
 
-def capture_job(*, webhook: Webhook, captures: list[Capture], delivery_id: int, public_id: str,
+def capture_job(*, webhook: Webhook, captures: list[Capture], delivery_id: int, message_id: str,
                 attempt_number: int, record_id: int, body: bytes,
                 mask: Callable[[str], str] = str) -> CaptureJob:
     return CaptureJob(
-        delivery_id=delivery_id, public_id=public_id, attempt_number=attempt_number,
+        delivery_id=delivery_id, message_id=message_id, attempt_number=attempt_number,
         organization_id=webhook.organization_id, record_id=record_id, capture_type=webhook.capture_type,
         namespaces=webhook.capture_namespaces, body=body, mask=mask,
-        captures=tuple(FieldCapture(c.expression, c.field.label, c.field.api_name, c.field.kind) for c in captures))
+        captures=tuple(FieldCapture(c.expression, c.field.label, c.field.api_name, kind_of(c.field)) for c in captures))
 
 
 def response_capture(*, job: CaptureJob, sandbox: Sandbox) -> dict[str, Any]:
@@ -156,7 +156,8 @@ def response_capture(*, job: CaptureJob, sandbox: Sandbox) -> dict[str, Any]:
                               "expressions": [c.expression for c in job.captures], "namespaces": namespaces,
                               "max_bytes": [share + SECRET_MARGIN] * len(job.captures)}, timeout=timeout)
     except CaptureTimeout:
-        logger.warning("capture.timeout delivery=%s seconds=%s", job.public_id, timeout)
+        logger.warning("capture.timeout", extra={"delivery_id": job.message_id, "organization_id": job.organization_id,
+                                                 "attempt": job.attempt_number, "seconds": timeout})
         return {"error": f"The capture expressions took longer than {timeout:g} s and were stopped; nothing was "
                          "captured.", "timeout": True}
     if "error" in answer:

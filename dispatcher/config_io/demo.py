@@ -8,6 +8,7 @@ from django.db import transaction
 from crm import services as crm_services
 from crm.models import CrmUser, Edition, Module, Organization, Record
 from dispatcher.senders import webhooks as services
+from dispatcher.senders.webhook_rows import Parameter
 from dispatcher.models import AuthType, ContentType, Method, Webhook
 
 ORGANIZATION = "Zylker Inc"
@@ -68,8 +69,8 @@ def demo_load() -> Organization:
     })
     for spec in _webhook_specs(modules):
         if not Webhook.objects.filter(organization=organization, name=spec["name"]).exists():
-            entity = [services.Parameter(n, v) for n, v in spec.pop("entity", [])]
-            custom = [services.Parameter(n, v) for n, v in spec.pop("custom", [])]
+            entity = [Parameter(n, v) for n, v in spec.pop("entity", [])]
+            custom = [Parameter(n, v) for n, v in spec.pop("custom", [])]
             services.webhook_save(webhook=Webhook(organization=organization, **spec),
                                   entity_parameters=entity, custom_parameters=custom)
     return organization

@@ -103,7 +103,9 @@ def attempt_prepare(delivery: Delivery, token: uuid.UUID, *, quota: QuotaReserva
         signed = request_sign(request, secrets=sender.signing_secrets(now), message_id=delivery.message_id)
     except (binascii.Error, ValueError, TypeError):
         counters.count("sign_failed")
-        logger.warning("deliver.sign_failed delivery=%s", delivery.public_id)
+        logger.warning("deliver.sign_failed", extra={
+            "delivery_id": delivery.message_id, "organization_id": delivery.organization_id,
+            "webhook_id": delivery.webhook_id, "channel_id": getattr(delivery.channel, "public_id", None)})
         return outcome_without_request(
             delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
             "The signing secret is not valid (it must be whsec_ followed by base64); rotate it and resend.")
@@ -129,9 +131,8 @@ def _unsendable(delivery: Delivery) -> tuple[str, str, str] | None:
         return DeliveryStatus.CANCELLED, "", f"The {kind} was deleted or deactivated."
     if delivery.record is None and not delivery.request_sealed:  # a delete event's request is rendered at once
         return DeliveryStatus.CANCELLED, "", "The record was deleted."
-    if not delivery.organization.edition.webhooks_enabled:
-        edition = delivery.organization.edition.name
-        return DeliveryStatus.FAILED, errors.INTERNAL_ERROR, f"The {edition} does not include webhooks."
+    if refusal := quotas.webhooks_refusal(delivery.organization):
+        return DeliveryStatus.FAILED, errors.INTERNAL_ERROR, refusal
     return None
 
 
@@ -146,7 +147,9 @@ def _render(delivery: Delivery, token: uuid.UUID, now: datetime.datetime) -> Ren
         raise
     except Exception:
         counters.count("render_failed")
-        logger.exception("deliver.render_failed delivery=%s webhook=%s", delivery.public_id, delivery.webhook_id)
+        logger.exception("deliver.render_failed", extra={"delivery_id": delivery.message_id,
+                                                         "organization_id": delivery.organization_id,
+                                                         "webhook_id": delivery.webhook_id})
         return outcome_without_request(delivery, token, now, DeliveryStatus.FAILED, errors.INTERNAL_ERROR,
                                        "The request could not be rendered; see the worker log.")
     delivery.request_sealed = request.seal()

@@ -186,6 +186,7 @@ def _claimed(token: uuid.UUID, rows: list[tuple], *, complete: bool) -> Claim:
     taken_over = sum(1 for row in rows if row[0] == DeliveryStatus.DISPATCHED)
     if taken_over:  # their worker died or hung past its lease
         counters.count("lease_taken_over", amount=taken_over)
+        logger.warning("deliver.lease_taken_over", extra={"count": taken_over})
     return Claim(token, [row[1] for row in rows], [row[2:] for row in rows], complete=complete)
 
 
@@ -279,6 +280,7 @@ def _take(rows, n: int) -> list[tuple[int, int]]:
     taken_over = sum(1 for _, status, _ in found if status == DeliveryStatus.DISPATCHED)
     if taken_over:  # their worker died or hung past its lease
         counters.count("lease_taken_over", amount=taken_over)
+        logger.warning("deliver.lease_taken_over", extra={"count": taken_over})
     return [(pk, organization_id) for pk, _, organization_id in found]
 
 

@@ -98,8 +98,8 @@ def endpoint_disable(*, endpoint: Endpoint, now: datetime.datetime, reason: str)
                                                                                       disabled_reason=reason):
         return False
     endpoint.disabled_at, endpoint.disabled_reason = now, reason
-    logger.warning("endpoint.disabled endpoint=%s organization=%s failures=%s", endpoint.destination,
-                   endpoint.organization_id, endpoint.consecutive_failures)
+    logger.warning("endpoint.disabled", extra={"endpoint_id": endpoint.pk, "organization_id": endpoint.organization_id,
+                                               "failures": endpoint.consecutive_failures})
     notifications.notify_later(notifications.notify_endpoint_disabled, endpoint.pk)  # once disabled_at commits
     return True
 
@@ -116,7 +116,8 @@ def endpoint_enable(*, endpoint: Endpoint, by: str = "") -> int:
         states.deliveries_requeue(ids=held, from_statuses=(DeliveryStatus.HELD,), now=now)
         deliveries_wake(held)
     endpoint.refresh_from_db()
-    logger.info("endpoint.enabled endpoint=%s replayed=%s by=%s", endpoint.destination, len(held), by or "-")
+    logger.info("endpoint.enabled", extra={"endpoint_id": endpoint.pk, "organization_id": endpoint.organization_id,
+                                           "replayed": len(held), "by": by})
     return len(held)
 
 

@@ -1,4 +1,4 @@
-"""Enqueue: delivery rows written in the caller's transaction (the outbox), resends, and deliveries that
+"""Enqueue: delivery rows (the queue and the log) written in the caller's transaction, resends, and deliveries that
 only enter the log: cancelled without ever being sent, or test sends made at once from the admin.
 Workers are woken when the transaction commits."""
 import datetime
@@ -14,11 +14,12 @@ from django.utils import timezone
 from crm.models import Record
 from dispatcher.delivery import states
 from dispatcher.delivery.attempt import RESPONSE_EXCERPT_CHARS
+from dispatcher.delivery.rows import delivery_new
 from dispatcher.delivery.wakeups import deliveries_wake
 from dispatcher.transport import errors
 from dispatcher.transport.cleaning import clean_headers, clean_text
 from dispatcher.transport.result import HttpResult
-from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
+from dispatcher.models import Attempt, Delivery, DeliverySource, DeliveryStatus, Webhook
 from dispatcher.rendering.request import webhook_render_unsigned
 from dispatcher.transport.request import RenderedRequest
 
@@ -52,18 +53,11 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
     deliveries = []
     for item in items:
         webhook, record = item.webhook, item.record
-        organization = webhook.organization
-        if not organization.edition.webhooks_enabled:
-            raise ValidationError(
-                f"The {organization.edition.name} of {organization.name} does not include webhooks.")
+        delivery = delivery_new(sender=webhook, record=record, source=item.source, trigger=item.trigger,
+                                due_at=item.due_at or now)  # refused first if the edition has no webhooks
         if record.module_id != webhook.module_id:
             raise ValidationError(f"Webhook “{webhook.name}” is for {webhook.module.api_name} records, not "
                                   f"{record.module.api_name}.")
-        delivery = states.delivery_build(
-            organization=organization, webhook=webhook, webhook_name=webhook.name, record=record,
-            record_ref=f"{record.module.api_name} #{record.pk}", source=item.source, trigger=item.trigger[:200],
-            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), due_at=item.due_at or now,
-        )
         if item.render_now:
             request = webhook_render_unsigned(webhook=webhook, record=record)
             delivery.request_sealed, delivery.request_display = request.seal(), request.masked().as_text()
@@ -90,7 +84,7 @@ def deliveries_resend(*, ids: list[int], by: str) -> int:
         count = states.deliveries_requeue(ids=chosen, from_statuses=states.RESENDABLE, now=now,
                                           resent_by=by[:150], resent_at=now)
         deliveries_wake(chosen)
-    logger.info("deliver.resend count=%s by=%s", count, by)
+    logger.info("deliver.resend", extra={"count": count, "by": by})
     return count
 
 
@@ -99,12 +93,8 @@ def delivery_log_cancelled(
 ) -> Delivery:
     """A delivery that was due but will not be sent (its record is gone or no longer qualifies), for the log:
     created Cancelled (and finished), which no worker claims."""
-    delivery = states.delivery_build(
-        organization_id=webhook.organization_id, webhook=webhook, webhook_name=webhook.name, record=record,
-        record_ref=record_ref, source=DeliverySource.WORKFLOW, trigger=trigger[:200],
-        retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(), status=DeliveryStatus.CANCELLED,
-        status_reason=reason[:300],
-    )
+    delivery = delivery_new(sender=webhook, record=record, record_ref=record_ref, source=DeliverySource.WORKFLOW,
+                            trigger=trigger, status=DeliveryStatus.CANCELLED, status_reason=reason[:300])
     delivery.save(force_insert=True)
     return delivery
 
@@ -126,13 +116,9 @@ def delivery_log_test(*, webhook: Webhook, record: Record, request: RenderedRequ
     body, _ = clean_text(request.mask(result.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]))
     token = uuid.uuid4()
     with transaction.atomic():
-        delivery = states.delivery_build(
-            public_id=public_id, organization_id=webhook.organization_id, webhook=webhook,
-            webhook_name=webhook.name, record=record, record_ref=f"{record.module.api_name} #{record.pk}",
-            source=DeliverySource.TEST, trigger=f"Test send by {by}"[:200],
-            retry_policy_id=webhook.retry_policy_id or RetryPolicy.default_id(),
-            request_display=clean_text(request.masked().as_text())[0],
-        )
+        delivery = delivery_new(sender=webhook, record=record, source=DeliverySource.TEST,
+                                trigger=f"Test send by {by}", public_id=public_id,
+                                request_display=clean_text(request.masked().as_text())[0])
         delivery.save(force_insert=True)  # due_at empty: never due to a worker
         states.deliveries_dispatch(rows=Delivery.objects.filter(pk=delivery.pk), token=token,
                                    lease_until=timezone.now())

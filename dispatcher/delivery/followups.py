@@ -53,9 +53,10 @@ def followups_run(*, outcomes: list[Outcome], updated: set[int], usage: UsageTal
     gone: list[tuple[Endpoint, datetime.datetime]] = []
     for outcome in outcomes:
         delivery, attempt = outcome.delivery, outcome.attempt
-        usage.add(organization=delivery.organization, now=outcome.now, source=_usage_source(delivery),
+        source = _usage_source(delivery)
+        usage.add(organization=delivery.organization, now=outcome.now, source=source,
                   outcome=attempt.outcome, duration_ms=attempt.duration_ms if outcome.timed else None)
-        attempt_log(delivery, attempt)
+        attempt_log(delivery, attempt, source)
         if delivery.pk not in updated:
             continue
         if outcome.timed and delivery.endpoint is not None and attempt.outcome in ENDED_BY_ANSWER:
@@ -98,7 +99,7 @@ def _capture(outcome: Outcome, *, claimed: bool) -> None:
     if not captures or result is None or delivery.webhook is None or delivery.record_id is None:
         return
     job = capture_job(webhook=delivery.webhook, captures=captures, delivery_id=delivery.pk,
-                      public_id=str(delivery.public_id), attempt_number=outcome.attempt.number,
+                      message_id=delivery.message_id, attempt_number=outcome.attempt.number,
                       record_id=delivery.record_id, body=result.body,
                       mask=outcome.request.mask if outcome.request is not None else str)
     if not claimed:  # the delivery is another worker's now: it attempts and captures again
@@ -119,7 +120,8 @@ def capture_now(job: CaptureJob, own_sandbox: Sandbox, stopping: Callable[[], bo
         if stopping():  # its child was killed because the worker process is stopping
             _store(job, dict(STOPPED), count="not_run")
             return
-        logger.exception("capture.failed delivery=%s", job.public_id)
+        logger.exception("capture.failed", extra={
+            "delivery_id": job.message_id, "organization_id": job.organization_id, "attempt": job.attempt_number})
         captured = dict(INTERNAL_ERROR)
     _store(job, captured, count=_counted_as(captured))
 
@@ -228,7 +230,9 @@ class CaptureRunner:
                     capture_now(job, own_sandbox, lambda: self.stopping)
                     counters.counters_flush()  # the loop that claimed it may have ended already
                 except Exception:
-                    logger.exception("capture.worker_failed delivery=%s", job.public_id)
+                    logger.exception("capture.worker_failed", extra={
+                        "delivery_id": job.message_id, "organization_id": job.organization_id,
+                        "attempt": job.attempt_number})
                 finally:
                     with self.condition:
                         self.running[job.organization_id] -= 1
@@ -308,4 +312,4 @@ def _guarded(function: Callable, *args, **kwargs) -> None:
     except SoftTimeLimitExceeded:
         raise
     except Exception:
-        logger.exception("deliver.followup_failed function=%s", getattr(function, "__name__", function))
+        logger.exception("deliver.followup_failed", extra={"function": getattr(function, "__name__", str(function))})

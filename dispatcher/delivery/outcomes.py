@@ -16,7 +16,8 @@ from dispatcher.delivery.attempt import Outcome
 from dispatcher.delivery.batch_sql import attempts_insert
 from dispatcher.delivery.followups import capture_pending_mark
 from dispatcher.transport.cleaning import clean_headers, clean_text
-from dispatcher.models import DeliveryStatus
+from dispatcher.models import Attempt, DeliveryStatus
+from dispatcher.transport import errors
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +48,47 @@ def _sealed_request_dropped_on_success(outcome: Outcome) -> None:
 
 
 def outcomes_write(outcomes: list[Outcome]) -> set[int]:
-    """Store these outcomes; returns the ids of the deliveries that moved on (the others' claims were taken
-    over meanwhile: their attempts are recorded all the same, they happened)."""
+    """Store these outcomes; returns the ids of the deliveries that moved on. The others' claims were taken
+    over meanwhile (this worker was cut off past its lease): their attempts happened and are recorded, as
+    late ones (_late), so the log shows the one outcome of the worker that took over: Success once."""
     for outcome in outcomes:
         outcome_clean(outcome)
         _sealed_request_dropped_on_success(outcome)
         capture_pending_mark(outcome)
     try:
         with transaction.atomic():
-            attempts_insert([o.attempt for o in outcomes])
             updated = states.deliveries_conclude([(o.delivery.pk, o.token, o.changes) for o in outcomes])
+            for o in outcomes:
+                if o.delivery.pk not in updated:
+                    _late(o.attempt)
+            attempts_insert([o.attempt for o in outcomes])
     except SoftTimeLimitExceeded:
         raise
     except Exception:
         if len(outcomes) == 1:
             updated = _write_alone(outcomes[0])
         else:
-            logger.exception("deliver.batch_write_failed count=%s; writing row by row", len(outcomes))
+            logger.exception("deliver.write_fallback", extra={"count": len(outcomes)})
             counters.count("write_fallback")
             updated = set().union(*(_write_alone(o) for o in outcomes))
     for o in outcomes:
         if o.delivery.pk not in updated:
             counters.count("claim_lost")
-            logger.warning("deliver.claim_lost delivery=%s attempt=%s", o.delivery.public_id, o.attempt.number)
+            logger.warning("deliver.claim_lost", extra={"delivery_id": o.delivery.message_id,
+                                                        "organization_id": o.delivery.organization_id,
+                                                        "attempt": o.attempt.number})
             continue
         for key, value in o.changes.items():
             setattr(o.delivery, key, value)
     return updated
+
+
+def _late(attempt: Attempt) -> None:
+    """An attempt whose claim was lost: what the receiver answered stays, but it decides nothing (the delivery's
+    status is the other worker's), so it says so instead of Success or Failed."""
+    attempt.outcome, attempt.error_class = DeliveryStatus.DISPATCHED, errors.CLAIM_LOST
+    attempt.error_message = (f"Claim lost: {attempt.error_message}" if attempt.error_message
+                             else "Claim lost: the delivery was taken over by another worker.")[:500]
 
 
 def _write_alone(outcome: Outcome) -> set[int]:
@@ -83,13 +98,19 @@ def _write_alone(outcome: Outcome) -> set[int]:
         outcome.attempt.pk, outcome.attempt._state.adding = None, True  # a rolled-back insert set them
         try:
             with transaction.atomic():
+                updated = states.deliveries_conclude([(outcome.delivery.pk, outcome.token, outcome.changes)])
+                if not updated:
+                    _late(outcome.attempt)
                 outcome.attempt.save(force_insert=True)
-                return states.deliveries_conclude([(outcome.delivery.pk, outcome.token, outcome.changes)])
+                return updated
         except SoftTimeLimitExceeded:
             raise
         except Exception:
-            logger.exception("deliver.write_failed delivery=%s stripped=%s", outcome.delivery.public_id, stripped)
-            counters.count("write_failed", "stripped" if stripped else "full")
+            written = "stripped" if stripped else "full"
+            logger.exception("deliver.write_failed", extra={
+                "delivery_id": outcome.delivery.message_id, "organization_id": outcome.delivery.organization_id,
+                "attempt": outcome.attempt.number, "outcome": written})
+            counters.count("write_failed", written)
     # Left as it is: Dispatched until its lease runs out, then another attempt.
     return set()
 

@@ -20,5 +20,5 @@ def deliveries_purge(*, older_than_days: int, now: datetime.datetime | None = No
     while batch := list(old.values_list("pk", flat=True)[:PURGE_BATCH]):
         Delivery.objects.filter(pk__in=batch).delete()
         purged += len(batch)
-    logger.info("deliver.purge count=%s cutoff=%s", purged, cutoff.isoformat())
+    logger.info("deliver.purge", extra={"count": purged, "cutoff": cutoff.isoformat()})
     return purged

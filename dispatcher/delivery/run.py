@@ -277,8 +277,7 @@ class DrainLoop:
                        reason="Given back: the worker stopped while the request was in flight; it is sent again."):
                 self.quota.refund_one(send.delivery)
                 given_back += 1
-        logger.warning("worker stopping: %d deliveries in flight given back, %d finished and stored (drain.stop)",
-                       given_back, in_flight - len(sending))
+        logger.warning("drain.stop", extra={"given_back": given_back, "stored": in_flight - len(sending)})
 
     def finish_all(self) -> None:
         while not self.idle():

@@ -1,4 +1,4 @@
-"""The delivery state machine: the status moves that are allowed, the one builder of new deliveries, and
+"""The delivery state machine: the status moves that are allowed, the statuses a new delivery may have, and
 the only functions that write a delivery's status once it exists.
 
 Every write is a conditional UPDATE on the status it moves from (and, for a claimed delivery, on the
@@ -76,8 +76,8 @@ def status_columns(to_status: str, changes: dict[str, Any], now: datetime.dateti
 
 
 def delivery_build(*, status: str = S.QUEUED, **fields: Any) -> Delivery:
-    """A new delivery, not saved: Queued, or Cancelled (then finished now, as it will never be sent). The one
-    way product code makes a delivery (saved with deliveries_insert or save())."""
+    """A new delivery, not saved: Queued, or Cancelled (then finished now, as it will never be sent). Product
+    code makes one through rows.delivery_new, which fills the columns every path shares and calls this."""
     if status not in INITIAL:
         raise IllegalMove(f"A delivery cannot be created as {status}.")
     if status in FINAL:

@@ -127,4 +127,4 @@ def worker_shutting_down(*, how: str) -> None:
                 os.kill(pid, note)
         except ProcessLookupError:  # it has just exited
             pass
-    logger.info("worker.stopping how=%s pool_processes=%d", how, len(children))
+    logger.info("worker.stopping", extra={"how": how, "pool_processes": len(children)})

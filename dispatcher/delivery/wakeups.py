@@ -11,8 +11,10 @@ lost only delays a delivery (the pump finds it within WEBHOOK_PUMP_INTERVAL), ne
 - **A loop that listens** (Listener): LISTEN on its own connection, and the shared AWAKE lock while it
   keeps up (room for more, nothing due left behind by its last claim); it waits for a notification on
   the connection's socket instead of polling.
-- **Other databases** (SQLite, the embedded default): no notifications, the broker message for every
-  commit, as before; a loop does not linger (delivery/run.py).
+- **Other databases** (SQLite, the embedded default), and PostgreSQL through a pooler in transaction mode
+  (DATABASE_POOLER=transaction: LISTEN and the session lock would stay with whichever server session ran
+  them): no notifications, the broker message for every commit, as before; a loop does not linger
+  (delivery/run.py).
 - **The pump** (``dispatcher.pump``, celery beat): ``dispatcher.drain`` wake-ups for what is due (retries,
   deliveries given back, wake-ups lost, leases run out); **delivery_wake_at**: a later wake-up for a
   delivery waiting for a rate slot.
@@ -42,6 +44,12 @@ LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as
 WAKE_COALESCE_SECONDS = 0.02  # short against a receiver's answer, long against one API call on two cores
 
 
+def sessions_kept() -> bool:
+    """Whether this connection keeps a PostgreSQL session of its own, which LISTEN and the AWAKE lock need:
+    not through a pooler in transaction mode, which lends a server session per transaction."""
+    return connection.vendor == "postgresql" and settings.DATABASE_POOLER != "transaction"
+
+
 def deliveries_wake(ids: list[int]) -> None:
     """These deliveries were made due now in the caller's transaction: notify listening loops at commit
     (PostgreSQL), and send the broker wake-ups after it unless a listening loop keeps up (_CommitWake)."""
@@ -51,7 +59,7 @@ def deliveries_wake(ids: list[int]) -> None:
     if pending is not None:
         pending.ids.extend(ids)
         return
-    if connection.vendor == "postgresql":
+    if sessions_kept():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
     pending = _CommitWake()
@@ -87,8 +95,8 @@ def _pending_wake() -> _CommitWake | None:
 
 def loop_awake() -> bool:
     """Whether a drain loop listens and keeps up now (holds the AWAKE lock), on PostgreSQL; asked after a
-    commit, in autocommit. Any doubt (another database, an error) says no: the broker is asked instead."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    commit, in autocommit. Any doubt (another database, a pooler, an error) says no: the broker is asked instead."""
+    if not sessions_kept() or connection.in_atomic_block:
         return False
     try:
         with connection.cursor() as cursor:
@@ -114,8 +122,8 @@ class Listener:
     @classmethod
     def open(cls) -> "Listener | None":
         """Listen, and hold the AWAKE lock; None where notifications cannot reach this loop (another
-        database, or inside a transaction, which holds them back until it ends)."""
-        if connection.vendor != "postgresql" or connection.in_atomic_block:
+        database, a transaction-mode pooler, or inside a transaction, which holds them back until it ends)."""
+        if not sessions_kept() or connection.in_atomic_block:
             return None
         with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {CHANNEL}")
@@ -213,7 +221,7 @@ class _Coalescer:
         try:
             drain_wake()
         except Exception:  # the pump will find the work
-            logger.warning("deliver_wake.failed drain", exc_info=True)
+            logger.warning("deliver_wake.drain_failed", exc_info=True)
 
 
 _coalescer = _Coalescer()
@@ -233,4 +241,4 @@ def _send(delivery_id: int, countdown: float | None = None) -> None:
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # the broker being down only delays the delivery: the pump will find it
-        logger.warning("deliver_wake.failed delivery=%s", delivery_id, exc_info=True)
+        logger.warning("deliver_wake.failed", extra={"delivery_pk": delivery_id}, exc_info=True)

@@ -1,4 +1,4 @@
-"""The outbox: one Delivery per webhook call to make, one Attempt per try. Together they are the log."""
+"""The delivery log and the queue: one Delivery per webhook call to make, one Attempt per try."""
 import uuid
 from collections.abc import Iterable
 from typing import Any

@@ -10,7 +10,7 @@ from dispatcher.transport.addresses import url_normalise
 
 @functools.lru_cache(maxsize=4096)
 def destination_of(url: str) -> str:
-    """Scheme, host, port unless the default, and path of the normalised URL (validators.url_normalise):
+    """Scheme, host, port unless the default, and path of the normalised URL (transport.addresses.url_normalise):
     what identifies a receiver, however its URL was spelled; not the query. Kept per URL: a worker asks it
     for every first attempt, and parsing a URL costs more than the rest of finding its endpoint."""
     normalised = url_normalise(url)

@@ -5,7 +5,7 @@ from dispatcher.transport.addresses import url_normalise, validate_webhook_url
 
 
 class ReceiverURLField(models.CharField):
-    """A URL the guarded client will send to, kept in its normalised form (validators.url_parse): what is
+    """A URL the guarded client will send to, kept in its normalised form (transport.addresses.url_parse): what is
     validated, stored, shown and sent is one string, so an admin sees `http://127.0.0.1/`, never the
     full-width lookalike that was typed. Normalised when cleaned (forms, full_clean) and again when saved
     (paths that skip cleaning, such as bulk creation)."""

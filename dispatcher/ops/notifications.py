@@ -47,7 +47,7 @@ def _send(subject: str, body: str, recipients: Iterable[str | None]) -> None:
     except SoftTimeLimitExceeded:
         raise
     except Exception:  # a broken mail server must not break delivery processing
-        logger.exception("notify.mail_failed subject=%s", subject)
+        logger.exception("notify.mail_failed", extra={"recipients": len(to)})
 
 
 def notify_later(task: Any, *args: Any) -> None:
@@ -66,13 +66,13 @@ def _queue(task: Any, args: tuple) -> None:
     except SoftTimeLimitExceeded:
         raise
     except Exception:
-        logger.warning("notify.queue_failed task=%s; sending now", task.name, exc_info=True)
+        logger.warning("notify.queue_failed", extra={"task": task.name}, exc_info=True)
     try:
         task.run(*args)
     except SoftTimeLimitExceeded:
         raise
     except Exception:
-        logger.exception("notify.send_failed task=%s", task.name)
+        logger.exception("notify.send_failed", extra={"task": task.name})
 
 
 # The e-mail tasks take ids, as any task: they read the rows as committed, after notify_later queued them.

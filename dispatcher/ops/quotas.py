@@ -1,4 +1,5 @@
-"""The daily webhook quota: per organization and per local day, consumed atomically."""
+"""What an organization's edition allows: webhooks at all, and the daily webhook quota (per organization and
+per local day, consumed atomically)."""
 import datetime
 import zoneinfo
 from typing import Any
@@ -9,6 +10,16 @@ from django.db.models import F
 from crm.services import counter_increment
 from crm.models import Organization
 from dispatcher.models import DailyUsage
+
+
+def webhooks_refusal(organization: Organization) -> str | None:
+    """None when the organization's edition includes webhooks, else why not: the one wording every path shows
+    (a webhook's definition, a rule's actions, a channel, an enqueue, an attempt), so it reads the same
+    wherever a user meets it."""
+    edition = organization.edition
+    if edition.webhooks_enabled:
+        return None
+    return f"The {edition.name} of {organization.name} does not include webhooks; upgrade the edition."
 
 
 def local_day(*, organization: Organization, now: datetime.datetime) -> datetime.date:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.caches import VersionedCache
+from crm.field_types import kind_of
 from crm.formats import format_datetime
 from crm.models import CrmUser, Field, Module, Organization, Record, SystemField
+from crm.selectors import records_related
 from dispatcher.rendering.template import MergeField
 
 USER_MODULE_NAMES = frozenset({"User", "Users", "Owner"})
@@ -104,13 +106,13 @@ class Schema:
         target = self._modules_by_name.get(name)
         if target is None:
             return Unsupported(f"there is no module “{name}”")
-        lookups = [f for f in self.fields(self.module) if f.kind.links_records and f.lookup_module_id == target.pk]
+        lookups = [f for f in self.fields(self.module) if kind_of(f).links_records and f.lookup_module_id == target.pk]
         if lookups:
             live = [f for f in lookups if f.is_usable]
             if not live:
                 return Unsupported(f"the lookup field “{lookups[0].label}” to {target.api_name} is deleted or disabled")
             return self._field_binding(target, label, lambda field: OnLookup(live[0], field))
-        backlinks = [f for f in self.fields(target) if f.kind.links_records and f.lookup_module_id == self.module.pk]
+        backlinks = [f for f in self.fields(target) if kind_of(f).links_records and f.lookup_module_id == self.module.pk]
         live = [f for f in backlinks if f.is_usable]
         if live:
             return self._field_binding(target, label, lambda field: OnRelated(live[0], field))
@@ -148,7 +150,7 @@ _schemas: VersionedCache[int, Schema] = VersionedCache("merge-field schemas", si
 def schema_for(module: Module, *, version: uuid.UUID | None = None) -> Schema:
     """The module's Schema, built once per metadata version of its organization (see crm.schema_changed).
 
-    Pass the organization's schema_version when it is at hand (the outbox loads it with the delivery);
+    Pass the organization's schema_version when it is at hand (the engine's loader reads it with the delivery);
     otherwise it costs one small query.
     """
     if version is None:
@@ -175,8 +177,6 @@ class MergeContext:
         return self.schema.binding(merge_field)
 
     def related_records(self, via: Field) -> list[Record]:
-        from crm.selectors import records_related
-
         if via.pk not in self._related:
             self._related[via.pk] = records_related(record=self.record, via_field=via, limit=RELATED_RECORDS_LIMIT)
         return self._related[via.pk]
@@ -208,7 +208,7 @@ class MergeContext:
             stamp = record.created_at if field.api_name == SystemField.CREATED_TIME else record.modified_at
             return format_datetime(stamp, self.datetime_format, self.time_zone)
         raw = record.values.get(field.api_name)
-        return None if raw is None else field.kind.render(raw, self)
+        return None if raw is None else kind_of(field).render(raw, self)
 
     def record_of(self, pk: Any) -> Record | None:
         """A looked-up record, fetched once per rendering."""

@@ -1,5 +1,5 @@
 """Event subscriptions (channels): integrations subscribe to record events by API and receive
-notifications of seed 002's shape through the same outbox, quota, guarded client, signing, retries
+notifications of seed 002's shape through the same delivery queue, quota, guarded client, signing, retries
 and logs as workflow webhooks.
 
 Event names: ``<Module>.create``, ``<Module>.edit`` (or ``update``, as seed 002 writes it), ``<Module>.delete``,
@@ -26,9 +26,9 @@ from dispatcher.ops import notifications
 from dispatcher.ops import quotas
 from dispatcher.transport.sending import send_now
 from dispatcher.ops.links import api_link
-from dispatcher.models import Channel, Delivery, DeliverySource, RetryPolicy
+from dispatcher.models import Channel, Delivery, DeliverySource
 from dispatcher.models.channels import TOKEN_MAX_LENGTH
-from dispatcher.delivery import deliveries_insert, delivery_build
+from dispatcher.delivery import deliveries_insert, delivery_new
 from dispatcher.rendering.request import request_sign
 from dispatcher.transport.request import RenderedRequest
 
@@ -163,8 +163,8 @@ def channel_create(
     fields: Any = None, expiry_time: Any = None, channel_id: Any = None, verify: bool = False,
 ) -> Channel:
     """Subscribe notify_url to events. With verify, the URL must echo a challenge first (else nothing is saved)."""
-    if not organization.edition.webhooks_enabled:
-        raise ValidationError(f"The {organization.edition.name} of {organization.name} does not include webhooks.")
+    if refusal := quotas.webhooks_refusal(organization):
+        raise ValidationError(refusal)
     now = timezone.now()
     channel = Channel(organization=organization, owner=owner, notify_url=str(notify_url or "").strip(),
                       token=str(token or ""), expires_at=channel_expiry_clean(expiry_time=expiry_time, now=now))
@@ -186,8 +186,8 @@ def channel_create(
         channel.save()
     except IntegrityError:  # the same id, made meanwhile by a parallel call
         raise ValidationError({"channel_id": f"There is already a channel “{channel.public_id}”."}) from None
-    logger.info("channel.created channel=%s organization=%s events=%s", channel.public_id, organization.pk,
-                ",".join(channel.events))
+    logger.info("channel.created", extra={"channel_id": channel.public_id, "organization_id": organization.pk,
+                                          "events": list(channel.events)})
     return channel
 
 
@@ -232,7 +232,7 @@ def channel_renew(*, channel: Channel, expiry_time: Any = None) -> Channel:
 
 def channel_delete(*, channel: Channel) -> None:
     """Unsubscribe; deliveries not sent yet are cancelled when they come due (logged), sent ones stay."""
-    logger.info("channel.deleted channel=%s organization=%s", channel.public_id, channel.organization_id)
+    logger.info("channel.deleted", extra={"channel_id": channel.public_id, "organization_id": channel.organization_id})
     channel.delete()
 
 
@@ -303,10 +303,8 @@ def record_event_notify(event: crm_events.RecordEvent) -> list[Delivery]:
             continue
         payload = notification_payload(channel=channel, event=event, events=matched, changed=changed)
         request = _json_request(channel, payload)
-        deliveries.append(delivery_build(
-            organization_id=module.organization_id, channel=channel, webhook_name=f"Channel {channel.public_id}"[:100],
-            record=record, record_ref=f"{module.api_name} #{record.pk}", source=DeliverySource.SUBSCRIPTION,
-            trigger=", ".join(matched)[:200], retry_policy_id=RetryPolicy.default_id(), due_at=now,
+        deliveries.append(delivery_new(
+            sender=channel, record=record, source=DeliverySource.SUBSCRIPTION, trigger=", ".join(matched), due_at=now,
             ordering_key=f"channel:{channel.pk}:record:{record.pk}", request_sealed=request.seal(),
             request_display=request.masked().as_text(),
         ))

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from crm.events import CREATE, DELETE, EDIT
+from crm.field_types import kind_of
 from crm.models import Field, Module
 from dispatcher.senders.channels import OPERATIONS, event_name_valid
 from dispatcher.senders.notification_schema import ALL, data_schema, notification_schema
@@ -101,7 +102,7 @@ def _data_schema(module: Module, fields: list[Field]) -> dict[str, Any]:
 
 def _value_schema(field: Field) -> dict[str, Any]:
     try:
-        kind = field.kind
+        kind = kind_of(field)
     except ValidationError:  # a field type this version does not know (a row written by hand): any value
         return {"description": f"A value of the field type “{field.field_type}”, which this version does not know."}
     return kind.value_schema(field)

@@ -3,7 +3,7 @@ aiohttp; the delivery engine's sender pool keeps one session per process, one-of
 channel verification, through dispatcher/transport/sending.py) make a short-lived one.
 
 - The URL is normalised as aiohttp itself does (yarl: IDNA, so `１２７．０．０．１` is 127.0.0.1) and checked
-  before any connection (http_client.url_checked: scheme, port, address literals); that very URL object
+  before any connection (result.url_checked: scheme, port, address literals); that very URL object
   is what is sent.
 - The host is resolved by _GuardedResolver, which refuses the request if any address is not public
   (private, loopback, link-local, reserved, metadata) and hands aiohttp exactly the checked addresses.
@@ -21,8 +21,8 @@ channel verification, through dispatcher/transport/sending.py) make a short-live
   address the resolver checked (never to the host name: the proxy's own DNS answer is not trusted), plain
   http included, and TLS runs end to end inside it, verified for the URL's host name. The proxy's address
   is the operator's and is not checked. The tunnel is made through the same two public aiohttp hooks
-  (_Tunnels: the resolver opens it, socket_factory hands it over), no private aiohttp method, and every
-  process checks at start that aiohttp still uses them so (egress_problem, system check dispatcher.E004).
+  (Tunnels: the resolver opens it, socket_factory hands it over), no private aiohttp method, and every
+  process checks at start that aiohttp still uses them so (probes.egress_problem, system check dispatcher.E004).
 - Never raises for a network problem: the result says what happened, the caller decides.
 
 Why aiohttp rather than the threaded requests client: measured against a receiver answering in 100 ms
@@ -182,7 +182,7 @@ class _OpenTunnel(socket.socket):
         return None
 
 
-class _Tunnels(AbstractResolver):
+class Tunnels(AbstractResolver):
     """With WEBHOOK_EGRESS_PROXY: the connector's resolver and its socket_factory, aiohttp's public hooks.
 
     resolve() takes the target's checked addresses, opens a CONNECT tunnel to the first and answers with a
@@ -243,76 +243,6 @@ def _as_sent(session: aiohttp.ClientSession, url: yarl.URL, headers: dict[str, s
     return renamed, {**headers, "Host": url.host_port_subcomponent or ""}, url.raw_host
 
 
-GUARD_PROBE_ADDRESS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a receiver, whatever the settings allow
-
-
-def guard_problem() -> str | None:
-    """Why the connect-time check is not in effect, or None. The guard relies on aiohttp handing every
-    connection's address to socket_factory; processes check it when they start (dispatcher/checks.py), so
-    a library upgrade that stopped doing so fails fast instead of connecting unchecked. No packet is sent
-    while it holds: the probe's socket is refused before it exists."""
-
-    async def probe() -> str | None:
-        async with session_create(max_in_flight=1, egress=None) as session:  # the proxy has its own check
-            try:
-                async with session.get(f"http://{GUARD_PROBE_ADDRESS}/", allow_redirects=False,
-                                       timeout=aiohttp.ClientTimeout(total=2)):
-                    return f"a request to {GUARD_PROBE_ADDRESS} was sent"
-            except Exception as error:  # noqa: BLE001 - any other outcome is the problem to report
-                if _blocked(error) is not None:
-                    return None
-                return f"a connection to {GUARD_PROBE_ADDRESS} was tried ({type(error).__name__})"
-
-    return asyncio.run(probe())
-
-
-PROBE_REQUEST_LINE = b"GET /egress-probe HTTP/1.1\r\n"
-
-
-def egress_problem() -> str | None:
-    """Why a tunnel through the egress proxy would not be used as _Tunnels hands it over, or None: aiohttp
-    must pass the resolver's answer to socket_factory and connect through the socket it returns, as it is.
-    Processes with WEBHOOK_EGRESS_PROXY check it when they start (dispatcher/checks.py). It runs in memory:
-    the 'tunnel' is one end of a socket pair, and the other end answers."""
-
-    async def probe() -> str | None:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair()
-        theirs.setblocking(False)
-
-        async def open_tunnel(address: str, port: int) -> socket.socket:
-            return ours
-
-        async def lookup(host: str, port: int, family: socket.AddressFamily) -> list[str]:
-            return [GUARD_PROBE_ADDRESS]  # nothing is sent there: the tunnel is the socket pair
-
-        async def answer() -> bytes:
-            head = b""
-            while b"\r\n\r\n" not in head and (chunk := await loop.sock_recv(theirs, 4096)):
-                head += chunk
-            await loop.sock_sendall(theirs, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            return head
-
-        answering = asyncio.ensure_future(answer())
-        try:
-            async with _tunnelled_session(1, _Tunnels(open_tunnel, lookup)) as session:
-                async with session.get("http://egress-probe.invalid/egress-probe", allow_redirects=False,
-                                       timeout=aiohttp.ClientTimeout(total=5)) as response:
-                    status = response.status
-            heard = await answering if status == 204 else b""
-        except Exception as error:  # noqa: BLE001 - any failure is the problem to report
-            return f"a request through a tunnel failed ({type(error).__name__}: {error})"
-        finally:
-            answering.cancel()
-            ours.close()  # a no-op once aiohttp has it (detached), and its connection is closed
-            theirs.close()
-        if not heard.startswith(PROBE_REQUEST_LINE):
-            return f"a request through a tunnel was answered {status} by something else"
-        return None
-
-    return asyncio.run(probe())
-
-
 def egress_proxy() -> EgressProxy | None:
     return EgressProxy.from_url(settings.WEBHOOK_EGRESS_PROXY) if settings.WEBHOOK_EGRESS_PROXY else None
 
@@ -325,11 +255,11 @@ def session_create(*, max_in_flight: int, egress: EgressProxy | None = _FROM_SET
     proxy = egress_proxy() if egress is _FROM_SETTINGS else egress
     if proxy is None:
         return _session(max_in_flight, _GuardedResolver(), guarded_socket)
-    return _tunnelled_session(max_in_flight, _Tunnels(
+    return tunnelled_session(max_in_flight, Tunnels(
         lambda address, port: proxy.tunnel(asyncio.get_running_loop(), address, port)))
 
 
-def _tunnelled_session(max_in_flight: int, tunnels: _Tunnels) -> aiohttp.ClientSession:
+def tunnelled_session(max_in_flight: int, tunnels: Tunnels) -> aiohttp.ClientSession:
     session = _session(max_in_flight, tunnels, tunnels.socket_for)
     _TUNNELLED.add(session)
     return session
@@ -384,7 +314,7 @@ async def request_send(session: aiohttp.ClientSession, request, *, total_seconds
             else (ErrorClass.TIMEOUT, "Timed out (connecting, or waiting for the next part of the answer).")
         return _failed(status, elapsed_ms(), headers, chunks, error_class, message)
     except Exception as error:  # noqa: BLE001 - aiohttp's own errors, OSError, and BlockedAddress from the resolver
-        if (blocked := _blocked(error)) is not None:
+        if (blocked := blocked_address(error)) is not None:
             return HttpResult(None, elapsed_ms(), error_class=ErrorClass.BLOCKED_ADDRESS,
                               error_message=f"The address {blocked} is not a public address: nothing was sent to it.")
         if (egress := next((e for e in exception_chain(error) if isinstance(e, EgressRefused)), None)) is not None:
@@ -414,7 +344,7 @@ def _failed(status, duration_ms, headers, chunks, error_class, message) -> HttpR
                       error_message=message)
 
 
-def _blocked(error: BaseException) -> str | None:
+def blocked_address(error: BaseException) -> str | None:
     """The forbidden address that stopped a connection; aiohappyeyeballs folds the errors of several
     addresses into one OSError of their messages, so the message is looked for too."""
     for e in exception_chain(error):

@@ -5,6 +5,7 @@ URL_REFUSED = "url_refused"
 LIMIT_REACHED = "limit_reached"
 INTERNAL_ERROR = "internal_error"
 REDIRECT = "redirect"
+CLAIM_LOST = "claim_lost"
 
 URL_REFUSED_CLASSES = {ErrorClass.BLOCKED_ADDRESS, ErrorClass.BLOCKED_PORT, ErrorClass.INVALID_URL}
 
@@ -29,6 +30,8 @@ MEANINGS: dict[str, str] = {
     LIMIT_REACHED: "Daily limit reached: the organization made its maximum number of webhook calls today.",
     INTERNAL_ERROR: "Internal processing error: the webhook could not be prepared or sent.",
     REDIRECT: "The receiver answered with a redirect, which is not followed; update the URL.",
+    CLAIM_LOST: "Sent by a worker that was cut off past its lease: another worker had taken the delivery over and "
+                "sent it again (same webhook-id), and that attempt decides the outcome. The receiver got both.",
 }
 
 

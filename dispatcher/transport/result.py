@@ -45,7 +45,7 @@ class HttpResult:
 
 
 def url_checked(url: str) -> yarl.URL | HttpResult:
-    """The URL the client will use (normalised: validators.url_parse), or why it must not be sent at all
+    """The URL the client will use (normalised: addresses.url_parse), or why it must not be sent at all
     (scheme, port, credentials, an address spelled in the URL in any form), checked before any connection.
     The caller sends exactly the object returned, so what was checked is what is used."""
     try:

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from crm import services as crm_services
 from crm.models import Record
-from dispatcher.config_io.files import config_export
+from dispatcher.config_io.export import config_export
 from dispatcher.config_io.demo import demo_load
 from dispatcher.models import Webhook
 from tests.factories import webhook_create

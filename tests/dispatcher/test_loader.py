@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def on_postgresql():
     if connection.vendor != "postgresql":
-        pytest.skip("elsewhere the claimed rows are read with the ORM (tests/dispatcher/test_outbox.py)")
+        pytest.skip("elsewhere the claimed rows are read with the ORM (tests/dispatcher/test_delivery_lifecycle.py)")
 
 
 @pytest.fixture

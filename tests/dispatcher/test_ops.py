@@ -7,11 +7,11 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.logformat import JsonFormatter
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import AuthType, DeliveryStatus
 from tests.factories import webhook_create
+from tests.logformats import configured_formatter
 
 
 @pytest.fixture
@@ -92,12 +92,12 @@ def test_each_attempt_is_one_json_log_line_without_secrets(caplog, receiver, hoo
     with caplog.at_level(logging.INFO, logger="dispatcher.attempts"):
         run_due()
     [record] = [r for r in caplog.records if r.name == "dispatcher.attempts"]
-    line = JsonFormatter().format(record)
+    line = configured_formatter("json").format(record)
     assert "\n" not in line
     entry = json.loads(line)
     assert entry["message"] == "delivery.attempt" and entry["level"] == "INFO"
-    assert entry["delivery_id"] == delivery.message_id and entry["webhook"] == hook.pk
-    assert entry["organization"] == hook.organization_id and entry["outcome"] == "retry"
+    assert entry["delivery_id"] == delivery.message_id and entry["webhook_id"] == hook.pk
+    assert entry["organization_id"] == hook.organization_id and entry["outcome"] == "retry"
     assert entry["status_code"] == 503 and entry["error_class"] == "http_503" and entry["duration_ms"] >= 0
     assert "tok-metrics-secret" not in line and "pw-metrics-secret" not in line and "/hook" not in line
 

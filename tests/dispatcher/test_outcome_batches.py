@@ -2,18 +2,20 @@
 whatever the batch mixes; the request kept encrypted only while the delivery may be sent again; endpoint health
 counted once per destination; the day's quota reserved in one statement while it has room."""
 import datetime
+import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from werkzeug import Response
 
 from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.delivery import endpoint_health as health
 from dispatcher.ops import quotas
 from dispatcher.crypto import decrypt
-from dispatcher.models import AuthType, DailyUsage, Delivery, DeliveryStatus, Endpoint
+from dispatcher.models import Attempt, AuthType, DailyUsage, Delivery, DeliveryStatus, Endpoint
 from tests.factories import webhook_create
 
 TOKEN = "tok-secret-7f3a"
@@ -150,3 +152,30 @@ def test_the_quota_is_reserved_in_one_statement_while_the_day_has_room(organizat
     assert quotas.quota_reserve(organization=organization, now=now, count=limit) == limit - 7  # what is left
     assert quotas.quota_reserve(organization=organization, now=now, count=1) == 0
     assert DailyUsage.objects.get(organization=organization).calls == limit
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_answer_that_comes_back_after_a_takeover_is_logged_but_the_log_shows_success_once(receiver, hook, deal):
+    """A worker cut off past its lease (a partition) stores its answer late: the attempt happened and is
+    kept, marked claim_lost, and it decides nothing; the worker that took over has the one Success."""
+    delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
+    taken_over = uuid.uuid4()
+
+    def answer_while_taken_over(request):  # another worker takes the delivery over while this one waits
+        Delivery.objects.filter(pk=delivery.pk).update(claim_token=taken_over)
+        return Response("ok")
+
+    receiver.expect_oneshot_request("/hook").respond_with_handler(answer_while_taken_over)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    [late] = attempt_together(timezone.now())
+    assert late.status == DeliveryStatus.DISPATCHED  # the late worker changed nothing
+    [attempt] = Attempt.objects.filter(delivery=delivery)
+    assert (attempt.outcome, attempt.error_class, attempt.status_code) == ("dispatched", "claim_lost", 200)
+    assert "another worker" in attempt.meaning
+
+    Delivery.objects.filter(pk=delivery.pk).update(claim_token=None, lease_expires_at=None, status=DeliveryStatus.QUEUED,
+                                                    due_at=timezone.now() - MINUTE)  # its new owner's turn
+    [done] = attempt_together(timezone.now())
+    assert done.status == DeliveryStatus.SUCCESS and len(receiver.log) == 2
+    assert list(Attempt.objects.filter(delivery=delivery).values_list("outcome", flat=True)) == [
+        "dispatched", "success"]

@@ -10,6 +10,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from crm import services as crm_services
 from crm.models import Field
 from dispatcher.senders import webhooks as services
+from dispatcher.senders.webhook_checks import webhook_unsupported_merge_fields
 from dispatcher.config_io.demo import demo_load
 from dispatcher.models import ContentType, Method, Webhook
 from dispatcher.rendering.request import webhook_render_request
@@ -180,7 +181,7 @@ def test_unsupported_merge_fields_render_as_unsupported_field(modules, deal, tok
     if setup:
         Field.objects.filter(module=modules["Deals"], api_name=setup.pop("api_name")).update(**setup)
     assert json.loads(render(hook, deal).body) == {"value": "${Unsupported_Field}", "name": HOSTILE}
-    assert services.webhook_unsupported_merge_fields(webhook=hook) == [(token, reason)]
+    assert webhook_unsupported_merge_fields(webhook=hook) == [(token, reason)]
 
 
 def test_cached_metadata_follows_every_kind_of_field_change(modules, deal):
@@ -230,7 +231,7 @@ def test_zoho_legacy_labels_resolve_as_seed_003_spells_them(modules, deal, owner
         "account": NAME_WITH_CONTROL.replace("\x01", ""), "amount": "12500.50", "contact": "O'Neil",
         "nowhere": "${Unsupported_Field}", "not_a_name": "${Unsupported_Field}",
     }
-    assert [name for name, _ in services.webhook_unsupported_merge_fields(webhook=hook)] == [
+    assert [name for name, _ in webhook_unsupported_merge_fields(webhook=hook)] == [
         "${Account.Nickname}", "${Potentials.Potential Colour}"]
 
 
@@ -317,6 +318,6 @@ def test_seed_scenario_2_sms_reminder_xml(demo):
 def test_every_demo_webhook_renders_without_unsupported_fields(demo):
     organization, _ = demo
     for hook in Webhook.objects.filter(organization=organization):
-        assert services.webhook_unsupported_merge_fields(webhook=hook) == [], hook.name
+        assert webhook_unsupported_merge_fields(webhook=hook) == [], hook.name
         record = hook.module.records.first()
         assert b"Unsupported_Field" not in render(hook, record).body, hook.name

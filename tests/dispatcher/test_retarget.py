@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from dispatcher.config_io.files import config_export
+from dispatcher.config_io.export import config_export
 from dispatcher.models import Webhook
 from tests.dispatcher.test_admin import form_data
 from tests.factories import webhook_create

@@ -5,6 +5,7 @@ docs/internals/faults.md is bench/faults.md's."""
 import json
 import re
 
+from bench.cluster_report import markdown_table as cluster_table
 from bench.common import COST_COLUMNS, cost_cell, number
 from tests.docs.pages import ROOT, page, section
 
@@ -12,6 +13,7 @@ BENCHMARKS = "internals/benchmarks.md"
 LATEST_FULL_RUN = "Earlier full run (render, rules, log scale, memory; not re-run for issue 15)"
 ISOLATION = "Isolation between organizations (issue 25)"
 COST = "The cost of a delivery (issue 27)"
+CLUSTER = "A cluster on one machine (issue 30)"
 #: Measured on 2026-12-01 by the engine benchmarks one at a time, before bench/run.py wrote them to
 #: bench/results.json; the page says so under the table.
 NOT_IN_RESULTS = "Delivery engine v2 (issue 15)"
@@ -84,12 +86,25 @@ def test_the_isolation_table_is_bench_results_json():
         assert counts <= set(re.findall(r"\d[\d,]*", a_part)), (does, deliveries, row["note"])
 
 
+def test_the_cluster_table_is_bench_results_json():
+    """The results table of bench/cluster.py as bench/cluster_report.py writes it from bench/results.json (the
+    section's other table lists the hosts)."""
+    lines = section(page(BENCHMARKS), CLUSTER).splitlines()
+    expected = cluster_table(json.loads((ROOT / "bench" / "results.json").read_text(encoding="utf-8"))["rows"])
+    assert len(expected) == 2 + 5, "one row per scenario of bench/cluster.py"
+    assert expected[0] in lines, "the cluster table's header"
+    start = lines.index(expected[0])
+    assert lines[start:start + len(expected)] == expected
+    assert not lines[start + len(expected)].startswith("|")
+
+
 def test_a_table_not_in_bench_results_json_says_so():
     text = section(page(BENCHMARKS), NOT_IN_RESULTS)
     assert "not in `bench/results.json`" in text
     tables = [heading for heading in re.findall(r"^## (.+)$", page(BENCHMARKS), re.MULTILINE)
               if table_rows(section(page(BENCHMARKS), heading))]
-    assert sorted(tables) == sorted([LATEST_FULL_RUN, ISOLATION, NOT_IN_RESULTS, COST]), "a new table: check it here too"
+    assert sorted(tables) == sorted([LATEST_FULL_RUN, ISOLATION, NOT_IN_RESULTS, COST, CLUSTER]), \
+        "a new table: check it here too"
 
 
 def test_the_fault_table_is_bench_faults_md():

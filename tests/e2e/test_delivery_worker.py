@@ -1,4 +1,5 @@
-"""End to end: a real Celery worker, Redis, PostgreSQL and a local HTTP receiver."""
+"""End to end: a real Celery worker, Redis or RabbitMQ, PostgreSQL (directly or through PgBouncer) and a local
+HTTP receiver."""
 import datetime
 import email
 import email.policy
@@ -15,10 +16,11 @@ from crm.models import CrmUser, Edition
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Delivery, DeliveryStatus, FailureEmails, RetryPolicy
 from dispatcher.rendering.request import webhook_render_unsigned
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import queues_purge, wait_for
 from tests.factories import webhook_create
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+THROUGH_PGBOUNCER = True  # tests/e2e/conftest.py: on the PgBouncer stack too
 
 
 @pytest.fixture
@@ -124,9 +126,11 @@ def test_a_worker_killed_mid_delivery_loses_nothing(start_worker, receiver, hook
     release.set()
     assert status_of(delivery) == DeliveryStatus.DISPATCHED
     start_worker()
-    # The controllable clock again: the dead worker's lease is over now rather than in a minute.
+    # The controllable clock again: the dead worker's lease is over now rather than in a minute. On RabbitMQ
+    # the dead worker's unacknowledged wake-up comes back to the new worker at once (on Redis, after the
+    # visibility timeout): if its drain runs after this update, it takes the delivery before the pump looks.
     Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - datetime.timedelta(seconds=1))
-    assert delivery_engine.deliveries_pump() == 1
+    assert delivery_engine.deliveries_pump() in ((0, 1) if start_worker.stack.name == "amqp" else (1,))
     wait_for(lambda: status_of(delivery) == DeliveryStatus.SUCCESS, what="the delivery to be taken over")
     done = Delivery.objects.get(pk=delivery.pk)
     assert done.attempt_count == 2 and list(done.attempts.values_list("number", flat=True)) == [2]
@@ -134,13 +138,10 @@ def test_a_worker_killed_mid_delivery_loses_nothing(start_worker, receiver, hook
 
 
 def test_a_purged_broker_only_delays_the_delivery(start_worker, receiver, hook, deal):
-    from celery import current_app
-
     receiver.expect_request("/hook").respond_with_data("ok")
     with transaction.atomic():
         delivery = delivery_engine.delivery_enqueue(webhook=hook, record=deal)
-    with current_app.connection_for_write() as broker:  # the wake-up is lost, as when Redis restarts empty
-        assert broker.default_channel.queue_purge("deliveries") == 1
+    assert queues_purge("deliveries") == 1  # the wake-up is lost, as when the broker restarts empty
     start_worker()
     assert status_of(delivery) == DeliveryStatus.QUEUED
     assert delivery_engine.deliveries_pump() == 1  # what celery beat does every few seconds

@@ -9,9 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from honcho.manager import KILL_WAIT
 from werkzeug import Response
@@ -20,7 +19,7 @@ from crm import services as crm_services
 from dispatcher import delivery as delivery_engine
 from dispatcher.delivery.claims import deliveries_claim
 from dispatcher.models import Delivery, DeliveryStatus
-from tests.e2e.conftest import BASE_DIR, _database_url, wait_for
+from tests.e2e.conftest import BASE_DIR, queues_purge, wait_for
 from tests.factories import webhook_create
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -84,16 +83,11 @@ class ProcfileProcess:
 
 
 @pytest.fixture
-def procfile_worker(receiver, tmp_path):
+def procfile_worker(receiver, tmp_path, stack):
     """The Procfile's worker process, on this test's database and broker."""
-    if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("end-to-end tests need PostgreSQL and Redis (CI provides them: bash .ci/run)")
-    with current_app.connection_for_write() as broker:
-        for queue in ("deliveries", "celery"):
-            broker.default_channel.queue_purge(queue)
-    env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-           "DJANGO_SECRET_KEY": settings.SECRET_KEY, "WEBHOOK_ALLOW_LOOPBACK": "true", "WEBHOOK_ALLOWED_PORTS": "*",
-           "DATABASE_CONN_MAX_AGE": "0", "WORKER_CONCURRENCY": "1", "EMAIL_URL": "consolemail://"}
+    queues_purge("deliveries", "celery")
+    env = {**os.environ, **stack.env, "DJANGO_SECRET_KEY": settings.SECRET_KEY, "WEBHOOK_ALLOW_LOOPBACK": "true",
+           "WEBHOOK_ALLOWED_PORTS": "*", "DATABASE_CONN_MAX_AGE": "0", "WORKER_CONCURRENCY": "1", "EMAIL_URL": "consolemail://"}
     worker = ProcfileProcess(procfile_command("worker"), env, tmp_path / "worker.log")
     try:
         wait_for(lambda: worker.ended.is_set() or " ready." in worker.log(), timeout=90,
@@ -127,7 +121,7 @@ def test_a_worker_asked_to_stop_hands_back_what_it_holds_within_honchos_grace(pr
         holding.release.set()
 
     log = worker.log()
-    assert f"worker stopping: {HELD} deliveries in flight given back" in log, log[-3000:]
+    assert f" drain.stop given_back={HELD} " in log, log[-3000:]
     stored = set(Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SUCCESS).values_list("pk", flat=True))
     claimable = {pk for pk, _ in deliveries_claim(now=timezone.now(), limit=100)}
     assert stored | claimable == ids and not stored & claimable

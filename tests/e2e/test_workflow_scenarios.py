@@ -1,4 +1,4 @@
-"""Seed 003's two business scenarios, end to end: REST API -> workflow rule -> outbox -> worker -> receiver."""
+"""Seed 003's two business scenarios, end to end: REST API -> workflow rule -> delivery queue -> worker -> receiver."""
 import datetime
 import json
 import zoneinfo
@@ -15,6 +15,7 @@ from workflows.demo import demo_load
 from workflows.models import ActionRun
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+THROUGH_PGBOUNCER = True  # tests/e2e/conftest.py: on the PgBouncer stack too
 
 
 @pytest.fixture

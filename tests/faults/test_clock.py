@@ -1,4 +1,4 @@
-"""The daily quota through the outbox with a controllable clock: it starts again at the organization's local
+"""The daily quota through the delivery queue with a controllable clock: it starts again at the organization's local
 midnight, on both sides of the date line and across daylight-saving switches."""
 import datetime
 import zoneinfo

@@ -17,12 +17,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from werkzeug import Response
 
-from config.logformat import JsonFormatter
 from crm import services as crm_services
 from crm.models import CrmUser
 from dispatcher import delivery as delivery_engine
 from dispatcher.models import Attempt, Delivery, DeliveryStatus, RetryPolicy
 from tests.factories import staff_login, webhook_create
+from tests.logformats import configured_formatter
 
 PASSWORD = "pa&ss<wörd> \"hunter2\""  # characters that every encoding escapes differently
 TOKEN = "tok/+=&é secret"
@@ -105,9 +105,10 @@ def run(receiver, owner, modules, settings, caplog, django_capture_on_commit_cal
 def test_no_output_of_a_run_contains_a_secret(run, client, django_user_model, caplog):
     hook, delivery = run
     outputs: dict[str, str] = {}
-    formatter = JsonFormatter()
-    outputs["log (text)"] = caplog.text
-    outputs["log (JSON)"] = "\n".join(formatter.format(record) for record in caplog.records)
+    outputs["log (pytest)"] = caplog.text
+    for name in ("text", "json"):  # LOG_FORMAT's formatters, with the events' fields
+        formatter = configured_formatter(name)
+        outputs[f"log ({name})"] = "\n".join(formatter.format(record) for record in caplog.records)
     outputs["e-mails"] = "\n".join(f"{m.subject}\n{m.body}" for m in mail.outbox)
     assert mail.outbox, "the failure e-mail was sent"
     attempt = Attempt.objects.get(delivery=delivery)

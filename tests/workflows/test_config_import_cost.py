@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from dispatcher.models import Webhook
-from dispatcher.config_io.files import ConfigError
+from dispatcher.config_io.report import ConfigError
 from tests.factories import webhook_create
 from workflows.config_io import config_export_all, config_import_all
 from workflows.models import WorkflowRule
@@ -111,7 +111,7 @@ def test_statements_do_not_depend_on_how_many_webhooks_the_installation_already_
 def test_a_large_file_is_planned_and_written_in_chunks_with_the_same_outcome(organization, monkeypatch):
     """Chunks bound memory and the time the transaction goes without a statement; names stay unique across
     them, and the result is the file's."""
-    from dispatcher.config_io import files as config_io
+    from dispatcher.config_io import imports as config_io
 
     monkeypatch.setattr(config_io, "IMPORT_CHUNK", 3)
     twice = config([entry(organization, i) for i in range(7)] + [entry(organization, 1)])

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from crm.models import Record
 from dispatcher import selectors
 from dispatcher.senders import webhooks as services
+from dispatcher.senders.webhook_checks import webhook_unsupported_merge_fields
 from dispatcher.models import Webhook
 
 
@@ -27,5 +28,5 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         self.stdout.write(rendered.as_text())
-        for token, reason in services.webhook_unsupported_merge_fields(webhook=hook):
+        for token, reason in webhook_unsupported_merge_fields(webhook=hook):
             self.stderr.write(self.style.WARNING(f"warning: {token} is sent as ${{Unsupported_Field}}: {reason}."))

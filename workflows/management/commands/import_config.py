@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dispatcher.config_io.files import ConfigError
+from dispatcher.config_io.report import ConfigError
 from workflows.config_io import config_import_all, report_lines
 
 
