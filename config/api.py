@@ -48,11 +48,10 @@ class CrmApi(NinjaAPI):
         return schema
 
     def get_openapi_operation_id(self, operation: Operation) -> str:
-        """The app's API module and the view (crm_apis_records_list, dispatcher_api_channel_read), not the
-        file a router sits in: clients generated from the document keep their method names when a router
-        moves to a file of its own (dispatcher/api/channels.py)."""
-        app_api = ".".join(operation.view_func.__module__.split(".")[:2])
-        return f"{app_api}_{operation.view_func.__name__}".replace(".", "_")
+        """The app and the view (crm_apis_records_list, dispatcher_apis_channel_read) as they were named when
+        each app's API was one module (apis.py), not the file a router sits in: clients generated from the
+        document keep their method names when a router moves to a file of its own (dispatcher/api/)."""
+        return f"{operation.view_func.__module__.split('.')[0]}_apis_{operation.view_func.__name__}"
 
 
 api = CrmApi(title="CRM webhooks API", version="1", description=DESCRIPTION, parser=HardenedParser(),

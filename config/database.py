@@ -10,11 +10,14 @@ there only, so the configuration reference lists every variable).
   DATABASE_IDLE_IN_TRANSACTION_TIMEOUT, which rolls it back and frees its rows (docs/operate/scaling.md): no
   transaction of the product waits on a receiver between two statements. Keepalives and tcp_user_timeout let
   a process notice a database it cannot reach instead of waiting on it forever. Behind a pooler the session
-  timeouts are not sent (a pooler refuses startup options: set them on the role); in transaction pooling
+  timeouts cannot be sent (a pooler refuses startup options: they are refused here, to be set on the role); in
+  transaction pooling
   Django's iterator() must not open a WITH HOLD cursor, which would outlive the transaction the pooler lends.
 """
 from pathlib import Path
 from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 
 SQLITE = "django.db.backends.sqlite3"
 POSTGRESQL = "django.db.backends.postgresql"
@@ -35,6 +38,11 @@ def database_prepare(database: dict[str, Any], *, pooler: str, keepalives: tuple
                     "statement_timeout": statement_timeout}  # seconds; 0 leaves the server's (or the role's)
         startup = [f"-c {name}={max(1, round(seconds * 1000))}" for name, seconds in timeouts.items()
                    if seconds > 0 and name not in given]
+        if startup and pooler:
+            raise ImproperlyConfigured(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT and DATABASE_STATEMENT_TIMEOUT cannot be sent through a pooler "
+                f"(DATABASE_POOLER={pooler}: PgBouncer refuses startup options): set them on the role instead "
+                "(ALTER ROLE … SET idle_in_transaction_session_timeout = …) and leave them 0 here.")
         if startup:
             options["options"] = " ".join([given, *startup]).strip()
         options.setdefault("keepalives", 1)

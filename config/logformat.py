@@ -7,8 +7,9 @@ import re
 from pythonjsonlogger.core import RESERVED_ATTRS
 
 # What a record carries that is not an event's field: the LogRecord's own attributes (python-json-logger's list),
-# and Django's request object (django.request), whose text holds the full URL, query string included.
-NOT_FIELDS = (*RESERVED_ATTRS, "taskName", "request")
+# Django's request object (django.request), whose text holds the full URL, query string included, and the
+# values of django.db.backends' statements (params, at DEBUG: a record's values).
+NOT_FIELDS = (*RESERVED_ATTRS, "taskName", "request", "params")
 _QUOTED = re.compile(r'[\s"=]')
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from celery.beat import Scheduler
 from celery.schedules import schedule as interval_schedule
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 
 from dispatcher.ops import periodic
 
@@ -51,7 +51,7 @@ class ClaimingScheduler(Scheduler):
         self.intervals = {name: entry_seconds(name, entry) for name, entry in self.schedule.items()}
         try:
             self._sync()
-        except DatabaseError:
+        except Exception:  # the database not there yet: the first tick syncs
             logger.exception("periodic jobs: could not sync the table with CELERY_BEAT_SCHEDULE; trying again")
 
     def _sync(self) -> None:
@@ -64,9 +64,13 @@ class ClaimingScheduler(Scheduler):
         try:
             if not self.synced:
                 self._sync()
-            waits = [self._run_if_due(job) for job in periodic.jobs_read(self.intervals)]
-        except DatabaseError:
-            logger.exception("periodic jobs: the database failed; trying again in %g s", self.retry_seconds)
+            jobs = periodic.jobs_read(self.intervals)
+            if len(jobs) < len(self.intervals):  # a row gone (deleted by hand, or by an older scheduler)
+                self._sync()
+                jobs = periodic.jobs_read(self.intervals)
+            waits = [self._run_if_due(job) for job in jobs]
+        except Exception:  # never let the embedded scheduler die with the worker alive: log, and try again
+            logger.exception("periodic jobs: the tick failed; trying again in %g s", self.retry_seconds)
             close_old_connections()  # a connection the database dropped (a restart, a failover) is replaced
             return self.retry_seconds
         return max(0.0, min([*waits, self.max_interval]))

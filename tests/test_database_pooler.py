@@ -49,6 +49,11 @@ def test_transaction_pooling_also_turns_off_server_side_cursors_and_the_awake_dr
     assert settings_with(DATABASE_POOLER="transaction", WEBHOOK_DRAIN_LINGER_SECONDS="5")["linger"] == 5.0
 
 
+def test_a_session_timeout_given_with_a_pooler_stops_the_process_and_says_where_to_set_it():
+    error = settings_with(DATABASE_POOLER="transaction", DATABASE_STATEMENT_TIMEOUT="30")["error"]
+    assert "cannot be sent through a pooler" in error and "ALTER ROLE" in error
+
+
 def test_an_unknown_pool_mode_stops_the_process():
     assert "DATABASE_POOLER is 'statement'" in settings_with(DATABASE_POOLER="statement")["error"]
 

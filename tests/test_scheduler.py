@@ -74,9 +74,31 @@ def test_a_changed_schedule_changes_the_table(beat_app):
     PeriodicJob.objects.filter(name="probe").update(due_at=Now() + datetime.timedelta(hours=1))
     beat_app.conf.beat_schedule = {"probe": {"task": "tests.probe", "schedule": 10.0}}
     ClaimingScheduler(app=beat_app)
-    [probe] = PeriodicJob.objects.all()  # "new" is gone with its entry
+    probe = PeriodicJob.objects.get(name="probe")
     assert probe.interval_seconds == 10.0
     assert probe.due_at <= timezone.now() + datetime.timedelta(seconds=10)  # within the shorter interval
+    # "new" is not this scheduler's, but it may be another's (a rolling deploy): kept until nobody runs it.
+    assert PeriodicJob.objects.filter(name="new").exists()
+    PeriodicJob.objects.filter(name="new").update(due_at=Now() - datetime.timedelta(days=2))
+    ClaimingScheduler(app=beat_app)
+    assert list(PeriodicJob.objects.values_list("name", flat=True)) == ["probe"]
+
+
+def test_an_older_scheduler_starting_late_does_not_stop_the_new_jobs_and_a_lost_row_comes_back(beat_app):
+    beat_app.conf.beat_schedule = {"probe": {"task": "tests.probe", "schedule": 60.0, "options": {"queue": beat_app.queue}},
+                                   "new": {"task": "tests.new", "schedule": 60.0, "options": {"queue": beat_app.queue}}}
+    new_version = ClaimingScheduler(app=beat_app)
+    old_app = Celery("scheduler-tests-old", set_as_current=False)
+    old_app.conf.broker_url = "memory://"
+    old_app.conf.beat_schedule = {"probe": {"task": "tests.probe", "schedule": 60.0}}
+    ClaimingScheduler(app=old_app)  # restarted after the new ones: its schedule lacks "new"
+    assert sorted(PeriodicJob.objects.values_list("name", flat=True)) == ["new", "probe"]
+    new_version.tick()
+    assert sorted(sent(beat_app)) == ["tests.new", "tests.probe"]
+    PeriodicJob.objects.filter(name="new").delete()  # gone all the same (by hand)
+    new_version.tick()
+    assert PeriodicJob.objects.filter(name="new").exists() and sent(beat_app) == ["tests.new"]
+    old_app.close()
 
 
 def test_a_crontab_entry_is_refused_at_start(beat_app):

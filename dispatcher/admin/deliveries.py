@@ -4,7 +4,8 @@ import csv
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -138,11 +139,14 @@ class DeliveryAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         return recover_view(request, context=self.admin_site.each_context(request))
 
-    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
+    def export_csv(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         """The log as filtered on the list page, streamed row by row (a large log is never held in memory)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        queryset = self.get_changelist_instance(request).get_queryset(request).select_related("organization")
+        try:
+            queryset = self.get_changelist_instance(request).get_queryset(request).select_related("organization")
+        except IncorrectLookupParameters:  # as the list page answers a wrong filter in the URL
+            return HttpResponseRedirect(reverse("admin:dispatcher_delivery_changelist") + "?e=1")
         writer = csv.writer(_Echo())
 
         def rows():

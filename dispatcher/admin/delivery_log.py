@@ -24,38 +24,43 @@ STATUS_CLASSES: tuple[StatusClass, ...] = ("2", "3", "4", "5", "none")
 
 
 def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    """An id filter's value; ValueError for one that is not a number (the list's "?e=1", as Django's own)."""
+    return int(value) if value not in (None, "") else None
 
 
 def _moment(value: str | None) -> datetime.datetime | None:
-    """A DateFieldListFilter bound ("2026-12-05" or "2026-12-05 00:00:00+00:00"), aware."""
+    """A DateFieldListFilter bound ("2026-12-05" or "2026-12-05 00:00:00+00:00"), aware; ValueError if neither."""
     if not value:
         return None
-    try:
-        moment = parse_datetime(value)
-        if moment is None and (day := parse_date(value)) is not None:
-            moment = datetime.datetime.combine(day, datetime.time())
-    except ValueError:
-        return None
-    if moment is not None and timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    moment = parse_datetime(value)
+    if moment is None:
+        if (day := parse_date(value)) is None:
+            raise ValueError(f"{value!r} is not a date")
+        moment = datetime.datetime.combine(day, datetime.time())
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def _flag(value: str | None) -> bool:
+    """An "Empty" choice (webhook__isnull): True for the values Django's filter sends, ValueError otherwise."""
+    if value in (None, "", "False", "false", "0"):
+        return False
+    if value in ("True", "true", "1"):
+        return True
+    raise ValueError(f"{value!r} is not a yes or no")
 
 
 def admin_filters(params: QueryDict) -> tuple[DeliveryFilters, int | None]:
-    """The list page's query parameters as DeliveryFilters, and the organization a superuser filtered on.
-    Which parameter is which field: DeliveryFilters' docstring."""
+    """The list page's query parameters as DeliveryFilters, and the organization a superuser filtered on;
+    ValueError for a value that is not what its filter sends. Which parameter is which field:
+    DeliveryFilters' docstring."""
     status, status_class = params.get("status__exact") or "", params.get("http")
     filters = DeliveryFilters(
         status=[status] if status else (),
         status_class=next((known for known in STATUS_CLASSES if known == status_class), None),
         webhook=_int(params.get("webhook__id__exact")),
-        no_webhook=params.get("webhook__isnull") in ("True", "1"),
+        no_webhook=_flag(params.get("webhook__isnull")),
         channel_pk=_int(params.get("channel__id__exact")),
-        no_channel=params.get("channel__isnull") in ("True", "1"),
+        no_channel=_flag(params.get("channel__isnull")),
         module=params.get("module") or None,
         source=params.get("source__exact") or None,
         trigger=params.get("trigger") or None,
@@ -76,9 +81,12 @@ class DeliveryLog(ChangeList):
 
     def get_queryset(self, request, exclude_parameters=None):
         (self.filter_specs, self.has_filters, remaining, _, self.has_active_filters) = self.get_filters(request)
-        filters, organization = admin_filters(request.GET)
-        deliveries = scoped(deliveries_list(organization=organization, filters=filters), request.user)
+        params = request.GET.copy()
+        for name in exclude_parameters or ():  # a facet's count: every filter but its own
+            params.pop(name, None)
         try:
+            filters, organization = admin_filters(params)
+            deliveries = scoped(deliveries_list(organization=organization, filters=filters), request.user)
             deliveries = deliveries.filter(build_q_object_from_lookup_parameters(remaining))
         except (SuspiciousOperation, ImproperlyConfigured):
             raise

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from config.admin_base import scoped
 from dispatcher.delivery import RECOVER_MAX, deliveries_recover
@@ -20,7 +21,8 @@ class RecoverForm(forms.Form):
     channel = forms.ModelChoiceField(queryset=Channel.objects.none(), required=False)
     since = forms.DateTimeField(help_text="When the outage began (your time zone's time).",
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = forms.DateTimeField(required=False, help_text="Optional: only deliveries created before this time.",
+    until = forms.DateTimeField(required=False, help_text="Optional: only deliveries created before this time "
+                                                          "(default: now).",
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     limit = forms.IntegerField(min_value=1, max_value=RECOVER_MAX, initial=RECOVER_MAX,
                                help_text="At most this many, the oldest first; recover again to continue.")
@@ -50,13 +52,13 @@ def recover_view(request: HttpRequest, *, context: dict) -> HttpResponse:
         filters = DeliveryFilters(
             webhook=sender.pk if isinstance(sender, Webhook) else None,
             channel=sender.public_id if isinstance(sender, Channel) else None,
-            created_after=data["since"], created_before=data["until"])
+            created_after=data["since"], created_before=data["until"] or timezone.now())  # as the API: until now
         try:
             recovered = deliveries_recover(organization=sender.organization_id, filters=filters,
                                            by=request.user.get_username(), limit=data["limit"],
                                            dry_run=data["dry_run"])
-        except ValidationError as error:
-            form.add_error(None, error)
+        except (ValidationError, Webhook.DoesNotExist, Channel.DoesNotExist) as error:  # deleted meanwhile
+            form.add_error(None, error if isinstance(error, ValidationError) else str(error))
         else:
             verb = "would be queued again (dry run: nothing was queued)" if data["dry_run"] else "queued again"
             messages.success(request, f"{recovered.queued} failed deliveries of {sender} since "

@@ -86,6 +86,8 @@ def outcomes_write(outcomes: list[Outcome]) -> set[int]:
 def _late(attempt: Attempt) -> None:
     """An attempt whose claim was lost: what the receiver answered stays, but it decides nothing (the delivery's
     status is the other worker's), so it says so instead of Success or Failed."""
+    if attempt.error_class == errors.CLAIM_LOST:  # marked already, before a write that failed and is tried again
+        return
     attempt.outcome, attempt.error_class = DeliveryStatus.DISPATCHED, errors.CLAIM_LOST
     attempt.error_message = (f"Claim lost: {attempt.error_message}" if attempt.error_message
                              else "Claim lost: the delivery was taken over by another worker.")[:500]

@@ -16,6 +16,8 @@ from django.db.models.functions import Least, Now
 
 from dispatcher.models import PeriodicJob
 
+ABANDONED_AFTER = datetime.timedelta(days=1)  # a job no scheduler ran for this long is no one's any more
+
 
 def scheduler_host() -> str:
     """What last_host records: the host name and the scheduler's process id."""
@@ -25,11 +27,12 @@ def scheduler_host() -> str:
 def jobs_sync(intervals: Mapping[str, float]) -> None:
     """Make the table the schedule given (names to seconds), as a scheduler starting knows it.
 
-    A new job is due at once; a job whose interval changed is due within its new interval at the latest; a
-    job no longer in the schedule is deleted. Schedulers starting together write the same rows: each
-    statement is idempotent, and the last one started wins where settings differ (a rolling deploy).
+    A new job is due at once; a job whose interval changed is due within its new interval at the latest. A
+    job not in this schedule is left to the schedulers that have it (in a rolling deploy, old and new ones run
+    side by side): it is deleted only once nobody has run it for ABANDONED_AFTER. Schedulers starting together
+    write the same rows: each statement is idempotent, and the last one started wins where settings differ.
     """
-    PeriodicJob.objects.exclude(name__in=list(intervals)).delete()
+    PeriodicJob.objects.exclude(name__in=list(intervals)).filter(due_at__lt=Now() - ABANDONED_AFTER).delete()
     known = dict(PeriodicJob.objects.values_list("name", "interval_seconds"))
     PeriodicJob.objects.bulk_create([PeriodicJob(name=name, interval_seconds=seconds, due_at=Now())
                                      for name, seconds in intervals.items() if name not in known],

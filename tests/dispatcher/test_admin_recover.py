@@ -83,3 +83,12 @@ def test_a_login_without_the_resend_permission_gets_no_button_and_no_page(client
     client.force_login(staff_login(organization, "auditor", permissions=("view_delivery",)))
     assert RECOVER not in client.get(reverse("admin:dispatcher_delivery_changelist")).content.decode()
     assert client.get(RECOVER).status_code == 403
+
+
+def test_a_wrong_filter_in_the_log_url_is_an_error_not_the_whole_log(integrator, hook):
+    failed(hook)
+    changelist = reverse("admin:dispatcher_delivery_changelist")
+    for wrong in ({"webhook__id__exact": "abc"}, {"created_at__gte": "yesterday"}, {"webhook__isnull": "maybe"}):
+        assert integrator.get(changelist, wrong).url == changelist + "?e=1"
+        assert integrator.get(reverse("admin:dispatcher_delivery_export"), wrong).url == changelist + "?e=1"
+    assert integrator.get(changelist, {"webhook__id__exact": hook.pk}).context["cl"].result_count == 1
