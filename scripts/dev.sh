@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Command 1: set up this machine and run the product (web, worker, beat) on the embedded defaults:
+# Command 1: set up this machine and run the product (web, and a worker with its scheduler) on the embedded defaults:
 # SQLite in ./var and a file-system Celery broker. Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
