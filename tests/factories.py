@@ -1,11 +1,14 @@
 """factory-boy factories that go through the services, so test data is valid data."""
+import datetime
+
 import factory
+from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import CrmUser, Edition, Organization
 from dispatcher.senders import webhooks as services
 from dispatcher.senders.webhook_rows import Header, Parameter
-from dispatcher.models import Webhook
+from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy, Webhook
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
@@ -62,3 +65,15 @@ def staff_login(organization: Organization, username: str, *, group: str | None 
     CrmUserFactory(organization=organization, user=user, last_name=username.title(),
                    email=f"{username}@{organization.pk}.example")
     return user
+
+
+def failed_delivery(*, hours_ago: float = 0, **sender) -> Delivery:
+    """A delivery of a webhook (webhook=…) or channel (channel=…) that ended Failed hours_ago, as an outage
+    leaves them (what a recover queues again); record= and other columns may be given too."""
+    pointer = sender.get("webhook") or sender.get("channel")
+    delivery = Delivery.objects.create_historical(
+        organization_id=pointer.organization_id, webhook_name=getattr(pointer, "name", "ch"), record_ref="Deals #1",
+        retry_policy_id=RetryPolicy.default_id(), status=DeliveryStatus.FAILED, last_error_class="http_5xx",
+        source=DeliverySource.SUBSCRIPTION if "channel" in sender else DeliverySource.WORKFLOW, **sender)
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - datetime.timedelta(hours=hours_ago))
+    return delivery

@@ -1,5 +1,6 @@
 """Python processes on a SQLite file of their own, configured by config/settings.py as command 1 is."""
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,20 @@ def python(code: str, *args: str, database: Path, **extra_env: str) -> subproces
     env = process_env(database, **extra_env)
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def group_kill(process: subprocess.Popen) -> None:
+    """SIGKILL to a process started with start_new_session and every process of its group."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def group_stop(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM to the group, then SIGKILL if it is still there after grace seconds."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            group_kill(process)

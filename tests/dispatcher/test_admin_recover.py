@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dispatcher import delivery as delivery_engine
-from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy
-from tests.factories import OrganizationFactory, staff_login, webhook_create
+from dispatcher.models import Delivery, RetryPolicy
+from tests.factories import OrganizationFactory, failed_delivery, staff_login, webhook_create
 
 RECOVER = reverse("admin:dispatcher_delivery_recover")
 SINCE = (timezone.localtime() - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
@@ -20,15 +20,6 @@ SINCE = (timezone.localtime() - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT
 def hook(receiver, modules):
     return webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"),
                           retry_policy=RetryPolicy.objects.create(name="No retries", code="none", delays=[]))
-
-
-def failed(hook, *, hours_ago: float = 0) -> Delivery:
-    delivery = Delivery.objects.create_historical(
-        organization_id=hook.organization_id, webhook=hook, webhook_name=hook.name, record_ref="Deals #1",
-        retry_policy_id=RetryPolicy.default_id(), status=DeliveryStatus.FAILED, last_error_class="http_5xx",
-        source=DeliverySource.WORKFLOW)
-    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - datetime.timedelta(hours=hours_ago))
-    return delivery
 
 
 @pytest.fixture
@@ -42,8 +33,8 @@ def statuses(*deliveries: Delivery) -> list[str]:
 
 
 def test_a_dry_run_counts_then_a_recover_queues_again_and_the_receiver_gets_each_id(integrator, receiver, hook):
-    outage = [failed(hook) for _ in range(2)]
-    before = failed(hook, hours_ago=5)
+    outage = [failed_delivery(webhook=hook) for _ in range(2)]
+    before = failed_delivery(webhook=hook, hours_ago=5)
     changelist = integrator.get(reverse("admin:dispatcher_delivery_changelist")).content.decode()
     assert RECOVER in changelist  # the button on the log
 
@@ -86,7 +77,7 @@ def test_a_login_without_the_resend_permission_gets_no_button_and_no_page(client
 
 
 def test_a_wrong_filter_in_the_log_url_is_an_error_not_the_whole_log(integrator, hook):
-    failed(hook)
+    failed_delivery(webhook=hook)
     changelist = reverse("admin:dispatcher_delivery_changelist")
     for wrong in ({"webhook__id__exact": "abc"}, {"created_at__gte": "yesterday"}, {"webhook__isnull": "maybe"}):
         assert integrator.get(changelist, wrong).url == changelist + "?e=1"

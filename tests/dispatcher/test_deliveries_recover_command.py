@@ -12,9 +12,9 @@ from django.utils import timezone
 from crm import services as crm_services
 from crm.models import ApiScope
 from dispatcher import delivery as delivery_engine
-from dispatcher.models import Delivery, DeliverySource, DeliveryStatus, RetryPolicy
+from dispatcher.models import Delivery, DeliveryStatus, RetryPolicy
 from dispatcher.senders import channels
-from tests.factories import CrmUserFactory, OrganizationFactory, webhook_create
+from tests.factories import CrmUserFactory, OrganizationFactory, failed_delivery, webhook_create
 
 SINCE = (timezone.now() - datetime.timedelta(hours=1)).isoformat()
 
@@ -24,16 +24,6 @@ def hook(receiver, modules):
     no_retries = RetryPolicy.objects.create(name="No retries", code="none", delays=[])
     return webhook_create(module=modules["Deals"], name="Books", url=receiver.url_for("/hook"),
                           retry_policy=no_retries)
-
-
-def failed(*, hours_ago: float = 0, **sender) -> Delivery:
-    pointer = sender.get("webhook") or sender.get("channel")
-    delivery = Delivery.objects.create_historical(
-        organization_id=pointer.organization_id, webhook_name=getattr(pointer, "name", "ch"), record_ref="Deals #1",
-        retry_policy_id=RetryPolicy.default_id(), status=DeliveryStatus.FAILED, last_error_class="http_5xx",
-        source=DeliverySource.SUBSCRIPTION if "channel" in sender else DeliverySource.WORKFLOW, **sender)
-    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - datetime.timedelta(hours=hours_ago))
-    return delivery
 
 
 def recover(*args: str) -> tuple[str, str]:
@@ -48,9 +38,9 @@ def statuses(*deliveries: Delivery) -> list[str]:
 
 def test_a_dry_run_counts_and_a_recover_sends_each_again_with_its_delivery_id(receiver, owner, modules, hook):
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
-    outage = [failed(webhook=hook, record=deal) for _ in range(3)]  # a record to render the request for
-    before = failed(webhook=hook, hours_ago=5)  # failed before the outage began: not recovered
-    other = failed(webhook=webhook_create(module=modules["Deals"], name="Other"))
+    outage = [failed_delivery(webhook=hook, record=deal) for _ in range(3)]  # a record to render the request for
+    before = failed_delivery(webhook=hook, hours_ago=5)  # failed before the outage began: not recovered
+    other = failed_delivery(webhook=webhook_create(module=modules["Deals"], name="Other"))
     done = Delivery.objects.create_historical(organization=owner.organization, webhook=hook, webhook_name="Books",
                                               record_ref="Deals #2", retry_policy_id=RetryPolicy.default_id(),
                                               status=DeliveryStatus.SUCCESS)
@@ -76,7 +66,7 @@ def test_a_dry_run_counts_and_a_recover_sends_each_again_with_its_delivery_id(re
 
 def test_the_command_and_the_api_recover_the_same_deliveries(client, owner, hook):
     """The command's dry run lists what the API then recovers; after it, the command finds nothing left."""
-    first = [failed(webhook=hook) for _ in range(2)]
+    first = [failed_delivery(webhook=hook) for _ in range(2)]
     key = crm_services.api_key_create(user=owner, name="Ops", scopes=[ApiScope.DELIVERIES_REPLAY])[1]
     out, _ = recover("--organization", owner.organization.name, "--webhook", str(hook.pk), "--since", SINCE,
                      "--dry-run", "-v", "2")
@@ -92,7 +82,7 @@ def test_the_command_and_the_api_recover_the_same_deliveries(client, owner, hook
 def test_a_channel_is_recovered_by_its_id_and_the_limit_says_to_run_again(owner, organization):
     channel = channels.channel_create(organization=organization, owner=owner, events=["Deals.create"],
                                       notify_url="https://receiver.example/notify")
-    notifications = [failed(channel=channel) for _ in range(3)]
+    notifications = [failed_delivery(channel=channel) for _ in range(3)]
     out, err = recover("--organization", organization.name, "--channel", channel.public_id, "--since", SINCE,
                        "--until", timezone.now().isoformat(), "--limit", "2")
     assert out == f"2 failed deliveries of channel {channel.public_id} queued again with their delivery id.\n"
@@ -102,7 +92,7 @@ def test_a_channel_is_recovered_by_its_id_and_the_limit_says_to_run_again(owner,
 
 def test_other_filters_narrow_what_is_recovered(owner, modules, hook):
     deal = crm_services.record_create(module=modules["Deals"], owner=owner, values={"Deal_Name": "Website"})
-    of_the_deal, timeout, other = failed(webhook=hook, record=deal), failed(webhook=hook), failed(webhook=hook)
+    of_the_deal, timeout, other = failed_delivery(webhook=hook, record=deal), failed_delivery(webhook=hook), failed_delivery(webhook=hook)
     Delivery.objects.filter(pk=timeout.pk).update(last_error_class="timeout")
     base = ["--organization", owner.organization.name, "--webhook", str(hook.pk), "--since", SINCE, "--dry-run",
             "-v", "2"]
@@ -124,9 +114,9 @@ def test_other_filters_narrow_what_is_recovered(owner, modules, hook):
 ])
 def test_errors_say_what_is_wrong_and_queue_nothing(owner, hook, arguments, message):
     stranger = CrmUserFactory(organization=OrganizationFactory())
-    theirs = failed(webhook=webhook_create(module=stranger.organization.modules.get(api_name="Deals"),
+    theirs = failed_delivery(webhook=webhook_create(module=stranger.organization.modules.get(api_name="Deals"),
                                            name="Theirs"))
-    mine = failed(webhook=hook)
+    mine = failed_delivery(webhook=hook)
     given = [argument.format(hook=hook.pk) for argument in arguments]
     if "--organization" not in given:
         given += ["--organization", owner.organization.name]

@@ -4,7 +4,6 @@ Redis with the workers behind a private PgBouncer in transaction pooling (DATABA
 (CI set) a stack that cannot be had fails the test; elsewhere it is skipped, with the reason."""
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from django.db import connection
 from kombu import Connection
 
 from tests.pgbouncer import PgBouncer, pgbouncer_binary
+from tests.processes import group_kill, group_stop
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 STACKS = ("redis", "amqp", "pgbouncer")
@@ -190,17 +190,10 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL to the worker and its pool: nothing gets to clean up, as when a machine dies."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        group_kill(self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        group_stop(self.process)
         self.log.close()
 
 

@@ -4,7 +4,6 @@ them, and when the host of the worker whose embedded beat (`-B`, as the Procfile
 dies, the other worker's sends the next ones."""
 import datetime
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from django.db.models.functions import Now
 
 from dispatcher.models import PeriodicJob
 from tests.e2e.conftest import BASE_DIR, wait_for
+from tests.processes import group_stop
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 THROUGH_PGBOUNCER = True  # the claims are single statements: they work in transaction pooling too
@@ -49,13 +49,7 @@ class Beat:
         return sent
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        group_stop(self.process)
 
 
 @pytest.fixture
