@@ -3,7 +3,7 @@ does to another's deliveries.
 
     .venv/bin/python bench/isolation.py [--quick] [--only SCENARIO ...] [--json FILE]
 
-Two worker processes, started with the Procfile's worker command (and its beat, for the pump), on
+Two worker processes, started with the Procfile's worker command (its embedded scheduler runs the pump), on
 PostgreSQL (database webhooks_isolation, recreated, dropped at the end) and Redis (CELERY_BROKER_URL);
 receivers in a process of this script's own (asyncio): /fast answers at once, /slow after 100 ms, /hang never
 (the read timeout, 10 s, ends it), /trickle sends its answer one byte every 5 s (the total timeout, 30 s,
@@ -28,7 +28,7 @@ design, so A's hanging deliveries take long. Each scenario starts new worker pro
 destination limits start afresh) and new organizations, and ends by killing the workers and deleting the
 deliveries. A full run writes its rows into bench/results.json (replacing earlier isolation rows) and
 bench/results.md; --quick writes var/bench-isolation-quick.json; --json FILE writes the rows there instead.
-Everything started (receiver, workers, beat, the database) is stopped or dropped on the way out.
+Everything started (receiver, workers, the database) is stopped or dropped on the way out.
 """
 import argparse
 import asyncio
@@ -120,7 +120,7 @@ class Receivers:
         self.process.wait()
 
 
-# --- the worker processes: the Procfile's worker and beat -----------------------------------------------
+# --- the worker processes: the Procfile's worker (its scheduler embedded) -----------------------------------------------
 def procfile_command(name: str) -> str:
     for line in (common.BASE_DIR / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -129,8 +129,7 @@ def procfile_command(name: str) -> str:
 
 
 class ProcfileWorkers:
-    """The Procfile's worker (2 processes) with a node name to ping, and its beat with a schedule file of
-    this run's own (the Procfile's would be shared with a beat already running from this folder)."""
+    """The Procfile's worker (2 processes, with its embedded scheduler for the pump) and a node name to ping."""
 
     def __init__(self, folder: Path) -> None:
         from celery import current_app
@@ -139,11 +138,9 @@ class ProcfileWorkers:
         env = {**os.environ, "WORKER_CONCURRENCY": "2",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         worker = f"{procfile_command('worker')} -n {self.name}"
-        beat = procfile_command("beat").split(" --schedule")[0] + f" --schedule {folder}/celerybeat-schedule"
-        self.logs = [open(folder / "worker.log", "w"), open(folder / "beat.log", "w")]
-        self.processes = [subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=common.BASE_DIR, env=env,
-                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                          for command, log in zip((worker, beat), self.logs, strict=True)]
+        self.logs = [open(folder / "worker.log", "w")]
+        self.processes = [subprocess.Popen(["bash", "-c", f"exec {worker}"], cwd=common.BASE_DIR, env=env,
+                                           stdout=self.logs[0], stderr=subprocess.STDOUT, start_new_session=True)]
         try:
             deadline = time.monotonic() + 120
             while not self._answering(current_app):
@@ -158,7 +155,7 @@ class ProcfileWorkers:
             return bool(app.control.ping(destination=[self.name], timeout=0.5, connection=connection))
 
     def kill(self) -> None:
-        """SIGKILL to the worker, its pool processes and beat: what they had in flight is deleted next."""
+        """SIGKILL to the worker, its pool processes and its scheduler: what they had in flight is deleted next."""
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -463,7 +460,7 @@ def main() -> None:
                 if results[scenario.name].worker_errors:
                     shutil.copy(folder / "worker.log", folder / f"worker-{scenario.name}.log")
     except BaseException:
-        print(f"worker and beat logs kept in {folder}", file=sys.stderr)
+        print(f"worker logs kept in {folder}", file=sys.stderr)
         raise
     else:
         if any(m.worker_errors for m in results.values()):
