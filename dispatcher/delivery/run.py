@@ -27,6 +27,7 @@ PostgreSQL the listener (delivery/wakeups.py).
 The whole loop ends within its budget + WEBHOOK_DRAIN_TAIL_SECONDS + WEBHOOK_TOTAL_TIMEOUT (60 + 10 + 30 s
 by default, inside the drain task's 120 s soft time limit).
 """
+import collections
 import datetime
 import logging
 import math
@@ -136,6 +137,7 @@ class DrainLoop:
         self.claimed_at = -math.inf  # when a claim last brought deliveries: the linger counts from it
         self.last_claim_at = -math.inf  # when the loop last claimed, whatever it brought
         self.deadline = math.inf  # end of the budget (run sets it): after it the loop no longer keeps up
+        self.hungry: set[int] = set()  # organizations whose whole room the last claim filled: more is due for them
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None, ids: list[int] | None = None,
@@ -147,6 +149,9 @@ class DrainLoop:
         refill = self.destinations.slots.refill(batch)
         wind_down = wind_down or threading.Event()
         self.may_listen = linger_seconds > 0 and ids is None
+        if self.may_listen:  # listening from the start: new work is notified, not polled for
+            self.may_listen = False
+            self.listener = Listener.open()
         try:
             while True:
                 if stopping.stop_requested():  # the worker is asked to stop (delivery/stopping.py)
@@ -157,11 +162,12 @@ class DrainLoop:
                 if now >= deadline:  # in its tail: enqueuers wake other loops rather than wait for this one
                     self._keep_up(False)
                 claiming = not self.claimed_once or now < deadline or (now < self.claim_until and not self.idle())
-                if claiming and now >= self.next_claim_at:
+                if claiming and (now >= self.next_claim_at or self._refill_ready(batch=batch, refill=refill)):
                     self._claim_next(batch=batch, refill=refill, first=first, ids=ids)
                     first = None
-                if not self.idle():
-                    self.collect(timeout=settings.WEBHOOK_CLAIM_POLL_SECONDS)
+                if not self.idle():  # wait for answers, but not past the next claim
+                    until_claim = self.next_claim_at - time.monotonic() if claiming else math.inf
+                    self.collect(timeout=max(0.0, min(settings.WEBHOOK_CLAIM_POLL_SECONDS, until_claim)))
                     continue
                 self.flush()
                 linger_until = -math.inf if wind_down.is_set() else min(self.claimed_at + linger_seconds, deadline)
@@ -236,9 +242,21 @@ class DrainLoop:
         elif claim.complete and self.listener is not None:  # all that was due: what comes next is notified
             self.next_claim_at, self.quiet = now + LISTENING_CLAIM_SECONDS, True
         elif claim.complete or len(claim.ids) < limit:  # nothing more is due that may start now
-            self.next_claim_at, self.quiet = now + poll, idle and not claim.ids
+            # Listening, what becomes due is notified, and an organization left with work claims its refill as
+            # soon as its slots free (_refill_ready): a poll would only look for what the clock made due.
+            wait = LISTENING_CLAIM_SECONDS if self.listener is not None else poll
+            self.next_claim_at, self.quiet = now + wait, idle and not claim.ids
         self.at_once = claim.complete or len(claim.ids) < limit  # a full fair claim: more is due than fits
         self._keep_up(claim.complete and self.destinations.room() > 0)
+
+    def _refill_ready(self, *, batch: int, refill: int) -> bool:
+        """An organization that has more due than its last claim could take may take a refill's worth now: claim
+        at once rather than at the next poll, so its destinations' slots never run dry between claims."""
+        if not self.hungry:
+            return False
+        free = self.destinations.room()
+        room = self.destinations.slots.claim_room(free=min(batch, free), refill=refill, slow_destinations={})
+        return any(room.organizations.get(organization_id, 0) > 0 for organization_id in self.hungry)
 
     def _claim_soon(self) -> None:
         """A notification came: claim now, or one wake-up window (WAKE_COALESCE_SECONDS, as for broker
@@ -251,9 +269,17 @@ class DrainLoop:
         self.last_claim_at = time.monotonic()
         claim = claim_due(now=timezone.now(), limit=limit, ids=ids, first=first, room=room, load=self.load,
                           at_once=self.at_once)
+        claimed: collections.Counter[int] = collections.Counter()
         if claim.ids:
             self.claimed_at = time.monotonic()
-            self.start(claim)
+            claimed.update(delivery.organization_id for delivery in self.start(claim))
+        if room is None:
+            self.hungry = set()
+        else:  # an organization that had room and got all of it has more due; one with no room stays as it was
+            given = {organization_id: room.of(organization_id) for organization_id in self.hungry | set(claimed)}
+            self.hungry = {organization_id for organization_id, room_for in given.items()
+                           if (room_for > 0 and claimed[organization_id] >= room_for)
+                           or (room_for <= 0 and organization_id in self.hungry)}
         return claim
 
     def _keep_up(self, keeping_up: bool) -> None:
@@ -293,7 +319,7 @@ class DrainLoop:
         return not self.sending and not self.destinations.waiting
 
     # --- claimed deliveries prepared and dispatched -------------------------------------------------------
-    def start(self, claim: Claim) -> None:
+    def start(self, claim: Claim) -> list[Delivery]:
         """Prepare and send the claimed deliveries, those of the organizations holding the fewest slots first
         (another organization's one delivery does not wait behind a refill of the busiest's)."""
         deliveries = deliveries_load(claim)
@@ -315,6 +341,7 @@ class DrainLoop:
                 self.record(prepared)
             elif isinstance(prepared, Send) and self.destinations.place(prepared, closing=self.closing()):
                 self.submit(prepared)
+        return deliveries
 
     def submit(self, send: Send) -> None:
         """Send it (its organization's slot is taken already), its lease extended first if a request could
