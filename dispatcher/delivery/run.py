@@ -246,7 +246,9 @@ class DrainLoop:
             # soon as its slots free (_refill_ready): a poll would only look for what the clock made due.
             wait = LISTENING_CLAIM_SECONDS if self.listener is not None else poll
             self.next_claim_at, self.quiet = now + wait, idle and not claim.ids
-        self.at_once = claim.complete or len(claim.ids) < limit  # a full fair claim: more is due than fits
+        # The one-statement claim next time only if this one did not show more due than fits (a full claim, or
+        # an organization that got all its room): that attempt would fail, and the fair claim follow it.
+        self.at_once = (claim.complete or len(claim.ids) < limit) and not self.hungry
         self._keep_up(claim.complete and self.destinations.room() > 0)
 
     def _refill_ready(self, *, batch: int, refill: int) -> bool:

@@ -2,12 +2,12 @@
 lost only delays a delivery (the pump finds it within WEBHOOK_PUMP_INTERVAL), never loses it.
 
 - **A commit that made deliveries due now** (deliveries_wake, once per transaction however many it made):
-  on PostgreSQL a ``pg_notify`` in that transaction, delivered at commit only, reaches every drain loop
-  that listens (a loop that is awake: delivery/run.py). After the commit a broker message
-  (``dispatcher.deliver``, coalesced per process: _Coalescer) starts a drain in a worker process, unless a
-  listening loop keeps up (it holds the AWAKE lock, asked with one statement after the commit) and the
-  commit made at most a batch: that loop takes them, and a loop that stops listening claims once more
-  after letting go of the lock, so a commit that saw the lock is never left to the pump.
+  after the commit, on PostgreSQL, one statement sends a ``pg_notify``, which reaches every drain loop that
+  listens (a loop that is awake: delivery/run.py), and asks whether one keeps up (holds the AWAKE lock). A
+  broker message (``dispatcher.deliver``, coalesced per process: _Coalescer) then starts a drain in a
+  worker process, unless a listening loop keeps up and the commit made at most a batch: that loop takes
+  them, and a loop that stops listening claims once more after letting go of the lock, so a commit that
+  saw the lock is never left to the pump. A transaction rolled back notifies nobody.
 - **A loop that listens** (Listener): LISTEN on its own connection, and the shared AWAKE lock while it
   keeps up (room for more, nothing due left behind by its last claim); it waits for a notification on
   the connection's socket instead of polling.
@@ -51,17 +51,14 @@ def sessions_kept() -> bool:
 
 
 def deliveries_wake(ids: list[int]) -> None:
-    """These deliveries were made due now in the caller's transaction: notify listening loops at commit
-    (PostgreSQL), and send the broker wake-ups after it unless a listening loop keeps up (_CommitWake)."""
+    """These deliveries were made due now in the caller's transaction: once it commits, notify listening
+    loops and send the broker wake-ups unless a listening loop keeps up (_CommitWake)."""
     if not ids:
         return
     pending = _pending_wake()
     if pending is not None:
         pending.ids.extend(ids)
         return
-    if sessions_kept():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
     pending = _CommitWake()
     pending.ids.extend(ids)
     transaction.on_commit(pending)  # outside a transaction: at once
@@ -76,7 +73,7 @@ class _CommitWake:
 
     def __call__(self) -> None:
         many = len(self.ids) > settings.WEBHOOK_DRAIN_BATCH  # more than one loop claims at once: wake others too
-        if not many and loop_awake():
+        if notify_and_ask() and not many:
             return
         for first in self.ids[::settings.WEBHOOK_DRAIN_BATCH]:  # a woken worker claims a whole batch
             _coalescer.wake(first)
@@ -93,18 +90,30 @@ def _pending_wake() -> _CommitWake | None:
     return None
 
 
+_AWAKE_SQL = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM "
+              "pg_database WHERE datname = current_database()) AND classid = %s::oid AND objid = %s::oid "
+              "AND objsubid = 2 AND granted)")  # pg_locks lists the locks of every database of the server
+
+
+def notify_and_ask() -> bool:
+    """After a commit that made deliveries due: notify the listening loops and ask whether one keeps up,
+    in one statement (one round trip, in autocommit; the commit is visible to whoever the notification
+    wakes). Any doubt (another database, a pooler, an error) says no: the broker is asked instead."""
+    return _ask(f"SELECT pg_notify(%s, ''), {_AWAKE_SQL}", [CHANNEL, *AWAKE_LOCK])
+
+
 def loop_awake() -> bool:
-    """Whether a drain loop listens and keeps up now (holds the AWAKE lock), on PostgreSQL; asked after a
-    commit, in autocommit. Any doubt (another database, a pooler, an error) says no: the broker is asked instead."""
+    """Whether a drain loop listens and keeps up now (holds the AWAKE lock), on PostgreSQL."""
+    return _ask(f"SELECT NULL, {_AWAKE_SQL}", list(AWAKE_LOCK))
+
+
+def _ask(sql: str, params: list) -> bool:
     if not sessions_kept() or connection.in_atomic_block:
         return False
     try:
         with connection.cursor() as cursor:
-            # pg_locks lists the locks of every database of the server: this one's only.
-            cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = "
-                           "(SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = %s::oid "
-                           "AND objid = %s::oid AND objsubid = 2 AND granted)", list(AWAKE_LOCK))
-            return bool(cursor.fetchone()[0])
+            cursor.execute(sql, params)
+            return bool(cursor.fetchone()[1])
     except DatabaseError:
         logger.warning("deliver_wake.awake_check_failed", exc_info=True)
         return False
