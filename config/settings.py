@@ -299,9 +299,10 @@ WEBHOOK_SLOW_DESTINATION_SLOTS = env.int("WEBHOOK_SLOW_DESTINATION_SLOTS", defau
 # work, plus one) may not take: it is kept for the others, so another organization's delivery starts at
 # once however busy the first one keeps the process (15 of 100 slots).
 WEBHOOK_ORGANIZATION_RESERVE = env.float("WEBHOOK_ORGANIZATION_RESERVE", default=0.15)
-# A busy drain loop looks for newly due work this often while its last claim left some behind (and, where no
-# notifications come, off PostgreSQL, while requests are in flight); an awake loop is woken by NOTIFY, an idle
-# worker through the broker.
+# A drain loop that does not listen (SQLite, a pooler in transaction mode, a drain that does not linger) looks
+# for newly due work this often while its last claim left some behind or requests are in flight. A listening
+# loop is woken by NOTIFY; an organization left with due work claims its refill as its slots free; an idle
+# worker is woken through the broker.
 WEBHOOK_CLAIM_POLL_SECONDS = env.float("WEBHOOK_CLAIM_POLL_SECONDS", default=0.05)
 # A worker stores finished attempts together, once the oldest has waited this long (or WEBHOOK_MAX_IN_FLIGHT
 # of them are waiting). A killed worker process sends again at most what it had in flight plus what it had
