@@ -6,12 +6,15 @@ destinations with their endpoints, slots and waiting deliveries (delivery/destin
 PostgreSQL the listener (delivery/wakeups.py).
 
 1. **Claim** (delivery/claims.py; on PostgreSQL claimed and loaded in one statement), fairly across
-   organizations, each at most what the slot book says it may start now: at the start; on PostgreSQL
-   when a notification says a commit made deliveries due, and every LISTENING_CLAIM_SECONDS for work that
-   becomes due by the clock (retries, deliveries given back, leases run out); every
-   WEBHOOK_CLAIM_POLL_SECONDS while the last claim left due work behind (on other databases: while
-   requests are in flight). After its time budget the loop goes on claiming while it waits for its
-   requests, for WEBHOOK_DRAIN_TAIL_SECONDS more.
+   organizations, each at most what the slot book says it may start now: at the start; as soon as the
+   slots free for an organization the last claims left with more due (hungry: its refill is claimed when
+   its requests end, not at the next poll); on PostgreSQL, in a worker's loop that has work (it listens
+   from its first claim that brings some), when a notification says a commit made deliveries due, and
+   every LISTENING_CLAIM_SECONDS for work that becomes due by the clock (retries, deliveries given back,
+   leases run out); every WEBHOOK_CLAIM_POLL_SECONDS when no slot is free, when a claim gave no room to an
+   organization not known to be hungry, and in a loop that does not listen while requests are in flight.
+   After its time budget the loop goes on claiming while it waits for its requests, for
+   WEBHOOK_DRAIN_TAIL_SECONDS more.
 2. **Prepare** each claimed delivery in this thread, which owns the database connection
    (delivery/attempt.py): checks, rendering, destination, rate limit, quota, signing.
 3. **Dispatch** the signed requests to the sender pool (delivery/pool.py), or let them wait for their
@@ -43,7 +46,7 @@ from django.utils import timezone
 from config.caches import cache_register
 from dispatcher.delivery import counters, states, stopping
 from dispatcher.delivery.attempt import Outcome, Send, attempt_prepare, outcome_of_result, release
-from dispatcher.delivery.claims import Claim, ClaimLoad, claim_due
+from dispatcher.delivery.claims import Claim, ClaimLoad, ClaimRoom, claim_due
 from dispatcher.delivery.destinations import Destinations
 from dispatcher.delivery.followups import followups_run
 from dispatcher.delivery.loader import claim_load, deliveries_load
@@ -59,7 +62,7 @@ logger = logging.getLogger(__name__)
 LEASE_MARGIN_SECONDS = 5  # a request is only started with at least the total timeout plus this left of its lease
 REPORT_EVERY_SECONDS = 1.0  # how often a busy process writes its requests in flight (for /metrics) and usage
 LISTENING_CLAIM_SECONDS = 1.0  # a listening loop still claims this often: work that becomes due by the clock
-LINGER_WAIT_SECONDS = 0.25  # a lingering loop waits at most this long at a time: a stop is seen within it
+LINGER_WAIT_SECONDS = 0.25  # a loop waits at most this long at a time (lingering, or answers): a stop is seen
 
 
 def delivery_run(*, delivery_id: int, batch: int = 1, budget_seconds: float = 0.0,
@@ -122,7 +125,7 @@ class DrainLoop:
         # What the claim statement loads (PostgreSQL; elsewhere the loader reads the claimed rows).
         self.load: ClaimLoad | None = claim_load() if connection.vendor == "postgresql" else None
         self.listener: Listener | None = None
-        self.may_listen = False  # a worker's loop that has not listened yet (run: linger_seconds)
+        self.may_listen = False  # a worker's loop that listens once a claim brings work (run: linger_seconds)
         self.run_id = uuid.uuid4().hex
         self.sending: dict[Hashable, Send] = {}  # (run id, delivery id): the pool hands the key back
         self.outcomes: list[Outcome] = []
@@ -137,7 +140,8 @@ class DrainLoop:
         self.claimed_at = -math.inf  # when a claim last brought deliveries: the linger counts from it
         self.last_claim_at = -math.inf  # when the loop last claimed, whatever it brought
         self.deadline = math.inf  # end of the budget (run sets it): after it the loop no longer keeps up
-        self.hungry: set[int] = set()  # organizations whose whole room the last claim filled: more is due for them
+        self.hungry: set[int] = set()  # organizations the last claims showed more due for than they could take
+        self.left_out = False  # the last claim gave room 0 to an organization not known to be hungry
 
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, *, batch: int, budget_seconds: float, first: int | None = None, ids: list[int] | None = None,
@@ -149,9 +153,6 @@ class DrainLoop:
         refill = self.destinations.slots.refill(batch)
         wind_down = wind_down or threading.Event()
         self.may_listen = linger_seconds > 0 and ids is None
-        if self.may_listen:  # listening from the start: new work is notified, not polled for
-            self.may_listen = False
-            self.listener = Listener.open()
         try:
             while True:
                 if stopping.stop_requested():  # the worker is asked to stop (delivery/stopping.py)
@@ -162,12 +163,13 @@ class DrainLoop:
                 if now >= deadline:  # in its tail: enqueuers wake other loops rather than wait for this one
                     self._keep_up(False)
                 claiming = not self.claimed_once or now < deadline or (now < self.claim_until and not self.idle())
-                if claiming and (now >= self.next_claim_at or self._refill_ready(batch=batch, refill=refill)):
+                if claiming and (now >= self.next_claim_at or self._refill_ready(refill=refill)):
                     self._claim_next(batch=batch, refill=refill, first=first, ids=ids)
                     first = None
-                if not self.idle():  # wait for answers, but not past the next claim
+                if not self.idle():  # wait for answers, not past the next claim, and look up (a stop, a notification)
                     until_claim = self.next_claim_at - time.monotonic() if claiming else math.inf
-                    self.collect(timeout=max(0.0, min(settings.WEBHOOK_CLAIM_POLL_SECONDS, until_claim)))
+                    wait = min(settings.WEBHOOK_CLAIM_POLL_SECONDS, until_claim, LINGER_WAIT_SECONDS)
+                    self.collect(timeout=max(0.0, wait))
                     continue
                 self.flush()
                 linger_until = -math.inf if wind_down.is_set() else min(self.claimed_at + linger_seconds, deadline)
@@ -194,11 +196,6 @@ class DrainLoop:
         if now < deadline and not self.quiet:
             self.next_claim_at = 0.0  # what was in flight may have held the last claim back: claim again
             return True
-        if now < linger_until and self.may_listen:  # its first linger: listen, then claim once more
-            self.may_listen = False
-            self.listener = Listener.open()
-            self.next_claim_at = 0.0
-            return self.listener is not None
         if self.listener is not None and now < linger_until:
             wait = min(self.next_claim_at, linger_until, now + LINGER_WAIT_SECONDS) - now
             if self.listener.notified(wait):
@@ -224,8 +221,8 @@ class DrainLoop:
 
     def _claim_next(self, *, batch: int, refill: int, first: int | None, ids: list[int] | None) -> None:
         """Claim what may start now, and say when to claim next: at once after a full claim that left work
-        behind, after a poll interval while work is left behind (or always, without notifications), after
-        LISTENING_CLAIM_SECONDS when the claim took everything due and notifications come."""
+        behind; when slots free for a hungry organization (run: _refill_ready); after LISTENING_CLAIM_SECONDS
+        when notifications come and no organization was left out of the claim; else after a poll interval."""
         now = time.monotonic()
         limit, idle = min(batch, self.destinations.room()), self.idle()
         room = None if ids is not None else self.destinations.claim_room(refill=refill, closing=self.closing(),
@@ -237,6 +234,9 @@ class DrainLoop:
             return
         claim = self._claim(limit=limit, room=room, ids=ids, first=first)
         self.claimed_once = True
+        if self.may_listen and claim.ids:  # a worker's loop with work listens from now on: new work is notified
+            self.may_listen = False
+            self.listener = Listener.open(awake=claim.complete and self.destinations.room() > 0)
         if ids is not None:  # those deliveries, once
             self.next_claim_at, self.quiet = math.inf, True
         elif claim.complete and self.listener is not None:  # all that was due: what comes next is notified
@@ -244,20 +244,19 @@ class DrainLoop:
         elif claim.complete or len(claim.ids) < limit:  # nothing more is due that may start now
             # Listening, what becomes due is notified, and an organization left with work claims its refill as
             # soon as its slots free (_refill_ready): a poll would only look for what the clock made due.
-            wait = LISTENING_CLAIM_SECONDS if self.listener is not None else poll
+            wait = LISTENING_CLAIM_SECONDS if self.listener is not None and not self.left_out else poll
             self.next_claim_at, self.quiet = now + wait, idle and not claim.ids
         # The one-statement claim next time only if this one did not show more due than fits (a full claim, or
         # an organization that got all its room): that attempt would fail, and the fair claim follow it.
         self.at_once = (claim.complete or len(claim.ids) < limit) and not self.hungry
         self._keep_up(claim.complete and self.destinations.room() > 0)
 
-    def _refill_ready(self, *, batch: int, refill: int) -> bool:
+    def _refill_ready(self, *, refill: int) -> bool:
         """An organization that has more due than its last claim could take may take a refill's worth now: claim
         at once rather than at the next poll, so its destinations' slots never run dry between claims."""
         if not self.hungry:
             return False
-        free = self.destinations.room()
-        room = self.destinations.slots.claim_room(free=min(batch, free), refill=refill, slow_destinations={})
+        room = self.destinations.slots.claim_room(free=self.destinations.room(), refill=refill, slow_destinations={})
         return any(room.organizations.get(organization_id, 0) > 0 for organization_id in self.hungry)
 
     def _claim_soon(self) -> None:
@@ -267,7 +266,7 @@ class DrainLoop:
         or 50 events/s a lone delivery waits for nothing."""
         self.next_claim_at = min(self.next_claim_at, self.last_claim_at + WAKE_COALESCE_SECONDS)
 
-    def _claim(self, *, limit: int, room, ids: list[int] | None, first: int | None) -> Claim:
+    def _claim(self, *, limit: int, room: ClaimRoom | None, ids: list[int] | None, first: int | None) -> Claim:
         self.last_claim_at = time.monotonic()
         claim = claim_due(now=timezone.now(), limit=limit, ids=ids, first=first, room=room, load=self.load,
                           at_once=self.at_once)
@@ -275,14 +274,27 @@ class DrainLoop:
         if claim.ids:
             self.claimed_at = time.monotonic()
             claimed.update(delivery.organization_id for delivery in self.start(claim))
-        if room is None:
-            self.hungry = set()
-        else:  # an organization that had room and got all of it has more due; one with no room stays as it was
-            given = {organization_id: room.of(organization_id) for organization_id in self.hungry | set(claimed)}
-            self.hungry = {organization_id for organization_id, room_for in given.items()
-                           if (room_for > 0 and claimed[organization_id] >= room_for)
-                           or (room_for <= 0 and organization_id in self.hungry)}
+        self._hunger(claim, claimed, room=room, limit=limit)
         return claim
+
+    def _hunger(self, claim: Claim, claimed: collections.Counter[int], *, room: ClaimRoom | None, limit: int) -> None:
+        """Which organizations have more due than the claim took: those that got all the room they were given,
+        and after a claim cut at its limit every organization that got some (the fair shares split the limit).
+        One given no room stays as it was; one not known to be hungry then is left_out (the loop polls)."""
+        if room is None or claim.complete:
+            self.hungry, self.left_out = set(), False
+            return
+        full, hungry, left_out = len(claim.ids) >= limit, set(), False
+        for organization_id in self.hungry | set(claimed) | set(room.organizations):
+            given, got = room.of(organization_id), claimed[organization_id]
+            if given <= 0:
+                if organization_id in self.hungry:
+                    hungry.add(organization_id)
+                else:
+                    left_out = True
+            elif got >= given or (full and got > 0):
+                hungry.add(organization_id)
+        self.hungry, self.left_out = hungry, left_out
 
     def _keep_up(self, keeping_up: bool) -> None:
         """Tell enqueuers whether this loop takes new work promptly (delivery/wakeups.py)."""
@@ -323,7 +335,7 @@ class DrainLoop:
     # --- claimed deliveries prepared and dispatched -------------------------------------------------------
     def start(self, claim: Claim) -> list[Delivery]:
         """Prepare and send the claimed deliveries, those of the organizations holding the fewest slots first
-        (another organization's one delivery does not wait behind a refill of the busiest's)."""
+        (another organization's one delivery does not wait behind a refill of the busiest's); returns them."""
         deliveries = deliveries_load(claim)
         self.destinations.adopt(deliveries)
         held = self.destinations.slots.held

@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -81,7 +82,7 @@ class _CommitWake:
 
 def _pending_wake() -> _CommitWake | None:
     """The wake-up this transaction registered already, if any. Django drops it with a savepoint rolled
-    back, as PostgreSQL drops the notification made in it: the next enqueue then makes both again."""
+    back: the next enqueue then registers one again."""
     if not connection.in_atomic_block:
         return None
     for entry in connection.run_on_commit:  # (savepoint ids, function, robust)
@@ -107,7 +108,7 @@ def loop_awake() -> bool:
     return _ask(f"SELECT NULL, {_AWAKE_SQL}", list(AWAKE_LOCK))
 
 
-def _ask(sql: str, params: list) -> bool:
+def _ask(sql: str, params: Sequence[str | int]) -> bool:
     if not sessions_kept() or connection.in_atomic_block:
         return False
     try:
@@ -129,15 +130,16 @@ class Listener:
         self.awake = False
 
     @classmethod
-    def open(cls) -> "Listener | None":
-        """Listen, and hold the AWAKE lock; None where notifications cannot reach this loop (another
-        database, a transaction-mode pooler, or inside a transaction, which holds them back until it ends)."""
+    def open(cls, *, awake: bool = True) -> "Listener | None":
+        """Listen, and hold the AWAKE lock if the loop keeps up (awake); None where notifications cannot reach
+        this loop (another database, a transaction-mode pooler, or inside a transaction, which holds them back
+        until it ends)."""
         if not sessions_kept() or connection.in_atomic_block:
             return None
         with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {CHANNEL}")
         listener = cls()
-        listener.keep_up(True)
+        listener.keep_up(awake)
         return listener
 
     def alive(self) -> bool:

@@ -6,7 +6,7 @@ timings."""
 import pytest
 
 from dispatcher import delivery as delivery_engine
-from dispatcher.delivery import wakeups
+from dispatcher.delivery import run, wakeups
 from dispatcher.models import Delivery
 from tests.dispatcher.test_awake_drain import AwakeDrain, on_postgresql, transactional  # noqa: F401 - fixture
 from tests.dispatcher.test_engine_scheduling import HoldingReceiver, deal_and_hook
@@ -47,10 +47,35 @@ def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_e
     assert set(Delivery.objects.filter(webhook=hang).values_list("status", flat=True)) == {"success"}
 
 
+@pytest.mark.django_db
+def test_two_organizations_with_more_due_than_the_slots_both_refill_as_requests_end(server, settings):
+    """Twelve slots, two organizations each holding two with requests that hang and twenty fast deliveries
+    behind them: each claim is cut at its limit (8) and shared between them, and both refill as their fast
+    requests end, while all four hanging requests are still in flight."""
+    settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 12, 12
+    hooks = []
+    for organization in (OrganizationFactory(), OrganizationFactory()):
+        deal, hang = deal_and_hook(organization, server.url("/hang"), name="Hanging")
+        _, fast = deal_and_hook(organization, server.url("/fast"), name="Fast")
+        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hang, deal) for _ in range(2)])
+        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(fast, deal) for _ in range(20)])
+        hooks += [hang, fast]
+    releaser, seen = server.release_once(lambda: server.fast >= 40 and server.holding == 4,
+                                         "every fast request while the four hanging ones are held")
+    attempted = delivery_engine.deliveries_drain(batch=8, budget_seconds=30)
+    releaser.join(60)
+    assert seen == {"held until": True}
+    assert attempted == 44
+    assert set(Delivery.objects.filter(webhook__in=hooks).values_list("status", flat=True)) == {"success"}
+
+
 @transactional
-def test_a_busy_worker_loop_hears_another_organizations_new_delivery(on_postgresql, server, settings):  # noqa: F811
+def test_a_busy_worker_loop_hears_another_organizations_new_delivery(on_postgresql, server, settings,  # noqa: F811
+                                                                     monkeypatch):
     """A worker's loop is busy with two hanging requests; another organization's delivery committed meanwhile
-    is sent at once: the loop listens from its start, and the notification makes it claim."""
+    is sent at once: the loop listens once a claim brought it work, and the notification makes it claim (its
+    look for work due by the clock is an hour away here)."""
+    monkeypatch.setattr(run, "LISTENING_CLAIM_SECONDS", HOUR)
     busy, other = OrganizationFactory(), OrganizationFactory()
     deal, hang = deal_and_hook(busy, server.url("/hang"), name="Hanging")
     delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hang, deal) for _ in range(2)])
