@@ -300,9 +300,9 @@ WEBHOOK_SLOW_DESTINATION_SLOTS = env.int("WEBHOOK_SLOW_DESTINATION_SLOTS", defau
 # once however busy the first one keeps the process (15 of 100 slots).
 WEBHOOK_ORGANIZATION_RESERVE = env.float("WEBHOOK_ORGANIZATION_RESERVE", default=0.15)
 # A drain loop that does not listen (SQLite, a pooler in transaction mode, a drain that does not linger) looks
-# for newly due work this often while its last claim left some behind or requests are in flight. A listening
-# loop is woken by NOTIFY; an organization left with due work claims its refill as its slots free; an idle
-# worker is woken through the broker.
+# for newly due work this often while its last claim left some behind or requests are in flight; a listening
+# loop only when no slot is free or a claim left an organization out. A listening loop is woken by NOTIFY, an
+# organization left with due work claims its refill as its slots free, an idle worker is woken by the broker.
 WEBHOOK_CLAIM_POLL_SECONDS = env.float("WEBHOOK_CLAIM_POLL_SECONDS", default=0.05)
 # A worker stores finished attempts together, once the oldest has waited this long (or WEBHOOK_MAX_IN_FLIGHT
 # of them are waiting). A killed worker process sends again at most what it had in flight plus what it had
