@@ -10,7 +10,7 @@ from bench.common import COST_COLUMNS, cost_cell, number
 from tests.docs.pages import ROOT, page, section
 
 BENCHMARKS = "internals/benchmarks.md"
-LATEST_FULL_RUN = "Earlier full run (render, rules, log scale, memory; not re-run for issue 15)"
+LATEST_FULL_RUN = "Render, rules, log scale, memory"
 ISOLATION = "Isolation between organizations (issue 25)"
 COST = "The cost of a delivery (issue 27)"
 CLUSTER = "A cluster on one machine (issue 30)"
