@@ -42,8 +42,8 @@ def fill(hook, deal, upto: int) -> None:
              have + 1, upto])
         cursor.execute("""
             INSERT INTO dispatcher_attempt (delivery_id, number, started_at, duration_ms, status_code, error_class,
-                error_message, response_headers, response_body, response_truncated, captured, outcome)
-            SELECT d.id, 1, d.created_at, 3, 200, '', '', '{}', '{"ok": true}', false, '{}', d.status
+                error_message, response_headers, response_body, response_truncated, captured, outcome, cleaned)
+            SELECT d.id, 1, d.created_at, 3, 200, '', '', '{}', '{"ok": true}', false, '{}', d.status, ''
             FROM dispatcher_delivery d LEFT JOIN dispatcher_attempt a ON a.delivery_id = d.id WHERE a.id IS NULL""")
         cursor.execute("ANALYZE dispatcher_delivery; ANALYZE dispatcher_attempt")
 

@@ -6,8 +6,8 @@ destinations with their endpoints, slots and waiting deliveries (delivery/destin
 PostgreSQL the listener (delivery/wakeups.py).
 
 1. **Claim** (delivery/claims.py; on PostgreSQL claimed and loaded in one statement), fairly across
-   organizations, each at most what the slot book says it may start now: at the start; as soon as the
-   slots free for an organization the last claims left with more due (hungry: its refill is claimed when
+   organizations, each at most what the slot book says it may start now: at the start; on PostgreSQL as
+   soon as the slots free for an organization the last claims left with more due (hungry: its refill is claimed when
    its requests end, not at the next poll); on PostgreSQL, in a worker's loop that has work (it listens
    from its first claim that brings some), when a notification says a commit made deliveries due, and
    every LISTENING_CLAIM_SECONDS for work that becomes due by the clock (retries, deliveries given back,
@@ -124,6 +124,10 @@ class DrainLoop:
         self.destinations = Destinations(pool, self.quota)
         # What the claim statement loads (PostgreSQL; elsewhere the loader reads the claimed rows).
         self.load: ClaimLoad | None = claim_load() if connection.vendor == "postgresql" else None
+        # On PostgreSQL a claim comes as soon as it may: a refill as slots free (_refill_ready), and no wait for
+        # answers past a claim that is due. On SQLite each claim takes the database's one write lock, which the
+        # other processes' stores then wait for: claims there wait for the poll and for answers.
+        self.claims_eagerly = connection.vendor == "postgresql"
         self.listener: Listener | None = None
         self.may_listen = False  # a worker's loop that listens once a claim brings work (run: linger_seconds)
         self.run_id = uuid.uuid4().hex
@@ -166,8 +170,8 @@ class DrainLoop:
                 if claiming and (now >= self.next_claim_at or self._refill_ready(refill=refill)):
                     self._claim_next(batch=batch, refill=refill, first=first, ids=ids)
                     first = None
-                if not self.idle():  # wait for answers, not past the next claim, and look up (a stop, a notification)
-                    until_claim = self.next_claim_at - time.monotonic() if claiming else math.inf
+                if not self.idle():  # wait for answers (not past a due claim) and look up: a stop, a notification
+                    until_claim = self.next_claim_at - time.monotonic() if claiming and self.claims_eagerly else math.inf
                     wait = min(settings.WEBHOOK_CLAIM_POLL_SECONDS, until_claim, LINGER_WAIT_SECONDS)
                     self.collect(timeout=max(0.0, wait))
                     continue
@@ -254,7 +258,7 @@ class DrainLoop:
     def _refill_ready(self, *, refill: int) -> bool:
         """An organization that has more due than its last claim could take may take a refill's worth now: claim
         at once rather than at the next poll, so its destinations' slots never run dry between claims."""
-        if not self.hungry:
+        if not self.claims_eagerly or not self.hungry:
             return False
         room = self.destinations.slots.claim_room(free=self.destinations.room(), refill=refill, slow_destinations={})
         return any(room.organizations.get(organization_id, 0) > 0 for organization_id in self.hungry)

@@ -2,7 +2,8 @@
 its refill as soon as requests end, and a worker's loop hears new work by notification while it is busy.
 The poll interval is set to an hour in each test, so only those two paths can claim the deliveries the
 test waits for; requests to /hang are held until the test has seen what it asserts. Outcomes, never
-timings."""
+timings. PostgreSQL only: on SQLite claims stay with the poll (each takes the one write lock) and no loop
+listens."""
 import pytest
 
 from dispatcher import delivery as delivery_engine
@@ -28,7 +29,8 @@ def server(settings):
 
 
 @pytest.mark.django_db
-def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_end(server, settings):
+def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_end(on_postgresql, server,  # noqa: F811
+                                                                                    settings):
     """Four slots, two held by requests that hang: the twenty fast deliveries behind them are claimed a few at
     a time as each fast request ends, while the hanging two are still in flight."""
     settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 4, 4
@@ -48,7 +50,8 @@ def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_e
 
 
 @pytest.mark.django_db
-def test_two_organizations_with_more_due_than_the_slots_both_refill_as_requests_end(server, settings):
+def test_two_organizations_with_more_due_than_the_slots_both_refill_as_requests_end(on_postgresql, server,  # noqa: F811
+                                                                                     settings):
     """Twelve slots, two organizations each holding two with requests that hang and twenty fast deliveries
     behind them: each claim is cut at its limit (8) and shared between them, and both refill as their fast
     requests end, while all four hanging requests are still in flight."""
