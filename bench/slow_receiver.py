@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common, cost
 
 DELAY = 0.1  # seconds the realistic receiver takes to answer
+PROCESSES = int(os.environ.get("WORKER_CONCURRENCY", 2))  # the Procfile's worker processes
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n" + common.BODY
 
 
@@ -250,12 +251,11 @@ def ceiling_row(fast: float, base: float) -> dict:
 
     durations = list(Attempt.objects.order_by("-pk").values_list("duration_ms", flat=True)[:1000])
     seconds = statistics.mean(durations) / 1000
-    processes = int(os.environ.get("WORKER_CONCURRENCY", 2))
-    in_flight = processes * settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION
+    in_flight = PROCESSES * settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION
     ceiling = in_flight / seconds
     return common.row("100 ms receiver: ceiling of the defaults (requests in flight to one destination / answer "
                       "time)", ceiling, "deliv/s", base,
-                      note=f"{processes} processes x WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION "
+                      note=f"{PROCESSES} processes x WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION "
                            f"{settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION} = {in_flight} in flight, answers in "
                            f"{seconds * 1000:.0f} ms on average; the dispatcher reached {fast / ceiling:.0%} of it")
 
@@ -264,7 +264,7 @@ def uncapped_row(hook, deal, n: int, base: float) -> dict:
     """The same run with the per-destination limit as high as a process's (WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION
     = WEBHOOK_MAX_IN_FLIGHT, 100): what the engine does when the receiver's limit is not the bound."""
     env = {**os.environ, "WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION": "100"}
-    workers = common.Workers(count=1, concurrency=int(os.environ.get("WORKER_CONCURRENCY", 2)), tag="uncapped",
+    workers = common.Workers(count=1, concurrency=PROCESSES, tag="uncapped",
                              beat=True, env=env)
     try:
         rate = run_fast(hook, deal, n)
@@ -306,7 +306,7 @@ def main() -> None:
                                   entity=[(p.name, p.value) for p in hook.entity_parameters.all()])
     body = webhook_render_request(webhook=hook, record=deal, message_id="msg_bench").body
     rows = []
-    workers = common.Workers(count=1, concurrency=int(os.environ.get("WORKER_CONCURRENCY", 2)), tag="slow",
+    workers = common.Workers(count=1, concurrency=PROCESSES, tag="slow",
                              beat=True, metered=True)
     try:
         baseline = async_baseline(receiver.port, n, body)
@@ -332,7 +332,7 @@ def main() -> None:
         rows.append(ceiling_row(fast, base))
         workers.stop()  # the same run with the limit lifted, on workers of its own, before anything is left over
         rows.append(uncapped_row(hook, deal, n, base))
-        workers = common.Workers(count=1, concurrency=int(os.environ.get("WORKER_CONCURRENCY", 2)), tag="slow",
+        workers = common.Workers(count=1, concurrency=PROCESSES, tag="slow",
                                  beat=True, metered=True)
         meter = cost.Meter(workers)
         meter.start(settle=False)  # the previous meter's result waited for the statistics; nothing ran since

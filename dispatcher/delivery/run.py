@@ -240,7 +240,7 @@ class DrainLoop:
         self.claimed_once = True
         if self.may_listen and claim.ids:  # a worker's loop with work listens from now on: new work is notified
             self.may_listen = False
-            self.listener = Listener.open(awake=claim.complete and self.destinations.room() > 0)
+            self.listener = Listener.open(awake=False)  # the lock, if it keeps up: _keep_up below
         if ids is not None:  # those deliveries, once
             self.next_claim_at, self.quiet = math.inf, True
         elif claim.complete and self.listener is not None:  # all that was due: what comes next is notified

@@ -28,17 +28,22 @@ def server(settings):
     server.stop()
 
 
+def backlog(organization, server) -> tuple:
+    """Two deliveries to /hang, then twenty to /fast behind them: the organization's two webhooks."""
+    deal, hang = deal_and_hook(organization, server.url("/hang"), name="Hanging")
+    _, fast = deal_and_hook(organization, server.url("/fast"), name="Fast")
+    delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hang, deal) for _ in range(2)])
+    delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(fast, deal) for _ in range(20)])
+    return hang, fast
+
+
 @pytest.mark.django_db
 def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_end(on_postgresql, server,  # noqa: F811
                                                                                     settings):
     """Four slots, two held by requests that hang: the twenty fast deliveries behind them are claimed a few at
     a time as each fast request ends, while the hanging two are still in flight."""
     settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 4, 4
-    organization = OrganizationFactory()
-    deal, hang = deal_and_hook(organization, server.url("/hang"), name="Hanging")
-    _, fast = deal_and_hook(organization, server.url("/fast"), name="Fast")
-    delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hang, deal) for _ in range(2)])
-    delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(fast, deal) for _ in range(20)])
+    hang, fast = backlog(OrganizationFactory(), server)
     releaser, seen = server.release_once(lambda: server.fast >= 20 and server.holding == 2,
                                          "every fast request while the two hanging ones are held")
     attempted = delivery_engine.deliveries_drain(batch=50, budget_seconds=30)
@@ -56,13 +61,7 @@ def test_two_organizations_with_more_due_than_the_slots_both_refill_as_requests_
     behind them: each claim is cut at its limit (8) and shared between them, and both refill as their fast
     requests end, while all four hanging requests are still in flight."""
     settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 12, 12
-    hooks = []
-    for organization in (OrganizationFactory(), OrganizationFactory()):
-        deal, hang = deal_and_hook(organization, server.url("/hang"), name="Hanging")
-        _, fast = deal_and_hook(organization, server.url("/fast"), name="Fast")
-        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(hang, deal) for _ in range(2)])
-        delivery_engine.deliveries_enqueue([delivery_engine.Enqueue(fast, deal) for _ in range(20)])
-        hooks += [hang, fast]
+    hooks = [*backlog(OrganizationFactory(), server), *backlog(OrganizationFactory(), server)]
     releaser, seen = server.release_once(lambda: server.fast >= 40 and server.holding == 4,
                                          "every fast request while the four hanging ones are held")
     attempted = delivery_engine.deliveries_drain(batch=8, budget_seconds=30)
