@@ -15,7 +15,10 @@ stamp=.venv/.requirements.sha256
 wanted=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "Installing requirements ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+  # A download cut or corrupted on the way fails the hash check: fetch again once, past pip's cache.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt \
+    || .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir --require-hashes \
+      -r requirements-dev.txt
   echo "$wanted" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
