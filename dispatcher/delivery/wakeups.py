@@ -46,8 +46,8 @@ CHANNEL = "dispatcher_deliveries_due"  # the NOTIFY channel (per database)
 # The advisory lock a listening loop holds shared while it keeps up (two int4 keys: pg_locks shows them as
 # classid and objid, objsubid 2). Any fixed pair no other code of the database uses.
 AWAKE_LOCK = (0x77686B00, 27)
-# The advisory lock an enqueuer holds shared from its question (is a loop awake?) to the end of its
-# transaction; a loop that stops listening takes it exclusively before its last claim (objsubid 2 too).
+# The advisory lock an enqueuer that saw a loop keep up holds shared to the end of its transaction; a loop
+# that stops listening takes it exclusively before its last claim (objsubid 2 too).
 SETTLE_LOCK = (0x77686B00, 28)
 SETTLE_WAIT_SECONDS = 2.0  # a longer transaction's deliveries are found by another listening loop or the pump
 LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as an ETA task in a worker
@@ -60,18 +60,30 @@ def sessions_kept() -> bool:
     return connection.vendor == "postgresql" and settings.DATABASE_POOLER != "transaction"
 
 
-def deliveries_wake(ids: list[int]) -> None:
+def deliveries_wake(ids: list[int], *, awake: bool | None = None) -> None:
     """These deliveries were made due now in the caller's transaction: notify listening loops when it commits,
-    and then send the broker wake-ups unless a listening loop keeps up (_CommitWake)."""
+    and then send the broker wake-ups unless a listening loop keeps up (_CommitWake). awake: the answer to
+    the question the statement that made them asked already (question_for_insert)."""
     if not ids:
         return
     pending = _pending_wake()
     if pending is not None:
         pending.ids.extend(ids)
         return
-    pending = _CommitWake(awake=ask_in_transaction() if connection.in_atomic_block else None)
+    if awake is None and connection.in_atomic_block:
+        awake = ask_in_transaction()
+    pending = _CommitWake(awake=awake)
     pending.ids.extend(ids)
     transaction.on_commit(pending)  # outside a transaction: at once
+
+
+def question_for_insert() -> tuple[str, list[str | int]] | None:
+    """The wake-up question, for the statement that inserts deliveries due now to ask it (a SELECT whose value
+    is named answer; delivery/batch_sql.py): the first in a transaction, on PostgreSQL with sessions of its
+    own. None where deliveries_wake needs no question or asks it after the commit."""
+    if not sessions_kept() or not connection.in_atomic_block or _pending_wake() is not None:
+        return None
+    return f"SELECT {_QUESTION}", _QUESTION_PARAMS
 
 
 class _CommitWake:
@@ -108,6 +120,13 @@ _AWAKE_SQL = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND da
               "AND objsubid = 2 AND granted)")  # pg_locks lists the locks of every database of the server
 
 
+# The question asked in the transaction (ask_in_transaction): CASE evaluates its condition first, and each
+# EXISTS is an init plan, run when first needed, so the second look at AWAKE follows the SETTLE lock.
+_QUESTION = (f"pg_notify(%s, '') AS notified, CASE WHEN {_AWAKE_SQL} THEN CASE WHEN "
+             f"pg_try_advisory_xact_lock_shared(%s, %s) THEN {_AWAKE_SQL} ELSE false END ELSE false END AS answer")
+_QUESTION_PARAMS: list[str | int] = [CHANNEL, *AWAKE_LOCK, *SETTLE_LOCK, *AWAKE_LOCK]
+
+
 def notify_and_ask() -> bool:
     """After a commit (autocommit) that made deliveries due: notify the listening loops and ask whether one
     keeps up, in one statement (one round trip; the commit is visible to whoever the notification wakes).
@@ -117,12 +136,12 @@ def notify_and_ask() -> bool:
 
 def ask_in_transaction() -> bool:
     """In the transaction that makes deliveries due: queue the notification (sent when it commits) and ask
-    whether a loop keeps up, having first taken the SETTLE lock shared until the transaction ends, so a loop
-    that lets go of the AWAKE lock claims only after this commit (enqueuers_settled). CASE evaluates its
-    condition first (the EXISTS is an init plan, run when first needed). A SETTLE lock not granted at once (a
-    loop waits for it) says no, as any doubt does."""
-    return _ask(f"SELECT pg_notify(%s, ''), CASE WHEN pg_try_advisory_xact_lock_shared(%s, %s) THEN {_AWAKE_SQL} "
-                "ELSE false END", [CHANNEL, *SETTLE_LOCK, *AWAKE_LOCK], in_transaction=True)
+    whether a loop keeps up. If one seems to, take the SETTLE lock shared until the transaction ends and ask
+    again: a loop that lets go of the AWAKE lock then claims only after this commit (enqueuers_settled), and
+    a transaction that saw no loop holds nothing. A SETTLE lock not granted at once (a loop waits for it)
+    says no, as any doubt does. The insert of new deliveries asks the same in its own statement
+    (question_for_insert)."""
+    return _ask(f"SELECT {_QUESTION}", _QUESTION_PARAMS, in_transaction=True)
 
 
 def loop_awake() -> bool:
@@ -145,7 +164,7 @@ def _ask(sql: str, params: Sequence[str | int], *, in_transaction: bool) -> bool
 def _answer(sql: str, params: Sequence[str | int]) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return bool(cursor.fetchone()[1])
+        return bool(cursor.fetchone()[-1])  # the answer comes last
 
 
 def enqueuers_settled() -> bool:
@@ -160,7 +179,7 @@ def enqueuers_settled() -> bool:
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(SETTLE_WAIT_SECONDS * 1000)}ms"])
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(SETTLE_LOCK))
     except OperationalError:
-        logger.warning("drain.enqueuers_unsettled", extra={"seconds": SETTLE_WAIT_SECONDS})
+        logger.info("drain.enqueuers_unsettled", extra={"seconds": SETTLE_WAIT_SECONDS})
         return False
     return True
 
@@ -173,6 +192,7 @@ class Listener:
     def __init__(self) -> None:
         self.pg = connection.connection  # the psycopg connection the LISTEN belongs to
         self.awake = False
+        self.was_awake = False  # enqueuers may have seen it keep up: it waits for them when it closes
 
     @classmethod
     def open(cls, *, awake: bool = True) -> "Listener | None":
@@ -200,6 +220,7 @@ class Listener:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {function}(%s, %s)", list(AWAKE_LOCK))
         self.awake = awake
+        self.was_awake = self.was_awake or awake
 
     def notified(self, timeout: float = 0.0) -> bool:
         """Whether a notification came (waiting up to timeout seconds on the connection's socket for the
@@ -223,7 +244,8 @@ class Listener:
             self.keep_up(False)
             with connection.cursor() as cursor:
                 cursor.execute(f"UNLISTEN {CHANNEL}")
-            enqueuers_settled()  # whoever saw it keep up has committed: the loop's next claim sees their rows
+            if self.was_awake:  # whoever saw it keep up has committed: the loop's next claim sees their rows
+                enqueuers_settled()
             self.notified(0.0)  # what arrived meanwhile was for this loop
         except DatabaseError:
             logger.warning("drain.listener_close_failed", exc_info=True)

@@ -65,7 +65,11 @@ def test_an_enqueue_that_saw_a_loop_keep_up_sends_no_broker_message(hook, deal, 
         assert not session.execute("SELECT pg_try_advisory_lock(%s, %s)", wakeups.SETTLE_LOCK).fetchone()[0]
     assert woken == []
     session.execute("SELECT pg_advisory_unlock_shared(%s, %s)", wakeups.AWAKE_LOCK)
-    delivery_engine.delivery_enqueue(webhook=hook, record=deal)  # nobody awake: a worker must be woken
+    with transaction.atomic():
+        delivery_engine.delivery_enqueue(webhook=hook, record=deal)  # nobody awake: a worker must be woken
+        # and a transaction that saw no loop holds nothing a closing loop would wait for
+        assert session.execute("SELECT pg_try_advisory_lock(%s, %s)", wakeups.SETTLE_LOCK).fetchone()[0]
+        session.execute("SELECT pg_advisory_unlock(%s, %s)", wakeups.SETTLE_LOCK)
     assert len(woken) == 1
 
 
@@ -136,3 +140,20 @@ def test_a_rolled_back_enqueue_notifies_nobody_and_wakes_nobody(hook, deal, sess
     notifications = list(session.notifies(timeout=5, stop_after=1))
     assert len(notifications) == 1 and len(woken) == 1
     assert list(session.notifies(timeout=0)) == []
+
+
+def test_a_loop_that_never_kept_up_closes_without_waiting(session, monkeypatch, caplog):
+    """No enqueuer can have left work to a loop that never held the AWAKE lock (a backlog's drain)."""
+    monkeypatch.setattr(wakeups, "SETTLE_WAIT_SECONDS", 0.2)
+    session.execute("BEGIN")
+    session.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", wakeups.SETTLE_LOCK)  # an enqueuer, still open
+    try:
+        listener = wakeups.Listener.open(awake=False)
+        assert listener is not None
+        listener.close()
+        assert "drain.enqueuers_unsettled" not in caplog.text
+        listener = wakeups.Listener.open(awake=True)
+        listener.close()
+        assert "drain.enqueuers_unsettled" in caplog.text
+    finally:
+        session.execute("ROLLBACK")
