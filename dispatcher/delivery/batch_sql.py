@@ -1,5 +1,5 @@
-"""One UPDATE for a batch of deliveries, each row conditional on its claim token, one INSERT for a batch
-of attempts, and one for new deliveries (with the wake-up's question in the same statement).
+"""One UPDATE for a batch of deliveries, each row conditional on its claim token, and one INSERT for a
+batch of attempts.
 
 Django's ``bulk_update`` has no per-row condition and no RETURNING, and one ``filter().update()`` per
 delivery was the largest cost of a worker after the HTTP request itself (bench/throughput.py). On
@@ -111,60 +111,22 @@ def attempts_insert(attempts: list[Attempt]) -> None:
     if connection.vendor != "postgresql":
         Attempt.objects.bulk_create(attempts)
         return
-    sql, document = _insert_json(Attempt, attempts, returning="id, delivery_id, number")
+    quote = connection.ops.quote_name
+    fields = [_concrete(field.name, Attempt) for field in Attempt._meta.concrete_fields if not field.primary_key]
+    readers = [(column, _reader(field), _json_value(field)) for field, column in fields]
+    document = [{column: convert(read(attempt)) for column, read, convert in readers} for attempt in attempts]
+    columns = ", ".join(quote(column) for _, column in fields)
+    definitions = ", ".join(f"{quote(column)} {_record_type(field)}" for field, column in fields)
+    sql = (f"INSERT INTO {quote(Attempt._meta.db_table)} ({columns}) SELECT {columns} "
+           f"FROM json_to_recordset(%s::json) AS v({definitions}) RETURNING id, delivery_id, number")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [document])
+        cursor.execute(sql, [json.dumps(document, ensure_ascii=False)])
         # Paired by (delivery, number), unique per attempt (attempt_unique_number): RETURNING's row order is
         # not a promise of PostgreSQL's.
         ids = {(delivery_id, number): pk for pk, delivery_id, number in cursor.fetchall()}
-    _saved(attempts, lambda attempt: ids[(attempt.delivery_id, attempt.number)])
-
-
-def deliveries_insert(deliveries: list[Delivery], *, with_select: tuple[str, list[Any]] | None = None) -> Any:
-    """Insert these deliveries with one statement (their ids are set, as bulk_create sets them; a status a
-    new delivery may not have is refused first). with_select: a one-row SELECT (its value named ``answer``)
-    run in the same statement, on PostgreSQL; its answer is returned (None without one, and on SQLite, where
-    Django's bulk_create inserts). The enqueue of one event per transaction asks its wake-up question this
-    way: one round trip, not two (delivery/wakeups.py)."""
-    Delivery.objects.check_new(deliveries)
-    if not deliveries:
-        return None
-    if connection.vendor != "postgresql":
-        Delivery.objects.bulk_create(deliveries)
-        return None
-    sql, document = _insert_json(Delivery, deliveries, returning="id, public_id")
-    params: list[Any] = [document]
-    if with_select is not None:
-        select, select_params = with_select
-        sql = f"WITH made AS ({sql}), asked AS ({select}) SELECT made.id, made.public_id, asked.answer FROM made, asked"
-        params += select_params
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    ids = {public_id: pk for pk, public_id, *_ in rows}  # paired by public_id: RETURNING promises no order
-    _saved(deliveries, lambda delivery: ids[delivery.public_id])
-    return rows[0][2] if with_select is not None else None
-
-
-def _insert_json(model: type[Model], objects: list[Any], *, returning: str) -> tuple[str, str]:
-    """``INSERT … SELECT … FROM json_to_recordset(%s::json) … RETURNING returning`` for these objects of
-    model, and the JSON document it reads (one object per row, every concrete column but the id)."""
-    quote = connection.ops.quote_name
-    fields = [_concrete(field.name, model) for field in model._meta.concrete_fields if not field.primary_key]
-    readers = [(column, _reader(field), _json_value(field)) for field, column in fields]
-    document = [{column: convert(read(obj)) for column, read, convert in readers} for obj in objects]
-    columns = ", ".join(quote(column) for _, column in fields)
-    definitions = ", ".join(f"{quote(column)} {_record_type(field)}" for field, column in fields)
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {columns} "
-           f"FROM json_to_recordset(%s::json) AS v({definitions}) RETURNING {returning}")
-    return sql, json.dumps(document, ensure_ascii=False)
-
-
-def _saved(objects: list[Any], pk_of: Callable[[Any], int]) -> None:
-    """Mark inserted objects as saved, with their ids, as bulk_create leaves them."""
-    for obj in objects:
-        obj.pk = pk_of(obj)
-        obj._state.adding, obj._state.db = False, connection.alias
+    for attempt in attempts:
+        attempt.pk = ids[(attempt.delivery_id, attempt.number)]
+        attempt._state.adding, attempt._state.db = False, connection.alias
 
 
 def _reader(field: models.Field) -> Callable[[Model], Any]:

@@ -12,10 +12,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from crm.models import Record
-from dispatcher.delivery import batch_sql, states
+from dispatcher.delivery import states
 from dispatcher.delivery.attempt import RESPONSE_EXCERPT_CHARS
 from dispatcher.delivery.rows import delivery_new
-from dispatcher.delivery.wakeups import deliveries_wake, question_for_insert
+from dispatcher.delivery.wakeups import deliveries_wake
 from dispatcher.transport import errors
 from dispatcher.transport.cleaning import clean_headers, clean_text
 from dispatcher.transport.result import HttpResult
@@ -66,13 +66,11 @@ def deliveries_enqueue(items: list[Enqueue]) -> list[Delivery]:
 
 
 def deliveries_insert(deliveries: list[Delivery]) -> list[Delivery]:
-    """Insert prepared deliveries (webhook or channel) with one statement, which also asks the transaction's
-    wake-up question when some are due now; workers are woken on commit. One in a status it cannot be created
-    with is refused (states.IllegalMove)."""
+    """Insert prepared deliveries (webhook or channel) with one statement; workers are woken on commit. One
+    in a status it cannot be created with is refused (states.IllegalMove, from DeliveryQuerySet.bulk_create)."""
     now = timezone.now()
-    due = [d for d in deliveries if d.due_at and d.due_at <= now]
-    awake = batch_sql.deliveries_insert(deliveries, with_select=question_for_insert() if due else None)
-    deliveries_wake([d.pk for d in due], awake=awake)
+    Delivery.objects.bulk_create(deliveries)
+    deliveries_wake([d.pk for d in deliveries if d.due_at and d.due_at <= now])
     return deliveries
 
 

@@ -1,18 +1,13 @@
 """Wake-ups: how drain loops hear that deliveries are due. The database is the source of truth; a wake-up
 lost only delays a delivery (the pump finds it within WEBHOOK_PUMP_INTERVAL), never loses it.
 
-- **A transaction that makes deliveries due now** (deliveries_wake, once per transaction however many it
-  made): on PostgreSQL, one statement in that transaction queues a ``pg_notify`` (sent when it commits, to
-  every drain loop that listens: a loop that is awake, delivery/run.py; a rollback sends nothing) and asks
-  whether a loop keeps up (holds the AWAKE lock), after taking the SETTLE lock shared until the transaction
-  ends. When it commits, a broker message (``dispatcher.deliver``, coalesced per process: _Coalescer)
-  starts a drain in a worker process, unless a listening loop kept up and the transaction made at most a
-  batch: that loop takes them. A loop that stops listening lets go of the AWAKE lock, then waits for the
-  SETTLE lock exclusively (enqueuers_settled: every transaction that saw it keep up has ended) before it
-  claims once more, so a commit that saw the lock is never left to the pump. Asked inside the transaction,
-  the answer costs no round trip after the commit (one event per transaction, as the API writes, pays the
-  commit's alone). A commit made outside a transaction (autocommit) notifies and asks after it, in one
-  statement (notify_and_ask).
+- **A commit that made deliveries due now** (deliveries_wake, once per transaction however many it made):
+  after the commit, on PostgreSQL, one statement sends a ``pg_notify``, which reaches every drain loop that
+  listens (a loop that is awake: delivery/run.py), and asks whether one keeps up (holds the AWAKE lock). A
+  broker message (``dispatcher.deliver``, coalesced per process: _Coalescer) then starts a drain in a
+  worker process, unless a listening loop keeps up and the commit made at most a batch: that loop takes
+  them, and a loop that stops listening claims once more after letting go of the lock, so a commit that
+  saw the lock is never left to the pump. A transaction rolled back notifies nobody.
 - **A loop that listens** (Listener): LISTEN on its own connection, and the shared AWAKE lock while it
   keeps up (room for more, nothing due left behind by its last claim); it waits for a notification on
   the connection's socket instead of polling.
@@ -35,7 +30,7 @@ from collections.abc import Sequence
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from dispatcher.models import Delivery
@@ -46,10 +41,6 @@ CHANNEL = "dispatcher_deliveries_due"  # the NOTIFY channel (per database)
 # The advisory lock a listening loop holds shared while it keeps up (two int4 keys: pg_locks shows them as
 # classid and objid, objsubid 2). Any fixed pair no other code of the database uses.
 AWAKE_LOCK = (0x77686B00, 27)
-# The advisory lock an enqueuer that saw a loop keep up holds shared to the end of its transaction; a loop
-# that stops listening takes it exclusively before its last claim (objsubid 2 too).
-SETTLE_LOCK = (0x77686B00, 28)
-SETTLE_WAIT_SECONDS = 2.0  # a longer transaction's deliveries are found by another listening loop or the pump
 LATER_MAX_SECONDS = 300  # a longer wait is left to the pump rather than held as an ETA task in a worker
 WAKE_COALESCE_SECONDS = 0.02  # short against a receiver's answer, long against one API call on two cores
 
@@ -60,45 +51,30 @@ def sessions_kept() -> bool:
     return connection.vendor == "postgresql" and settings.DATABASE_POOLER != "transaction"
 
 
-def deliveries_wake(ids: list[int], *, awake: bool | None = None) -> None:
-    """These deliveries were made due now in the caller's transaction: notify listening loops when it commits,
-    and then send the broker wake-ups unless a listening loop keeps up (_CommitWake). awake: the answer to
-    the question the statement that made them asked already (question_for_insert)."""
+def deliveries_wake(ids: list[int]) -> None:
+    """These deliveries were made due now in the caller's transaction: once it commits, notify listening
+    loops and send the broker wake-ups unless a listening loop keeps up (_CommitWake)."""
     if not ids:
         return
     pending = _pending_wake()
     if pending is not None:
         pending.ids.extend(ids)
         return
-    if awake is None and connection.in_atomic_block:
-        awake = ask_in_transaction()
-    pending = _CommitWake(awake=awake)
+    pending = _CommitWake()
     pending.ids.extend(ids)
     transaction.on_commit(pending)  # outside a transaction: at once
 
 
-def question_for_insert() -> tuple[str, list[str | int]] | None:
-    """The wake-up question, for the statement that inserts deliveries due now to ask it (a SELECT whose value
-    is named answer; delivery/batch_sql.py): the first in a transaction, on PostgreSQL with sessions of its
-    own. None where deliveries_wake needs no question or asks it after the commit."""
-    if not sessions_kept() or not connection.in_atomic_block or _pending_wake() is not None:
-        return None
-    return f"SELECT {_QUESTION}", _QUESTION_PARAMS
-
-
 class _CommitWake:
     """The wake-ups of one transaction, sent once when it commits (found again by _pending_wake, so a
-    transaction that enqueues ten times notifies once and asks once). awake: the answer asked inside the
-    transaction, or None to notify and ask after the commit (autocommit)."""
+    transaction that enqueues ten times notifies once and asks once)."""
 
-    def __init__(self, *, awake: bool | None) -> None:
+    def __init__(self) -> None:
         self.ids: list[int] = []
-        self.awake = awake
 
     def __call__(self) -> None:
         many = len(self.ids) > settings.WEBHOOK_DRAIN_BATCH  # more than one loop claims at once: wake others too
-        awake = notify_and_ask() if self.awake is None else self.awake
-        if awake and not many:
+        if notify_and_ask() and not many:
             return
         for first in self.ids[::settings.WEBHOOK_DRAIN_BATCH]:  # a woken worker claims a whole batch
             _coalescer.wake(first)
@@ -120,68 +96,28 @@ _AWAKE_SQL = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND da
               "AND objsubid = 2 AND granted)")  # pg_locks lists the locks of every database of the server
 
 
-# The question asked in the transaction (ask_in_transaction): CASE evaluates its condition first, and each
-# EXISTS is an init plan, run when first needed, so the second look at AWAKE follows the SETTLE lock.
-_QUESTION = (f"pg_notify(%s, '') AS notified, CASE WHEN {_AWAKE_SQL} THEN CASE WHEN "
-             f"pg_try_advisory_xact_lock_shared(%s, %s) THEN {_AWAKE_SQL} ELSE false END ELSE false END AS answer")
-_QUESTION_PARAMS: list[str | int] = [CHANNEL, *AWAKE_LOCK, *SETTLE_LOCK, *AWAKE_LOCK]
-
-
 def notify_and_ask() -> bool:
-    """After a commit (autocommit) that made deliveries due: notify the listening loops and ask whether one
-    keeps up, in one statement (one round trip; the commit is visible to whoever the notification wakes).
-    Any doubt (another database, a pooler, an error) says no: the broker is asked instead."""
-    return _ask(f"SELECT pg_notify(%s, ''), {_AWAKE_SQL}", [CHANNEL, *AWAKE_LOCK], in_transaction=False)
-
-
-def ask_in_transaction() -> bool:
-    """In the transaction that makes deliveries due: queue the notification (sent when it commits) and ask
-    whether a loop keeps up. If one seems to, take the SETTLE lock shared until the transaction ends and ask
-    again: a loop that lets go of the AWAKE lock then claims only after this commit (enqueuers_settled), and
-    a transaction that saw no loop holds nothing. A SETTLE lock not granted at once (a loop waits for it)
-    says no, as any doubt does. The insert of new deliveries asks the same in its own statement
-    (question_for_insert)."""
-    return _ask(f"SELECT {_QUESTION}", _QUESTION_PARAMS, in_transaction=True)
+    """After a commit that made deliveries due: notify the listening loops and ask whether one keeps up,
+    in one statement (one round trip, in autocommit; the commit is visible to whoever the notification
+    wakes). Any doubt (another database, a pooler, an error) says no: the broker is asked instead."""
+    return _ask(f"SELECT pg_notify(%s, ''), {_AWAKE_SQL}", [CHANNEL, *AWAKE_LOCK])
 
 
 def loop_awake() -> bool:
     """Whether a drain loop listens and keeps up now (holds the AWAKE lock), on PostgreSQL."""
-    return _ask(f"SELECT NULL, {_AWAKE_SQL}", list(AWAKE_LOCK), in_transaction=False)
+    return _ask(f"SELECT NULL, {_AWAKE_SQL}", list(AWAKE_LOCK))
 
 
-def _ask(sql: str, params: Sequence[str | int], *, in_transaction: bool) -> bool:
-    if not sessions_kept() or connection.in_atomic_block != in_transaction:
+def _ask(sql: str, params: Sequence[str | int]) -> bool:
+    if not sessions_kept() or connection.in_atomic_block:
         return False
-    if in_transaction:  # an error has aborted the caller's transaction already: it is the caller's to see
-        return _answer(sql, params)
     try:
-        return _answer(sql, params)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return bool(cursor.fetchone()[1])
     except DatabaseError:
         logger.warning("deliver_wake.awake_check_failed", exc_info=True)
         return False
-
-
-def _answer(sql: str, params: Sequence[str | int]) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.fetchone()[-1])  # the answer comes last
-
-
-def enqueuers_settled() -> bool:
-    """Wait (up to SETTLE_WAIT_SECONDS) until every transaction that asked whether a loop keeps up while this
-    one held the AWAKE lock has ended (ask_in_transaction): a loop calls it after letting go of the lock and
-    before its last claim. False if one is still open then (its deliveries are left to another listening
-    loop, which its commit notifies, or to the pump)."""
-    if not sessions_kept() or connection.in_atomic_block:
-        return True
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(SETTLE_WAIT_SECONDS * 1000)}ms"])
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(SETTLE_LOCK))
-    except OperationalError:
-        logger.info("drain.enqueuers_unsettled", extra={"seconds": SETTLE_WAIT_SECONDS})
-        return False
-    return True
 
 
 class Listener:
@@ -192,7 +128,6 @@ class Listener:
     def __init__(self) -> None:
         self.pg = connection.connection  # the psycopg connection the LISTEN belongs to
         self.awake = False
-        self.was_awake = False  # enqueuers may have seen it keep up: it waits for them when it closes
 
     @classmethod
     def open(cls, *, awake: bool = True) -> "Listener | None":
@@ -220,7 +155,6 @@ class Listener:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {function}(%s, %s)", list(AWAKE_LOCK))
         self.awake = awake
-        self.was_awake = self.was_awake or awake
 
     def notified(self, timeout: float = 0.0) -> bool:
         """Whether a notification came (waiting up to timeout seconds on the connection's socket for the
@@ -244,8 +178,6 @@ class Listener:
             self.keep_up(False)
             with connection.cursor() as cursor:
                 cursor.execute(f"UNLISTEN {CHANNEL}")
-            if self.was_awake:  # whoever saw it keep up has committed: the loop's next claim sees their rows
-                enqueuers_settled()
             self.notified(0.0)  # what arrived meanwhile was for this loop
         except DatabaseError:
             logger.warning("drain.listener_close_failed", exc_info=True)

@@ -77,14 +77,9 @@ class DeliveryQuerySet(models.QuerySet):
 
     def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
         objs = list(objs)
-        self.check_new(objs)
-        return super().bulk_create(objs, *args, **kwargs)
-
-    def check_new(self, objs: Iterable[Any]) -> None:
-        """Refuse deliveries a new row may not hold (IllegalMove): for the inserts that bypass bulk_create
-        (delivery/batch_sql.py)."""
         for delivery in objs:
             _initial_check(delivery.status)
+        return super().bulk_create(objs, *args, **kwargs)
 
     def create_historical(self, **fields: Any) -> "Delivery":
         """A delivery in any status, as if the engine had moved it there: for tests, the demo seed and

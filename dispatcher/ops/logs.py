@@ -117,9 +117,6 @@ EVENTS: tuple[LogEvent, ...] = (
              "The broker refused a drain wake-up: the pump sends one later.", traceback=True),
     LogEvent("deliver_wake.awake_check_failed", "warning", (),
              "Whether a drain loop is listening could not be read: the broker is asked instead.", traceback=True),
-    LogEvent("drain.enqueuers_unsettled", "info", ("seconds",),
-             "A drain loop that stopped listening waited this long for a transaction that saw it awake, which has "
-             "not ended: its deliveries are left to another listening loop or the pump."),
     LogEvent("drain.listener_close_failed", "warning", (),
              "A drain loop could not stop listening cleanly (its connection was broken).", traceback=True),
     LogEvent("drain.stop", "warning", ("given_back", "stored"),
