@@ -212,18 +212,9 @@ def run_enqueue_cost(hook, deal, n: int) -> tuple[float, float, float]:
     from celery import current_app
     from django.db import connection, transaction
 
-    from dispatcher import delivery as delivery_engine
     from dispatcher.models import Delivery
 
-    # As the API has them: the webhook with its organization and edition, the record with its module.
-    hook = type(hook).objects.select_related("organization__edition", "module").get(pk=hook.pk)
-    deal = type(deal).objects.select_related("module").get(pk=deal.pk)
-    ids = []
-    started = time.perf_counter()
-    for _ in range(n):
-        with transaction.atomic():
-            ids.append(delivery_engine.delivery_enqueue(webhook=hook, record=deal).pk)
-    enqueue_rate = n / (time.perf_counter() - started)
+    ids, enqueue_rate = enqueue_one_per_transaction(hook, deal, n)
     # The same row, written as plainly as PostgreSQL allows: queued (the same indexes as an enqueue), due in a
     # hundred years so that no worker would take it before it is deleted below.
     template = Delivery.objects.get(pk=ids[0])
@@ -251,10 +242,18 @@ def run_enqueue_cost(hook, deal, n: int) -> tuple[float, float, float]:
 
 def run_enqueue_to_success(hook, deal, n: int) -> tuple[float, float]:
     """With a worker running: the rate of n deliveries each enqueued in its own transaction, and enqueue→Success."""
+    started = time.perf_counter()
+    ids, enqueue_rate = enqueue_one_per_transaction(hook, deal, n)
+    return enqueue_rate, n / (wait_success(ids) - started)
+
+
+def enqueue_one_per_transaction(hook, deal, n: int) -> tuple[list[int], float]:
+    """n deliveries, each enqueued in its own transaction as the API writes them: their ids, and the rate."""
     from django.db import transaction
 
     from dispatcher import delivery as delivery_engine
 
+    # As the API has them: the webhook with its organization and edition, the record with its module.
     hook = type(hook).objects.select_related("organization__edition", "module").get(pk=hook.pk)
     deal = type(deal).objects.select_related("module").get(pk=deal.pk)
     ids = []
@@ -262,8 +261,7 @@ def run_enqueue_to_success(hook, deal, n: int) -> tuple[float, float]:
     for _ in range(n):
         with transaction.atomic():
             ids.append(delivery_engine.delivery_enqueue(webhook=hook, record=deal).pk)
-    enqueue_rate = n / (time.perf_counter() - started)
-    return enqueue_rate, n / (wait_success(ids) - started)
+    return ids, n / (time.perf_counter() - started)
 
 
 def ceiling_row(fast: float, base: float) -> dict:

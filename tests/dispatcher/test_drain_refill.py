@@ -37,18 +37,27 @@ def backlog(organization, server) -> tuple:
     return hang, fast
 
 
+def drain_behind_hanging(server, settings, *, organizations: int, slots: int, batch: int) -> tuple[list, int]:
+    """Each organization's backlog drained with this many slots, the hanging requests held until every fast
+    one has been sent (which only a refill while they hang can do), then let go: the webhooks of every
+    organization's backlog, and what the drain attempted."""
+    settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = slots, slots
+    hooks = [hook for _ in range(organizations) for hook in backlog(OrganizationFactory(), server)]
+    releaser, seen = server.release_once(
+        lambda: server.fast >= 20 * organizations and server.holding == 2 * organizations,
+        f"every fast request while the {2 * organizations} hanging ones are held")
+    attempted = delivery_engine.deliveries_drain(batch=batch, budget_seconds=30)
+    releaser.join(60)
+    assert seen == {"held until": True}
+    return hooks, attempted
+
+
 @pytest.mark.django_db
 def test_an_organization_with_more_due_than_its_slots_refills_them_as_requests_end(on_postgresql, server,  # noqa: F811
                                                                                     settings):
     """Four slots, two held by requests that hang: the twenty fast deliveries behind them are claimed a few at
     a time as each fast request ends, while the hanging two are still in flight."""
-    settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 4, 4
-    hang, fast = backlog(OrganizationFactory(), server)
-    releaser, seen = server.release_once(lambda: server.fast >= 20 and server.holding == 2,
-                                         "every fast request while the two hanging ones are held")
-    attempted = delivery_engine.deliveries_drain(batch=50, budget_seconds=30)
-    releaser.join(60)
-    assert seen == {"held until": True}
+    (hang, fast), attempted = drain_behind_hanging(server, settings, organizations=1, slots=4, batch=50)
     assert attempted == 22
     assert set(Delivery.objects.filter(webhook=fast).values_list("status", flat=True)) == {"success"}
     assert set(Delivery.objects.filter(webhook=hang).values_list("status", flat=True)) == {"success"}
@@ -60,13 +69,7 @@ def test_two_organizations_with_more_due_than_the_slots_both_refill_as_requests_
     """Twelve slots, two organizations each holding two with requests that hang and twenty fast deliveries
     behind them: each claim is cut at its limit (8) and shared between them, and both refill as their fast
     requests end, while all four hanging requests are still in flight."""
-    settings.WEBHOOK_MAX_IN_FLIGHT, settings.WEBHOOK_MAX_IN_FLIGHT_PER_DESTINATION = 12, 12
-    hooks = [*backlog(OrganizationFactory(), server), *backlog(OrganizationFactory(), server)]
-    releaser, seen = server.release_once(lambda: server.fast >= 40 and server.holding == 4,
-                                         "every fast request while the four hanging ones are held")
-    attempted = delivery_engine.deliveries_drain(batch=8, budget_seconds=30)
-    releaser.join(60)
-    assert seen == {"held until": True}
+    hooks, attempted = drain_behind_hanging(server, settings, organizations=2, slots=12, batch=8)
     assert attempted == 44
     assert set(Delivery.objects.filter(webhook__in=hooks).values_list("status", flat=True)) == {"success"}
 
